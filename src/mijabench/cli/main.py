@@ -1,0 +1,54 @@
+"""The `mijabench` command: a thin layer that parses arguments, calls the library and prints.
+
+Every sub-command lives in its own module; this file only assembles them and turns a MijaError into one
+line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import MijaError
+from . import store as store_cli
+from . import taxonomy as taxonomy_cli
+from .common import err_console
+
+cli = typer.Typer(
+    name="mijabench",
+    help="Demographic safety audits for language models: for whom is a model safe?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+cli.command("groups")(taxonomy_cli.groups)
+cli.command("strategies")(taxonomy_cli.strategies)
+cli.add_typer(store_cli.app, name="store")
+
+scenarios_app = typer.Typer(help="Scenario categories (no sub-command: list them) and scenario building.")
+cli.add_typer(scenarios_app, name="scenarios")
+
+
+@scenarios_app.callback(invoke_without_command=True)
+def scenarios(ctx: typer.Context) -> None:
+    """List the 21 scenario categories when called without a sub-command."""
+    if ctx.invoked_subcommand is None:
+        taxonomy_cli.list_scenario_categories()
+
+
+def app() -> None:
+    """Console entry point."""
+    try:
+        cli(standalone_mode=True)
+    except MijaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; everything stored so far is kept (re-run the command to resume)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app()

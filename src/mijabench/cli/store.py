@@ -1,0 +1,44 @@
+"""`mijabench store info | export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..store import export_all, export_table
+from ..store.export import FORMATS
+from .common import WorkspaceOption, console, open_store
+
+app = typer.Typer(help="Inspect and export the workspace store.", no_args_is_help=True)
+
+
+@app.command()
+def info(workspace: Path = WorkspaceOption) -> None:
+    """Row counts per table, benchmarks, models and runs."""
+    with open_store(workspace, create=False) as store:
+        table = Table(title=f"{store.path} (schema v{store.schema_version})")
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name, count in store.counts().items():
+            table.add_row(name, f"{count:,}")
+        console.print(table)
+        for bench, n in store.benches().items():
+            console.print(f"benchmark [bold]{bench}[/bold]: {n:,} items")
+        for m in store.models():
+            console.print(f"model [bold]{m['name']}[/bold]: {m['spec']}")
+
+
+@app.command()
+def export(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder (all tables) or file (with --table)."),
+    table: str = typer.Option(None, "--table", "-t", help="One table; all tables when omitted."),
+    fmt: str = typer.Option("parquet", "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    workspace: Path = WorkspaceOption,
+) -> None:
+    """Export tables to Parquet or JSONL."""
+    with open_store(workspace, create=False) as store:
+        paths = [export_table(store, table, out, fmt)] if table else export_all(store, out, fmt)
+    for p in paths:
+        console.print(f"wrote {p}")

@@ -1,0 +1,306 @@
+"""The workspace store: one SQLite database (WAL mode) that every stage reads and writes.
+
+Writes are transactions: a batch either lands whole or not at all, so a process killed mid-write leaves the
+database as it was before that batch. Readers get records back, never rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import MijaError
+from ..records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed, Verdict
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .secrets import redact, scrub_text
+
+DEFAULT_WORKSPACE = "mijabench-workspace"
+DB_NAME = "mijabench.sqlite"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    """A workspace database. Open with ``Store(path)`` where path is a folder or a ``.sqlite`` file."""
+
+    def __init__(self, path: str | Path = DEFAULT_WORKSPACE, *, create: bool = True):
+        path = Path(path)
+        self.path = path if path.suffix in (".sqlite", ".db") else path / DB_NAME
+        if not self.path.exists() and not create:
+            raise MijaError(f"no workspace at {self.path} (run a build or pass --workspace)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise MijaError(f"{self.path}: not a usable mijabench database ({exc})") from exc
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise MijaError(f"{self.path}: schema version {version} is newer than this mijabench "
+                            f"({SCHEMA_VERSION}); upgrade mijabench")
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction() as cur:
+                for statement in MIGRATIONS[number]:
+                    cur.execute(statement)
+                cur.execute(f"PRAGMA user_version={number + 1}")
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number + 1),))
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def transaction(self):
+        return _Transaction(self)
+
+    # -- runs and events ---------------------------------------------------------------------------------
+    def new_run(self, kind: str, config: dict[str, Any]) -> str:
+        """Record a run's full configuration (secrets removed) and return its id."""
+        run_id = f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        with self.transaction() as cur:
+            cur.execute("INSERT INTO runs VALUES (?,?,?,?)", (run_id, kind, now(), _dumps(redact(config))))
+        return run_id
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT id, kind, created_at, config FROM runs", ()
+        if kind:
+            sql, args = sql + " WHERE kind=?", (kind,)
+        rows = self.conn.execute(sql + " ORDER BY created_at", args).fetchall()
+        return [{"id": r[0], "kind": r[1], "created_at": r[2], "config": json.loads(r[3])} for r in rows]
+
+    def log_events(self, run_id: str, stage: str, events: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Store (ref, kind, detail) events: dropped rows, refusals of a rewriter, and the like."""
+        stamp = now()
+        rows = [(run_id, stage, ref, kind, _dumps(redact(detail)), stamp) for ref, kind, detail in events]
+        with self.transaction() as cur:
+            cur.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows)
+
+    def events(self, stage: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT run_id, stage, ref, kind, detail, created_at FROM events WHERE 1=1", []
+        if stage:
+            sql += " AND stage=?"
+            args.append(stage)
+        if run_id:
+            sql += " AND run_id=?"
+            args.append(run_id)
+        return [{"run_id": r[0], "stage": r[1], "ref": r[2], "kind": r[3], "detail": json.loads(r[4]),
+                 "created_at": r[5]} for r in self.conn.execute(sql, args)]
+
+    # -- seeds and scenarios -----------------------------------------------------------------------------
+    def put_seeds(self, seeds: Iterable[Seed]) -> int:
+        rows = [(s.id, s.language, s.group, s.text, s.source, _dumps(s.meta)) for s in seeds]
+        with self.transaction() as cur:
+            cur.executemany("INSERT OR IGNORE INTO seeds VALUES (?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def seeds(self, language: str | None = None) -> list[Seed]:
+        sql, args = "SELECT id, language, group_id, text, source, meta FROM seeds", ()
+        if language:
+            sql, args = sql + " WHERE language=?", (language,)
+        return [Seed(id=r[0], language=r[1], group=r[2], text=r[3], source=r[4], meta=json.loads(r[5]))
+                for r in self.conn.execute(sql + " ORDER BY rowid", args)]
+
+    def put_scenarios(self, scenarios: Iterable[Scenario]) -> int:
+        rows = [(s.id, s.language, s.category, s.text, _dumps(redact(s.provenance))) for s in scenarios]
+        with self.transaction() as cur:
+            cur.executemany("INSERT OR IGNORE INTO scenarios VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def scenarios(self, language: str | None = None, category: str | None = None) -> list[Scenario]:
+        sql, args = "SELECT id, language, category, text, provenance FROM scenarios WHERE 1=1", []
+        if language:
+            sql += " AND language=?"
+            args.append(language)
+        if category:
+            sql += " AND category=?"
+            args.append(category)
+        return [Scenario(id=r[0], language=r[1], category=r[2], text=r[3], provenance=json.loads(r[4]))
+                for r in self.conn.execute(sql + " ORDER BY rowid", args)]
+
+    # -- benchmark items ---------------------------------------------------------------------------------
+    def put_items(self, items: Iterable[BenchmarkItem], bench: str = "default") -> int:
+        items = list(items)
+        rows = [(i.id, i.language, i.group, i.seed_id, i.seed_text, i.scenario_id, i.scenario_category,
+                 i.scenario_text, i.strategy, i.prompt, i.pair_id, _dumps(redact(i.provenance)))
+                for i in items]
+        with self.transaction() as cur:
+            cur.executemany("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            cur.executemany("INSERT OR IGNORE INTO bench_items VALUES (?,?)", [(bench, i.id) for i in items])
+        return len(rows)
+
+    _ITEM_COLS = ("i.id, i.language, i.group_id, i.seed_id, i.seed_text, i.scenario_id, i.scenario_category, "
+                  "i.scenario_text, i.strategy, i.prompt, i.pair_id, i.provenance")
+
+    @staticmethod
+    def _item(r) -> BenchmarkItem:
+        return BenchmarkItem(id=r[0], language=r[1], group=r[2], seed_id=r[3], seed_text=r[4],
+                             scenario_id=r[5], scenario_category=r[6], scenario_text=r[7], strategy=r[8],
+                             prompt=r[9], pair_id=r[10], provenance=json.loads(r[11]))
+
+    def items(self, bench: str | None = None) -> list[BenchmarkItem]:
+        if bench:
+            sql = (f"SELECT {self._ITEM_COLS} FROM items i JOIN bench_items b ON b.item_id=i.id "
+                   "WHERE b.bench=? ORDER BY i.rowid")
+            rows = self.conn.execute(sql, (bench,))
+        else:
+            rows = self.conn.execute(f"SELECT {self._ITEM_COLS} FROM items i ORDER BY i.rowid")
+        return [self._item(r) for r in rows]
+
+    def get_items(self, ids: Iterable[str]) -> dict[str, BenchmarkItem]:
+        ids = list(ids)
+        out: dict[str, BenchmarkItem] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            sql = f"SELECT {self._ITEM_COLS} FROM items i WHERE i.id IN ({','.join('?' * len(chunk))})"
+            out.update((r[0], self._item(r)) for r in self.conn.execute(sql, chunk))
+        return out
+
+    def benches(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT bench, COUNT(*) FROM bench_items GROUP BY bench ORDER BY bench")
+        return dict(rows.fetchall())
+
+    # -- models ------------------------------------------------------------------------------------------
+    def put_model(self, name: str, spec: str, family: str | None = None, params_b: float | None = None,
+                  meta: dict[str, Any] | None = None) -> None:
+        with self.transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?)",
+                        (name, scrub_text(spec), family, params_b, _dumps(redact(meta or {}))))
+
+    def models(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT name, spec, family, params_b, meta FROM models ORDER BY name")
+        return [{"name": r[0], "spec": r[1], "family": r[2], "params_b": r[3], "meta": json.loads(r[4])}
+                for r in rows]
+
+    # -- responses ---------------------------------------------------------------------------------------
+    def put_responses(self, responses: Iterable[Response]) -> int:
+        """Store responses. A good answer is never overwritten; an error row is replaced by a newer try."""
+        stamp = now()
+        rows = []
+        for r in responses:
+            settings = SamplingSettings.from_dict(r.settings)
+            rows.append((r.id, r.item_id, r.model, settings.key, _dumps(settings.to_dict()),
+                         None if r.text is None else scrub_text(r.text), r.prompt_tokens, r.completion_tokens,
+                         r.latency_s, r.finish_reason, None if r.error is None else scrub_text(r.error),
+                         r.attempts, r.run_id, stamp))
+        with self.transaction() as cur:
+            cur.executemany(
+                "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "text=excluded.text, prompt_tokens=excluded.prompt_tokens, "
+                "completion_tokens=excluded.completion_tokens, latency_s=excluded.latency_s, "
+                "finish_reason=excluded.finish_reason, error=excluded.error, "
+                "attempts=responses.attempts+excluded.attempts, run_id=excluded.run_id, "
+                "created_at=excluded.created_at WHERE responses.error IS NOT NULL", rows)
+        return len(rows)
+
+    _RESP_COLS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
+                  "finish_reason, error, attempts, run_id")
+
+    @staticmethod
+    def _response(r) -> Response:
+        return Response(id=r[0], item_id=r[1], model=r[2], settings=json.loads(r[3]), text=r[4],
+                        prompt_tokens=r[5], completion_tokens=r[6], latency_s=r[7], finish_reason=r[8],
+                        error=r[9], attempts=r[10], run_id=r[11])
+
+    def responses(self, model: str | None = None, ok_only: bool = False) -> list[Response]:
+        sql, args = f"SELECT {self._RESP_COLS} FROM responses WHERE 1=1", []
+        if model:
+            sql += " AND model=?"
+            args.append(model)
+        if ok_only:
+            sql += " AND error IS NULL"
+        return [self._response(r) for r in self.conn.execute(sql + " ORDER BY rowid", args)]
+
+    def answered_response_ids(self, model: str, settings: SamplingSettings) -> set[str]:
+        """Ids of responses already answered (not errors) for this model and settings: the resume set."""
+        rows = self.conn.execute(
+            "SELECT id FROM responses WHERE model=? AND settings_key=? AND error IS NULL",
+            (model, settings.key))
+        return {r[0] for r in rows}
+
+    # -- verdicts ----------------------------------------------------------------------------------------
+    def put_verdicts(self, verdicts: Iterable[Verdict]) -> int:
+        """Store verdicts; as with responses, only an errored verdict is replaced by a newer one."""
+        stamp = now()
+        rows = [(v.id, v.response_id, v.judge, v.label, scrub_text(v.raw), scrub_text(v.reasoning),
+                 None if v.error is None else scrub_text(v.error), v.run_id, stamp) for v in verdicts]
+        with self.transaction() as cur:
+            cur.executemany(
+                "INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "label=excluded.label, raw=excluded.raw, reasoning=excluded.reasoning, error=excluded.error, "
+                "run_id=excluded.run_id, created_at=excluded.created_at WHERE verdicts.error IS NOT NULL",
+                rows)
+        return len(rows)
+
+    def verdicts(self, judge: str | None = None) -> list[Verdict]:
+        sql, args = "SELECT id, response_id, judge, label, raw, reasoning, error, run_id FROM verdicts", ()
+        if judge:
+            sql, args = sql + " WHERE judge=?", (judge,)
+        return [Verdict(id=r[0], response_id=r[1], judge=r[2], label=r[3], raw=r[4], reasoning=r[5],
+                        error=r[6], run_id=r[7]) for r in self.conn.execute(sql + " ORDER BY rowid", args)]
+
+    def judged_response_ids(self, judge: str) -> set[str]:
+        rows = self.conn.execute("SELECT response_id FROM verdicts WHERE judge=? AND error IS NULL", (judge,))
+        return {r[0] for r in rows}
+
+    # -- summaries ---------------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        from .schema import TABLES
+        return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        """Read-only escape hatch for analysis code that needs a join."""
+        return self.conn.execute(sql, tuple(args)).fetchall()
+
+
+class _Transaction:
+    """``with store.transaction() as cur:`` runs its statements in one IMMEDIATE transaction."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.store._lock.acquire()
+        self.cur = self.store.conn.cursor()
+        self.cur.execute("BEGIN IMMEDIATE")
+        return self.cur
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.store._lock.release()
+
+
+def iter_rows(store: Store, table: str) -> Iterator[dict[str, Any]]:
+    cur = store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))

@@ -1,0 +1,43 @@
+"""Export store tables to Parquet or JSONL. Files are written to a temporary name and renamed, so an
+interrupted export never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import MijaError
+from .core import Store, iter_rows
+from .schema import TABLES
+
+FORMATS = ("parquet", "jsonl")
+
+
+def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet") -> Path:
+    if table not in TABLES:
+        raise MijaError(f"unknown table '{table}' (tables: {', '.join(TABLES)})")
+    if fmt not in FORMATS:
+        raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    rows = list(iter_rows(store, table))
+    if fmt == "jsonl":
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        names = [d[0] for d in store.conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        columns = {n: [r[n] for r in rows] for n in names}
+        pq.write_table(pa.table(columns) if rows else pa.table({n: pa.array([], pa.string()) for n in names}),
+                       tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def export_all(store: Store, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
+    return [export_table(store, t, Path(out_dir) / f"{t}.{fmt}", fmt) for t in TABLES]

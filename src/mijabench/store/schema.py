@@ -1,0 +1,49 @@
+"""Schema of the workspace database and the migrations that reach it.
+
+Each migration is a list of SQL statements applied in one transaction; ``PRAGMA user_version`` records how
+far a database has come. Add a migration at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    [  # 1: the first schema
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at TEXT NOT NULL, config TEXT NOT NULL)""",
+        """CREATE TABLE seeds (
+            id TEXT PRIMARY KEY, language TEXT NOT NULL, group_id TEXT NOT NULL, text TEXT NOT NULL,
+            source TEXT NOT NULL, meta TEXT NOT NULL)""",
+        """CREATE TABLE scenarios (
+            id TEXT PRIMARY KEY, language TEXT NOT NULL, category TEXT NOT NULL, text TEXT NOT NULL,
+            provenance TEXT NOT NULL)""",
+        """CREATE TABLE items (
+            id TEXT PRIMARY KEY, language TEXT NOT NULL, group_id TEXT NOT NULL, seed_id TEXT NOT NULL,
+            seed_text TEXT NOT NULL, scenario_id TEXT NOT NULL, scenario_category TEXT NOT NULL,
+            scenario_text TEXT NOT NULL, strategy TEXT NOT NULL, prompt TEXT NOT NULL, pair_id TEXT NOT NULL,
+            provenance TEXT NOT NULL)""",
+        """CREATE TABLE bench_items (
+            bench TEXT NOT NULL, item_id TEXT NOT NULL REFERENCES items(id), PRIMARY KEY (bench, item_id))""",
+        """CREATE TABLE models (
+            name TEXT PRIMARY KEY, spec TEXT NOT NULL, family TEXT, params_b REAL, meta TEXT NOT NULL)""",
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY, item_id TEXT NOT NULL, model TEXT NOT NULL, settings_key TEXT NOT NULL,
+            settings TEXT NOT NULL, text TEXT, prompt_tokens INTEGER, completion_tokens INTEGER,
+            latency_s REAL, finish_reason TEXT, error TEXT, attempts INTEGER NOT NULL, run_id TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        """CREATE INDEX responses_model ON responses(model, settings_key)""",
+        """CREATE TABLE verdicts (
+            id TEXT PRIMARY KEY, response_id TEXT NOT NULL, judge TEXT NOT NULL, label TEXT NOT NULL,
+            raw TEXT NOT NULL, reasoning TEXT NOT NULL, error TEXT, run_id TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        """CREATE INDEX verdicts_response ON verdicts(response_id)""",
+        """CREATE TABLE events (
+            run_id TEXT NOT NULL, stage TEXT NOT NULL, ref TEXT NOT NULL, kind TEXT NOT NULL,
+            detail TEXT NOT NULL, created_at TEXT NOT NULL)""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Tables a user can export, in pipeline order.
+TABLES = ("seeds", "scenarios", "items", "bench_items", "runs", "models", "responses", "verdicts", "events")
