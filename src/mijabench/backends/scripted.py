@@ -53,6 +53,16 @@ class ScriptedBackend(Backend):
         return Generation(text=text, prompt_tokens=len(prompt.split()), completion_tokens=words,
                           finish_reason="stop", latency_s=self.latency_s)
 
+    @classmethod
+    def from_config(cls, config) -> ScriptedBackend:
+        """``scripted:NAME``; YAML ``options`` set the other fields (reply, refuse_on, fail_rate, ...)."""
+        options = dict(config.options)
+        if "refuse_on" in options:
+            options["refuse_on"] = tuple(options["refuse_on"])
+        backend = cls(name=config.name, **options)
+        backend.spec = config.spec
+        return backend
+
     def _answer(self, prompt: str) -> str:
         lowered = prompt.lower()
         for needle, reply in self.replies.items():

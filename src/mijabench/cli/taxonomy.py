@@ -19,7 +19,8 @@ def groups(language: str = LanguageOption) -> None:
     for col in ("id", "English", "Português", "category", "languages"):
         table.add_column(col)
     for g in tax.groups.values():
-        table.add_row(g.id, g.name("en"), g.name("pt"), tax.categories[g.category][lang], ", ".join(g.languages))
+        category = tax.categories[g.category][lang]
+        table.add_row(g.id, g.name("en"), g.name("pt"), category, ", ".join(g.languages))
     console.print(table)
 
 

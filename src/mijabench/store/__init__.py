@@ -1,6 +1,6 @@
 """The SQLite workspace every stage reads and writes."""
 
 from .core import DEFAULT_WORKSPACE, Store
-from .export import export_table, export_all
+from .export import export_all, export_table
 
 __all__ = ["DEFAULT_WORKSPACE", "Store", "export_table", "export_all"]
