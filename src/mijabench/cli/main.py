@@ -11,6 +11,13 @@ import sys
 import typer
 
 from ..errors import MijaError
+from . import align as align_cli
+from . import annotate as annotate_cli
+from . import bench as bench_cli
+from . import judge as judge_cli
+from . import report as report_cli
+from . import run as run_cli
+from . import seeds as seeds_cli
 from . import store as store_cli
 from . import taxonomy as taxonomy_cli
 from .common import err_console
@@ -26,9 +33,18 @@ cli = typer.Typer(
 cli.command("groups")(taxonomy_cli.groups)
 cli.command("strategies")(taxonomy_cli.strategies)
 cli.add_typer(store_cli.app, name="store")
+cli.add_typer(judge_cli.app, name="judge")
+cli.command("report")(report_cli.report)
+cli.command("compare")(report_cli.compare)
+cli.command("run")(run_cli.run)
+cli.add_typer(annotate_cli.app, name="annotate")
+cli.add_typer(seeds_cli.app, name="seeds")
+cli.add_typer(align_cli.app, name="align")
 
 scenarios_app = typer.Typer(help="Scenario categories (no sub-command: list them) and scenario building.")
 cli.add_typer(scenarios_app, name="scenarios")
+cli.add_typer(bench_cli.app, name="bench")
+scenarios_app.command("build")(bench_cli.scenarios_build)
 
 
 @scenarios_app.callback(invoke_without_command=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..backends.base import Backend, BackendError, Generation, GenerationRequest
+from .limiter import AdaptiveLimiter
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,17 @@ class RunStats:
     failed: int = 0
     retries: int = 0
     elapsed_s: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # error kind -> requests that failed with it
+    retrying: int = 0  # requests that failed at least once and are not settled yet
+    concurrency: int = 0  # the in-flight limit now (it shrinks on HTTP 429 and grows back)
+    skipped: int = 0  # already stored before this run (set by callers that resume)
+    error_examples: dict[str, str] = field(default_factory=dict)  # error kind -> one message, for summaries
+    aborted: str | None = None  # why the rest of the requests were not sent (set by callers that stop early)
+
+    def count_failure(self, error: BackendError) -> None:
+        self.failed += 1
+        self.errors[error.kind] = self.errors.get(error.kind, 0) + 1
+        self.error_examples.setdefault(error.kind, str(error))
 
     @property
     def throughput(self) -> float:
@@ -52,18 +63,34 @@ class RunStats:
 
 
 async def call_with_retries(backend: Backend, request: GenerationRequest, policy: RetryPolicy,
-                            on_retry: Callable[[BackendError], None] | None = None) -> Outcome:
+                            on_retry: Callable[[BackendError], None] | None = None,
+                            limiter: AdaptiveLimiter | None = None) -> Outcome:
+    """One request, tried until it succeeds or the policy's budget is spent. With a ``limiter``, every
+    attempt holds one of its slots while in flight (waiting for a slot does not count toward the timeout)
+    and reports successes and 429s to it."""
     start = time.monotonic()
     attempt = 0
     while True:
         attempt += 1
+        started = await limiter.acquire() if limiter else 0.0
         try:
-            generation = await asyncio.wait_for(backend.generate(request), policy.timeout_s)
-            return Outcome(request, generation, None, attempt)
+            async with asyncio.timeout(policy.timeout_s):  # unlike wait_for, no extra task per attempt
+                generation = await backend.generate(request)
         except TimeoutError:
             error = BackendError(f"no answer within {policy.timeout_s:g}s", retryable=True, kind="timeout")
         except BackendError as exc:
             error = exc
+        except Exception as exc:  # a backend bug must not take the whole run down: record it, go on
+            error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False, kind="internal")
+        else:
+            if limiter:
+                limiter.succeeded()
+            return Outcome(request, generation, None, attempt)
+        finally:
+            if limiter:
+                limiter.release()
+        if limiter and (error.status == 429 or error.kind == "rate_limited"):
+            limiter.overloaded(started, error.retry_after)
         elapsed = time.monotonic() - start
         wait = policy.delay(attempt, error.retry_after)
         if not error.retryable or attempt >= policy.max_attempts or elapsed + wait > policy.max_total_s:
@@ -76,25 +103,43 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
 async def execute(requests: Iterable[GenerationRequest], backend: Backend,
                   on_result: Callable[[Outcome], None], *, concurrency: int | None = None,
                   policy: RetryPolicy | None = None,
-                  on_progress: Callable[[RunStats], None] | None = None) -> RunStats:
-    """Send every request, at most ``concurrency`` at a time; call ``on_result`` once per request."""
+                  on_progress: Callable[[RunStats], None] | None = None,
+                  adaptive: bool = False, stats: RunStats | None = None) -> RunStats:
+    """Send every request, at most ``concurrency`` at a time; call ``on_result`` once per request.
+
+    ``adaptive`` lets the limit shrink when the server answers 429 and grow back (see ``AdaptiveLimiter``);
+    ``concurrency`` is then the ceiling. ``requests`` is consumed lazily, so a generator may stop early.
+    """
     policy = policy or RetryPolicy()
     limit = concurrency or backend.default_concurrency
-    stats = RunStats()
+    limiter = AdaptiveLimiter(limit) if adaptive else None
+    stats = stats or RunStats()
+    stats.concurrency = limit
     start = time.monotonic()
     queue: asyncio.Queue[GenerationRequest | None] = asyncio.Queue(maxsize=limit * 2)
 
-    def retried(error: BackendError) -> None:
-        stats.retries += 1
-
     async def worker() -> None:
         while (request := await queue.get()) is not None:
-            outcome = await call_with_retries(backend, request, policy, retried)
+            retried = False
+
+            def on_retry(error: BackendError) -> None:
+                nonlocal retried
+                stats.retries += 1
+                if not retried:
+                    retried = True
+                    stats.retrying += 1
+                if limiter:
+                    stats.concurrency = limiter.limit
+
+            outcome = await call_with_retries(backend, request, policy, on_retry, limiter)
+            if retried:
+                stats.retrying -= 1
             if outcome.error is None:
                 stats.done += 1
             else:
-                stats.failed += 1
-                stats.errors[outcome.error.kind] = stats.errors.get(outcome.error.kind, 0) + 1
+                stats.count_failure(outcome.error)
+            if limiter:
+                stats.concurrency = limiter.limit
             on_result(outcome)
             stats.elapsed_s = time.monotonic() - start
             if on_progress:

@@ -10,6 +10,7 @@ Usage::
 from __future__ import annotations
 
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,14 +19,21 @@ from .engine import RunStats
 
 
 class _Bar:
-    def __init__(self, progress: Progress, task_id, skipped: int):
-        self.progress, self.task_id, self.skipped = progress, task_id, skipped
+    REFRESH_S = 0.1  # the display redraws ten times a second; updating it per result would only cost time
+
+    def __init__(self, progress: Progress, task_id, skipped: int, total: int):
+        self.progress, self.task_id, self.skipped, self.total = progress, task_id, skipped, total
+        self._last = 0.0
 
     def update(self, stats: RunStats) -> None:
+        now = time.monotonic()
+        if now - self._last < self.REFRESH_S and self.skipped + stats.done + stats.failed < self.total:
+            return
+        self._last = now
         self.progress.update(
             self.task_id, completed=self.skipped + stats.done + stats.failed,
-            info=f"ok {stats.done:,}  failed {stats.failed:,}  retries {stats.retries:,}  "
-                 f"{stats.throughput:,.1f}/s")
+            info=f"ok {stats.done:,}  failed {stats.failed:,}  retrying {stats.retrying:,}  "
+                 f"{stats.throughput:,.1f}/s  in flight <= {stats.concurrency}")
 
 
 class StageProgress:
@@ -43,7 +51,7 @@ class StageProgress:
         """A bar for ``label``; ``skipped`` counts work already stored (resumed runs start part-way)."""
         task_id = self.progress.add_task(label, total=total, completed=skipped,
                                          info=f"resumed {skipped:,}" if skipped else "")
-        return _Bar(self.progress, task_id, skipped)
+        return _Bar(self.progress, task_id, skipped, total)
 
     def __enter__(self) -> StageProgress:
         self.progress.start()

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed, Verdict
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .secrets import redact, scrub_text
+from .secrets import redact, scrub_text, secret_values
 
 DEFAULT_WORKSPACE = "mijabench-workspace"
 DB_NAME = "mijabench.sqlite"
@@ -203,13 +203,18 @@ class Store:
     def put_responses(self, responses: Iterable[Response]) -> int:
         """Store responses. A good answer is never overwritten; an error row is replaced by a newer try."""
         stamp = now()
+        secrets = secret_values()  # once per batch: reading the environment per row was the hot spot
+        seen: dict[int, tuple[Any, str, str]] = {}  # id(settings dict) -> (it, key, json): runs share one
         rows = []
         for r in responses:
-            settings = SamplingSettings.from_dict(r.settings)
-            rows.append((r.id, r.item_id, r.model, settings.key, _dumps(settings.to_dict()),
-                         None if r.text is None else scrub_text(r.text), r.prompt_tokens, r.completion_tokens,
-                         r.latency_s, r.finish_reason, None if r.error is None else scrub_text(r.error),
-                         r.attempts, r.run_id, stamp))
+            cached = seen.get(id(r.settings))
+            if cached is None or cached[0] is not r.settings:
+                settings = SamplingSettings.from_dict(r.settings)
+                cached = seen[id(r.settings)] = (r.settings, settings.key, _dumps(settings.to_dict()))
+            rows.append((r.id, r.item_id, r.model, cached[1], cached[2],
+                         None if r.text is None else scrub_text(r.text, secrets), r.prompt_tokens,
+                         r.completion_tokens, r.latency_s, r.finish_reason,
+                         None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id, stamp))
         with self.transaction() as cur:
             cur.executemany(
                 "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
@@ -249,8 +254,10 @@ class Store:
     def put_verdicts(self, verdicts: Iterable[Verdict]) -> int:
         """Store verdicts; as with responses, only an errored verdict is replaced by a newer one."""
         stamp = now()
-        rows = [(v.id, v.response_id, v.judge, v.label, scrub_text(v.raw), scrub_text(v.reasoning),
-                 None if v.error is None else scrub_text(v.error), v.run_id, stamp) for v in verdicts]
+        secrets = secret_values()
+        rows = [(v.id, v.response_id, v.judge, v.label, scrub_text(v.raw, secrets),
+                 scrub_text(v.reasoning, secrets), None if v.error is None else scrub_text(v.error, secrets),
+                 v.run_id, stamp) for v in verdicts]
         with self.transaction() as cur:
             cur.executemany(
                 "INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "

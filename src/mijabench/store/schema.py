@@ -41,6 +41,19 @@ MIGRATIONS: list[list[str]] = [
             run_id TEXT NOT NULL, stage TEXT NOT NULL, ref TEXT NOT NULL, kind TEXT NOT NULL,
             detail TEXT NOT NULL, created_at TEXT NOT NULL)""",
     ],
+    [  # 2: human annotation of judged responses (mijabench.annotate)
+        """CREATE TABLE annotation_sets (
+            name TEXT PRIMARY KEY, run_id TEXT NOT NULL, seed INTEGER NOT NULL, per_cell INTEGER NOT NULL,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE annotation_samples (
+            sample_id TEXT NOT NULL REFERENCES annotation_sets(name), response_id TEXT NOT NULL,
+            language TEXT NOT NULL, group_id TEXT NOT NULL, strategy TEXT NOT NULL, model TEXT NOT NULL,
+            vote_label TEXT NOT NULL, PRIMARY KEY (sample_id, response_id))""",
+        """CREATE TABLE annotations (
+            sample_id TEXT NOT NULL, response_id TEXT NOT NULL, annotator TEXT NOT NULL, label TEXT NOT NULL,
+            note TEXT NOT NULL, created_at TEXT NOT NULL,
+            PRIMARY KEY (sample_id, response_id, annotator))""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

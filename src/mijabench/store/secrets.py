@@ -12,6 +12,8 @@ from typing import Any
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization|bearer)", re.I)
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
+# Token counts are settings, not credentials: keep max_tokens, prompt_tokens and the like.
+_COUNT_KEY = re.compile(r"^(max|min|max_new|prompt|completion|total|num)_tokens$", re.I)
 MASK = "***"
 
 
@@ -32,7 +34,8 @@ def redact(obj: Any, secrets: list[str] | None = None) -> Any:
     """A copy of ``obj`` with secret-named keys removed and secret values masked."""
     secrets = secret_values() if secrets is None else secrets
     if isinstance(obj, dict):
-        return {k: redact(v, secrets) for k, v in obj.items() if not _SECRET_KEY.search(str(k))}
+        return {k: redact(v, secrets) for k, v in obj.items()
+                if not _SECRET_KEY.search(str(k)) or _COUNT_KEY.match(str(k))}
     if isinstance(obj, list | tuple):
         return [redact(v, secrets) for v in obj]
     if isinstance(obj, str):

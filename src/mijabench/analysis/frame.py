@@ -1,0 +1,94 @@
+"""A small columnar result table: named numpy columns of equal length, convertible to Arrow (for CSV and
+Parquet) and to row dicts (for the report). Estimate tables also carry their bootstrap resamples, so derived
+figures (deviations, spreads, differences) get intervals from the same draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+CI_LEVEL = 0.95
+
+
+@dataclass
+class Frame:
+    columns: dict[str, np.ndarray]
+    name: str = ""
+    boot: np.ndarray | None = None  # (rows, resamples) of the table's estimate column, when it has one
+    summary: dict[str, Any] = field(default_factory=dict)  # CI width and sign figures of the table
+    extra: dict[str, Any] = field(default_factory=dict)  # further resamples derived tables need
+
+    def __post_init__(self):
+        lengths = {len(v) for v in self.columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"{self.name}: columns differ in length {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def rows(self) -> list[dict[str, Any]]:
+        cols = {k: v.tolist() for k, v in self.columns.items()}
+        return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+    def take(self, index: np.ndarray) -> Frame:
+        return Frame({k: v[index] for k, v in self.columns.items()}, self.name,
+                     None if self.boot is None else self.boot[index], dict(self.summary))
+
+    def to_arrow(self) -> pa.Table:
+        arrays = {}
+        for name, col in self.columns.items():
+            if col.dtype == object:
+                arrays[name] = pa.array([None if v is None else str(v) for v in col.tolist()], pa.string())
+            else:
+                arrays[name] = pa.array(col)
+        return pa.table(arrays) if arrays else pa.table({"empty": pa.array([], pa.string())})
+
+
+def percentile_ci(boot: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per row of a (rows, resamples) matrix; NaN rows give NaN bounds."""
+    if boot.size == 0:
+        empty = np.full(boot.shape[0], np.nan)
+        return empty, empty.copy()
+    alpha = (1 - level) / 2
+    with np.errstate(invalid="ignore"):
+        low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=1) if np.isnan(boot).any() else \
+            np.quantile(boot, [alpha, 1 - alpha], axis=1)
+    return low, high
+
+
+def ci_summary(point: np.ndarray, low: np.ndarray, high: np.ndarray, boot: np.ndarray | None,
+               signed: bool) -> dict[str, Any]:
+    """Per-table figures: mean and max CI width; for signed estimates (deviations, differences) the share of
+    cells whose CI contains zero and the share of resamples whose sign is opposite to the point estimate
+    (averaged over cells with a non-zero estimate)."""
+    ok = ~(np.isnan(low) | np.isnan(high))
+    width = (high - low)[ok]
+    out: dict[str, Any] = {
+        "cells": int(ok.sum()),
+        "mean_ci_width": float(width.mean()) if width.size else float("nan"),
+        "max_ci_width": float(width.max()) if width.size else float("nan"),
+        "share_ci_crosses_zero": None,
+        "sign_flip_share": None,
+    }
+    if signed and ok.any():
+        out["share_ci_crosses_zero"] = float(((low[ok] <= 0) & (high[ok] >= 0)).mean())
+        if boot is not None and boot.size:
+            nonzero = ok & (point != 0)
+            if nonzero.any():
+                flips = (boot[nonzero] * point[nonzero, None]) < 0
+                out["sign_flip_share"] = float(flips.mean())
+    return out

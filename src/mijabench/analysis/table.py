@@ -1,0 +1,250 @@
+"""The judged table: one row per stored response, with its item's attributes, its model's metadata and the
+final vote of the chosen judges, held as numpy columns.
+
+String columns are categorical (integer codes plus a list of categories) so every cut in the analysis is a
+``bincount`` over codes. Categories of taxonomy columns follow the taxonomy's order (groups, strategies,
+scenario categories, size classes, languages), so tables and plots come out in a stable, readable order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InputError
+from ..judge.vote import final_label
+from ..records import HARMFUL, SAFE, UNPARSED
+from ..taxonomy import load_taxonomy
+
+UNJUDGED = "unjudged"
+LABEL_CATEGORIES = (SAFE, HARMFUL, UNPARSED, UNJUDGED)
+
+# Status codes used by every count: a failed response is "failed" whatever its votes say.
+ST_SAFE, ST_HARMFUL, ST_UNPARSED, ST_UNJUDGED, ST_FAILED = range(5)
+N_STATUS = 5
+
+CATEGORICAL = ("response_id", "item_id", "pair_id", "model", "run_id", "family", "size_class", "language",
+               "group", "strategy", "scenario_category", "label")
+NUMERIC = ("params_b", "n_votes", "n_safe", "n_harmful", "n_unparsed", "failed")
+IDENTIFIERS = ("response_id", "item_id", "pair_id", "run_id")  # kept in first-seen order, never sorted
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A string column as int32 codes into ``categories``. Missing values are the empty string."""
+
+    codes: np.ndarray
+    categories: tuple[str, ...]
+
+    @classmethod
+    def from_values(cls, values: Iterable[str | None]) -> Categorical:
+        """Codes in first-seen order of the values."""
+        # a dict lookup per value: fast enough for millions of rows, and it avoids the second-long start-up
+        # of pyarrow's compute kernels that dictionary_encode would pay on first use
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault("" if v is None else v, len(index)) for v in values),
+                            dtype=np.int32)
+        return cls(codes, tuple(index))
+
+    def reordered(self, order: Sequence[str] | None = None) -> Categorical:
+        """The same values with categories in ``order`` (known ones first), then the rest sorted."""
+        known = [c for c in (order or ()) if c in self.categories]
+        rest = sorted(c for c in self.categories if c not in set(known))
+        new = tuple(known + rest)
+        if new == self.categories:
+            return self
+        index = {c: i for i, c in enumerate(new)}
+        remap = np.array([index[c] for c in self.categories], dtype=np.int32)
+        return Categorical(remap[self.codes] if len(self.codes) else self.codes, new)
+
+    def values(self) -> np.ndarray:
+        return np.asarray(self.categories, dtype=object)[self.codes] if self.categories else \
+            np.empty(len(self.codes), dtype=object)
+
+    def take(self, index: np.ndarray) -> Categorical:
+        return Categorical(self.codes[index], self.categories)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def canonical_order(column: str) -> tuple[str, ...]:
+    tax = load_taxonomy()
+    return {
+        "group": tuple(tax.groups),
+        "strategy": tuple(tax.strategies),
+        "scenario_category": tuple(tax.scenario_categories),
+        "size_class": tuple(sc.id for sc in tax.size_classes),
+        "language": tax.languages,
+        "label": LABEL_CATEGORIES,
+    }.get(column, ())
+
+
+class JudgedTable:
+    """Columns: see ``CATEGORICAL`` and ``NUMERIC``. Build with ``load_judged`` or ``from_columns``."""
+
+    def __init__(self, columns: dict[str, Categorical | np.ndarray]):
+        lengths = {len(c) for c in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns differ in length: {sorted(lengths)}")
+        self.columns = columns
+        self.n = lengths.pop() if lengths else 0
+        self._status: np.ndarray | None = None
+
+    @classmethod
+    def from_columns(cls, **cols) -> JudgedTable:
+        """Build from plain arrays or lists (tests, benchmarks). Missing columns get neutral defaults:
+        labels from ``label`` (strings) or from ``n_safe``/``n_harmful``/``n_unparsed`` votes."""
+        n = len(next(iter(cols.values())))
+        out: dict[str, Categorical | np.ndarray] = {}
+        for name in CATEGORICAL:
+            value = cols.get(name)
+            if value is None:
+                value = [f"r{i}" for i in range(n)] if name == "response_id" else [""] * n
+            if not isinstance(value, Categorical):
+                value = Categorical.from_values(value)
+            out[name] = value if name in IDENTIFIERS else value.reordered(canonical_order(name))
+        out["params_b"] = np.asarray(cols.get("params_b", np.full(n, np.nan)), dtype=np.float64)
+        out["failed"] = np.asarray(cols.get("failed", np.zeros(n, bool)), dtype=bool)
+        if "label" in cols and not {"n_safe", "n_harmful", "n_unparsed"} & set(cols):
+            unknown = set(out["label"].categories) - set(LABEL_CATEGORIES)
+            if unknown:
+                raise ValueError(f"labels must be among {LABEL_CATEGORIES}, got {sorted(unknown)}")
+            labels = out["label"].values()
+            out["n_safe"] = (labels == SAFE).astype(np.int32)
+            out["n_harmful"] = (labels == HARMFUL).astype(np.int32)
+            out["n_unparsed"] = (labels == UNPARSED).astype(np.int32)
+        else:
+            for name in ("n_safe", "n_harmful", "n_unparsed"):
+                out[name] = np.asarray(cols.get(name, np.zeros(n)), dtype=np.int32)
+            out["label"] = vote_labels(out["n_safe"], out["n_harmful"], out["n_unparsed"])
+        out["n_votes"] = out["n_safe"] + out["n_harmful"] + out["n_unparsed"]
+        return cls(out)
+
+    # -- access ------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.n
+
+    def cat(self, name: str) -> Categorical:
+        col = self.columns[name]
+        if not isinstance(col, Categorical):
+            raise KeyError(f"{name} is not a categorical column")
+        return col
+
+    def values(self, name: str) -> np.ndarray:
+        col = self.columns[name]
+        return col.values() if isinstance(col, Categorical) else col
+
+    @property
+    def status(self) -> np.ndarray:
+        """int8 per row: ST_SAFE, ST_HARMFUL, ST_UNPARSED, ST_UNJUDGED or ST_FAILED."""
+        if self._status is None:
+            label = self.cat("label")
+            by_label = np.array([LABEL_CATEGORIES.index(c) for c in label.categories], dtype=np.int8)
+            status = by_label[label.codes] if len(label.codes) else np.zeros(0, np.int8)
+            self._status = np.where(self.columns["failed"], np.int8(ST_FAILED), status).astype(np.int8)
+        return self._status
+
+    def take(self, index: np.ndarray) -> JudgedTable:
+        """Rows selected by a boolean mask or an index array."""
+        return JudgedTable({k: (v.take(index) if isinstance(v, Categorical) else v[index])
+                            for k, v in self.columns.items()})
+
+    def to_arrow(self) -> pa.Table:
+        arrays = {}
+        for name, col in self.columns.items():
+            if isinstance(col, Categorical):
+                arrays[name] = pa.DictionaryArray.from_arrays(pa.array(col.codes, pa.int32()),
+                                                              pa.array(list(col.categories), pa.string()))
+            else:
+                arrays[name] = pa.array(col)
+        return pa.table(arrays)
+
+
+def vote_labels(n_safe: np.ndarray, n_harmful: np.ndarray, n_unparsed: np.ndarray) -> Categorical:
+    """The final label of every row by ``judge.vote.final_label``, called once per distinct vote count
+    (a handful), never per row. Rows without any vote are ``unjudged``."""
+    n_safe, n_harmful, n_unparsed = (np.asarray(a, dtype=np.int64) for a in (n_safe, n_harmful, n_unparsed))
+    base = int(max(n_safe.max(initial=0), n_harmful.max(initial=0), n_unparsed.max(initial=0))) + 1
+    key = (n_safe * base + n_harmful) * base + n_unparsed
+    uniq, inverse = np.unique(key, return_inverse=True)
+    code_of = {c: i for i, c in enumerate(LABEL_CATEGORIES)}
+    per_key = np.empty(len(uniq), dtype=np.int32)
+    for i, k in enumerate(uniq.tolist()):
+        s, rest = divmod(k, base * base)
+        h, u = divmod(rest, base)
+        label = UNJUDGED if s + h + u == 0 else final_label([SAFE] * s + [HARMFUL] * h + [UNPARSED] * u)
+        per_key[i] = code_of[label]
+    codes = per_key[inverse.reshape(-1)] if len(key) else np.zeros(0, np.int32)
+    return Categorical(codes.astype(np.int32), LABEL_CATEGORIES)
+
+
+def _placeholders(values: Sequence[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = None,
+                models: Sequence[str] | None = None) -> JudgedTable:
+    """Every stored response (of ``bench``'s items and ``models`` when given) with the vote of ``judges``
+    (all judges in the store when None). Responses without a vote are kept with label ``unjudged``."""
+    judges = list(judges or [])
+    models = list(models or [])
+    if judges:
+        known = {r[0] for r in store.query("SELECT DISTINCT judge FROM verdicts")}
+        missing = [j for j in judges if j not in known]
+        if missing:
+            raise InputError(f"no verdicts by judge '{missing[0]}' (judges in the store: "
+                             f"{', '.join(sorted(known)) or 'none'})", field="--judge")
+    if bench and bench not in store.benches():
+        raise InputError(f"unknown benchmark '{bench}' (benchmarks: {', '.join(store.benches()) or 'none'})",
+                         field="--bench")
+    model_meta = {m["name"]: m for m in store.models()}
+    if models:
+        known = {r[0] for r in store.query("SELECT DISTINCT model FROM responses")}
+        missing = [m for m in models if m not in known]
+        if missing:
+            raise InputError(f"no responses by model '{missing[0]}'", field="--model")
+
+    vote_filter = f"WHERE judge IN ({_placeholders(judges)})" if judges else ""
+    where, args = [], list(judges)
+    if bench:
+        where.append("r.item_id IN (SELECT item_id FROM bench_items WHERE bench=?)")
+        args.append(bench)
+    if models:
+        where.append(f"r.model IN ({_placeholders(models)})")
+        args.extend(models)
+    sql = f"""
+        WITH v AS (SELECT response_id, SUM(label='safe') AS s, SUM(label='harmful') AS h,
+                          SUM(label='unparsed') AS u
+                   FROM verdicts {vote_filter} GROUP BY response_id)
+        SELECT r.id, r.item_id, i.pair_id, r.model, r.run_id, i.language, i.group_id, i.strategy,
+               i.scenario_category, r.error IS NOT NULL, COALESCE(v.s, 0), COALESCE(v.h, 0), COALESCE(v.u, 0)
+        FROM responses r JOIN items i ON i.id = r.item_id LEFT JOIN v ON v.response_id = r.id
+        {"WHERE " + " AND ".join(where) if where else ""}
+        ORDER BY r.rowid"""
+    rows = store.query(sql, args)
+    names = ("response_id", "item_id", "pair_id", "model", "run_id", "language", "group", "strategy",
+             "scenario_category", "failed", "n_safe", "n_harmful", "n_unparsed")
+    cols = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {n: () for n in names}
+
+    model_cat = Categorical.from_values(cols["model"])
+    tax = load_taxonomy()
+    family = [model_meta.get(m, {}).get("family") or "" for m in model_cat.categories]
+    params = [model_meta.get(m, {}).get("params_b") for m in model_cat.categories]
+    size = [tax.size_class(p) or "" for p in params]
+    params_b = np.array([np.nan if p is None else float(p) for p in params], dtype=np.float64)
+    out = {name: Categorical.from_values(cols[name]) for name in
+           ("response_id", "item_id", "pair_id", "run_id", "language", "group", "strategy",
+            "scenario_category")}
+    table = JudgedTable.from_columns(
+        **out, model=model_cat,
+        family=Categorical.from_values(family).take(model_cat.codes) if family else [],
+        size_class=Categorical.from_values(size).take(model_cat.codes) if size else [],
+        params_b=params_b[model_cat.codes] if len(params_b) else np.zeros(0),
+        failed=np.array(cols["failed"], dtype=bool),
+        n_safe=np.array(cols["n_safe"], dtype=np.int32), n_harmful=np.array(cols["n_harmful"], dtype=np.int32),
+        n_unparsed=np.array(cols["n_unparsed"], dtype=np.int32))
+    return table

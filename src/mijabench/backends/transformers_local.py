@@ -1,0 +1,434 @@
+"""Local Hugging Face transformers backend: the model's own chat template, batched generation on CPU or GPU.
+
+``generate()`` is async, but the model runs on one worker thread. Requests wait in a queue; the worker takes
+up to ``batch_size`` of them that share ``max_tokens``, left-pads them into one batch and runs a single
+``model.generate``. So the runner's concurrency turns into batches, and the event loop never blocks on torch.
+
+Sampling and seeds: greedy when ``temperature == 0``. Otherwise every request gets its own
+``torch.Generator`` seeded with ``settings.seed`` and draws its tokens from its own row of logits (see
+``_SeededRowSampler``). A request's sampled text therefore depends on its prompt and seed only, not on which
+other requests happened to share its batch -- the same contract as an OpenAI-style server's ``seed``.
+
+Options (``ModelConfig.options``): ``device`` (auto|cpu|cuda|cuda:N), ``dtype`` (auto|float32|bfloat16|
+float16; auto = bfloat16 on GPU, float32 on CPU), ``batch_size`` (default 8 on CPU, 32 on GPU),
+``batch_wait_ms`` (how long the worker waits for a batch to fill, default 20), ``threads`` (torch CPU threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import queue
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MijaError
+from ..records import SamplingSettings
+from .base import Backend, BackendError, Generation, GenerationRequest, Messages
+
+_STOP = object()  # tells the worker thread to finish
+
+
+@dataclass
+class _Job:
+    request: GenerationRequest
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def batch_key(self) -> int:
+        # One model.generate call has one max_new_tokens; everything else is handled per row.
+        return self.request.settings.max_tokens
+
+
+class TransformersBackend(Backend):
+    """A causal LM loaded with AutoModelForCausalLM from a local folder or a hub id."""
+
+    def __init__(self, source: str | Path | None, *, name: str | None = None, spec: str | None = None,
+                 device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
+                 batch_wait_ms: float = 20.0, threads: int | None = None, concurrency: int | None = None,
+                 family: str | None = None, params_b: float | None = None):
+        self.source = source
+        self.spec = spec or f"hf:{source}"
+        self.name = name or self.spec
+        self.device_option, self.dtype_option = device, dtype
+        self.batch_wait_s = batch_wait_ms / 1000.0
+        self.threads = threads
+        self._batch_size_option = batch_size
+        self._family, self._params_b = family, params_b
+        self._concurrency_option = concurrency
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device: str | None = None
+        self._load_lock = threading.Lock()
+        self._jobs: queue.Queue = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self.batches_run = 0  # how many model.generate calls: lets tests and benchmarks see the batching
+
+    @property
+    def batch_size(self) -> int:
+        if self._batch_size_option:
+            return int(self._batch_size_option)
+        return 32 if self._wants_cuda() else 8
+
+    @property
+    def default_concurrency(self) -> int:  # type: ignore[override]
+        # Twice the batch: while one batch runs, the next one fills up in the queue.
+        return self._concurrency_option or 2 * self.batch_size
+
+    @classmethod
+    def from_config(cls, config) -> TransformersBackend:
+        """``hf:PATH_OR_ID``: a local folder (offline) or a hub id (needs network the first time)."""
+        return cls(config.target, name=config.name, spec=config.spec, concurrency=config.concurrency,
+                   family=config.family, params_b=config.params_b, **_backend_options(config))
+
+    # ---- loading ---------------------------------------------------------------------------------------
+
+    def model_source(self) -> str | Path:
+        """Where from_pretrained loads from. Subclasses (embedded, GGUF) prepare a local folder here."""
+        if self.source is None:
+            raise MijaError(f"{self.spec}: no model path or hub id given")
+        return self.source
+
+    def load(self) -> None:
+        """Load tokenizer and model once (thread-safe); raises MijaError with a one-line reason."""
+        with self._load_lock:
+            if self.model is not None:
+                return
+            source = self.model_source()
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            if self.threads:
+                torch.set_num_threads(int(self.threads))
+            local = Path(str(source)).expanduser()
+            if str(source).startswith(("/", ".", "~")) and not local.exists():
+                raise MijaError(f"{self.spec}: no such model folder '{source}'")
+            where = str(local) if local.exists() else str(source)
+            self.device = self._pick_device()
+            dtype = self._pick_dtype(torch)
+            try:
+                with _quiet_progress_bars():
+                    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=local.exists())
+                    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype,
+                                                                 local_files_only=local.exists())
+            except (OSError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise MijaError(f"{self.spec}: cannot load the model ({first}); give a local folder, "
+                                "or a hub id on a machine with network access") from exc
+            if not tokenizer.chat_template:
+                raise MijaError(f"{self.spec}: the tokenizer has no chat template (is this a base model? "
+                                "mijabench sends chat messages)")
+            tokenizer.padding_side = "left"  # generation continues at the right end of every row
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model.to(self.device)
+            model.eval()
+            self.tokenizer, self.model = tokenizer, model
+            self._eos_ids = _eos_token_ids(model, tokenizer)
+
+    def _wants_cuda(self) -> bool:
+        if self.device_option.startswith("cuda"):
+            return True
+        if self.device_option != "auto":
+            return False
+        try:
+            import torch
+        except ImportError:
+            return False
+        return torch.cuda.is_available()
+
+    def _pick_device(self) -> str:
+        if self.device_option == "auto":
+            return "cuda" if self._wants_cuda() else "cpu"
+        return self.device_option
+
+    def _pick_dtype(self, torch):
+        if self.dtype_option == "auto":
+            return torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32
+        try:
+            return getattr(torch, self.dtype_option)
+        except AttributeError:
+            raise MijaError(f"{self.spec}: unknown dtype '{self.dtype_option}' "
+                            "(use float32, bfloat16 or float16)") from None
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self.load)
+
+    def info(self) -> dict[str, Any]:
+        self.load()
+        info: dict[str, Any] = {
+            "family": self._family or getattr(self.model.config, "model_type", None),
+            "params_b": self._params_b or float(f"{sum(p.numel() for p in self.model.parameters()) / 1e9:.4g}"),
+            "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
+            "batch_size": self.batch_size,
+        }
+        return info
+
+    # ---- prompts ---------------------------------------------------------------------------------------
+
+    def chat_messages(self, request: GenerationRequest) -> Messages:
+        """The conversation the template renders: the settings' system prompt first (merged into an existing
+        system message, since most templates accept only one), then the request's messages, then the prefix
+        as an open assistant turn."""
+        messages = [dict(m) for m in request.messages]
+        system = request.settings.system_prompt
+        if system is not None:
+            if messages and messages[0]["role"] == "system":
+                messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
+            else:
+                messages.insert(0, {"role": "system", "content": system})
+        if request.prefix is not None:
+            messages.append({"role": "assistant", "content": request.prefix})
+        return messages
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model sees: the model's own chat template, thinking off unless asked for."""
+        self.load()
+        prefixed = request.prefix is not None
+        return self.tokenizer.apply_chat_template(
+            self.chat_messages(request), tokenize=False, add_generation_prompt=not prefixed,
+            continue_final_message=prefixed,
+            # Qwen3-style templates read this; templates that do not know it ignore it.
+            enable_thinking=request.settings.thinking,
+        )
+
+    # ---- async side ------------------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if self._closed:
+            raise BackendError(f"{self.name}: backend is closed", retryable=False, kind="closed")
+        self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put(_Job(request, future, loop))
+        return await future
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            # Daemon, so a caller that forgets aclose() does not hang the interpreter at exit.
+            self._worker = threading.Thread(target=self._work, name=f"mijabench-{self.name}", daemon=True)
+            self._worker.start()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._worker is not None and self._worker.is_alive():
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._worker.join)
+        self._worker = None
+        self.model = self.tokenizer = None
+        gc.collect()
+        try:
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    # ---- worker thread ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        pending: deque[_Job] = deque()
+        stopping = False
+        while not stopping or pending:
+            if not pending:
+                job = self._jobs.get()
+                if job is _STOP:
+                    break
+                pending.append(job)
+            stopping = self._gather(pending) or stopping
+            batch = _take_batch(pending, self.batch_size)
+            if batch:
+                self._run_batch(batch)
+        for job in pending:
+            _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind="closed"))
+        while True:  # requests that arrived after the stop signal
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind="closed"))
+
+    def _gather(self, pending: deque[_Job]) -> bool:
+        """Wait briefly for the batch to fill, then take whatever else is queued. True when told to stop."""
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(pending) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._jobs.get(timeout=remaining) if remaining > 0 else self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return True
+            pending.append(job)
+        return False
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        start = time.monotonic()
+        try:
+            self.load()
+            results = self._generate_batch([job.request for job in jobs])
+        except MijaError as exc:
+            error = BackendError(str(exc), retryable=False, kind="load_error")
+            results = [error] * len(jobs)
+        except Exception as exc:  # noqa: BLE001 - any failure of the model is reported per request
+            retryable = type(exc).__name__ == "OutOfMemoryError"
+            error = BackendError(f"{self.name}: generation failed ({type(exc).__name__}: {exc})",
+                                 retryable=retryable, kind="oom" if retryable else "local_error")
+            results = [error] * len(jobs)
+        latency = time.monotonic() - start
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, Generation):
+                result = Generation(result.text, result.prompt_tokens, result.completion_tokens,
+                                    result.finish_reason, latency)
+            _settle(job, result)
+
+    def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation | BackendError]:
+        import torch
+
+        texts: list[str] = []
+        results: list[Generation | BackendError | None] = [None] * len(requests)
+        rows: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                texts.append(self.render_prompt(request))
+                rows.append(i)
+            except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
+                results[i] = BackendError(f"{self.name}: chat template failed ({exc})", retryable=False,
+                                          kind="template_error")
+        if not rows:
+            return results  # type: ignore[return-value]
+        settings = [requests[i].settings for i in rows]
+        max_new = settings[0].max_tokens
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(self.device) for k, v in encoded.items()}
+        sampler = _SeededRowSampler(settings)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded, max_new_tokens=max_new, do_sample=False, num_beams=1,
+                # Unset the model's own sampling defaults: the row sampler decides, greedy search obeys it.
+                temperature=None, top_p=None, top_k=None,
+                logits_processor=[sampler] if sampler.active else None,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self._eos_ids)
+        prompt_len = encoded["input_ids"].shape[1]
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        for row, i in enumerate(rows):
+            new_tokens = output[row, prompt_len:].tolist()
+            stop_at = next((k for k, t in enumerate(new_tokens) if t in self._eos_ids), None)
+            kept = new_tokens if stop_at is None else new_tokens[:stop_at]
+            results[i] = Generation(
+                text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                prompt_tokens=int(prompt_tokens[row]),
+                completion_tokens=len(kept) + (0 if stop_at is None else 1),
+                finish_reason="stop" if stop_at is not None else "length")
+        self.batches_run += 1
+        return results  # type: ignore[return-value]
+
+
+class _SeededRowSampler:
+    """A logits processor that samples each row with its own seeded generator and then masks every other
+    token, so the (greedy) search keeps exactly the sampled token. Greedy rows pass through untouched.
+
+    Why not ``do_sample=True`` with ``torch.manual_seed``: one global generator serves the whole batch, so a
+    request's sample would depend on its batch neighbours and its row index."""
+
+    def __init__(self, settings: list[SamplingSettings]):
+        self.settings = settings
+        self.active = any(s.temperature > 0 for s in settings)
+        self.generators: list[Any] = []
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if not self.generators:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(int(s.seed))
+                               for s in self.settings]
+        for row, s in enumerate(self.settings):
+            if s.temperature <= 0:
+                continue
+            probs = torch.softmax(scores[row].float() / s.temperature, dim=-1)
+            if s.top_p < 1.0:
+                sorted_probs, order = probs.sort(descending=True)
+                outside = sorted_probs.cumsum(0) - sorted_probs >= s.top_p  # never drops the top token
+                probs = probs.scatter(0, order[outside], 0.0)
+            token = torch.multinomial(probs, 1, generator=self.generators[row])
+            scores[row].fill_(float("-inf"))
+            scores[row, token] = 0.0
+        return scores
+
+
+def _take_batch(pending: deque[_Job], size: int) -> list[_Job]:
+    """Up to ``size`` live jobs sharing the first live job's max_tokens; the others keep their place."""
+    while pending and pending[0].future.done():  # cancelled by a timeout while waiting
+        pending.popleft()
+    if not pending:
+        return []
+    key = pending[0].batch_key
+    batch, rest = [], deque()
+    while pending:
+        job = pending.popleft()
+        if job.future.done():
+            continue
+        if job.batch_key == key and len(batch) < size:
+            batch.append(job)
+        else:
+            rest.append(job)
+    pending.extend(rest)
+    return batch
+
+
+def _settle(job: _Job, result: Generation | BackendError) -> None:
+    def apply() -> None:
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    try:
+        job.loop.call_soon_threadsafe(apply)
+    except RuntimeError:  # the caller's event loop is gone; nobody is waiting any more
+        pass
+
+
+@contextmanager
+def _quiet_progress_bars():
+    """No tqdm bar for a load that takes a second: it would tear through the runner's Rich display."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _eos_token_ids(model, tokenizer) -> list[int]:
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(t) for t in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+def _backend_options(config) -> dict[str, Any]:
+    known = {"device", "dtype", "batch_size", "batch_wait_ms", "threads"}
+    unknown = set(config.options) - known
+    if unknown:
+        raise MijaError(f"{config.spec}: unknown option(s) {', '.join(sorted(unknown))} "
+                        f"(known: {', '.join(sorted(known))})")
+    return dict(config.options)

@@ -1,0 +1,384 @@
+"""Building a benchmark: one jailbreak prompt per seed, written by a rewriter model or by the offline
+templates, optionally multiplied into counterfactual twins for every group of the language.
+
+Per seed: the strategy and scenario category it was dealt (``draws.assign_slots``), then per attempt a
+scenario of that category, two few-shot examples of the strategy and an affirmative prefix for the assistant
+turn (prefix injection), all drawn from (RNG seed, seed id, attempt). The output is cleaned; an output cut at
+the token limit, a refusal by the rewriter, an empty one, a near duplicate of a kept prompt (or, for
+counterfactual builds, one that never names the group) is dropped and the seed tried again with a new draw,
+up to ``max_attempts``; a seed that runs out of attempts is recorded as given up.
+
+Seeds go through in chunks; within a chunk results are judged in input order, so the kept prompts depend
+only on the RNG seed and the model's answers, not on which answer came back first. Each chunk's items are
+stored before the next starts: a killed build loses at most one chunk, and re-running the same build skips
+every seed that already has an item (or gave up) under the same build configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..backends.base import Backend, GenerationRequest
+from ..backends.registry import ModelConfig, create_backend, parse_model
+from ..errors import MijaError
+from ..records import BenchmarkItem, Scenario, Seed, stable_id
+from ..run.engine import Outcome, RetryPolicy, RunStats, execute
+from ..store import Store
+from ..taxonomy import load_taxonomy
+from ..templates import load_template
+from . import offline
+from .balance import BalanceReport, balance_report
+from .counterfactual import counterfactual_groups, find_mentions, swap_group
+from .data import FewShot, OfflineTemplate, fewshot_examples, group_terms, rewriter_data
+from .draws import Slot, assign_slots, attempt_rng, parse_strategy_mix
+from .postprocess import clean_rewrite, is_refusal, word_count
+from .textsim import NearDuplicateIndex
+
+STAGE = "bench"
+TEMPLATE_REWRITER = "template"
+
+
+@dataclass
+class BuildReport:
+    bench: str
+    build_key: str
+    run_id: str
+    rewriter: str  # "template" or the rewriter model's name
+    seeds: int  # seeds given
+    resumed: int  # seeds already done (or given up) under this build before the run
+    done: int = 0  # seeds that got an item in this run
+    items: int = 0  # items stored in this run (counterfactual twins included)
+    gave_up: dict[str, list[str]] = field(default_factory=dict)  # seed id -> drop reasons, this run
+    dropped: Counter = field(default_factory=Counter)  # reason -> dropped outputs, this run
+    elapsed_s: float = 0.0
+    balance: BalanceReport | None = None
+
+
+@dataclass(frozen=True)
+class _Draw:
+    scenario: Scenario
+    fewshot: tuple[FewShot, ...] = ()
+    prefix: str | None = None
+    template: OfflineTemplate | None = None
+    settings: Any = None
+
+
+def build_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Scenario],
+                    rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
+                    strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
+                    max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
+                    backend: Backend | None = None, policy: RetryPolicy | None = None,
+                    concurrency: int | None = None, chunk_size: int | None = None,
+                    progress=None) -> BuildReport:
+    """Build (or resume) the benchmark ``bench`` from ``seeds``; see the module doc.
+
+    ``rewriter`` is a ModelConfig, a model string, or ``"template"`` for the offline rewriter.
+    ``strategies`` is a mix ("uniform", "a,b", "a=2,b=1" or a dict). ``backend`` replaces the one the
+    config would create (tests pass a scripted one).
+    """
+    return asyncio.run(abuild_benchmark(
+        store, seeds, scenarios, rewriter, bench=bench, rng_seed=rng_seed, strategies=strategies,
+        counterfactual=counterfactual, max_attempts=max_attempts, dedup_threshold=dedup_threshold,
+        max_words=max_words, backend=backend, policy=policy, concurrency=concurrency, chunk_size=chunk_size,
+        progress=progress))
+
+
+async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Scenario],
+                           rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
+                           strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
+                           max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
+                           backend: Backend | None = None, policy: RetryPolicy | None = None,
+                           concurrency: int | None = None, chunk_size: int | None = None,
+                           progress=None) -> BuildReport:
+    started = time.monotonic()
+    model = None
+    if not (isinstance(rewriter, str) and rewriter == TEMPLATE_REWRITER):
+        model = rewriter if isinstance(rewriter, ModelConfig) else parse_model(rewriter)
+    if max_attempts < 1:
+        raise MijaError("--max-attempts must be at least 1")
+    if not bench or not bench.strip():
+        raise MijaError("--bench needs a name")
+    seeds = _checked_seeds(seeds)
+    pool = _scenario_pool(scenarios)
+    mix = parse_strategy_mix(strategies)
+    tax = load_taxonomy()
+    config = {
+        "rewriter": TEMPLATE_REWRITER if model is None else "model",
+        "model": None if model is None else model.name, "spec": None if model is None else model.spec,
+        "settings": None if model is None else model.settings.to_dict(),
+        "rng_seed": rng_seed, "strategies": mix, "counterfactual": counterfactual, "max_attempts": max_attempts,
+        "dedup_threshold": dedup_threshold, "max_words": max_words,
+        "templates": {lang: _template_version(lang, model is None) for lang in tax.languages},
+        "scenarios": stable_id(sorted(s.id for group in pool.values() for s in group)),
+    }
+    build_key = stable_id("build", config)
+    _check_bench_is_ours(store, bench, build_key)
+    run_id = store.new_run(STAGE, {**config, "bench": bench, "build_key": build_key, "seeds": len(seeds)})
+    store.put_scenarios(s for group in pool.values() for s in group)
+
+    existing = [i for i in store.items(bench) if i.provenance.get("build_key") == build_key]
+    done = {i.seed_id for i in existing}
+    gave_up_before = {e["ref"] for e in store.events(stage=STAGE) if e["kind"] == "gave_up"
+                      and e["detail"].get("build_key") == build_key and e["detail"].get("bench") == bench}
+    slots = assign_slots(seeds, mix, {lang: sorted({c for (lg, c) in pool if lg == lang})
+                                      for lang in {s.language for s in seeds}}, rng_seed)
+    pending = [s for s in slots if s.seed.id not in done and s.seed.id not in gave_up_before]
+    report = BuildReport(bench, build_key, run_id, TEMPLATE_REWRITER if model is None else model.name,
+                         seeds=len(seeds), resumed=len(seeds) - len(pending))
+
+    # Near duplicates are judged among the rewrites themselves (twins are near copies by design).
+    indexes: dict[str, NearDuplicateIndex] = {}
+    for item in existing:
+        if item.provenance.get("counterfactual", {}).get("role", "original") == "original":
+            _index(indexes, item.language, dedup_threshold, model is None).add(item.id, item.prompt)
+
+    ctx = _Context(store, bench, build_key, run_id, rng_seed, mix, counterfactual, max_words, model, pool,
+                   config, report)
+    own_backend = model is not None and backend is None
+    if model is not None and backend is None:
+        backend = create_backend(model)
+    limit = concurrency or (model.concurrency if model else None) or (backend.default_concurrency
+                                                                      if backend else 64)
+    chunk = chunk_size or max(8, 4 * limit)
+    bar = progress.add(f"{bench} ({report.rewriter})", total=len(slots), skipped=report.resumed) \
+        if progress is not None else None
+    stats = RunStats()
+    try:
+        if own_backend:
+            await backend.check()
+        for start in range(0, len(pending), chunk):
+            active = pending[start:start + chunk]
+            reasons: dict[str, list[str]] = {s.seed.id: [] for s in active}
+            for attempt in range(max_attempts):
+                if not active:
+                    break
+                draws = {s.seed.id: _draw(ctx, s, attempt, backend) for s in active}
+                outputs = await _rewrite(ctx, active, draws, attempt, backend, policy, limit)
+                retry, items, events = [], [], []
+                for slot in active:  # input order: independent of the order answers arrived in
+                    index = _index(indexes, slot.seed.language, dedup_threshold, model is None)
+                    result = _judge(ctx, slot, draws[slot.seed.id], attempt, outputs[slot.seed.id], index)
+                    if isinstance(result, list):
+                        items.extend(result)
+                        index.add(result[0].id, result[0].prompt)
+                        stats.done += 1
+                    else:
+                        reason, detail = result
+                        reasons[slot.seed.id].append(reason)
+                        report.dropped[reason] += 1
+                        events.append((slot.seed.id, "dropped",
+                                       {"reason": reason, **detail, **_event_base(ctx, slot, attempt)}))
+                        retry.append(slot)
+                        stats.retries += 1
+                if items:
+                    store.put_items(items, bench)
+                    report.items += len(items)
+                if events:
+                    store.log_events(run_id, STAGE, events)
+                report.done += len(active) - len(retry)
+                active = retry
+                stats.elapsed_s = time.monotonic() - started
+                if bar:
+                    bar.update(stats)
+            if active:
+                store.log_events(run_id, STAGE, [
+                    (s.seed.id, "gave_up", {"reasons": reasons[s.seed.id], **_event_base(ctx, s, max_attempts - 1)})
+                    for s in active])
+                for s in active:
+                    report.gave_up[s.seed.id] = reasons[s.seed.id]
+                stats.failed += len(active)
+                if bar:
+                    bar.update(stats)
+    finally:
+        if own_backend:
+            await backend.aclose()
+    report.elapsed_s = time.monotonic() - started
+    report.balance = balance_report(store, bench)
+    return report
+
+
+# -- set-up -----------------------------------------------------------------------------------------------
+def _checked_seeds(seeds: Sequence[Seed]) -> list[Seed]:
+    tax = load_taxonomy()
+    out, seen = [], set()
+    for n, seed in enumerate(seeds, 1):
+        lang = tax.check_language(seed.language, row=n, field="language")
+        group = tax.check_group(seed.group, row=n, field="group")
+        if lang not in tax.groups[group].languages:
+            raise MijaError(f"seed {n} ({seed.id}): group '{group}' has no {lang} seeds in the taxonomy")
+        if not seed.text.strip():
+            raise MijaError(f"seed {n} ({seed.id}): empty text")
+        if group != seed.group or lang != seed.language:
+            seed = replace(seed, group=group, language=lang)
+        if seed.id not in seen:
+            seen.add(seed.id)
+            out.append(seed)
+    if not out:
+        raise MijaError("no seeds to build from")
+    return out
+
+
+def _scenario_pool(scenarios: Sequence[Scenario]) -> dict[tuple[str, str], list[Scenario]]:
+    pool: dict[tuple[str, str], list[Scenario]] = {}
+    for s in scenarios:
+        pool.setdefault((s.language, s.category), []).append(s)
+    return {k: sorted(v, key=lambda s: s.id) for k, v in sorted(pool.items())}
+
+
+def _template_version(language: str, offline_mode: bool) -> str:
+    if offline_mode:
+        return offline.offline_version(language)
+    fewshot_version = stable_id([f.__dict__ for fs in fewshot_examples(language).values() for f in fs], length=8)
+    return (f"{load_template('rewriter', language).version_tag}; fewshot {fewshot_version}; "
+            f"rewriter-data v{rewriter_data(language).version}")
+
+
+def _check_bench_is_ours(store: Store, bench: str, build_key: str) -> None:
+    keys = {i.provenance.get("build_key") for i in store.items(bench)}
+    others = keys - {build_key}
+    if others:
+        raise MijaError(f"benchmark '{bench}' already holds items built with another configuration "
+                        f"(rewriter, RNG seed, strategies, scenarios or templates differ); resume with the "
+                        f"same options or choose another --bench name")
+
+
+def _index(indexes: dict[str, NearDuplicateIndex], language: str, threshold: float,
+           exact_only: bool) -> NearDuplicateIndex:
+    # Template prompts share most of their words by construction: only exact repeats count for them.
+    if language not in indexes:
+        indexes[language] = NearDuplicateIndex(1.0 if exact_only else threshold)
+    return indexes[language]
+
+
+@dataclass
+class _Context:
+    store: Store
+    bench: str
+    build_key: str
+    run_id: str
+    rng_seed: int
+    mix: dict[str, float]
+    counterfactual: bool
+    max_words: int
+    model: ModelConfig | None
+    pool: dict[tuple[str, str], list[Scenario]]
+    config: dict[str, Any]
+    report: BuildReport
+
+
+def _event_base(ctx: _Context, slot: Slot, attempt: int) -> dict[str, Any]:
+    return {"bench": ctx.bench, "build_key": ctx.build_key, "attempt": attempt, "language": slot.seed.language,
+            "group": slot.seed.group, "strategy": slot.strategy, "category": slot.category}
+
+
+# -- one attempt ------------------------------------------------------------------------------------------
+def _draw(ctx: _Context, slot: Slot, attempt: int, backend: Backend | None) -> _Draw:
+    rng = attempt_rng(ctx.rng_seed, slot.seed.id, attempt)
+    scenario = rng.choice(ctx.pool[(slot.seed.language, slot.category)])
+    if ctx.model is None:
+        return _Draw(scenario, template=offline.pick_template(slot.strategy, slot.seed.language, rng))
+    fewshot = tuple(rng.sample(fewshot_examples(slot.seed.language)[slot.strategy], 2))
+    prefix = rng.choice(rewriter_data(slot.seed.language).prefixes)
+    if backend is not None and not backend.supports_prefix:
+        prefix = None
+    settings = replace(ctx.model.settings, seed=ctx.model.settings.seed + attempt)
+    return _Draw(scenario, fewshot, prefix, settings=settings)
+
+
+def _messages(ctx: _Context, slot: Slot, draw: _Draw) -> list[dict[str, str]]:
+    lang = slot.seed.language
+    strategy = load_taxonomy().strategies[slot.strategy]
+    labels = ("Scenario", "Target group", "Statement", "Message") if lang == "en" else \
+        ("Cenário", "Grupo-alvo", "Afirmação", "Mensagem")
+    examples = "\n\n".join(
+        f"{labels[0]}: {ex.scenario}\n{labels[1]}: {ex.group}\n{labels[2]}: {ex.statement}\n{labels[3]}: {ex.message}"
+        for ex in draw.fewshot)
+    return load_template("rewriter", lang).render(
+        strategy_name=strategy.name(lang), strategy_description=" ".join(strategy.descriptions[lang].split()),
+        examples=examples, scenario=draw.scenario.text, group=group_terms(lang).groups[slot.seed.group].name,
+        statement=" ".join(slot.seed.text.split()), max_words=str(ctx.max_words))
+
+
+async def _rewrite(ctx: _Context, slots: list[Slot], draws: dict[str, _Draw], attempt: int,
+                   backend: Backend | None, policy: RetryPolicy | None, limit: int) -> dict[str, Any]:
+    """seed id -> the rendered template (offline) or the engine's Outcome (model)."""
+    if ctx.model is None:
+        return {s.seed.id: offline.render(draws[s.seed.id].template, s.seed, draws[s.seed.id].scenario)
+                for s in slots}
+    requests = [GenerationRequest(key=f"{s.seed.id}:{attempt}", messages=_messages(ctx, s, draws[s.seed.id]),
+                                  settings=draws[s.seed.id].settings, prefix=draws[s.seed.id].prefix)
+                for s in slots]
+    outcomes: dict[str, Outcome] = {}
+
+    def on_result(outcome: Outcome) -> None:
+        outcomes[outcome.request.key.rsplit(":", 1)[0]] = outcome
+
+    await execute(requests, backend, on_result, concurrency=limit, policy=policy)
+    return outcomes
+
+
+def _judge(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, output: Any,
+           index: NearDuplicateIndex) -> list[BenchmarkItem] | tuple[str, dict[str, Any]]:
+    """The items for a kept output, or (drop reason, detail)."""
+    lang = slot.seed.language
+    if ctx.model is None:
+        prompt = output
+    else:
+        if output.error is not None:
+            return "error", {"error": str(output.error), "error_kind": output.error.kind}
+        generation = output.generation
+        if generation.finish_reason == "length":
+            return "truncated", {"output": (generation.text or "")[:300]}
+        prompt = clean_rewrite(generation.text, draw.prefix, lang)
+        if is_refusal(prompt, lang):
+            return "refusal", {"output": prompt[:300]}
+        if word_count(prompt) < rewriter_data(lang).min_words:
+            return "empty", {"output": prompt[:300]}
+    if ctx.counterfactual and not find_mentions(prompt, slot.seed.group, lang):
+        return "group_not_found", {"output": prompt[:300]}
+    duplicate = index.find(prompt)
+    if duplicate is not None:
+        return "near_duplicate", {"duplicate_of": duplicate, "output": prompt[:300]}
+    return _items(ctx, slot, draw, attempt, prompt)
+
+
+def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str) -> list[BenchmarkItem]:
+    seed, scenario = slot.seed, draw.scenario
+    provenance: dict[str, Any] = {
+        "rewriter": TEMPLATE_REWRITER if ctx.model is None else "model",
+        "build_key": ctx.build_key, "bench": ctx.bench, "run_id": ctx.run_id, "rng_seed": ctx.rng_seed,
+        "attempt": attempt, "seed_id": seed.id, "scenario_id": scenario.id, "strategy": slot.strategy,
+        "strategy_mix": ctx.mix, "template_version": ctx.config["templates"][seed.language],
+        "seed_source": seed.source,
+    }
+    if ctx.model is None:
+        provenance["template_id"] = f"{slot.strategy}/{draw.template.id}"
+    else:
+        provenance.update(rewriter_model=ctx.model.name, rewriter_spec=ctx.model.spec,
+                          settings=draw.settings.to_dict(), fewshot=[f.id for f in draw.fewshot],
+                          prefix=draw.prefix, prefix_injection=draw.prefix is not None)
+    pair_id = stable_id("pair", ctx.build_key, seed.id) if ctx.counterfactual else ""
+    groups = counterfactual_groups(seed.language) if ctx.counterfactual else [seed.group]
+    if ctx.counterfactual:
+        provenance["counterfactual"] = {"role": "original", "source_group": seed.group, "groups": groups}
+    original = BenchmarkItem(
+        language=seed.language, group=seed.group, seed_text=seed.text, scenario_category=scenario.category,
+        scenario_text=scenario.text, strategy=slot.strategy, prompt=prompt, seed_id=seed.id,
+        scenario_id=scenario.id, pair_id=pair_id, provenance=provenance)
+    items = [original]
+    for target in groups:
+        if target == seed.group:
+            continue
+        swapped = swap_group(prompt, seed.group, target, seed.language)
+        swapped_seed = swap_group(seed.text, seed.group, target, seed.language)
+        twin = {**provenance, "counterfactual": {
+            "role": "variant", "source_group": seed.group, "target_group": target, "original_item": original.id,
+            "swaps": [list(s) for s in swapped.swaps], "seed_swapped": swapped_seed.found}}
+        items.append(replace(original, group=target, prompt=swapped.text, seed_text=swapped_seed.text,
+                             provenance=twin, id=""))
+    return items

@@ -1,0 +1,96 @@
+"""`mijabench run`: send a benchmark to one or more models and store every response."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..errors import MijaError
+from ..run.engine import RetryPolicy, RunStats
+from .common import WorkspaceOption, console, err_console, open_store
+
+
+def run(
+    bench: str = typer.Option(..., "--bench", "-b",
+                              help="A benchmark name in the store, or a JSONL/CSV/Parquet file of items."),
+    model: list[str] = typer.Option(..., "--model", "-m",
+                                    help="Model string (local:smollm2-135m, openai:MODEL@URL, hf:ID, "
+                                         "gguf:PATH) or YAML file; repeat for several models."),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", min=1,
+                                    help="Calls in flight per model (default: the model's; 64 for "
+                                         "HTTP servers)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Longest answer (default: 2048)."),
+    temperature: float = typer.Option(None, "--temperature", min=0.0,
+                                      help="Sampling temperature (default: 0, greedy)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed (default: 0)."),
+    system_prompt: str = typer.Option(None, "--system-prompt", help="System prompt sent before each item."),
+    no_system_prompt: bool = typer.Option(False, "--no-system-prompt",
+                                          help="Send no system prompt, even if a model file sets one."),
+    timeout: float = typer.Option(300.0, "--timeout", min=0.1, help="Seconds one attempt may take."),
+    max_attempts: int = typer.Option(6, "--max-attempts", min=1, help="Tries per item before it fails."),
+    workspace: Path = WorkspaceOption,
+) -> None:
+    """Send every item to every model; resume where a previous run stopped. Exit code 1 when some items
+    still failed after their retries (run again to retry them), 2 for bad input or an unreachable model."""
+    from ..backends.registry import parse_model  # keeps `mijabench --help` fast
+    from ..run.generate import run_items
+
+    if system_prompt is not None and no_system_prompt:
+        raise MijaError("--system-prompt and --no-system-prompt exclude each other")
+    configs = []
+    for text in model:
+        config = parse_model(text, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             system_prompt=system_prompt)
+        if no_system_prompt:
+            config = replace(config, settings=replace(config.settings, system_prompt=None))
+        configs.append(config)
+    policy = RetryPolicy(max_attempts=max_attempts, timeout_s=timeout, max_total_s=max(600.0, timeout * 2))
+    with open_store(workspace) as store:
+        bench_name, items = _load_bench(store, bench)
+        if not items:
+            raise MijaError(f"--bench {bench}: the benchmark has no items")
+        stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name)
+    _print_summary(stats)
+    aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
+    if aborted:
+        for name, reason in aborted.items():
+            err_console.print(f"[red]error:[/red] {name}: {reason}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    failed = sum(s.failed for s in stats.values())
+    if failed:
+        err_console.print(f"{failed:,} item(s) failed after retries and are stored as errors; "
+                          "run the same command again to retry them.")
+        raise typer.Exit(1)
+
+
+def _load_bench(store, bench: str):
+    """(bench name, items): a benchmark already in the store, else a file put into the store under its
+    stem (the items are stored in the same call, so responses can be joined to them later)."""
+    if bench in store.benches():
+        return bench, store.items(bench)
+    path = Path(bench)
+    if path.is_file():
+        from ..sources import load_benchmark_file
+
+        return path.stem, load_benchmark_file(path)
+    known = ", ".join(store.benches()) or "none yet"
+    raise MijaError(f"--bench {bench}: no such benchmark in {store.path} (benchmarks: {known}) "
+                    "and no such file")
+
+
+def _print_summary(stats: dict[str, RunStats]) -> None:
+    table = Table(title="generation summary")
+    table.add_column("model", overflow="fold")
+    for column in ("answered", "already stored", "failed", "retries", "req/s"):
+        table.add_column(column, justify="right")
+    for name, s in stats.items():
+        table.add_row(name, f"{s.done:,}", f"{s.skipped:,}", f"{s.failed:,}", f"{s.retries:,}",
+                      f"{s.throughput:,.1f}")
+    console.print(table)
+    for name, s in stats.items():  # why things failed, one line per kind of failure
+        for kind, n in sorted(s.errors.items(), key=lambda kv: -kv[1]):
+            console.print(f"{name}: {n:,} failed with {kind}, e.g. {s.error_examples.get(kind, '')}",
+                          highlight=False, soft_wrap=True)

@@ -1,0 +1,162 @@
+"""PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
+Each function returns PNG bytes; the report writes them to files and embeds them as data URIs."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from ..analysis import Analysis, Frame
+from .html import MIDDLE, NEGATIVE, POSITIVE
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _label(text: object) -> str:
+    """Data text for matplotlib: ``$`` would start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _cmap():
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(
+        "mija_diverging", [tuple(c / 255 for c in rgb) for rgb in (NEGATIVE, MIDDLE, POSITIVE)])
+
+
+def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], limit: float) -> bytes:
+    """Model x group deviation (percentage points) from the model's mean, numbers in the cells."""
+    grid = np.full((len(models), len(groups)), np.nan)
+    mi, gi = {m: i for i, m in enumerate(models)}, {g: j for j, g in enumerate(groups)}
+    for r in dev.rows():
+        if r["language"] == language and r["model"] in mi and r["group"] in gi:
+            grid[mi[r["model"]], gi[r["group"]]] = 100 * r["deviation"]
+    fig = _figure(1.2 + 0.75 * len(groups), 1.0 + 0.42 * len(models))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, cmap=_cmap(), vmin=-100 * limit, vmax=100 * limit, aspect="auto")
+    ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=45, ha="right")
+    ax.set_yticks(range(len(models)), [_label(m) for m in models])
+    for i in range(len(models)):
+        for j in range(len(groups)):
+            if math.isfinite(grid[i, j]):
+                dark = abs(grid[i, j]) > 0.6 * 100 * limit
+                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+    fig.colorbar(image, ax=ax, label="deviation (pts)")
+    ax.set_title(f"Defense-rate deviation by group ({_label(language)})")
+    return _png(fig)
+
+
+def rate_bars(frame: Frame, key: str, title: str, horizontal: bool = False) -> bytes:
+    """Defense rate per category of ``key`` with 95% CI error bars."""
+    labels = [_label(v) for v in frame[key].tolist()]
+    rate, low, high = 100 * frame["rate"], 100 * frame["ci_low"], 100 * frame["ci_high"]
+    err = np.vstack([np.nan_to_num(rate - low), np.nan_to_num(high - rate)])
+    fig = _figure(7, 1.2 + 0.3 * len(labels)) if horizontal else _figure(1.5 + 0.9 * len(labels), 3.6)
+    ax = fig.add_subplot()
+    pos = np.arange(len(labels))
+    if horizontal:
+        ax.barh(pos, rate, xerr=err, color="#4a78a8", capsize=2)
+        ax.set_yticks(pos, labels)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("defense rate (%)")
+    else:
+        ax.bar(pos, rate, yerr=err, color="#4a78a8", capsize=3)
+        ax.set_xticks(pos, labels, rotation=30, ha="right")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("defense rate (%)")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def model_strategy(frame: Frame) -> bytes:
+    """Grouped bars: defense rate per model, one bar per strategy, with CIs."""
+    models = list(dict.fromkeys(frame["model"].tolist()))
+    strategies = list(dict.fromkeys(frame["strategy"].tolist()))
+    width = 0.8 / max(len(strategies), 1)
+    fig = _figure(3.5 + 0.9 * len(models), 3.8)
+    ax = fig.add_subplot()
+    for s_i, strategy in enumerate(strategies):
+        sel = frame["strategy"] == strategy
+        pos = np.array([models.index(m) for m in frame["model"][sel]]) + (s_i - (len(strategies) - 1) / 2) * width
+        rate = 100 * frame["rate"][sel]
+        err = np.vstack([np.nan_to_num(rate - 100 * frame["ci_low"][sel]),
+                         np.nan_to_num(100 * frame["ci_high"][sel] - rate)])
+        ax.bar(pos, rate, width, yerr=err, capsize=2, label=_label(strategy))
+    ax.set_xticks(range(len(models)), [_label(m) for m in models], rotation=30, ha="right")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("defense rate (%)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Defense rate by model and strategy")
+    return _png(fig)
+
+
+def disparity_plot(disp: Frame) -> bytes:
+    """Max-min spread between groups per model and language, with CIs."""
+    labels = [_label(f"{m} ({lang})") for m, lang in zip(disp["model"], disp["language"], strict=True)]
+    spread = 100 * disp["spread"]
+    err = np.vstack([np.nan_to_num(spread - 100 * disp["spread_ci_low"]),
+                     np.nan_to_num(100 * disp["spread_ci_high"] - spread)]).clip(min=0)
+    fig = _figure(7, 1.2 + 0.3 * len(labels))
+    ax = fig.add_subplot()
+    pos = np.arange(len(labels))
+    ax.barh(pos, spread, xerr=err, color="#b2182b", capsize=2)
+    ax.set_yticks(pos, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("max - min defense rate between groups (pts)")
+    ax.set_title("Disparity between groups")
+    return _png(fig)
+
+
+def scaling_plot(scale: Frame, size_order: list[str]) -> bytes:
+    """Mean spread and mean defense rate by size class, one line per family and language."""
+    fig = _figure(9, 3.6)
+    ax_spread, ax_rate = fig.subplots(1, 2)
+    classes = [c for c in size_order if c in set(scale["size_class"].tolist())]
+    for family, lang in dict.fromkeys(zip(scale["family"].tolist(), scale["language"].tolist(), strict=True)):
+        sel = (scale["family"] == family) & (scale["language"] == lang)
+        x = [classes.index(c) for c in scale["size_class"][sel]]
+        label = _label(f"{family} ({lang})")
+        spread = 100 * scale["mean_spread"][sel]
+        err = np.vstack([np.nan_to_num(spread - 100 * scale["spread_ci_low"][sel]),
+                         np.nan_to_num(100 * scale["spread_ci_high"][sel] - spread)]).clip(min=0)
+        ax_spread.errorbar(x, spread, yerr=err, marker="o", capsize=3, label=label)
+        ax_rate.plot(x, 100 * scale["mean_rate"][sel], marker="o", label=label)
+    for ax, ylabel in ((ax_spread, "mean max-min spread (pts)"), (ax_rate, "mean defense rate (%)")):
+        ax.set_xticks(range(len(classes)), [_label(c) for c in classes])
+        ax.set_xlabel("size class")
+        ax.set_ylabel(ylabel)
+    ax_rate.set_ylim(0, 100)
+    ax_rate.legend(fontsize=7)
+    fig.suptitle("Scaling within model families")
+    return _png(fig)
+
+
+def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
+              limit: float, size_order: list[str]) -> dict[str, bytes]:
+    plots = {}
+    dev = analysis["deviations"]
+    for lang, groups in groups_by_language.items():
+        plots[f"heatmap_{lang}"] = heatmap(dev, lang, models, groups, limit)
+    plots["strategy"] = rate_bars(analysis["by_strategy"], "strategy", "Defense rate by strategy")
+    plots["model_strategy"] = model_strategy(analysis["by_model_strategy"])
+    plots["scenario_category"] = rate_bars(analysis["by_scenario_category"], "scenario_category",
+                                           "Defense rate by scenario category", horizontal=True)
+    if len(analysis["disparity"]):
+        plots["disparity"] = disparity_plot(analysis["disparity"])
+    if len(analysis["scaling"]):
+        plots["scaling"] = scaling_plot(analysis["scaling"], size_order)
+    return plots

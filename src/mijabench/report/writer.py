@@ -1,0 +1,121 @@
+"""``write_report``: the judged store in, a folder out: ``report.html`` (self-contained), ``tables/*.csv`` and
+``tables/*.parquet`` for every table, ``plots/*.png`` for every plot.
+
+Each file is written under a temporary name and renamed, so an interrupted report never leaves a
+half-written file. Every string written passes through the secret scrubber as a last line of defence (the
+store already keeps secrets out).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
+from ..errors import MijaError
+from ..store import Store
+from ..store.secrets import scrub_text, secret_values
+from ..taxonomy import load_taxonomy
+from . import context, page, plots
+
+MIN_HEATMAP_LIMIT = 0.05  # the colour scale spans at least +-5 points, so noise is not painted dark
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    html: Path
+    tables: dict[str, list[Path]] = field(default_factory=dict)
+    plots: dict[str, Path] = field(default_factory=dict)
+    analysis: Analysis | None = None
+    banners: list[str] = field(default_factory=list)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _scrubbed(frame: Frame, secrets: list[str]) -> Frame:
+    if not secrets:
+        return frame
+    cols = {k: (np.asarray([scrub_text(str(v), secrets) if v is not None else None for v in col.tolist()],
+                           dtype=object) if col.dtype == object else col) for k, col in frame.columns.items()}
+    return Frame(cols, frame.name)
+
+
+def write_tables(analysis: Analysis, folder: Path) -> dict[str, list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    secrets = secret_values()
+    written = {}
+    for name, frame in analysis.tables.items():
+        arrow = _scrubbed(frame, secrets).to_arrow()
+        paths = [folder / f"{name}.csv", folder / f"{name}.parquet"]
+        tmp_csv, tmp_pq = (p.with_name(p.name + ".part") for p in paths)
+        pacsv.write_csv(arrow, tmp_csv)
+        pq.write_table(arrow, tmp_pq)
+        os.replace(tmp_csv, paths[0])
+        os.replace(tmp_pq, paths[1])
+        written[name] = paths
+    return written
+
+
+def heatmap_limit(analysis: Analysis) -> float:
+    dev = analysis["deviations"]["deviation"]
+    finite = np.abs(dev[np.isfinite(dev)])
+    return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
+
+
+def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None, bench: str | None = None,
+                 models: list[str] | None = None, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
+                 title: str = "mijabench: demographic safety report") -> ReportResult:
+    """Analyse the store's judged responses and write the report folder. ``demo`` forces the demo banner on
+    (True) or off (False); None detects it from the seeds, items and runs."""
+    if resamples < 1:
+        raise MijaError(f"--resamples must be at least 1, got {resamples}")
+    table = load_judged(store, judges=judges, bench=bench, models=models)
+    if not len(table):
+        raise MijaError("nothing to report: no stored responses" + (f" for benchmark '{bench}'" if bench else ""))
+    analysis = analyze(table, resamples=resamples, seed=seed, average=average)
+    if analysis.counts["judged"] == 0:
+        raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict yet "
+                        "(run `mijabench judge` first)")
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    tax = load_taxonomy()
+    dev = analysis["deviations"]
+    languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
+    models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
+    limit = heatmap_limit(analysis)
+    pngs = plots.all_plots(analysis, models_order, {lang: page.group_order(dev, lang) for lang in languages},
+                           limit, [sc.id for sc in tax.size_classes])
+    plot_paths = {}
+    for name, data in pngs.items():
+        plot_paths[name] = out / "plots" / f"{name}.png"
+        _write_bytes(plot_paths[name], data)
+    table_paths = write_tables(analysis, out / "tables")
+
+    banners = context.banners(store, table, demo)
+    judge_list = context.judges_used(store, judges)
+    subtitle = (f"{len(table):,} responses from {len(models_order)} models; judges: "
+                f"{', '.join(j for j, _ in judge_list) or 'none'}; benchmark: {bench or 'all items'}; "
+                f"{resamples:,} bootstrap resamples, seed {seed}; generated "
+                f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+    used_models = set(models_order)
+    html = page.render(page.PageInput(
+        analysis=analysis, plots=pngs,
+        examples=context.pick_examples(store, table, examples_per_cell, seed, judges),
+        banners=banners, runs=context.provenance(store), judges=judge_list,
+        models=[m for m in store.models() if m["name"] in used_models], title=title, subtitle=subtitle,
+        heatmap_limit=limit))
+    html_path = out / "report.html"
+    _write_bytes(html_path, scrub_text(html).encode("utf-8"))
+    return ReportResult(out, html_path, table_paths, plot_paths, analysis, banners)

@@ -1,0 +1,172 @@
+"""The generation runner: send every benchmark item to every model and store each response as it arrives.
+
+A response is keyed by (item, model, sampling settings), so running the same thing again skips what is
+stored: a run stopped at any point, kill -9 included, continues where it stopped, and nothing is stored
+twice. Failures are stored as errors and sent again by the next run; they never count as answers.
+
+    from mijabench.run.generate import run_items
+    stats = run_items(store, store.items("demo"), [parse_model("openai:llama3@http://127.0.0.1:8000/v1")])
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from ..backends.base import Backend, Generation, GenerationRequest
+from ..backends.registry import ModelConfig, create_backend
+from ..errors import MijaError
+from ..records import BenchmarkItem, Response, SamplingSettings, response_id
+from ..store import Store
+from .engine import Outcome, RetryPolicy, RunStats, execute
+from .progress import StageProgress
+from .writer import ResponseWriter
+
+# Errors that will not go away by sending the rest of the items: the model stops, the run goes on.
+FATAL_KINDS = frozenset({"auth", "model_not_found", "not_found", "config"})
+
+
+def build_messages(item: BenchmarkItem, settings: SamplingSettings) -> list[dict[str, str]]:
+    """What a target model is sent: the settings' system prompt (if any), then the item's prompt."""
+    messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+    messages.append({"role": "user", "content": item.prompt})
+    return messages
+
+
+def pending_items(store: Store, items: Sequence[BenchmarkItem], model: str,
+                  settings: SamplingSettings) -> list[tuple[BenchmarkItem, str]]:
+    """(item, response id) for every item this model has not answered yet with these settings."""
+    answered = store.answered_response_ids(model, settings)
+    out = []
+    for item in items:
+        rid = response_id(item.id, model, settings)
+        if rid not in answered:
+            out.append((item, rid))
+    return out
+
+
+def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+              concurrency: int | None = None, policy: RetryPolicy | None = None,
+              progress: bool | StageProgress = True, bench: str | None = None,
+              backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
+    """Send every item to every model; returns RunStats per model name. See ``run_items_async``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_items_async(store, items, configs, concurrency=concurrency, policy=policy,
+                                           progress=progress, bench=bench, backends=backends))
+    raise RuntimeError("run_items was called inside a running event loop; use `await run_items_async(...)`")
+
+
+async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+                          concurrency: int | None = None, policy: RetryPolicy | None = None,
+                          progress: bool | StageProgress = True, bench: str | None = None,
+                          backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
+    """The runner itself.
+
+    ``concurrency`` overrides every model's limit (default: the model config's, else the backend's). Items
+    should already be in the store so later stages can join responses to them; ``bench`` stores them under
+    that benchmark name first. ``backends`` supplies ready backends by model name (tests, notebooks);
+    the others are built from their configs. Every backend is checked (``Backend.check``) before anything
+    is sent, so an unreachable server or a wrong model name fails fast with a MijaError.
+    A model whose calls fail for a reason more calls will not fix (bad key, unknown model) stops early; its
+    stats carry the reason in ``aborted``.
+    """
+    policy = policy or RetryPolicy()
+    items = list({item.id: item for item in items}.values())  # the same item twice is one item
+    if concurrency is not None:
+        configs = [replace(c, concurrency=concurrency) for c in configs]
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
+    if bench:
+        store.put_items(items, bench=bench)
+
+    ready = dict(backends or {})
+    built: list[Backend] = []
+    try:
+        for config in configs:
+            if config.name not in ready:
+                ready[config.name] = create_backend(config)
+                built.append(ready[config.name])
+        await asyncio.gather(*(ready[c.name].check() for c in configs))
+    except BaseException:
+        await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
+        raise
+
+    run_id = store.new_run("generate", {
+        "bench": bench, "items": len(items), "policy": asdict(policy),
+        "models": [{"name": c.name, "spec": c.spec, "settings": c.settings.to_dict(), "options": c.options,
+                    "concurrency": c.concurrency or ready[c.name].default_concurrency} for c in configs]})
+    for config in configs:
+        info = ready[config.name].info()
+        store.put_model(config.name, config.spec, family=config.family or info.get("family"),
+                        params_b=config.params_b if config.params_b is not None else info.get("params_b"),
+                        meta={"backend": type(ready[config.name]).__name__, **info})
+
+    if isinstance(progress, StageProgress):
+        display = progress
+    else:  # True: a live display when stderr is a terminal
+        display = StageProgress("generate", enabled=None if progress else False)
+    results: dict[str, RunStats] = {}
+    try:
+        with display:
+            async with ResponseWriter(store) as writer:
+                await asyncio.gather(*(
+                    _run_model(store, items, config, ready[config.name], writer, display, policy, run_id,
+                               results) for config in configs))
+    finally:
+        await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
+    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()])
+    return results
+
+
+async def _run_model(store: Store, items: list[BenchmarkItem], config: ModelConfig, backend: Backend,
+                     writer: ResponseWriter, display: StageProgress, policy: RetryPolicy, run_id: str,
+                     results: dict[str, RunStats]) -> None:
+    settings = config.settings
+    todo = pending_items(store, items, config.name, settings)
+    stats = results[config.name] = RunStats(skipped=len(items) - len(todo))
+    bar = display.add(config.name, total=len(items), skipped=stats.skipped)
+    if not todo:
+        return
+    item_of = {rid: item.id for item, rid in todo}
+    settings_dict = settings.to_dict()
+
+    def requests() -> Iterator[GenerationRequest]:
+        for item, rid in todo:
+            if stats.aborted:
+                return
+            yield GenerationRequest(key=rid, messages=build_messages(item, settings), settings=settings)
+
+    def on_result(outcome: Outcome) -> None:
+        rid = outcome.request.key
+        writer.add(_response(rid, item_of[rid], config.name, settings_dict, outcome, run_id))
+        if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not stats.aborted:
+            stats.aborted = str(outcome.error)
+
+    limit = config.concurrency or backend.default_concurrency
+    await execute(requests(), backend, on_result, concurrency=limit, policy=policy, on_progress=bar.update,
+                  adaptive=True, stats=stats)
+    bar.update(stats)
+
+
+def _response(rid: str, item_id: str, model: str, settings: dict[str, Any], outcome: Outcome,
+              run_id: str) -> Response:
+    generation: Generation | None = outcome.generation
+    if generation is None:
+        error = f"{outcome.error.kind}: {outcome.error}" if outcome.error else "unknown error"
+        return Response(id=rid, item_id=item_id, model=model, settings=settings, error=error,
+                        attempts=outcome.attempts, run_id=run_id)
+    return Response(id=rid, item_id=item_id, model=model, settings=settings, text=generation.text,
+                    prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+                    latency_s=generation.latency_s, finish_reason=generation.finish_reason,
+                    attempts=outcome.attempts, run_id=run_id)
+
+
+def _summary(stats: RunStats) -> dict[str, Any]:
+    return {"answered": stats.done, "failed": stats.failed, "skipped": stats.skipped,
+            "retries": stats.retries, "elapsed_s": round(stats.elapsed_s, 3), "errors": stats.errors,
+            "error_examples": stats.error_examples, "aborted": stats.aborted}

@@ -1,0 +1,171 @@
+"""Read tabular inputs (JSONL, CSV/TSV, Parquet, a `datasets.Dataset`, a list of dicts) as numbered rows.
+
+Every reader yields ``(row, dict)`` pairs where ``row`` is the 1-based data row a person would look for:
+the line number in a JSONL file, the record number under the header in a CSV file, the position in a
+Parquet file or dataset. Problems surface as ``InputError`` naming the file and row, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+CSV_SUFFIXES = (".csv", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SUPPORTED_SUFFIXES = JSONL_SUFFIXES + CSV_SUFFIXES + PARQUET_SUFFIXES
+
+Row = tuple[int, dict[str, Any]]
+
+
+@dataclass
+class RowSource:
+    """Rows of one input plus what is known before reading them: its name and its columns."""
+
+    origin: str
+    columns: list[str]
+    rows: Iterable[Row]
+
+
+def open_table(path: str | Path) -> RowSource:
+    """Open a local JSONL, CSV/TSV or Parquet file. Raises InputError for a missing, empty or unknown file."""
+    path = Path(path)
+    origin = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"unknown file type '{path.suffix or '(none)'}' "
+                         f"(supported: {', '.join(SUPPORTED_SUFFIXES)})", file=origin)
+    if not path.is_file():
+        raise InputError("no such file", file=origin)
+    if suffix in JSONL_SUFFIXES:
+        rows = _jsonl_rows(path)
+    elif suffix in CSV_SUFFIXES:
+        rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    else:
+        rows = _parquet_rows(path)
+    return _with_columns(origin, rows)
+
+
+def rows_of(data: Any, origin: str) -> RowSource:
+    """Number the rows of a `datasets.Dataset` (or anything iterable over dicts) the same way files are."""
+    columns = list(getattr(data, "column_names", None) or [])
+    if columns and hasattr(data, "__len__") and len(data) == 0:
+        raise InputError("is empty (no data rows)", file=origin)
+    rows = ((n, dict(r)) for n, r in enumerate(data, start=1))
+    if columns:
+        return RowSource(origin, columns, rows)
+    return _with_columns(origin, rows)
+
+
+def _with_columns(origin: str, rows: Iterator[Row]) -> RowSource:
+    """Peek at the first row to learn the columns (and to report an empty input at once)."""
+    first = next(rows, None)
+    if first is None:
+        raise InputError("is empty (no data rows)", file=origin)
+    return RowSource(origin, list(first[1]), itertools.chain([first], rows))
+
+
+def clean_value(value: Any) -> Any:
+    """NaN (Parquet, pandas) becomes None so it is stored as JSON null rather than an invalid token."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+# -- JSONL -------------------------------------------------------------------------------------------------
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    origin = str(path)
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"bytes that are not UTF-8 at byte {exc.start} of the line",
+                                 file=origin, row=line_no) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"invalid JSON ({exc.msg} at column {exc.colno})",
+                                 file=origin, row=line_no) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"expected a JSON object, found {type(obj).__name__}",
+                                 file=origin, row=line_no)
+            yield line_no, obj
+
+
+# -- CSV ---------------------------------------------------------------------------------------------------
+class _Position:
+    """Shared between the line decoder and the record loop, so a decoding error can name its record."""
+
+    header_read = False
+    records = 0
+
+
+def _decoded_lines(fh, origin: str, pos: _Position) -> Iterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    for raw in fh:
+        try:
+            yield decoder.decode(raw)
+        except UnicodeDecodeError as exc:
+            # the bad line belongs to the record being read: the header, or the data row after the last one
+            where = {"row": pos.records + 1} if pos.header_read else {"field": "(header)"}
+            raise InputError(f"bytes that are not UTF-8 at byte {exc.start} of the line",
+                             file=origin, **where) from None
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
+    origin = str(path)
+    pos = _Position()
+    with open(path, "rb") as fh:
+        reader = csv.reader(_decoded_lines(fh, origin, pos), delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            pos.header_read = True
+            header = [h.strip() for h in header]
+            for record in reader:
+                pos.records += 1
+                if not any(cell.strip() for cell in record):
+                    continue
+                if len(record) != len(header):
+                    raise InputError(f"expected {len(header)} fields as in the header, found {len(record)}",
+                                     file=origin, row=pos.records)
+                yield pos.records, dict(zip(header, record, strict=True))
+        except csv.Error as exc:
+            raise InputError(f"malformed CSV ({exc})", file=origin, row=pos.records + 1) from None
+
+
+# -- Parquet -----------------------------------------------------------------------------------------------
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    origin = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc})", file=origin) from None
+    row_no = 0
+    batches = parquet.iter_batches(batch_size=4096)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:  # a damaged page further into the file
+            raise InputError(f"unreadable Parquet data ({exc})", file=origin, row=row_no + 1) from None
+        if batch is None:
+            return
+        for record in batch.to_pylist():
+            row_no += 1
+            yield row_no, {k: clean_value(v) for k, v in record.items()}

