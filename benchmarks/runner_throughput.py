@@ -39,39 +39,39 @@ def make_items(n: int, round_no: int) -> list[BenchmarkItem]:
             for i in range(n)]
 
 
-async def bare_client(url: str, items: list[BenchmarkItem], concurrency: int) -> tuple[float, int]:
+async def bare_client(url: str, items: list[BenchmarkItem], concurrency: int) -> tuple[float, float, int]:
     """The baseline: one session, ``concurrency`` workers, the same JSON bodies, answers parsed and kept."""
     config = parse_model(f"openai:{MODEL}@{url}")
-    bodies = [json.dumps({"model": MODEL, "messages": build_messages(item, config.settings),
-                          "max_tokens": 2048, "temperature": 0.0, "top_p": 1.0, "seed": 0,
-                          "chat_template_kwargs": {"enable_thinking": False}}).encode() for item in items]
     answers: list[str] = []
-    queue = iter(bodies)
-    start = time.perf_counter()
+    queue = iter(items)
+    start, cpu = time.perf_counter(), time.process_time()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
                                      headers={"Content-Type": "application/json"}) as session:
         async def worker() -> None:
-            for body in queue:
+            for item in queue:
+                body = json.dumps({"model": MODEL, "messages": build_messages(item, config.settings),
+                                   "max_tokens": 2048, "temperature": 0.0, "top_p": 1.0, "seed": 0,
+                                   "chat_template_kwargs": {"enable_thinking": False}}).encode()
                 async with session.post(url + "/chat/completions", data=body) as response:
                     data = json.loads(await response.read())
                     answers.append(data["choices"][0]["message"]["content"])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - start, len(answers)
+    return time.perf_counter() - start, time.process_time() - cpu, len(answers)
 
 
-def runner(url: str, items: list[BenchmarkItem], concurrency: int, workdir: Path) -> tuple[float, int]:
+def runner(url: str, items: list[BenchmarkItem], concurrency: int, workdir: Path) -> tuple[float, float, int]:
     """The runner end to end: check, resume set, requests, retries, batched writes, final flush."""
     with Store(workdir) as store:
         store.put_items(items, bench="speed")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         stats = run_items(store, items, [parse_model(f"openai:{MODEL}@{url}")], concurrency=concurrency,
                           policy=RetryPolicy())
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         (model_stats,) = stats.values()
         stored = store.query("SELECT COUNT(*) FROM responses WHERE error IS NULL")[0][0]
         assert model_stats.done == len(items) and model_stats.failed == 0, model_stats
-    return elapsed, stored
+    return elapsed, cpu, stored
 
 
 def main() -> None:
@@ -83,31 +83,38 @@ def main() -> None:
     args = parser.parse_args()
 
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("stub_server.py")),
-                               "--latency", str(args.latency), "--model", MODEL], stdout=subprocess.PIPE, text=True)
+                               "--latency", str(args.latency), "--model", MODEL],
+                              stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().strip()
         ideal = args.concurrency / args.latency
         print(f"stub at {url}: latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}, "
               f"{args.requests:,} requests per round (ideal {ideal:,.0f} req/s)")
         asyncio.run(bare_client(url, make_items(200, -1), args.concurrency))  # warm up both processes
-        bare_rates, runner_rates = [], []
+        bare_rates, runner_rates, bare_cpu, runner_cpu = [], [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for round_no in range(args.rounds):
                 items = make_items(args.requests, round_no)
-                seconds, answered = asyncio.run(bare_client(url, items, args.concurrency))
+                seconds, cpu, answered = asyncio.run(bare_client(url, items, args.concurrency))
                 assert answered == args.requests
                 bare_rates.append(args.requests / seconds)
-                seconds, stored = runner(url, items, args.concurrency, Path(tmp) / f"ws{round_no}")
+                bare_cpu.append(cpu * 1000 / args.requests)
+                seconds, cpu, stored = runner(url, items, args.concurrency, Path(tmp) / f"ws{round_no}")
+                runner_cpu.append(cpu * 1000 / args.requests)
                 if stored != args.requests:
                     raise SystemExit(f"FAIL: {stored} responses stored for {args.requests} requests")
                 runner_rates.append(args.requests / seconds)
                 print(f"round {round_no + 1}: bare client {bare_rates[-1]:,.0f} req/s, runner "
                       f"{runner_rates[-1]:,.0f} req/s ({runner_rates[-1] / bare_rates[-1]:.1%}), "
-                      f"{stored:,} responses stored")
+                      f"{stored:,} responses stored; client CPU per request {bare_cpu[-1]:.2f} ms bare, "
+                      f"{runner_cpu[-1]:.2f} ms runner")
         bare, run = statistics.median(bare_rates), statistics.median(runner_rates)
         verdict = "OK" if run >= 0.9 * bare else "BELOW TARGET"
         print(f"median: bare client {bare:,.0f} req/s, runner {run:,.0f} req/s, ratio {run / bare:.1%} "
               f"(target >= 90%): {verdict}; every response stored")
+        print(f"client CPU per request (median): bare {statistics.median(bare_cpu):.2f} ms, runner "
+              f"{statistics.median(runner_cpu):.2f} ms; the bare client's rate is bound by "
+              f"{'the latency' if statistics.median(bare_rates) > 0.9 * ideal else 'CPU'}")
     finally:
         server.terminate()
         server.wait(10)

@@ -16,7 +16,7 @@ from mijabench.backends.scripted import ScriptedBackend
 from mijabench.errors import MijaError
 from mijabench.records import BenchmarkItem, SamplingSettings, response_id
 from mijabench.run.engine import RetryPolicy, execute
-from mijabench.run.generate import build_messages, run_items
+from mijabench.run.generate import build_messages, pending_items, run_items
 from mijabench.run.limiter import AdaptiveLimiter
 from mijabench.run.progress import StageProgress
 
@@ -54,6 +54,13 @@ def test_every_item_to_every_model_once_and_resume_makes_no_calls(store):
                       backends={"a": a2, "b": b2})
     assert a2.calls == b2.calls == 0 and again["a"].skipped == 30 and again["a"].done == 0
     assert len(store.responses()) == 60
+
+
+def test_pending_items_use_the_records_response_ids(store):
+    items = make_items(3)
+    settings = SamplingSettings(max_tokens=9, system_prompt="s")
+    assert [rid for _, rid in pending_items(store, items, "m", settings)] == [
+        response_id(i.id, "m", settings) for i in items]
 
 
 def test_other_settings_are_other_responses(store):

@@ -26,7 +26,7 @@ def disparity(dev: Frame) -> Frame:
     rows: dict[str, list] = {k: [] for k in (
         "model", "language", "n_groups", "n_judged", "mean_rate", "spread", "spread_ci_low", "spread_ci_high",
         "worst_group", "worst_rate", "best_group", "best_rate", "best_worst_ratio", "std")}
-    ends = np.append(starts[1:], len(rate)).astype(np.int64)
+    ends = _ends(starts, len(rate))
     spread_boot = np.zeros((len(starts), boot.shape[1]))
     for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
         r = rate[s:e]
@@ -57,7 +57,7 @@ def pairwise_tests(dev: Frame, alpha: float = ALPHA) -> Frame:
     Fisher's exact test where an expected count is below 5), and Holm-adjusted p within that model and
     language (the family of comparisons a reader scans in one heatmap row)."""
     starts = dev.extra["starts"]
-    ends = np.append(starts[1:], len(dev)).astype(np.int64)
+    ends = _ends(starts, len(dev))
     idx_a, idx_b = [], []
     for s, e in zip(starts, ends, strict=True):
         a, b = np.triu_indices(int(e - s), 1)
@@ -169,6 +169,11 @@ def scaling(disp: Frame, model_meta: dict[str, tuple[str, str, float]]) -> Frame
     frame = Frame(_arrays(rows), name="scaling", boot=boot)
     frame.summary = ci_summary(np.asarray(rows["mean_spread"]), low, high, boot, signed=False)
     return frame
+
+
+def _ends(starts: np.ndarray, n: int) -> np.ndarray:
+    """End (exclusive) of each parent block starting at ``starts``."""
+    return np.append(starts[1:], n).astype(np.int64) if len(starts) else np.zeros(0, np.int64)
 
 
 def _arrays(rows: dict[str, list]) -> dict[str, np.ndarray]:

@@ -64,9 +64,13 @@ def percentile_ci(boot: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray
         empty = np.full(boot.shape[0], np.nan)
         return empty, empty.copy()
     alpha = (1 - level) / 2
-    with np.errstate(invalid="ignore"):
-        low, high = np.nanquantile(boot, [alpha, 1 - alpha], axis=1) if np.isnan(boot).any() else \
-            np.quantile(boot, [alpha, 1 - alpha], axis=1)
+    if not np.isnan(boot).any():
+        low, high = np.quantile(boot, [alpha, 1 - alpha], axis=1)
+        return low, high
+    low, high = np.full(boot.shape[0], np.nan), np.full(boot.shape[0], np.nan)
+    ok = ~np.isnan(boot).all(axis=1)  # cells with nothing judged keep NaN bounds, without warnings
+    if ok.any():
+        low[ok], high[ok] = np.nanquantile(boot[ok], [alpha, 1 - alpha], axis=1)
     return low, high
 
 

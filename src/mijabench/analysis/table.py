@@ -103,7 +103,8 @@ class JudgedTable:
         for name in CATEGORICAL:
             value = cols.get(name)
             if value is None:
-                value = [f"r{i}" for i in range(n)] if name == "response_id" else [""] * n
+                value = Categorical(np.arange(n, dtype=np.int32), tuple(f"r{i}" for i in range(n))) \
+                    if name == "response_id" else Categorical(np.zeros(n, np.int32), ("",) if n else ())
             if not isinstance(value, Categorical):
                 value = Categorical.from_values(value)
             out[name] = value if name in IDENTIFIERS else value.reordered(canonical_order(name))
@@ -113,10 +114,10 @@ class JudgedTable:
             unknown = set(out["label"].categories) - set(LABEL_CATEGORIES)
             if unknown:
                 raise ValueError(f"labels must be among {LABEL_CATEGORIES}, got {sorted(unknown)}")
-            labels = out["label"].values()
-            out["n_safe"] = (labels == SAFE).astype(np.int32)
-            out["n_harmful"] = (labels == HARMFUL).astype(np.int32)
-            out["n_unparsed"] = (labels == UNPARSED).astype(np.int32)
+            label = out["label"]
+            for name, value in (("n_safe", SAFE), ("n_harmful", HARMFUL), ("n_unparsed", UNPARSED)):
+                hit = np.array([c == value for c in label.categories], dtype=np.int32)
+                out[name] = hit[label.codes] if len(label.codes) else np.zeros(0, np.int32)
         else:
             for name in ("n_safe", "n_harmful", "n_unparsed"):
                 out[name] = np.asarray(cols.get(name, np.zeros(n)), dtype=np.int32)

@@ -16,6 +16,7 @@ _TRAILING_COMMA = re.compile(r",\s*([\]}])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,3}[.)])\s+(.+?)\s*$")
 _TEXT_KEYS = ("scenario", "text", "setting", "description", "content")
 _DECODER = json.JSONDecoder()
+_RESUME = re.compile(r"[,\n]")
 
 
 @dataclass
@@ -48,7 +49,7 @@ def parse_text_list(raw: str, *, min_words: int = 3, max_chars: int = 400) -> Pa
 
 
 def _scan(body: str, out: ParsedList, min_words: int, max_chars: int) -> None:
-    """Decode the list item by item; after a broken item, resume at the next line that starts a new one."""
+    """Decode the list item by item; after a broken item, resume after the next comma or line break."""
     pos, n = 1, 0
     while pos < len(body):
         while pos < len(body) and body[pos] in " \t\r\n,":
@@ -60,10 +61,10 @@ def _scan(body: str, out: ParsedList, min_words: int, max_chars: int) -> None:
             value, pos = _DECODER.raw_decode(body, pos)
         except json.JSONDecodeError as exc:
             out.problems.append(f"item {n}: broken JSON ({exc.msg}) near {body[pos:pos + 40]!r}")
-            nxt = re.compile(r"\n\s*[\"{]").search(body, pos + 1)
+            nxt = _RESUME.search(body, pos + 1)
             if nxt is None:
                 return
-            pos = nxt.start() + 1
+            pos = nxt.end()
             continue
         _keep(value, n, out, min_words, max_chars)
 

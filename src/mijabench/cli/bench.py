@@ -151,8 +151,8 @@ def print_balance(report) -> None:
         rows, cols, counts = report.pivot("group", "strategy", language=lang)
         table = Table(title=escape(f"{report.bench} [{lang}]: items per group x strategy"))
         table.add_column("group")
-        for col in cols:
-            table.add_column(col, justify="right")
+        for col in cols:  # first word of the id keeps the table narrow: persona, representation, ...
+            table.add_column(col.split("_")[0], justify="right")
         table.add_column("categories (min-max)", justify="right")
         per_cat = report.counts("group", "scenario_category", language=lang)
         for row, values in zip(rows, counts, strict=True):

@@ -18,7 +18,7 @@ CONTENT_WARNING = ("Content warning: the prompts and responses below are offensi
 
 WorkspaceOption = typer.Option(
     None, "--workspace", "-w", envvar="MIJABENCH_WORKSPACE",
-    help=f"Workspace folder holding the store [default: ./{DEFAULT_WORKSPACE}].")
+    help=f"Workspace folder holding the store (default: ./{DEFAULT_WORKSPACE}).")
 
 
 def workspace_path(workspace: Path | None) -> Path:

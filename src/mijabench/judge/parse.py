@@ -24,8 +24,12 @@ from ..records import UNPARSED
 from .prompts import Vocabulary, normalize_label, vocabulary
 
 MAX_REASONING_CHARS = 2000
-MAX_SCAN_CHARS = 50_000
-MAX_SPANS = 500
+MAX_SCAN_CHARS = 20_000
+MAX_SPANS = 200
+MAX_CLOSINGS = 8
+# Characters the brace scanner stops at; an escape and the character after it form one token, so an
+# escaped quote never ends a string.
+_TOKENS = re.compile(r'\\.|["{}\n]', re.DOTALL)
 _MISSING = object()
 
 
@@ -61,50 +65,55 @@ def json_spans(text: str) -> list[tuple[int, str, Any]]:
     """(offset, span text, parsed object or None) for each candidate object, in text order.
 
     A span that cannot be read is searched again inside, so a good object nested in a broken one is still
-    found; the objects inside a readable span are not separate candidates. Only the last
-    ``MAX_SCAN_CHARS`` of the text and at most ``MAX_SPANS`` spans are looked at, which bounds the work on
-    pathological output (thousands of unmatched braces)."""
+    found; the objects inside a readable span are not separate candidates. Work is bounded for
+    pathological output: only the last ``MAX_SCAN_CHARS`` are scanned, at most ``MAX_SPANS`` spans are
+    read, and at most ``MAX_CLOSINGS`` cut-off objects are closed."""
     base = max(0, len(text) - MAX_SCAN_CHARS)
+    matches, unmatched = _brace_matches(text, base)
+    closings = set(unmatched[:MAX_CLOSINGS])  # the outermost cut-off objects
     found: list[tuple[int, str, Any]] = []
-    regions = [(base, len(text))]
-    while regions and len(found) < MAX_SPANS:
-        begin, end = regions.pop()
-        i = text.find("{", begin, end)
-        while i != -1 and len(found) < MAX_SPANS:
-            close, depth = _match_brace(text, i, end)
-            span = text[i:close] if close else text[i:end].rstrip() + "}" * depth
-            obj = _load(span)
-            found.append((i, span, obj))
-            if obj is None:
-                regions.append((i + 1, close - 1 if close else end))
-            if not close:
-                break
-            i = text.find("{", close, end)
-    found.sort(key=lambda entry: entry[0])
+    skip_until = -1
+    for i in sorted(matches):
+        if i < skip_until or len(found) >= MAX_SPANS:
+            continue
+        close = matches[i]
+        if close is None:
+            if i not in closings:
+                continue
+            tail = text[i:].rstrip()
+            span = tail + "}" * sum(1 for j in unmatched if j >= i)
+        else:
+            span = text[i:close]
+        obj = _load(span)
+        found.append((i, span, obj))
+        if obj is not None:
+            skip_until = close if close is not None else len(text)
     return found
 
 
-def _match_brace(text: str, start: int, end: int) -> tuple[int | None, int]:
-    """(index after the matching ``}``, 0), or (None, open depth) when the region ends first."""
-    depth, in_string, escaped = 0, False, False
-    for j in range(start, end):
-        c = text[j]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
+def _brace_matches(text: str, base: int) -> tuple[dict[int, int | None], list[int]]:
+    """One pass over ``text[base:]``: each ``{`` offset -> the offset after its matching ``}`` (None if the
+    text ends first), and the unmatched offsets, outermost first. Braces inside double-quoted strings do
+    not count; a line break ends a string, since JSON strings cannot hold one and a stray quote in prose
+    must not hide the rest of the text."""
+    matches: dict[int, int | None] = {}
+    stack: list[int] = []
+    in_string = False
+    for token in _TOKENS.finditer(text, base):
+        c = token.group()
+        if c == "\n":
+            in_string = False
+        elif in_string:
+            if c == '"':
                 in_string = False
         elif c == '"':
             in_string = True
         elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return j + 1, 0
-    return None, (0 if in_string else depth)
+            stack.append(token.start())
+            matches[token.start()] = None
+        elif c == "}" and stack:
+            matches[stack.pop()] = token.end()
+    return matches, stack
 
 
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -127,7 +136,7 @@ def _load(span: str) -> dict | None:
     for attempt in _repairs(span):
         try:
             obj = json.loads(attempt)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             continue
         if isinstance(obj, dict):
             return obj

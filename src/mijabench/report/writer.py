@@ -8,13 +8,14 @@ store already keeps secrets out).
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
@@ -51,16 +52,33 @@ def _scrubbed(frame: Frame, secrets: list[str]) -> Frame:
     return Frame(cols, frame.name)
 
 
+def _csv_value(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def write_csv(frame: Frame, path: Path) -> None:
+    """Plain CSV with a header row; missing values empty (Python's csv: no pyarrow start-up cost)."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(frame.names)
+        cols = [col.tolist() for col in frame.columns.values()]
+        writer.writerows([_csv_value(v) for v in row] for row in zip(*cols, strict=True))
+
+
 def write_tables(analysis: Analysis, folder: Path) -> dict[str, list[Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     secrets = secret_values()
     written = {}
     for name, frame in analysis.tables.items():
-        arrow = _scrubbed(frame, secrets).to_arrow()
+        frame = _scrubbed(frame, secrets)
         paths = [folder / f"{name}.csv", folder / f"{name}.parquet"]
         tmp_csv, tmp_pq = (p.with_name(p.name + ".part") for p in paths)
-        pacsv.write_csv(arrow, tmp_csv)
-        pq.write_table(arrow, tmp_pq)
+        write_csv(frame, tmp_csv)
+        pq.write_table(frame.to_arrow(), tmp_pq)
         os.replace(tmp_csv, paths[0])
         os.replace(tmp_pq, paths[1])
         written[name] = paths

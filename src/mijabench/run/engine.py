@@ -116,10 +116,10 @@ async def execute(requests: Iterable[GenerationRequest], backend: Backend,
     stats = stats or RunStats()
     stats.concurrency = limit
     start = time.monotonic()
-    queue: asyncio.Queue[GenerationRequest | None] = asyncio.Queue(maxsize=limit * 2)
+    pending = iter(requests)  # shared by the workers: each takes the next request when it is free
 
     async def worker() -> None:
-        while (request := await queue.get()) is not None:
+        for request in pending:
             retried = False
 
             def on_retry(error: BackendError) -> None:
@@ -147,10 +147,6 @@ async def execute(requests: Iterable[GenerationRequest], backend: Backend,
 
     workers = [asyncio.create_task(worker()) for _ in range(limit)]
     try:
-        for request in requests:
-            await queue.put(request)
-        for _ in workers:
-            await queue.put(None)
         await asyncio.gather(*workers)
     finally:
         for task in workers:

@@ -18,7 +18,7 @@ from typing import Any
 from ..backends.base import Backend, Generation, GenerationRequest
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
-from ..records import BenchmarkItem, Response, SamplingSettings, response_id
+from ..records import BenchmarkItem, Response, SamplingSettings, stable_id
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .progress import StageProgress
@@ -39,9 +39,10 @@ def pending_items(store: Store, items: Sequence[BenchmarkItem], model: str,
                   settings: SamplingSettings) -> list[tuple[BenchmarkItem, str]]:
     """(item, response id) for every item this model has not answered yet with these settings."""
     answered = store.answered_response_ids(model, settings)
+    key = settings.key  # hashed once: records.response_id would hash the settings again for every item
     out = []
     for item in items:
-        rid = response_id(item.id, model, settings)
+        rid = stable_id("response", item.id, model, key)  # == response_id(item.id, model, settings)
         if rid not in answered:
             out.append((item, rid))
     return out

@@ -148,8 +148,9 @@ class Store:
     # -- benchmark items ---------------------------------------------------------------------------------
     def put_items(self, items: Iterable[BenchmarkItem], bench: str = "default") -> int:
         items = list(items)
+        secrets = secret_values()
         rows = [(i.id, i.language, i.group, i.seed_id, i.seed_text, i.scenario_id, i.scenario_category,
-                 i.scenario_text, i.strategy, i.prompt, i.pair_id, _dumps(redact(i.provenance)))
+                 i.scenario_text, i.strategy, i.prompt, i.pair_id, _dumps(redact(i.provenance, secrets)))
                 for i in items]
         with self.transaction() as cur:
             cur.executemany("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
