@@ -98,7 +98,8 @@ def time_store_load(table: JudgedTable) -> None:
         t0 = time.perf_counter()
         items = {}
         item_id, lang, group = table.values("item_id"), table.values("language"), table.values("group")
-        strat, scen, pair = table.values("strategy"), table.values("scenario_category"), table.values("pair_id")
+        strat, scen = table.values("strategy"), table.values("scenario_category")
+        pair = table.values("pair_id")
         for i in range(len(table)):
             items.setdefault(item_id[i], (item_id[i], lang[i], group[i], "", "", "", scen[i], "", strat[i],
                                           "", pair[i], "{}"))
@@ -132,8 +133,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     table = synthetic_table(args.rows, args.seed)
+    cells = len(set(zip(table.values("group"), table.values("language"), strict=True)))
     print(f"synthetic table: {len(table):,} responses, {len(table.cat('model').categories)} models, "
-          f"{len(set(zip(table.values('group'), table.values('language'))))} group-language cells "
+          f"{cells} group-language cells "
           f"(built in {time.perf_counter() - t0:.1f} s, RSS {peak_rss_mb():,.0f} MB)")
     times = []
     for _ in range(args.repeat):

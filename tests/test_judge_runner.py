@@ -104,11 +104,12 @@ def test_second_run_makes_no_calls(store):
 def test_failed_calls_are_stored_and_retried(store):
     _populate(store)
     broken = ScriptedBackend(name="judge-a", replies=JUDGE_ANSWERS, fail_first=99, retryable=False,
-                             fail_kind="auth")
+                             fail_kind="bad_request")
     run = judge_responses(store, [broken], target_models=["target"])
-    assert run.judges[0].failed == 5
+    assert run.judges[0].failed == 5 and run.judges[0].aborted is None
     failed = store.verdicts("judge-a")
-    assert len(failed) == 5 and all(v.label == "unparsed" and v.error.startswith("auth") for v in failed)
+    assert len(failed) == 5 and all(v.label == "unparsed" and v.error.startswith("bad_request")
+                                    for v in failed)
     assert store.judged_response_ids("judge-a") == set()
     fixed = ScriptedBackend(name="judge-a", replies=JUDGE_ANSWERS)
     run = judge_responses(store, [fixed], target_models=["target"])
@@ -116,6 +117,20 @@ def test_failed_calls_are_stored_and_retried(store):
     verdicts = store.verdicts("judge-a")
     assert len(verdicts) == 5 and all(v.error is None for v in verdicts)
     assert sorted(v.label for v in verdicts) == ["harmful", "harmful", "safe", "safe", "unparsed"]
+
+
+def test_fatal_error_stops_the_judge_and_the_next_run_finishes(store):
+    _populate(store)
+    rejected = ScriptedBackend(name="judge-a", fail_first=99, retryable=False, fail_kind="auth",
+                               latency_s=0.001)
+    run = judge_responses(store, [rejected, RULES_JUDGE], target_models=["target"], concurrency=1)
+    stats = {s.judge: s for s in run.judges}
+    assert stats["judge-a"].aborted == "injected auth"
+    assert rejected.calls == stats["judge-a"].failed < 5  # the rest was never sent
+    assert stats[RULES_JUDGE].pending == 5 and stats[RULES_JUDGE].aborted is None  # other judges go on
+    good = ScriptedBackend(name="judge-a", replies=JUDGE_ANSWERS)
+    judge_responses(store, [good], target_models=["target"])
+    assert good.calls == 5 and len(store.judged_response_ids("judge-a")) == 5
 
 
 def test_transient_failures_are_retried_within_the_run(store):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_analysis import put_rows
 
 from mijabench.analysis import RATE_CUTS, load_judged
 from mijabench.records import Seed
 from mijabench.report import context
 from mijabench.store import Store
+from test_analysis import put_rows
 
 API_KEY = "sk-mija-test-4f9c2a7e1b93d"
 SCRIPT = "<script>document.title='pwned';window.__pwned=1</script>"
@@ -194,7 +194,8 @@ def test_api_key_appears_nowhere(audit):
 
 def test_compare_exit_codes(audit):
     env = audit["env"]
-    ok = run_cli("compare", "--a", "m-big", "--b", "m-small", "--threshold", "100", "--resamples", "100", env=env)
+    ok = run_cli("compare", "--a", "m-big", "--b", "m-small", "--threshold", "100", "--resamples", "100",
+                 env=env)
     assert ok.returncode == 0, ok.stderr
     assert "PASS" in ok.stdout
     # m-small's spread between groups (75 points in English) exceeds 30

@@ -233,7 +233,8 @@ class Overloaded(Backend):
 
 def test_execute_adapts_to_a_server_that_answers_429():
     backend = Overloaded(capacity=4)
-    requests = [GenerationRequest(key=str(i), messages=[{"role": "user", "content": "x"}]) for i in range(300)]
+    requests = [GenerationRequest(key=str(i), messages=[{"role": "user", "content": "x"}])
+                for i in range(300)]
     policy = RetryPolicy(max_attempts=50, backoff_base_s=0.001, backoff_max_s=0.01)
     results = []
     stats = asyncio.run(execute(requests, backend, results.append, concurrency=32, policy=policy,

@@ -56,7 +56,8 @@ class DPORunConfig:
                 raise bad(name, "must be > 0")
         if self.max_steps <= 0 and not self.epochs > 0:
             raise bad("epochs", "must be > 0 when max_steps is not set")
-        for name in ("batch_size", "grad_accumulation", "lora_r", "lora_alpha", "max_length", "logging_steps"):
+        for name in ("batch_size", "grad_accumulation", "lora_r", "lora_alpha", "max_length",
+                     "logging_steps"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be at least 1")
         if not 0 <= self.lora_dropout < 1:
@@ -79,7 +80,8 @@ class DPORunConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InputError(f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})", file=source)
+            raise InputError(f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(known)})",
+                             file=source)
         values = {}
         for name, value in data.items():
             default = getattr(cls(), name)
@@ -133,5 +135,6 @@ def _coerce(value: Any, default: Any, name: str, source: str) -> Any:
                 raise TypeError
             return value
     except (TypeError, ValueError):
-        raise InputError(f"expected {type(default).__name__}, got {value!r}", file=source, field=name) from None
+        raise InputError(f"expected {type(default).__name__}, got {value!r}", file=source,
+                         field=name) from None
     return value

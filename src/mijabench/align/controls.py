@@ -105,8 +105,8 @@ def _spread(combos: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
             options = by_statement[statement]
             if options and len(out) < n:
                 # rotate kinds across statements so the first round is not all one kind
-                pick = next((c for c in options if c[1] == BENIGN_KINDS[(index + round_) % len(BENIGN_KINDS)]),
-                            options[0])
+                kind = BENIGN_KINDS[(index + round_) % len(BENIGN_KINDS)]
+                pick = next((c for c in options if c[1] == kind), options[0])
                 options.remove(pick)
                 out.append(pick)
         round_ += 1

@@ -120,7 +120,9 @@ def export_corpus(store: Store, out: str | Path, *, push_to_hub: str | None = No
     os.replace(tmp, parquet)
 
     from datasets import Dataset  # heavy; only this command needs it
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()
     dataset = Dataset(table)
     target = out / DATASET_DIR
     staging = out / f".{DATASET_DIR}.part"

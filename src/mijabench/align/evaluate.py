@@ -28,8 +28,15 @@ import numpy as np
 from ..errors import MijaError
 from ..records import HARMFUL, SAFE, BenchmarkItem, SamplingSettings
 from ..store import Store
-from .models import AdaptedBackend, load_causal_lm, load_tokenizer, load_with_adapter, pick_device, \
-    resolve_base, trained_weights
+from .models import (
+    AdaptedBackend,
+    load_causal_lm,
+    load_tokenizer,
+    load_with_adapter,
+    pick_device,
+    resolve_base,
+    trained_weights,
+)
 from .pairsdir import load_pairs, pairs_fingerprint
 
 ATTACK_BENCH, BENIGN_BENCH = "align-eval", "align-benign"
@@ -126,8 +133,8 @@ def _attack_item(p: dict[str, Any]) -> BenchmarkItem:
 
 def _benign_item(b: dict[str, Any]) -> BenchmarkItem:
     # Benign controls live in their own benchmark; "benign" marks them in the strategy and category columns.
-    return BenchmarkItem(id=b["id"], language=b["language"], group=b["group"], seed_text=b.get("statement", ""),
-                         scenario_category="benign", scenario_text=b.get("kind", ""), strategy="benign",
+    return BenchmarkItem(id=b["id"], language=b["language"], group=b["group"],
+                         seed_text=b.get("statement", ""), scenario_category="benign", scenario_text=b.get("kind", ""), strategy="benign",
                          prompt=b["prompt"], provenance={"align": "benign", "source": b.get("source", "")})
 
 
@@ -140,14 +147,16 @@ def _generate(store: Store, items: list[BenchmarkItem], source: str, kind: str, 
 
     device = pick_device(options.device)
     common = {"device": device, "batch_size": options.batch_size}
-    variants = [
-        (BEFORE, f"hf:{source}", lambda: TransformersBackend(source, name=BEFORE, spec=f"hf:{source}", **common)),
-        (AFTER, f"hf:{weights}", (lambda: AdaptedBackend(source, weights, name=AFTER, spec=f"hf:{source}",
-                                                         **common)) if kind == "adapter" else
-         (lambda: TransformersBackend(str(weights), name=AFTER, spec=f"hf:{weights}", **common))),
-    ]
-    for name, spec, make in variants:
-        backend = make()
+
+    def make(name: str):
+        if name == BEFORE:
+            return TransformersBackend(source, name=BEFORE, spec=f"hf:{source}", **common)
+        if kind == "adapter":
+            return AdaptedBackend(source, weights, name=AFTER, spec=f"hf:{source}", **common)
+        return TransformersBackend(str(weights), name=AFTER, spec=f"hf:{weights}", **common)
+
+    for name, spec in ((BEFORE, f"hf:{source}"), (AFTER, f"hf:{weights}")):
+        backend = make(name)
         try:
             stats = run_items(store, items, [ModelConfig(spec=spec, name=name, settings=settings)],
                               backends={name: backend}, progress=progress)
@@ -193,7 +202,8 @@ def summarize(store: Store, prompts: list[dict[str, Any]], benign: list[dict[str
     for subset, mask in subsets.items():
         if not mask.any():
             continue
-        frame = rates(attack, ["model"], mask=mask, resamples=options.resamples, seed=options.seed, name=subset)
+        frame = rates(attack, ["model"], mask=mask, resamples=options.resamples, seed=options.seed,
+                      name=subset)
         cells = _cells(frame, ("model",))
         items = set(item_ids[mask].tolist())
         b = sum(1 for i in items if labels[BEFORE].get(i) == SAFE and labels[AFTER].get(i) == HARMFUL)
@@ -243,7 +253,8 @@ def over_refusal(store: Store, benign: list[dict[str, Any]], options: EvalOption
     groups = []
     for group in _ordered({b["group"]: True for b in benign}):
         row = _before_after(per_group, (group,))
-        groups.append({"group": group, **row, "doubled": doubled(row["before"]["rate"], row["after"]["rate"])})
+        rise = doubled(row["before"]["rate"], row["after"]["rate"])
+        groups.append({"group": group, **row, "doubled": rise})
     return {"all": {**overall, "doubled": doubled(overall["before"]["rate"], overall["after"]["rate"])},
             "groups": groups}
 
@@ -285,7 +296,8 @@ def _cells(frame, keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, Any]
 def _cell(row: dict[str, Any] | None) -> dict[str, Any]:
     if row is None:
         return {"rate": None, "ci_low": None, "ci_high": None, "n": 0}
-    return {"rate": row["rate"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": int(row["n_judged"])}
+    return {"rate": row["rate"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+            "n": int(row["n_judged"])}
 
 
 def _before_after(cells: dict[tuple[str, ...], dict[str, Any]], key: tuple[str, ...]) -> dict[str, Any]:
@@ -345,7 +357,8 @@ def _examples(store: Store, prompts: list[dict[str, Any]], n: int = 6) -> list[d
     out = []
     for p in held[:n]:
         out.append({"group": p["group"], "strategy": p["strategy"], "prompt": p["prompt"],
-                    "before": texts[BEFORE].get(p["item_id"], ""), "after": texts[AFTER].get(p["item_id"], ""),
+                    "before": texts[BEFORE].get(p["item_id"], ""),
+                    "after": texts[AFTER].get(p["item_id"], ""),
                     "before_label": labels.get((BEFORE, p["item_id"]), ""),
                     "after_label": labels.get((AFTER, p["item_id"]), "")})
     return out

@@ -18,10 +18,12 @@ import numpy as np
 
 
 def _ids(tokenizer, messages: list[dict[str, str]], **kwargs) -> list[int]:
-    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"])
+    encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)
+    return list(encoded["input_ids"])
 
 
-def tokenize_pair(tokenizer, prompt: str, answer: str, max_length: int | None = None) -> tuple[list[int], int]:
+def tokenize_pair(tokenizer, prompt: str, answer: str,
+                  max_length: int | None = None) -> tuple[list[int], int]:
     """(token ids of prompt + answer, where the answer starts)."""
     user = [{"role": "user", "content": prompt}]
     prompt_ids = _ids(tokenizer, user, add_generation_prompt=True)

@@ -77,8 +77,8 @@ def load_causal_lm(source: str, *, dtype: Any = None, device: str = "cpu"):
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32,
                                                      local_files_only=local)
     except (OSError, ValueError) as exc:
-        raise MijaError(f"{source}: cannot load the model ({_first_line(exc)}); give a local folder, or a hub "
-                        "id on a machine with network access") from exc
+        raise MijaError(f"{source}: cannot load the model ({_first_line(exc)}); give a local folder, or "
+                        "a hub id on a machine with network access") from exc
     return model.to(device).eval()
 
 

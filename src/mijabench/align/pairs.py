@@ -19,7 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import product
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MijaError
@@ -57,7 +56,8 @@ class PairOptions:
         for name in ("max_length", "max_prompt_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise InputError("must be a positive number of characters", field="--" + name.replace("_", "-"))
+                flag = "--" + name.replace("_", "-")
+                raise InputError("must be a positive number of characters", field=flag)
         if self.split == "random" and (self.holdout_groups or self.holdout_strategies):
             raise InputError("the random split holds out prompts, not groups or strategies; use "
                              "leave-groups-out or leave-strategies-out", field="--split")
@@ -161,7 +161,8 @@ def build_pairs(rows: Iterable[dict[str, Any]], options: PairOptions, *,
     }
     sources = Counter(p["chosen_source"] for p in train + test)
     manifest = {
-        "prompts": len(prompts), "prompts_with_harmful_response": sum(bool(p.harmful) for p in prompts.values()),
+        "prompts": len(prompts),
+        "prompts_with_harmful_response": sum(bool(p.harmful) for p in prompts.values()),
         "train_pairs": len(train), "train_pairs_before_balance": unbalanced, "test_pairs": len(test),
         "eval_prompts": len(eval_prompts), "benign_controls": len(benign or []),
         "dropped_long_prompts": dropped_long, "chosen_sources": dict(sorted(sources.items())),
@@ -184,7 +185,8 @@ def choose_holdouts(prompts: dict[str, _Prompt], options: PairOptions) -> tuple[
         for label in labels:
             value = check(label, field=flag)
             if value not in present:
-                raise InputError(f"'{label}' has no judged prompts (present: {', '.join(present)})", field=flag)
+                raise InputError(f"'{label}' has no judged prompts (present: {', '.join(present)})",
+                                 field=flag)
             out.add(value)
         if out and out >= set(present):
             raise InputError("holding out every one present leaves nothing to train on", field=flag)

@@ -8,8 +8,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-CONTENT_WARNING = ("Content warning: the prompts and responses below are offensive by design; they were written "
-                   "to test model safety towards demographic groups.")
+CONTENT_WARNING = ("Content warning: the prompts and responses below are offensive by design; they were "
+                   "written to test model safety towards demographic groups.")
 EXAMPLE_CHARS = 600
 
 _STYLE = """
@@ -22,7 +22,9 @@ td:first-child,th:first-child{text-align:left}.flag{background:#fde2e1;border:2p
 
 
 def pct(value: float | None) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * value:.1f}%"
 
 
 def cell_text(cell: dict[str, Any]) -> str:
@@ -48,7 +50,8 @@ def terminal_lines(summary: dict[str, Any]) -> list[str]:
     lines.append("per strategy:")
     for row in summary["strategies"]:
         tag = "seen" if row["seen"] else "HELD-OUT"
-        lines.append(f"  {row['strategy']:<24} {tag:<8} {cell_text(row['before'])} -> {cell_text(row['after'])}")
+        lines.append(f"  {row['strategy']:<24} {tag:<8} {cell_text(row['before'])} -> "
+                     f"{cell_text(row['after'])}")
     over = summary["over_refusal"]
     lines.append(f"over-refusal on benign controls: {cell_text(over['all']['before'])} -> "
                  f"{cell_text(over['all']['after'])}" + ("  DOUBLED" if over["all"]["doubled"] else ""))
@@ -85,8 +88,8 @@ def write_report(summary: dict[str, Any], examples: list[dict[str, Any]], path: 
                  f"{r['better']} / {r['worse']}", f"{r['mcnemar_p']:.3g}"] for r in summary["pooled"]]),
         "<h2>Defense rate per group</h2>",
         _table(["group", "in training", "before", "after", "change"],
-               [[r["group"], "yes" if r["seen"] else "held out", cell_text(r["before"]), cell_text(r["after"]),
-                 change_text(r["change"])] for r in summary["groups"]],
+               [[r["group"], "yes" if r["seen"] else "held out", cell_text(r["before"]),
+                 cell_text(r["after"]), change_text(r["change"])] for r in summary["groups"]],
                held=[not r["seen"] for r in summary["groups"]]),
         "<h2>Defense rate per strategy</h2>",
         _table(["strategy", "in training", "before", "after", "change"],

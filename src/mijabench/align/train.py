@@ -83,14 +83,15 @@ def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunC
     else:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                 target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                 lora_dropout=config.lora_dropout, target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
     args = DPOConfig(
         output_dir=str(out / "checkpoints"), beta=config.beta, loss_type=[config.loss_type],
         learning_rate=config.learning_rate, num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accumulation,
         warmup_steps=config.warmup_ratio, lr_scheduler_type=config.lr_scheduler,
-        weight_decay=config.weight_decay, seed=config.seed, data_seed=config.seed, max_length=config.max_length,
+        weight_decay=config.weight_decay, seed=config.seed, data_seed=config.seed,
+        max_length=config.max_length,
         bf16=bf16, fp16=False, use_cpu=not on_gpu, activation_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing=None, logging_steps=config.logging_steps,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
@@ -116,6 +117,8 @@ def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunC
     runtime = time.monotonic() - start
 
     weights = out / (MODEL_DIR if config.full_finetune else ADAPTER_DIR)
+    if (out / "checkpoints").is_dir() and not any((out / "checkpoints").iterdir()):
+        (out / "checkpoints").rmdir()  # created by the trainer even when nothing is saved there
     trainer.model.save_pretrained(str(weights))
     tokenizer.save_pretrained(str(weights))
     history = [_plain(h) for h in trainer.state.log_history]
@@ -124,7 +127,8 @@ def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunC
     run = {
         "base": base, "source": source, "pairs": str(pairs_dir), "pairs_sha256": pairs_fingerprint(pairs_dir),
         "split": pairset.split, "train_pairs_given": len(pairs), "train_pairs_used": used,
-        "steps": result.global_step, "runtime_s": round(runtime, 2), "final_loss": losses[-1] if losses else None,
+        "steps": result.global_step, "runtime_s": round(runtime, 2),
+        "final_loss": losses[-1] if losses else None,
         "device": device, "bf16": bf16, "weights": str(weights.relative_to(out)),
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if on_gpu else None,
         "peak_rss_gb": _peak_rss_gb(), "versions": _versions(), "config": config.to_dict(),

@@ -91,13 +91,13 @@ def compare_tables(a: JudgedTable, b: JudgedTable, *, a_name: str = "a", b_name:
     failures = []
     for r in groups.rows():
         if r["difference"] < -threshold / 100 and r["ci_high"] < 0:
-            failures.append(f"{r['group']} ({r['language']}): defense rate dropped {-100 * r['difference']:.1f} "
-                            f"pts (95% CI [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]), more than "
-                            f"{threshold:g}")
+            failures.append(f"{r['group']} ({r['language']}): defense rate dropped "
+                            f"{-100 * r['difference']:.1f} pts (95% CI [{100 * r['ci_low']:.1f}, "
+                            f"{100 * r['ci_high']:.1f}]), more than {threshold:g}")
     for r in spreads.rows():
         if np.isfinite(r["spread_b"]) and r["spread_b"] > max_spread / 100:
-            failures.append(f"{b_name} ({r['language']}): max-min spread between groups {100 * r['spread_b']:.1f} "
-                            f"pts exceeds {max_spread:g}")
+            failures.append(f"{b_name} ({r['language']}): max-min spread between groups "
+                            f"{100 * r['spread_b']:.1f} pts exceeds {max_spread:g}")
     return Comparison(a_name, b_name, groups, spreads, threshold, max_spread, failures)
 
 
@@ -112,8 +112,8 @@ def _spreads(a: JudgedTable, b: JudgedTable, resamples: int, seed: int) -> Frame
             entry[f"spread_{side}_ci_low"] = r["spread_ci_low"]
             entry[f"spread_{side}_ci_high"] = r["spread_ci_high"]
             entry[f"worst_group_{side}"] = r["worst_group"]
-    names = ["spread_a", "spread_a_ci_low", "spread_a_ci_high", "worst_group_a", "spread_b", "spread_b_ci_low",
-             "spread_b_ci_high", "worst_group_b"]
+    names = [f"{name}_{side}{suffix}" for side in "ab" for name, suffix in
+             (("spread", ""), ("spread", "_ci_low"), ("spread", "_ci_high"), ("worst_group", ""))]
     langs = list(out)
     cols = {"language": np.asarray(langs, dtype=object)}
     for n in names:

@@ -246,6 +246,5 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         size_class=Categorical.from_values(size).take(model_cat.codes) if size else [],
         params_b=params_b[model_cat.codes] if len(params_b) else np.zeros(0),
         failed=np.array(cols["failed"], dtype=bool),
-        n_safe=np.array(cols["n_safe"], dtype=np.int32), n_harmful=np.array(cols["n_harmful"], dtype=np.int32),
-        n_unparsed=np.array(cols["n_unparsed"], dtype=np.int32))
+        **{name: np.array(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
     return table

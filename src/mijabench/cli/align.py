@@ -42,7 +42,8 @@ def export(
 @app.command()
 def pairs(
     out: Path = typer.Option(..., "--out", "-o", help="Pairs folder to write."),
-    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", "-k", min=1, help="Pairs per prompt at most."),
+    pairs_per_prompt: int = typer.Option(1, "--pairs-per-prompt", "-k", min=1,
+                                         help="Pairs per prompt at most."),
     balance: str = typer.Option(None, "--balance", help="Equal training pairs per 'group' or 'strategy'."),
     max_length: int = typer.Option(None, "--max-length", min=1,
                                    help="Cut chosen/rejected answers to this many characters."),
@@ -82,7 +83,8 @@ def pairs(
                              judges=list(_csv(judge)) or None)
     m, s = pairset.manifest, pairset.split
     console.print(f"{m['train_pairs']:,} training pairs, {m['test_pairs']:,} held-out pairs, "
-                  f"{m['eval_prompts']:,} evaluation prompts, {m['benign_controls']:,} benign controls -> {out}")
+                  f"{m['eval_prompts']:,} evaluation prompts, {m['benign_controls']:,} benign controls "
+                  f"-> {out}")
     console.print(f"chosen answers: {m['chosen_sources']}; split {s['split']}: never in training: groups "
                   f"{', '.join(s['groups_never_in_train']) or 'none'}; strategies "
                   f"{', '.join(s['strategies_never_in_train']) or 'none'}")
@@ -103,15 +105,17 @@ def dpo(
     from ..align.config import DPORunConfig
     from ..align.train import train_dpo
 
-    overrides = {"max_steps": max_steps, "learning_rate": learning_rate, "full_finetune": True if full else None}
+    overrides = {"max_steps": max_steps, "learning_rate": learning_rate,
+                 "full_finetune": True if full else None}
     if config:
         run_config = DPORunConfig.from_yaml(config, **overrides)
     else:
-        run_config = DPORunConfig.from_dict({k: v for k, v in overrides.items() if v is not None}, "command line")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        run_config = DPORunConfig.from_dict(given, "command line")
     result = train_dpo(pairs_dir, base, out, run_config, progress=not quiet)
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
-    console.print(f"{result.steps} steps on {result.train_pairs:,} pairs in {result.runtime_s:.1f}s, final loss "
-                  f"{loss} -> {result.weights} (curves: {out / 'loss.png'})")
+    console.print(f"{result.steps} steps on {result.train_pairs:,} pairs in {result.runtime_s:.1f}s, "
+                  f"final loss {loss} -> {result.weights} (curves: {out / 'loss.png'})")
 
 
 @app.command()

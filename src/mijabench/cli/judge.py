@@ -1,4 +1,4 @@
-"""`mijabench judge [--model JUDGE ...] [--rules]`, `mijabench judge validate`, `mijabench judge agreement`."""
+"""`mijabench judge [--model JUDGE ...] [--rules]`, `mijabench judge validate | agreement`."""
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ def judge(
     console.print(table)
     if result.missing_items:
         err_console.print(f"{result.missing_items:,} responses skipped: their items are not in the store")
+    for s in result.judges:
+        if s.aborted:
+            err_console.print(f"judge {s.judge} stopped early: {s.aborted}", highlight=False)
     failed = sum(s.failed for s in result.judges)
     if failed:
         err_console.print(f"{failed:,} judge calls failed; run the command again to retry them")
@@ -89,12 +92,14 @@ def validate(
     with open_store(workspace, create=False) as store:
         report = validate_judges(store, labels, judge_names or None)
     console.print(f"{report['responses_labelled']:,} labelled responses from {report['annotations']:,} "
-                  f"labels ({report['annotators']} named annotators); {report['ties_dropped']:,} ties dropped. "
+                  f"labels ({report['annotators']} named annotators); "
+                  f"{report['ties_dropped']:,} ties dropped. "
                   f"Vote: majority of decided votes, tie -> {TIE_RULE}.")
     table = Table(title="judges against human labels")
     for col in ("judge", "cut", "value", "n", "accuracy", "kappa", "unparsed", "missing", "human safe",
                 "judge safe"):
-        table.add_column(col, justify="left" if col in ("judge", "cut", "value") else "right")
+        table.add_column(col, justify="left" if col in ("judge", "cut", "value") else "right",
+                         no_wrap=col == "judge")
     for row in report["rows"]:
         table.add_row(row["judge"], row["cut"], row["value"], f"{row['n']:,}", _fmt(row["accuracy"], True),
                       _fmt(row["kappa"]), f"{row['unparsed']:,}", f"{row['missing']:,}",

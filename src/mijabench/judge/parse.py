@@ -24,8 +24,8 @@ from ..records import UNPARSED
 from .prompts import Vocabulary, normalize_label, vocabulary
 
 MAX_REASONING_CHARS = 2000
-MAX_SCAN_CHARS = 20_000
-MAX_SPANS = 200
+MAX_SCAN_CHARS = 50_000
+MAX_LOAD_CHARS = 300_000  # total span text handed to json.loads per answer
 MAX_CLOSINGS = 8
 # Characters the brace scanner stops at; an escape and the character after it form one token, so an
 # escaped quote never ends a string.
@@ -66,24 +66,28 @@ def json_spans(text: str) -> list[tuple[int, str, Any]]:
 
     A span that cannot be read is searched again inside, so a good object nested in a broken one is still
     found; the objects inside a readable span are not separate candidates. Work is bounded for
-    pathological output: only the last ``MAX_SCAN_CHARS`` are scanned, at most ``MAX_SPANS`` spans are
-    read, and at most ``MAX_CLOSINGS`` cut-off objects are closed."""
-    base = max(0, len(text) - MAX_SCAN_CHARS)
+    pathological output: only the last ``MAX_SCAN_CHARS`` are scanned (from a line start), at most
+    ``MAX_LOAD_CHARS`` of span text is read, and at most ``MAX_CLOSINGS`` cut-off objects are closed.
+    Past the budget the rest is skipped, which can only lose a verdict (unparsed), never invent one."""
+    base = 0
+    if len(text) > MAX_SCAN_CHARS:
+        newline = text.find("\n", len(text) - MAX_SCAN_CHARS)
+        base = newline + 1 if newline != -1 else len(text) - MAX_SCAN_CHARS
     matches, unmatched = _brace_matches(text, base)
     closings = set(unmatched[:MAX_CLOSINGS])  # the outermost cut-off objects
     found: list[tuple[int, str, Any]] = []
-    skip_until = -1
+    skip_until, budget = -1, MAX_LOAD_CHARS
     for i in sorted(matches):
-        if i < skip_until or len(found) >= MAX_SPANS:
-            continue
         close = matches[i]
+        if i < skip_until or (close is None and i not in closings):
+            continue
         if close is None:
-            if i not in closings:
-                continue
-            tail = text[i:].rstrip()
-            span = tail + "}" * sum(1 for j in unmatched if j >= i)
+            span = text[i:].rstrip() + "}" * sum(1 for j in unmatched if j >= i)
         else:
             span = text[i:close]
+        budget -= len(span)
+        if budget < 0:
+            break
         obj = _load(span)
         found.append((i, span, obj))
         if obj is not None:

@@ -21,6 +21,7 @@ from ..backends.registry import ModelConfig, create_backend, parse_model
 from ..errors import MijaError
 from ..records import HARMFUL, SAFE, UNPARSED, BenchmarkItem, Response, SamplingSettings, Verdict
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
+from ..run.generate import FATAL_KINDS
 from ..store import Store
 from .parse import parse_verdict
 from .prompts import load_judge_prompt
@@ -47,6 +48,7 @@ class JudgeStats:
     retries: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    aborted: str | None = None  # why the rest was not sent (a fatal error such as a rejected key)
 
     def count(self, verdict: Verdict) -> None:
         if verdict.error is not None:
@@ -197,24 +199,33 @@ async def _run_judge(store: Store, judge: _Judge, responses: list[Response], ite
             assert judge.backend is not None
             settings = judge_settings(max_tokens)
             languages = {r.id: items[r.item_id].language for r in todo}
+            run_stats = RunStats(skipped=stats.skipped)
 
             def on_result(outcome: Outcome) -> None:
                 writer.add(_verdict_from_outcome(outcome, judge.name, languages[outcome.request.key], run_id))
+                # A bad key or a missing model fails every call alike: stop sending, keep what is stored.
+                if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not run_stats.aborted:
+                    run_stats.aborted = str(outcome.error)
 
-            run_stats = await execute(_requests(todo, items, settings), judge.backend, on_result,
-                                      concurrency=concurrency or judge.concurrency, policy=policy,
-                                      on_progress=bar.update if bar else None)
+            await execute(_requests(todo, items, settings, run_stats), judge.backend, on_result,
+                          concurrency=concurrency or judge.concurrency, policy=policy,
+                          on_progress=bar.update if bar else None, adaptive=True, stats=run_stats)
+            if bar:
+                bar.update(run_stats)
             stats.retries, stats.errors = run_stats.retries, dict(run_stats.errors)
+            stats.aborted = run_stats.aborted
     finally:
         writer.flush()
         stats.elapsed_s = time.monotonic() - start
     return stats
 
 
-def _requests(todo: list[Response], items: dict[str, BenchmarkItem],
-              settings: SamplingSettings) -> Iterator[GenerationRequest]:
+def _requests(todo: list[Response], items: dict[str, BenchmarkItem], settings: SamplingSettings,
+              stats: RunStats) -> Iterator[GenerationRequest]:
     """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory."""
     for response in todo:
+        if stats.aborted:
+            return
         item = items[response.item_id]
         prompt = load_judge_prompt(item.language)
         yield GenerationRequest(key=response.id, messages=prompt.messages(item.prompt, response.text or ""),

@@ -11,18 +11,20 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from string import Template
 from typing import Any
 
 import numpy as np
+import yaml
 
 from .. import __version__
 from ..analysis import Analysis, Frame
 from ..judge import vote
 from ..taxonomy import load_taxonomy
 from .context import Example
-from .html import (ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag)
+from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
 
 
 @dataclass
@@ -43,6 +45,16 @@ def _template(name: str) -> str:
     return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
 
 
+@cache
+def _notes() -> dict[str, str]:
+    return yaml.safe_load(_template("notes.yaml"))
+
+
+def note(key: str, **values: Any) -> Markup:
+    """A paragraph of explanatory text from ``templates/notes.yaml`` (escaped like any text)."""
+    return _p(_notes()[key].format(**values))
+
+
 def display(kind: str, value: str) -> str:
     """A taxonomy id's English display name, or the value itself."""
     tax = load_taxonomy()
@@ -58,7 +70,8 @@ def _img(plots: dict[str, bytes], name: str, alt: str) -> Markup:
     if name not in plots:
         return Markup("")
     data = base64.b64encode(plots[name]).decode("ascii")
-    return Markup(f'<img class="plot" id="plot-{esc(name)}" alt="{esc(alt)}" src="data:image/png;base64,{data}">')
+    return Markup(f'<img class="plot" id="plot-{esc(name)}" alt="{esc(alt)}" '
+                  f'src="data:image/png;base64,{data}">')
 
 
 def _p(text: str, class_: str = "note") -> Markup:
@@ -100,10 +113,7 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
     models = list(dict.fromkeys(a["by_model"]["model"].tolist()))
     means = {(r["model"], r["language"]): r for r in a["by_model_language"].rows()}
     cells = {(r["model"], r["language"], r["group"]): r for r in dev.rows()}
-    parts = [_p(f"Each cell: the group's defense rate minus the model's mean defense rate in that language, in "
-                f"percentage points (model mean = {a.average}-averaged: the rate over all of the model's judged "
-                "responses in the language). Red: less safe for this group than the model is on average; "
-                "blue: safer. Hover a cell for its rate, count and 95% bootstrap CI.")]
+    parts = [note("heatmap", average=a.average)]
     for lang in [x for x in load_taxonomy().languages if x in set(dev["language"].tolist())] + \
             sorted(set(dev["language"].tolist()) - set(load_taxonomy().languages)):
         groups = group_order(dev, lang)
@@ -122,7 +132,8 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
                 cls = colours(*diverging(r["deviation"], limit))
                 title = (f"{display('group', g)}: defense rate {pct(r['rate'])} (n={r['n_judged']:,}); "
                          f"deviation {pts(r['deviation'])} pts, 95% CI {ci(r['ci_low'], r['ci_high'], True)}")
-                row.append(Markup(f'<td class="cell {cls}" title="{esc(title)}">{esc(pts(r["deviation"]))}</td>'))
+                value = esc(pts(r["deviation"]))
+                row.append(Markup(f'<td class="cell {cls}" title="{esc(title)}">{value}</td>'))
             rows.append(row)
         parts.append(tag("h3", display("language", lang)))
         parts.append(table(["model", "model mean", *[display("group", g) for g in groups]], rows,
@@ -154,10 +165,7 @@ def disparity(a: Analysis, plots: dict[str, bytes]) -> Markup:
     parts = [table(["model", "language", "groups", "judged", "mean rate", "spread (pts)", "95% CI",
                     "worst group", "best group", "best/worst", "std (pts)", "significant pairs"], rows,
                    id="disparity-table"),
-             _p("Spread: the largest minus the smallest group defense rate of the model in that language. Its "
-                "percentile interval is biased upwards when the true spread is small (the maximum of noisy "
-                "rates). Pairs: two-proportion z-test (Fisher's exact test where an expected count is below "
-                "5), Holm-corrected within each model and language."),
+             note("disparity"),
              _img(plots, "disparity", "Spread between groups per model")]
     sig = [r for r in pairs.rows() if r["significant"]]
     sig.sort(key=lambda r: r["p_holm"])
@@ -177,7 +185,8 @@ def disparity(a: Analysis, plots: dict[str, bytes]) -> Markup:
 def rate_table(frame: Frame, key: str, id: str) -> Markup:
     rows = [[display(key, r[key]), f"{r['n_judged']:,}", pct(r["rate"]), ci(r["ci_low"], r["ci_high"]),
              f"{r['n_unparsed']:,}", f"{r['n_failed']:,}"] for r in frame.rows()]
-    return table([key.replace("_", " "), "judged", "defense rate", "95% CI", "unparsed", "failed"], rows, id=id)
+    headers = [key.replace("_", " "), "judged", "defense rate", "95% CI", "unparsed", "failed"]
+    return table(headers, rows, id=id)
 
 
 def matrix(frame: Frame, row_key: str, col_key: str, id: str) -> Markup:
@@ -217,29 +226,25 @@ def scenarios(a: Analysis, plots: dict[str, bytes]) -> Markup:
 def paired(a: Analysis) -> Markup:
     frame = a["paired"]
     if not len(frame):
-        return _p("This benchmark has no counterfactual pairs (items sharing a pair id), so there is no paired "
-                  "comparison.")
+        return note("no_pairs")
     headers = ["model", "language", "group A", "group B", "pairs", "discordant (A / B safe only)",
                "paired A - B (pts)", "95% CI", "McNemar p", "p (Holm)", "unpaired A - B (pts)",
                "unpaired p (Holm)"]
 
     def row(r: dict[str, Any]) -> list[Any]:
         return [r["model"], display("language", r["language"]), display("group", r["group_a"]),
-                display("group", r["group_b"]), f"{r['n_pairs']:,}", f"{r['only_a_safe']:,} / {r['only_b_safe']:,}",
+                display("group", r["group_b"]), f"{r['n_pairs']:,}",
+                f"{r['only_a_safe']:,} / {r['only_b_safe']:,}",
                 pts(r["paired_difference"]), ci(r["ci_low"], r["ci_high"], True), p_value(r["p_mcnemar"]),
                 p_value(r["p_holm"]), pts(r["unpaired_difference"]), p_value(r["unpaired_p_holm"])]
 
     rows = frame.rows()
     sig = sorted((r for r in rows if r["significant"]), key=lambda r: r["p_holm"])
     return join([
-        _p("Items that share a pair id carry the same attack aimed at different groups. Paired difference: "
-           "rate of A minus rate of B over the pairs where both were judged; exact McNemar test on the "
-           "discordant pairs (A safe only / B safe only), Holm-corrected per model and language. The unpaired "
-           "difference over all judged items of the two groups is shown beside it."),
+        note("paired"),
         table(headers, [row(r) for r in sig], id="paired-significant-table",
-              caption=f"Pairs of groups that differ on identical attacks (Holm-adjusted p < 0.05): {len(sig)} "
-                      f"of {len(rows)}") if sig else
-        _p(f"No pair of groups differs on identical attacks after Holm correction ({len(rows)} comparisons)."),
+              caption=_notes()["paired_caption"].format(k=len(sig), n=len(rows))) if sig else
+        note("paired_none_significant", n=len(rows)),
         tag("details", join([tag("summary", f"All {len(rows)} paired comparisons"),
                              table(headers, [row(r) for r in rows], id="paired-table")]))])
 
@@ -254,8 +259,7 @@ def cross_language(a: Analysis) -> Markup:
              pts(r["difference"]), ci(r["ci_low"], r["ci_high"], True), "yes" if r["same_sign"] else "no"]
             for r in frame.rows()]
     la, lb = frame["language_a"][0], frame["language_b"][0]
-    return join([_p(f"Deviation of the same group from the model's mean in each language (pts, with 95% CI); "
-                    f"difference = {display('language', lb)} minus {display('language', la)}."),
+    return join([note("cross_language", first=display("language", la), second=display("language", lb)),
                  table(["model", "group", f"deviation ({la})", f"deviation ({lb})", "difference (pts)",
                         "95% CI", "same sign"], rows, id="cross-language-table")])
 
@@ -263,10 +267,10 @@ def cross_language(a: Analysis) -> Markup:
 def scaling(a: Analysis, plots: dict[str, bytes]) -> Markup:
     frame = a["scaling"]
     if not len(frame):
-        return _p("No model has both a family and a parameter count in a size class; record them with the "
-                  "model (family, params_b) to see how disparity moves with size.")
+        return note("no_scaling")
     rows = [[r["family"], display("language", r["language"]), r["size_class"], r["models"], r["params_b"],
-             pct(r["mean_rate"]), ci(r["rate_ci_low"], r["rate_ci_high"]), pts(r["mean_spread"], signed=False),
+             pct(r["mean_rate"]), ci(r["rate_ci_low"], r["rate_ci_high"]),
+             pts(r["mean_spread"], signed=False),
              f"[{pts(r['spread_ci_low'], signed=False)}, {pts(r['spread_ci_high'], signed=False)}]"]
             for r in frame.rows()]
     return join([table(["family", "language", "size class", "models", "params (B)", "mean rate", "95% CI",
@@ -280,9 +284,7 @@ def counts(a: Analysis) -> Markup:
              pct(r["rate"]), ci(r["ci_low"], r["ci_high"])] for r in a["by_model"].rows()]
     return join([table(["model", "responses", "judged", "safe", "harmful", "unparsed", "not judged", "failed",
                         "defense rate", "95% CI"], rows, id="counts-table"),
-                 _p("Failed responses (the model gave no answer after retries), unparsed verdicts (no judge "
-                    "gave a readable label) and responses not judged yet are left out of every rate and "
-                    "counted here.")])
+                 note("counts")])
 
 
 def intervals(a: Analysis) -> Markup:
@@ -292,19 +294,15 @@ def intervals(a: Analysis) -> Markup:
                      pts(r["max_ci_width"], signed=False),
                      "–" if math.isnan(r["share_ci_crosses_zero"]) else pct(r["share_ci_crosses_zero"]),
                      "–" if math.isnan(r["sign_flip_share"]) else pct(r["sign_flip_share"])])
-    return join([_p(f"Percentile bootstrap, {a.resamples:,} resamples, seed {a.seed}, prompts resampled within "
-                    "each cell. Widths in percentage points. For signed tables (deviations, differences): the "
-                    "share of cells whose CI contains zero, and the share of resamples whose sign is opposite to "
-                    "the point estimate."),
-                 table(["table", "cells", "mean CI width", "max CI width", "CI contains 0", "sign flips"], rows,
-                       id="ci-summary-table")])
+    return join([note("intervals", resamples=a.resamples, seed=a.seed),
+                 table(["table", "cells", "mean CI width", "max CI width", "CI contains 0", "sign flips"],
+                       rows, id="ci-summary-table")])
 
 
 def examples(items: list[Example]) -> Markup:
     if not items:
         return _p("No judged examples.")
-    parts = [_p("A few judged responses per model, language and group (harmful ones first), shortened. "
-                "Everything is shown as text; nothing from a prompt or a response is interpreted as HTML.")]
+    parts = [note("examples")]
     by_model: dict[tuple[str, str], dict[str, list[Example]]] = {}
     for ex in items:
         by_model.setdefault((ex.model, ex.language), {}).setdefault(ex.group, []).append(ex)
@@ -317,7 +315,8 @@ def examples(items: list[Example]) -> Markup:
                              ex.votes)
                 blocks.append(tag("details", join([
                     tag("summary", f"{ex.label} · {display('strategy', ex.strategy)}"),
-                    tag("h4", "Prompt"), tag("pre", ex.prompt), tag("h4", "Response"), tag("pre", ex.response),
+                    tag("h4", "Prompt"), tag("pre", ex.prompt),
+                    tag("h4", "Response"), tag("pre", ex.response),
                     tag("h4", "Judges"), tag("ul", votes)]), class_=f"example {ex.label}"))
             inner.append(tag("details", join([tag("summary", f"{display('group', group)} ({len(exs)})"),
                                               *blocks])))
@@ -328,15 +327,10 @@ def examples(items: list[Example]) -> Markup:
 def methods(a: Analysis, judges: list[tuple[str, int]]) -> Markup:
     judge_list = ", ".join(f"{j} ({n:,} verdicts)" for j, n in judges) or "none"
     return join([
-        _p(f"Judges: {judge_list}. Final label per response: majority of the judges' safe/harmful votes; "
-           f"unparsed votes abstain; a tie counts as {getattr(vote, 'TIE_RULE', 'harmful')}; a response with no "
-           "parsed vote is unparsed (excluded, never counted safe).", "method"),
-        _p("Defense rate = safe / (safe + harmful) over judged responses; failed responses, unparsed verdicts "
-           "and responses not yet judged are excluded and counted.", "method"),
-        _p(f"Deviation = group rate - model mean in the same language; the model mean is {a.average}-averaged "
-           "(micro: the rate over all the model's judged responses in that language, groups weighted by their "
-           "counts). Bootstrap: each group cell's prompts are resampled (binomial draws on the cell's counts) "
-           "and the model mean is recomputed from the same resampled cells.", "method"),
+        _p(f"Judges: {judge_list}. "
+           + _notes()["method_votes"].format(tie=getattr(vote, "TIE_RULE", "harmful"))),
+        note("method_rate"),
+        note("method_deviation", average=a.average),
     ])
 
 

@@ -91,7 +91,8 @@ def model_strategy(frame: Frame) -> bytes:
     ax = fig.add_subplot()
     for s_i, strategy in enumerate(strategies):
         sel = frame["strategy"] == strategy
-        pos = np.array([models.index(m) for m in frame["model"][sel]]) + (s_i - (len(strategies) - 1) / 2) * width
+        offset = (s_i - (len(strategies) - 1) / 2) * width
+        pos = np.array([models.index(m) for m in frame["model"][sel]]) + offset
         rate = 100 * frame["rate"][sel]
         err = np.vstack([np.nan_to_num(rate - 100 * frame["ci_low"][sel]),
                          np.nan_to_num(100 * frame["ci_high"][sel] - rate)])

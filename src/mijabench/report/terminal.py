@@ -21,7 +21,8 @@ def headline_table(analysis: Analysis) -> Table:
     table.add_row("judged (safe or harmful)", f"{c['judged']:,}")
     table.add_row("failed / unparsed / not judged (excluded)",
                   f"{c['failed']:,} / {c['unparsed']:,} / {c['unjudged']:,}")
-    table.add_row("defense rate overall", f"{pct(overall['rate'])} {ci(overall['ci_low'], overall['ci_high'])}")
+    table.add_row("defense rate overall",
+                  f"{pct(overall['rate'])} {ci(overall['ci_low'], overall['ci_high'])}")
     return table
 
 
@@ -46,6 +47,7 @@ def summary(result: ReportResult) -> list:
     out: list = [Text(b, style="bold red") for b in result.banners]
     if analysis is not None:
         out += [headline_table(analysis), disparity_table(analysis)]
-    out.append(Text(f"report: {result.html}\ntables: {len(result.tables)} (CSV + Parquet) in "
-                    f"{result.out_dir / 'tables'}\nplots: {len(result.plots)} PNG in {result.out_dir / 'plots'}"))
+    out.append(Text(f"report: {result.html}\n"
+                    f"tables: {len(result.tables)} (CSV + Parquet) in {result.out_dir / 'tables'}\n"
+                    f"plots: {len(result.plots)} PNG in {result.out_dir / 'plots'}"))
     return out

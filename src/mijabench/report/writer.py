@@ -91,8 +91,9 @@ def heatmap_limit(analysis: Analysis) -> float:
     return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
 
 
-def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None, bench: str | None = None,
-                 models: list[str] | None = None, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
+                 bench: str | None = None, models: list[str] | None = None,
+                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                  average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report") -> ReportResult:
     """Analyse the store's judged responses and write the report folder. ``demo`` forces the demo banner on
@@ -101,11 +102,12 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     table = load_judged(store, judges=judges, bench=bench, models=models)
     if not len(table):
-        raise MijaError("nothing to report: no stored responses" + (f" for benchmark '{bench}'" if bench else ""))
+        where = f" for benchmark '{bench}'" if bench else ""
+        raise MijaError(f"nothing to report: no stored responses{where}")
     analysis = analyze(table, resamples=resamples, seed=seed, average=average)
     if analysis.counts["judged"] == 0:
-        raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict yet "
-                        "(run `mijabench judge` first)")
+        raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict "
+                        "yet (run `mijabench judge` first)")
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     tax = load_taxonomy()

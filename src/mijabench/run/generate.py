@@ -68,12 +68,12 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     """The runner itself.
 
     ``concurrency`` overrides every model's limit (default: the model config's, else the backend's). Items
-    should already be in the store so later stages can join responses to them; ``bench`` stores them under
-    that benchmark name first. ``backends`` supplies ready backends by model name (tests, notebooks);
-    the others are built from their configs. Every backend is checked (``Backend.check``) before anything
-    is sent, so an unreachable server or a wrong model name fails fast with a MijaError.
-    A model whose calls fail for a reason more calls will not fix (bad key, unknown model) stops early; its
-    stats carry the reason in ``aborted``.
+    should be in the store so later stages can join responses to them; ``bench`` names their benchmark
+    (recorded with the run) and stores those not yet stored under it. ``backends`` supplies ready backends
+    by model name (tests, notebooks); the others are built from their configs. Every backend is checked
+    (``Backend.check``) before anything is sent, so an unreachable server or a wrong model name fails fast
+    with a MijaError. A model whose calls fail for a reason more calls will not fix (bad key, unknown model)
+    stops early; its stats carry the reason in ``aborted``.
     """
     policy = policy or RetryPolicy()
     items = list({item.id: item for item in items}.values())  # the same item twice is one item
@@ -83,7 +83,10 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     if len(set(names)) != len(names):
         raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
     if bench:
-        store.put_items(items, bench=bench)
+        stored = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", (bench,))}
+        missing = [item for item in items if item.id not in stored]
+        if missing:
+            store.put_items(missing, bench=bench)
 
     ready = dict(backends or {})
     built: list[Backend] = []

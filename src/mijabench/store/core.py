@@ -215,7 +215,8 @@ class Store:
             rows.append((r.id, r.item_id, r.model, cached[1], cached[2],
                          None if r.text is None else scrub_text(r.text, secrets), r.prompt_tokens,
                          r.completion_tokens, r.latency_s, r.finish_reason,
-                         None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id, stamp))
+                         None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id,
+                         stamp))
         with self.transaction() as cur:
             cur.executemany(
                 "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
