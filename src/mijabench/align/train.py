@@ -84,7 +84,8 @@ def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunC
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                                 lora_dropout=config.lora_dropout, target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+                                 lora_dropout=config.lora_dropout,
+                                 target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
     args = DPOConfig(
         output_dir=str(out / "checkpoints"), beta=config.beta, loss_type=[config.loss_type],
         learning_rate=config.learning_rate, num_train_epochs=config.epochs, max_steps=config.max_steps,

@@ -217,34 +217,55 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     if models:
         where.append(f"r.model IN ({_placeholders(models)})")
         args.extend(models)
+    # Strings become integer codes inside SQLite (model and run by their rank, items by rowid), so Python
+    # touches one string per response (its id) and item attributes once per item, not once per response.
     sql = f"""
         WITH v AS (SELECT response_id, SUM(label='safe') AS s, SUM(label='harmful') AS h,
                           SUM(label='unparsed') AS u
-                   FROM verdicts {vote_filter} GROUP BY response_id)
-        SELECT r.id, r.item_id, i.pair_id, r.model, r.run_id, i.language, i.group_id, i.strategy,
-               i.scenario_category, r.error IS NOT NULL, COALESCE(v.s, 0), COALESCE(v.h, 0), COALESCE(v.u, 0)
-        FROM responses r JOIN items i ON i.id = r.item_id LEFT JOIN v ON v.response_id = r.id
+                   FROM verdicts {vote_filter} GROUP BY response_id),
+             m AS (SELECT model, ROW_NUMBER() OVER (ORDER BY model) - 1 AS code
+                   FROM (SELECT DISTINCT model FROM responses)),
+             ru AS (SELECT run_id, ROW_NUMBER() OVER (ORDER BY run_id) - 1 AS code
+                    FROM (SELECT DISTINCT run_id FROM responses))
+        SELECT r.id, i.rowid, m.code, ru.code, r.error IS NOT NULL, COALESCE(v.s, 0), COALESCE(v.h, 0),
+               COALESCE(v.u, 0)
+        FROM responses r JOIN items i ON i.id = r.item_id JOIN m ON m.model = r.model
+             JOIN ru ON ru.run_id = r.run_id LEFT JOIN v ON v.response_id = r.id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.rowid"""
     rows = store.query(sql, args)
-    names = ("response_id", "item_id", "pair_id", "model", "run_id", "language", "group", "strategy",
-             "scenario_category", "failed", "n_safe", "n_harmful", "n_unparsed")
+    names = ("response_id", "item_rowid", "model", "run_id", "failed", "n_safe", "n_harmful", "n_unparsed")
     cols = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {n: () for n in names}
+    model_names = tuple(r[0] for r in store.query("SELECT DISTINCT model FROM responses ORDER BY model"))
+    run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
 
-    model_cat = Categorical.from_values(cols["model"])
+    item_rowid = np.array(cols["item_rowid"], dtype=np.int64)
+    used = np.unique(item_rowid)
+    items = store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
+                        "FROM items ORDER BY rowid") if len(used) else []
+    if len(items) > len(used):  # other benchmarks' items, or items nobody answered yet
+        wanted = set(used.tolist())
+        items = [r for r in items if r[0] in wanted]
+    item_cols = list(zip(*items, strict=True)) if items else [()] * 7
+    position = np.full(int(used.max()) + 1 if len(used) else 0, -1, dtype=np.int64)
+    position[np.array(item_cols[0], dtype=np.int64)] = np.arange(len(items))
+    item_index = position[item_rowid]
+    out = {name: Categorical.from_values(values).take(item_index) for name, values in
+           zip(("item_id", "pair_id", "language", "group", "strategy", "scenario_category"), item_cols[1:],
+               strict=True)}
+
+    model_cat = Categorical(np.array(cols["model"], dtype=np.int32), model_names)
     tax = load_taxonomy()
-    family = [model_meta.get(m, {}).get("family") or "" for m in model_cat.categories]
-    params = [model_meta.get(m, {}).get("params_b") for m in model_cat.categories]
+    family = [model_meta.get(m, {}).get("family") or "" for m in model_names]
+    params = [model_meta.get(m, {}).get("params_b") for m in model_names]
     size = [tax.size_class(p) or "" for p in params]
     params_b = np.array([np.nan if p is None else float(p) for p in params], dtype=np.float64)
-    out = {name: Categorical.from_values(cols[name]) for name in
-           ("response_id", "item_id", "pair_id", "run_id", "language", "group", "strategy",
-            "scenario_category")}
-    table = JudgedTable.from_columns(
+    return JudgedTable.from_columns(
         **out, model=model_cat,
-        family=Categorical.from_values(family).take(model_cat.codes) if family else [],
-        size_class=Categorical.from_values(size).take(model_cat.codes) if size else [],
-        params_b=params_b[model_cat.codes] if len(params_b) else np.zeros(0),
+        response_id=Categorical(np.arange(len(rows), dtype=np.int32), tuple(cols["response_id"])),
+        run_id=Categorical(np.array(cols["run_id"], dtype=np.int32), run_names),
+        family=Categorical.from_values(family).take(model_cat.codes),
+        size_class=Categorical.from_values(size).take(model_cat.codes),
+        params_b=params_b[model_cat.codes] if len(params_b) else np.zeros(len(rows)),
         failed=np.array(cols["failed"], dtype=bool),
         **{name: np.array(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
-    return table

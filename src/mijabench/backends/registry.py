@@ -91,9 +91,17 @@ def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
         settings = SamplingSettings(**raw_settings)
     except TypeError as exc:
         raise MijaError(f"{source}: bad settings ({exc})") from exc
-    return ModelConfig(spec=spec, name=str(data.get("name") or spec), settings=settings,
+    return ModelConfig(spec=spec, name=str(data.get("name") or default_name(spec)), settings=settings,
                        concurrency=data.get("concurrency"), family=data.get("family"),
                        params_b=data.get("params_b"), options=dict(data.get("options") or {}))
+
+
+def default_name(spec: str) -> str:
+    """The label stored with responses when none is given. Server URLs are left out on purpose: adding a
+    replica or moving a port must not turn the same model into a "new" one and lose resume."""
+    if spec.startswith("openai:") and "@" in spec:
+        return spec.split("@", 1)[0]
+    return spec
 
 
 def known_schemes() -> set[str]:
