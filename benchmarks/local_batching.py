@@ -28,8 +28,9 @@ from mijabench.backends.base import GenerationRequest  # noqa: E402
 from mijabench.backends.embedded import EmbeddedBackend  # noqa: E402
 from mijabench.records import SamplingSettings  # noqa: E402
 
-TOPICS = ["the sea", "a lighthouse keeper", "autumn leaves", "a city at night", "a lost dog", "the first snow",
-          "a long train ride", "an old library", "a garden in spring", "a mountain village", "a thunderstorm",
+TOPICS = ["the sea", "a lighthouse keeper", "autumn leaves", "a city at night", "a lost dog",
+          "the first snow", "a long train ride", "an old library", "a garden in spring",
+          "a mountain village", "a thunderstorm",
           "a market morning", "a bicycle trip", "a quiet harbour", "a desert road", "a school play"]
 ASKS = ["Write a short story about {}.", "Describe {} in a few sentences.", "Write a poem about {}.",
         "Tell me about {} in detail."]
@@ -93,7 +94,8 @@ def main() -> None:
     print(f"{args.prompts} prompts x up to {args.new_tokens} new tokens, greedy\n")
 
     async def bench():
-        await backend.generate(GenerationRequest("warm", requests[0].messages, SamplingSettings(max_tokens=4)))
+        warm = GenerationRequest("warm", requests[0].messages, SamplingSettings(max_tokens=4))
+        await backend.generate(warm)
         rows = []
         with PeakRss() as rss:
             backend._batch_size_option = 1
@@ -116,7 +118,8 @@ def main() -> None:
 
     rows = asyncio.run(bench())
     base_rate = rows[0][2] / rows[0][3]
-    print(f"{'mode':<16}{'batches':>8}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}{'ratio':>7}{'peak RSS':>10}")
+    header = f"{'mode':<16}{'batches':>8}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}{'ratio':>7}"
+    print(f"{header}{'peak RSS':>10}")
     for label, _size, tokens, seconds, peak, batches in rows:
         rate = tokens / seconds
         print(f"{label:<16}{batches:>8}{tokens:>8}{seconds:>9.1f}{rate:>10.1f}{rate / base_rate:>6.1f}x"

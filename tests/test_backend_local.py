@@ -83,7 +83,8 @@ async def one_by_one(backend, requests):
     return [await backend.generate(r) for r in requests]
 
 
-PROMPTS = ["Hello, how are you today?", "Tell me a story.", "one two three", "The lazy dog sleeps all day long."]
+PROMPTS = ["Hello, how are you today?", "Tell me a story.", "one two three",
+           "The lazy dog sleeps all day long."]
 
 
 def test_system_prompt_present_or_absent_changes_rendered_prompt(tiny):

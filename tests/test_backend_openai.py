@@ -79,7 +79,7 @@ def test_parse_target_and_options():
     backend = create_backend(parse_model("openai:llama3@http://h:1/v1/,http://h:2/v1"))
     assert isinstance(backend, OpenAIBackend)
     assert backend.base_urls == ["http://h:1/v1", "http://h:2/v1"] and backend.default_concurrency == 64
-    assert backend.name == "openai:llama3@http://h:1/v1/,http://h:2/v1"
+    assert backend.name == "openai:llama3"  # URLs are not part of the model's identity
     with pytest.raises(MijaError, match="unknown option"):
         OpenAIBackend.from_config(ModelConfig(spec="openai:m", name="m", options={"api_key": "x"}))
     with pytest.raises(MijaError, match="http"):

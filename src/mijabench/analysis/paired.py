@@ -5,8 +5,9 @@ For each model, language and pair of groups (A, B), every pair id with a judged 
 matched observation. The paired difference is rate_A - rate_B over those matched pairs, tested with the exact
 McNemar test on the discordant pairs (A safe & B harmful vs. A harmful & B safe), Holm-corrected within the
 model and language. The bootstrap resamples pairs: the discordant counts are drawn as a multinomial on the
-four cells (as two chained binomials). When a (model, pair id, group) has several judged answers (e.g. several
-sampling settings), one of them is used. The unpaired figures of the same groups sit next to the paired ones.
+four cells (two chained binomials: the discordant pairs, then A's share of them). When a (model, pair id,
+group) has several judged answers (e.g. several sampling settings), one of them is used. The unpaired
+figures of the same groups sit next to the paired ones.
 """
 
 from __future__ import annotations
@@ -74,12 +75,12 @@ def paired_analysis(table: JudgedTable, unpaired: Frame | None = None, *,
     diff = (only_a_safe - only_b_safe) / nn
     rows["paired_difference"] = diff
 
+    # resampling pairs: the discordant count D* ~ Bin(n, (b + c) / n), then b* ~ Bin(D*, b / (b + c))
     rng = table_rng(seed, "paired")
-    p_b, rest = only_a_safe / nn, n - only_a_safe
-    b_star = rng.binomial(n[:, None], p_b[:, None], size=(len(n), resamples))
-    p_c = np.where(rest > 0, only_b_safe / np.maximum(rest, 1), 0.0)
-    c_star = rng.binomial(n[:, None] - b_star, p_c[:, None])
-    boot = (b_star - c_star) / nn[:, None]
+    discordant = only_a_safe + only_b_safe
+    d_star = rng.binomial(n[:, None], (discordant / nn)[:, None], size=(len(n), resamples))
+    b_star = rng.binomial(d_star, (only_a_safe / np.maximum(discordant, 1))[:, None])
+    boot = (2 * b_star - d_star) / nn[:, None]
     rows["ci_low"], rows["ci_high"] = percentile_ci(boot)
 
     p = np.array([mcnemar_exact(int(b), int(c)) for b, c in zip(only_a_safe, only_b_safe, strict=True)])

@@ -10,6 +10,7 @@ point group ``mijabench.backends`` (scheme -> ``callable(ModelConfig) -> Backend
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -99,8 +100,8 @@ def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
 def default_name(spec: str) -> str:
     """The label stored with responses when none is given. Server URLs are left out on purpose: adding a
     replica or moving a port must not turn the same model into a "new" one and lose resume."""
-    if spec.startswith("openai:") and "@" in spec:
-        return spec.split("@", 1)[0]
+    if spec.startswith("openai:"):
+        return re.split(r"@(?=[a-zA-Z][a-zA-Z0-9+.-]*://)", spec, maxsplit=1)[0]
     return spec
 
 

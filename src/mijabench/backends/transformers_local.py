@@ -11,7 +11,8 @@ other requests happened to share its batch -- the same contract as an OpenAI-sty
 
 Options (``ModelConfig.options``): ``device`` (auto|cpu|cuda|cuda:N), ``dtype`` (auto|float32|bfloat16|
 float16; auto = bfloat16 on GPU, float32 on CPU), ``batch_size`` (default 8 on CPU, 32 on GPU),
-``batch_wait_ms`` (how long the worker waits for a batch to fill, default 20), ``threads`` (torch CPU threads).
+``batch_wait_ms`` (how long the worker waits for a batch to fill, default 20), ``threads`` (torch CPU
+threads).
 """
 
 from __future__ import annotations
@@ -163,9 +164,10 @@ class TransformersBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         self.load()
+        counted = sum(p.numel() for p in self.model.parameters()) / 1e9
         info: dict[str, Any] = {
             "family": self._family or getattr(self.model.config, "model_type", None),
-            "params_b": self._params_b or float(f"{sum(p.numel() for p in self.model.parameters()) / 1e9:.4g}"),
+            "params_b": self._params_b or float(f"{counted:.4g}"),
             "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
             "batch_size": self.batch_size,
         }
