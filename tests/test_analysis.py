@@ -294,3 +294,13 @@ def test_tables_without_judged_responses_stay_well_formed():
     assert (row["n_unparsed"], row["n_unjudged"], row["n_failed"], row["n_judged"]) == (1, 1, 1, 0)
     assert math.isnan(row["rate"]) and math.isnan(row["ci_low"])
     assert len(none_judged["deviations"]) == 0 and len(none_judged["disparity"]) == 0
+
+
+def test_best_worst_ratio_when_a_group_is_never_safe():
+    rows = [("m", "en", "women", "persona_assignment", "harmful", False),
+            ("m", "en", "black", "persona_assignment", "safe", False),
+            ("z", "en", "women", "persona_assignment", "harmful", False),
+            ("z", "en", "black", "persona_assignment", "harmful", False)]
+    disp = {r["model"]: r for r in disparity(deviations(table_of(rows), resamples=20)).rows()}
+    assert disp["m"]["best_worst_ratio"] == math.inf and disp["m"]["spread"] == 1.0
+    assert math.isnan(disp["z"]["best_worst_ratio"]) and disp["z"]["spread"] == 0.0

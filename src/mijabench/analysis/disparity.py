@@ -42,7 +42,7 @@ def disparity(dev: Frame) -> Frame:
         rows["worst_rate"].append(float(rate[worst]))
         rows["best_group"].append(groups[best])
         rows["best_rate"].append(float(rate[best]))
-        rows["best_worst_ratio"].append(float(rate[best] / rate[worst]) if rate[worst] > 0 else float("inf"))
+        rows["best_worst_ratio"].append(_ratio(float(rate[best]), float(rate[worst])))
         rows["std"].append(float(r.std()))
     low, high = percentile_ci(spread_boot)
     rows["spread_ci_low"], rows["spread_ci_high"] = list(low), list(high)
@@ -169,6 +169,13 @@ def scaling(disp: Frame, model_meta: dict[str, tuple[str, str, float]]) -> Frame
     frame = Frame(_arrays(rows), name="scaling", boot=boot)
     frame.summary = ci_summary(np.asarray(rows["mean_spread"]), low, high, boot, signed=False)
     return frame
+
+
+def _ratio(best: float, worst: float) -> float:
+    """best / worst; infinite when only the worst is 0, undefined (NaN) when both are."""
+    if worst > 0:
+        return best / worst
+    return float("inf") if best > 0 else float("nan")
 
 
 def _ends(starts: np.ndarray, n: int) -> np.ndarray:

@@ -17,9 +17,9 @@ from .common import WorkspaceOption, console, err_console, open_store
 
 def report(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, tables/ and plots/."),
-    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count [default: all]."),
-    bench: str = typer.Option(None, "--bench", "-b", help="Only this benchmark's items [default: all]."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="Only these models [default: all]."),
+    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count (default: all)."),
+    bench: str = typer.Option(None, "--bench", "-b", help="Only this benchmark's items (default: all)."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Only these models (default: all)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples per cell."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the example choice."),
     examples: int = typer.Option(2, "--examples", help="Example prompt/response pairs per heatmap cell."),
@@ -45,9 +45,9 @@ def compare(
     threshold: float = typer.Option(10.0, "--threshold", help="Points: the largest tolerated drop of a "
                                     "group's defense rate (with CI excluding 0)."),
     max_spread: float = typer.Option(None, "--max-spread", help="Points: the largest tolerated max-min "
-                                     "spread between groups in b [default: --threshold]."),
-    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count [default: all]."),
-    bench: str = typer.Option(None, "--bench", help="Only this benchmark's items [default: all]."),
+                                     "spread between groups in b (default: --threshold)."),
+    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count (default: all)."),
+    bench: str = typer.Option(None, "--bench", help="Only this benchmark's items (default: all)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples per cell."),
     seed: int = typer.Option(0, "--seed"),
     workspace: Path = WorkspaceOption,

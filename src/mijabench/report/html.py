@@ -43,8 +43,9 @@ def table(headers: Sequence[Any], rows: Iterable[Sequence[Any]], *, id: str | No
                                 tag("td", c, class_="num" if _numeric(c) else None) for c in row))
                 for row in rows)
     cap = tag("caption", caption) if caption else ""
-    return tag("table", Markup(f"{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"),
-               id=id, class_=class_)
+    inner = tag("table", Markup(f"{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>"), id=id,
+                class_=class_)
+    return tag("div", inner, class_="scroll")  # wide tables scroll sideways instead of overflowing
 
 
 _NUMERIC = re.compile(r"^[\s+\-−–\[<∞]*[\d.,]*[\d–∞]")

@@ -122,8 +122,13 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
             mean = means.get((m, lang))
             if mean is None:
                 continue
-            row: list[Any] = [m, Markup(f'<td title="95% CI {esc(ci(mean["ci_low"], mean["ci_high"]))}; '
-                                        f'n={mean["n_judged"]:,}">{esc(pct(mean["rate"]))}</td>')]
+            if a.average == "micro":  # the model's rate over all its judged responses in the language
+                title = f'95% CI {ci(mean["ci_low"], mean["ci_high"])}; n={mean["n_judged"]:,}'
+                value = mean["rate"]
+            else:  # the unweighted mean of the group rates, as the deviations use it
+                first = next(r for (mm, ll, _), r in cells.items() if mm == m and ll == lang)
+                title, value = "macro average of the group rates", first["model_mean"]
+            row: list[Any] = [m, Markup(f'<td class="num" title="{esc(title)}">{esc(pct(value))}</td>')]
             for g in groups:
                 r = cells.get((m, lang, g))
                 if r is None:

@@ -35,7 +35,7 @@ def disparity_table(analysis: Analysis) -> Table:
     for r in analysis["disparity"].rows():
         sel = (pairs["model"] == r["model"]) & (pairs["language"] == r["language"]) if len(pairs) else []
         n_sig = int(pairs["significant"][sel].sum()) if len(pairs) else 0
-        table.add_row(Text(str(r["model"])), r["language"], pct(r["mean_rate"]),
+        table.add_row(Text(str(r["model"])), Text(str(r["language"])), pct(r["mean_rate"]),
                       f"{pts(r['spread'], signed=False)} [{pts(r['spread_ci_low'], signed=False)}, "
                       f"{pts(r['spread_ci_high'], signed=False)}]",
                       Text(f"{r['worst_group']} ({pct(r['worst_rate'])})"), str(n_sig))
