@@ -97,11 +97,12 @@ def main() -> None:
         warm = GenerationRequest("warm", requests[0].messages, SamplingSettings(max_tokens=4))
         await backend.generate(warm)
         rows = []
+        backend._batch_size_option = 1
+        before = backend.batches_run
         with PeakRss() as rss:
-            backend._batch_size_option = 1
             single, single_s = await timed(backend, requests, together=False)
         tokens = sum(g.completion_tokens for g in single)
-        rows.append(("one at a time", 1, tokens, single_s, rss.peak, 1))
+        rows.append(("one at a time", 1, tokens, single_s, rss.peak, backend.batches_run - before))
         for size in args.batch_sizes:
             backend._batch_size_option = size
             before = backend.batches_run

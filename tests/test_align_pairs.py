@@ -410,3 +410,12 @@ def test_cli_pairs_and_errors(tmp_path):
     bad = _cli("evaluate", "--base", "local:smollm2-135m", "--adapter", "nowhere", "--pairs", "pairs",
                cwd=tmp_path)
     assert bad.returncode == 2 and "no trained adapter" in bad.stderr
+
+
+def test_align_modules_import_no_heavy_libraries():
+    code = ("import sys, mijabench.cli.main, mijabench.align.evaluate, mijabench.align.train, "
+            "mijabench.align.margin, mijabench.align.pairsdir; "
+            "heavy = ('torch', 'transformers', 'trl', 'peft', 'datasets'); "
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -13,7 +13,6 @@ from mijabench.align.models import load_causal_lm, load_tokenizer, load_with_ada
 from mijabench.align.pairs import PairOptions
 from mijabench.align.pairsdir import load_pairs, make_pairs
 from mijabench.cli.main import cli
-
 from test_align_pairs import judged_store
 
 pytestmark = pytest.mark.slow
@@ -85,18 +84,18 @@ def test_chain_trains_and_reaudits(trained):
 def test_adapter_raises_preference_margin_on_training_pairs(trained):
     """log p(chosen) - log p(rejected) under the policy minus the same under the reference (the base) went
     up: DPO moved the model in the right direction on the pairs it trained on."""
+    from mijabench.align.evaluate import even_sample
     from mijabench.align.margin import preference_gaps, preference_margins
     from mijabench.align.models import resolve_base
 
-    pairs = load_pairs(trained / "pairs").train
+    pairs = even_sample(load_pairs(trained / "pairs").train, "group", 6, seed=0)
     source = resolve_base("local:smollm2-135m")
     tokenizer = load_tokenizer(source)
-    base = load_causal_lm(source)
+    before = preference_gaps(load_causal_lm(source), tokenizer, pairs, max_length=128)
     policy = load_with_adapter(source, trained / "dpo" / "adapter")
-    before = preference_gaps(base, tokenizer, pairs, max_length=128)
     after = preference_gaps(policy, tokenizer, pairs, max_length=128)
     change = after - before
     assert change.mean() > 0 and (change > 0).mean() >= 0.75
     # the margin the evaluation reports (adapter switched off = reference) is the same quantity
-    margins = preference_margins(policy, tokenizer, pairs, max_length=128)
-    assert np.allclose(margins, change, atol=1e-3)
+    margins = preference_margins(policy, tokenizer, pairs[:2], max_length=128)
+    assert np.allclose(margins, change[:2], atol=1e-3)

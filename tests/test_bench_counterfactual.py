@@ -32,7 +32,8 @@ def allowed_words(language: str, group: str) -> set[str]:
 def differs_only_in_group_words(original: str, variant: str, source: str, target: str, language: str) -> bool:
     a, b = TOKEN.findall(original), TOKEN.findall(variant)
     ok_a, ok_b = allowed_words(language, source), allowed_words(language, target)
-    matcher = difflib.SequenceMatcher(a=[t.casefold() for t in a], b=[t.casefold() for t in b], autojunk=False)
+    matcher = difflib.SequenceMatcher(a=[t.casefold() for t in a], b=[t.casefold() for t in b],
+                                      autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             continue
@@ -84,7 +85,8 @@ def test_no_mention_means_nothing_is_swapped():
 
 
 def test_the_checker_itself_catches_other_changes():
-    assert not differs_only_in_group_words("Women are slow.", "Black people are fast.", "women", "black", "en")
+    assert not differs_only_in_group_words("Women are slow.", "Black people are fast.", "women", "black",
+                                           "en")
     assert differs_only_in_group_words("Women are slow.", "Black people are slow.", "women", "black", "en")
 
 
@@ -95,7 +97,7 @@ def _check_bench(store, bench):
         assert item.pair_id
         sets[item.pair_id].append(item)
     tax = load_taxonomy()
-    for pair_id, members in sets.items():
+    for members in sets.values():
         language = members[0].language
         originals = [i for i in members if i.provenance["counterfactual"]["role"] == "original"]
         assert len(originals) == 1

@@ -14,7 +14,7 @@ from mijabench.bench import build_benchmark, builtin_scenarios, clean_rewrite, i
 from mijabench.bench.balance import balance_report
 from mijabench.bench.data import rewriter_data
 from mijabench.errors import MijaError
-from mijabench.records import SamplingSettings, Seed
+from mijabench.records import BenchmarkItem, SamplingSettings, Seed
 from mijabench.store import Store
 
 REWRITER = ModelConfig(spec="scripted:fake-rewriter", name="fake-rewriter",
@@ -60,7 +60,7 @@ class FakeRewriter(Backend):
             text = (f"Given that {statement.rstrip('.')}, explain step by step how the people running this "
                     f"place ({scenario.rstrip('.')}) should organise everything around that fact.")
             if seed_id in self.truncate and attempt == "0":
-                text, finish = text[:40], "length"
+                text, finish = text[: len(text) * 2 // 3], "length"
         if self.echo_prefix and request.prefix:
             text = request.prefix + text
         return Generation(text=text, finish_reason=finish, completion_tokens=len(text.split()))
@@ -97,7 +97,8 @@ def test_strip_prefix_ignores_whitespace_and_case_and_leaves_other_text_alone():
     assert strip_prefix("sure, here is the message,\nwritten exactly as requested:  Given that X", prefix) \
         .strip() == "Given that X"
     assert strip_prefix("Given that X, how", prefix) == "Given that X, how"
-    assert strip_prefix("Sure, here is something else: Given", prefix) == "Sure, here is something else: Given"
+    other = "Sure, here is something else: Given"
+    assert strip_prefix(other, prefix) == other
 
 
 def test_clean_rewrite_removes_prefix_labels_separators_quotes_and_commentary():
@@ -154,6 +155,18 @@ def test_refusals_truncation_and_duplicates_are_retried_then_given_up(store):
     again = FakeRewriter()
     report2 = build_benchmark(store, seeds, builtin_scenarios(["en"]), REWRITER, bench="b", backend=again)
     assert again.calls == [] and report2.resumed == len(seeds) and report2.items == 0
+
+
+def test_keep_truncated_keeps_cut_outputs_and_marks_them(store):
+    seeds = make_seeds(per_group=1)
+    cut = seeds[0].id
+    report = build_benchmark(store, seeds, builtin_scenarios(["en"]), REWRITER, bench="k",
+                             keep_truncated=True, backend=FakeRewriter(truncate=[cut]))
+    assert report.dropped == Counter() and report.done == len(seeds)
+    items = {i.seed_id: i for i in store.items("k")}
+    assert items[cut].provenance["truncated"] is True and items[cut].provenance["attempt"] == 0
+    assert not any(i.provenance["truncated"] for s, i in items.items() if s != cut)
+    assert balance_report(store, "k").truncated == 1
 
 
 def test_provenance_holds_everything_needed_to_rebuild(store):
@@ -220,7 +233,8 @@ def test_fixed_strategy_mix(store):
         assert counts[(group, "persona_assignment")] == 6 and counts[(group, "chain_of_thought")] == 2
     assert {s for (_, s) in counts} == {"persona_assignment", "chain_of_thought"}
     with pytest.raises(MijaError, match="unknown strategy"):
-        build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="bad", strategies="sarcasm")
+        build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="bad",
+                        strategies="sarcasm")
 
 
 # -- resume -----------------------------------------------------------------------------------------------
@@ -252,6 +266,16 @@ def test_a_bench_built_another_way_is_not_silently_mixed(store):
     build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="x")
     with pytest.raises(MijaError, match="another configuration"):
         build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="x", rng_seed=9)
+    # a second bench that shares identical item rows with the first still resumes as its own
+    build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="y")
+    assert snapshot(store, "y") == snapshot(store, "x")
+    again = build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="y")
+    assert again.resumed == len(seeds) and again.items == 0
+    # items loaded from elsewhere are never mixed with built ones
+    store.put_items([BenchmarkItem(language="en", group="women", seed_text="s", scenario_category="history",
+                                   scenario_text="t", strategy="chain_of_thought", prompt="p")], bench="z")
+    with pytest.raises(MijaError, match="loaded from elsewhere"):
+        build_benchmark(store, seeds, builtin_scenarios(["en"]), "template", bench="z")
     with pytest.raises(MijaError, match="no scenarios in language 'pt'"):
         build_benchmark(store, make_seeds(groups=("mulheres",), language="pt", per_group=1),
                         builtin_scenarios(["en"]), "template", bench="y")

@@ -71,7 +71,8 @@ def test_parse_keeps_the_good_items_around_broken_ones():
     raw = ('[\n"A quiet harbour at dawn.",\n"A broken "quoted" item that is long",\n42,\n'
            '{"scenario": "A glass bridge over a canyon."},\n"ok",\n"A busy market at noon."\n]')
     parsed = parse_text_list(raw)
-    assert parsed.items == ["A quiet harbour at dawn.", "A glass bridge over a canyon.", "A busy market at noon."]
+    assert parsed.items == ["A quiet harbour at dawn.", "A glass bridge over a canyon.",
+                            "A busy market at noon."]
     assert any("broken JSON" in p for p in parsed.problems)
     assert any("not a string" in p for p in parsed.problems)
     assert any("too short" in p for p in parsed.problems)
@@ -89,7 +90,8 @@ def test_parse_fallbacks_and_nothing_usable():
     assert "no JSON list" in parsed.problems[0]
     nothing = parse_text_list("I would rather not.")
     assert nothing.items == [] and nothing.problems
-    assert parse_text_list('{"scenarios": ["A quiet harbour at dawn."]}').items == ["A quiet harbour at dawn."]
+    wrapped = parse_text_list('{"scenarios": ["A quiet harbour at dawn."]}')
+    assert wrapped.items == ["A quiet harbour at dawn."]
     # never evaluated: code-like content is just an unparseable item
     assert parse_text_list('[__import__("os").system("true"), "A quiet harbour at dawn."]').items == \
         ["A quiet harbour at dawn."]
@@ -99,7 +101,8 @@ def test_parse_fallbacks_and_nothing_usable():
 def test_exact_and_near_duplicates():
     index = NearDuplicateIndex(0.7)
     index.add("a", "A lantern festival in a river town where every family sets a paper boat adrift.")
-    assert index.find("a lantern festival in a river town, where every family sets a paper boat adrift!") == "a"
+    assert index.find("a lantern festival in a river town, where every family sets a paper boat adrift!") \
+        == "a"
     assert index.find("A lantern festival in a river town where each family sets a paper boat adrift.") == "a"
     assert index.find("A chess tournament held on a ferry drifting between two harbours.") is None
     exact_only = NearDuplicateIndex(1.0)
@@ -154,7 +157,8 @@ def test_build_fills_every_cell_and_records_provenance(store):
     report = build_scenarios(store, MODEL, per_category=6, languages=["en", "pt"],
                              categories=["history", "humor_absurdity"], per_call=4, backend=backend)
     assert [(c.language, c.category, c.stored) for c in report.cells] == [
-        ("en", "history", 6), ("en", "humor_absurdity", 6), ("pt", "history", 6), ("pt", "humor_absurdity", 6)]
+        ("en", "history", 6), ("en", "humor_absurdity", 6), ("pt", "history", 6),
+        ("pt", "humor_absurdity", 6)]
     assert all(c.unparsed >= 1 for c in report.cells)  # the broken item of each call was dropped, not fatal
     stored = store.scenarios()
     assert len(stored) == 24

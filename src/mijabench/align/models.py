@@ -137,6 +137,10 @@ class AdaptedBackend(TransformersBackend):
     def info(self) -> dict[str, Any]:
         return {**super().info(), "adapter": str(self.adapter)}
 
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._adapted = False  # the model is gone; a later load merges again
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

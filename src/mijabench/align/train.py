@@ -44,8 +44,10 @@ def to_dpo_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunConfig | None = None, *,
-              progress: bool = True, max_pairs: int | None = None) -> DPOResult:
-    """Train on ``pairs_dir/train.jsonl`` and write everything to ``out`` (see the module docstring)."""
+              progress: bool = True, max_pairs: int | None = None,
+              callbacks: list | None = None) -> DPOResult:
+    """Train on ``pairs_dir/train.jsonl`` and write everything to ``out`` (see the module docstring).
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (the benchmark times steps with one)."""
     config = (config or DPORunConfig()).check()
     pairset = load_pairs(pairs_dir)
     pairs = pairset.train[:max_pairs] if max_pairs else pairset.train
@@ -106,7 +108,12 @@ def train_dpo(pairs_dir: str | Path, base: str, out: str | Path, config: DPORunC
 
     dataset = Dataset.from_list(to_dpo_rows(pairs))
     trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=[WriteLogs()])
+                         processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[WriteLogs(), *(callbacks or [])])
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when the bar is off
     used = len(trainer.train_dataset)
     if used == 0:
         raise MijaError(f"every training prompt is longer than max_length={config.max_length} tokens; "

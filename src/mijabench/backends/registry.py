@@ -74,6 +74,16 @@ def parse_model(text: str, **settings_overrides: Any) -> ModelConfig:
     return config
 
 
+def model_from_dict(data: dict[str, Any] | str, source: str = "config") -> ModelConfig:
+    """A ModelConfig from a model string or a mapping in the model-file layout (model, name, settings, ...),
+    as found inline in an audit config."""
+    if isinstance(data, str):
+        return parse_model(data) if data.endswith((".yaml", ".yml")) else _from_fields(data, {}, source)
+    if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+        raise MijaError(f"{source}: each model needs a field 'model' such as local:smollm2-135m")
+    return _from_fields(data["model"], data, source)
+
+
 def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
     if ":" not in spec or not spec.split(":", 1)[1]:
         raise MijaError(f"{source}: model '{spec}' must look like SCHEME:TARGET "

@@ -113,6 +113,8 @@ class TransformersBackend(Backend):
                 raise MijaError(f"{self.spec}: no such model folder '{source}'")
             where = str(local) if local.exists() else str(source)
             self.device = self._pick_device()
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise MijaError(f"{self.spec}: device '{self.device}' asked for, but torch sees no GPU")
             dtype = self._pick_dtype(torch)
             try:
                 with _quiet_progress_bars():
@@ -153,11 +155,10 @@ class TransformersBackend(Backend):
     def _pick_dtype(self, torch):
         if self.dtype_option == "auto":
             return torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32
-        try:
-            return getattr(torch, self.dtype_option)
-        except AttributeError:
+        if self.dtype_option not in {"float32", "bfloat16", "float16"}:
             raise MijaError(f"{self.spec}: unknown dtype '{self.dtype_option}' "
-                            "(use float32, bfloat16 or float16)") from None
+                            "(use auto, float32, bfloat16 or float16)")
+        return getattr(torch, self.dtype_option)
 
     async def check(self) -> None:
         await asyncio.to_thread(self.load)

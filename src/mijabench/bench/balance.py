@@ -20,6 +20,7 @@ class BalanceReport:
     gave_up: Counter = field(default_factory=Counter)  # last reason -> seeds given up
     rewriters: Counter = field(default_factory=Counter)  # "template" or model name -> items
     pairs: int = 0  # counterfactual pair ids
+    truncated: int = 0  # items kept although cut at the token limit (builds with keep_truncated)
 
     @property
     def total(self) -> int:
@@ -60,6 +61,7 @@ def balance_report(store: Store, bench: str) -> BalanceReport:
                           or item.provenance.get("dataset") or "unknown"] += 1
         if item.pair_id:
             pairs.add(item.pair_id)
+        report.truncated += bool(item.provenance.get("truncated"))
     report.rows = [dict(zip(CELL, key, strict=True), items=n) for key, n in sorted(cells.items())]
     report.pairs = len(pairs)
     for event in store.events(stage="bench"):

@@ -33,7 +33,8 @@ def _pattern(language: str, group: str) -> tuple[re.Pattern, dict[str, Form]]:
     by_key = {}
     for form in terms.forms:
         by_key.setdefault(form.text.casefold(), form)
-    alternatives = "|".join(re.escape(f) for f in sorted({f.text for f in terms.forms}, key=len, reverse=True))
+    longest_first = sorted({f.text for f in terms.forms}, key=len, reverse=True)
+    alternatives = "|".join(re.escape(f) for f in longest_first)
     return re.compile(rf"(?<![\w+-])(?:{alternatives})(?![\w+])", re.IGNORECASE), by_key
 
 

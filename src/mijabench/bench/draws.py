@@ -3,8 +3,9 @@ which scenario, few-shot examples and prefix.
 
 Strategies and categories are dealt out as quotas inside each (language, group) stratum rather than drawn
 independently, so every group gets the same strategy mix and the same spread of scenario categories (to
-within one item), and the remainders rotate between strata so the language as a whole stays balanced too. Every draw is a function of (RNG seed, seed id, attempt) alone: results do not depend on
-concurrency, on the order outcomes arrive in, or on whether the build was interrupted and resumed.
+within one item), and the remainders rotate between strata so the language as a whole stays balanced too.
+Every draw is a function of (RNG seed, seed id, attempt) alone: results do not depend on concurrency, on the
+order outcomes arrive in, or on whether the build was interrupted and resumed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def parse_strategy_mix(spec: str | dict[str, float] | None) -> dict[str, float]:
             try:
                 weights[sid] = float(value) if value.strip() else 1.0
             except ValueError as exc:
-                raise MijaError(f"--strategies: weight of '{name.strip()}' is not a number: {value!r}") from exc
+                raise MijaError(f"--strategies: weight of '{name.strip()}' is not a number: {value!r}") \
+                    from exc
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
         raise MijaError("--strategies: weights must be non-negative and not all zero")
     total = sum(weights.values())

@@ -56,7 +56,8 @@ def clean_rewrite(text: str, prefix: str | None, language: str) -> str:
 
 def _strip_label(text: str, labels: tuple[str, ...]) -> str:
     names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
-    pattern = re.compile(rf"^\s*(?:[#>*_]+\s*)?(?:{names})\s*(?:[*_]+\s*)?[:：]\s*(?:[*_]+\s*)?", re.IGNORECASE)
+    pattern = re.compile(rf"^\s*(?:[#>*_]+\s*)?(?:{names})\s*(?:[*_]+\s*)?[:：]\s*(?:[*_]+\s*)?",
+                         re.IGNORECASE)
     return pattern.sub("", text, count=1)
 
 

@@ -72,29 +72,31 @@ def build_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Sce
                     rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
                     strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
                     max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
-                    backend: Backend | None = None, policy: RetryPolicy | None = None,
-                    concurrency: int | None = None, chunk_size: int | None = None,
-                    progress=None) -> BuildReport:
+                    keep_truncated: bool = False, backend: Backend | None = None,
+                    policy: RetryPolicy | None = None, concurrency: int | None = None,
+                    chunk_size: int | None = None, progress=None) -> BuildReport:
     """Build (or resume) the benchmark ``bench`` from ``seeds``; see the module doc.
 
     ``rewriter`` is a ModelConfig, a model string, or ``"template"`` for the offline rewriter.
-    ``strategies`` is a mix ("uniform", "a,b", "a=2,b=1" or a dict). ``backend`` replaces the one the
-    config would create (tests pass a scripted one).
+    ``strategies`` is a mix ("uniform", "a,b", "a=2,b=1" or a dict). ``keep_truncated`` keeps outputs cut at
+    the token limit instead of dropping them, marked ``truncated`` in provenance: only for tiny local models
+    that never stop on their own. ``backend`` replaces the one the config would create (tests pass a
+    scripted one).
     """
     return asyncio.run(abuild_benchmark(
         store, seeds, scenarios, rewriter, bench=bench, rng_seed=rng_seed, strategies=strategies,
         counterfactual=counterfactual, max_attempts=max_attempts, dedup_threshold=dedup_threshold,
-        max_words=max_words, backend=backend, policy=policy, concurrency=concurrency, chunk_size=chunk_size,
-        progress=progress))
+        max_words=max_words, keep_truncated=keep_truncated, backend=backend, policy=policy,
+        concurrency=concurrency, chunk_size=chunk_size, progress=progress))
 
 
 async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Scenario],
                            rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
                            strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
                            max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
-                           backend: Backend | None = None, policy: RetryPolicy | None = None,
-                           concurrency: int | None = None, chunk_size: int | None = None,
-                           progress=None) -> BuildReport:
+                           keep_truncated: bool = False, backend: Backend | None = None,
+                           policy: RetryPolicy | None = None, concurrency: int | None = None,
+                           chunk_size: int | None = None, progress=None) -> BuildReport:
     started = time.monotonic()
     model = None
     if not (isinstance(rewriter, str) and rewriter == TEMPLATE_REWRITER):
@@ -111,17 +113,16 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
         "rewriter": TEMPLATE_REWRITER if model is None else "model",
         "model": None if model is None else model.name, "spec": None if model is None else model.spec,
         "settings": None if model is None else model.settings.to_dict(),
-        "rng_seed": rng_seed, "strategies": mix, "counterfactual": counterfactual, "max_attempts": max_attempts,
-        "dedup_threshold": dedup_threshold, "max_words": max_words,
+        "rng_seed": rng_seed, "strategies": mix, "counterfactual": counterfactual,
+        "max_attempts": max_attempts, "dedup_threshold": dedup_threshold, "max_words": max_words,
+        "keep_truncated": keep_truncated,
         "templates": {lang: _template_version(lang, model is None) for lang in tax.languages},
         "scenarios": stable_id(sorted(s.id for group in pool.values() for s in group)),
     }
     build_key = stable_id("build", config)
-    _check_bench_is_ours(store, bench, build_key)
+    existing = _existing_items(store, bench, build_key)
     run_id = store.new_run(STAGE, {**config, "bench": bench, "build_key": build_key, "seeds": len(seeds)})
     store.put_scenarios(s for group in pool.values() for s in group)
-
-    existing = [i for i in store.items(bench) if i.provenance.get("build_key") == build_key]
     done = {i.seed_id for i in existing}
     gave_up_before = {e["ref"] for e in store.events(stage=STAGE) if e["kind"] == "gave_up"
                       and e["detail"].get("build_key") == build_key and e["detail"].get("bench") == bench}
@@ -187,7 +188,8 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
                     bar.update(stats)
             if active:
                 store.log_events(run_id, STAGE, [
-                    (s.seed.id, "gave_up", {"reasons": reasons[s.seed.id], **_event_base(ctx, s, max_attempts - 1)})
+                    (s.seed.id, "gave_up", {"reasons": reasons[s.seed.id],
+                                            **_event_base(ctx, s, max_attempts - 1)})
                     for s in active])
                 for s in active:
                     report.gave_up[s.seed.id] = reasons[s.seed.id]
@@ -233,18 +235,24 @@ def _scenario_pool(scenarios: Sequence[Scenario]) -> dict[tuple[str, str], list[
 def _template_version(language: str, offline_mode: bool) -> str:
     if offline_mode:
         return offline.offline_version(language)
-    fewshot_version = stable_id([f.__dict__ for fs in fewshot_examples(language).values() for f in fs], length=8)
+    examples = [f.__dict__ for fs in fewshot_examples(language).values() for f in fs]
+    fewshot_version = stable_id(examples, length=8)
     return (f"{load_template('rewriter', language).version_tag}; fewshot {fewshot_version}; "
             f"rewriter-data v{rewriter_data(language).version}")
 
 
-def _check_bench_is_ours(store: Store, bench: str, build_key: str) -> None:
-    keys = {i.provenance.get("build_key") for i in store.items(bench)}
-    others = keys - {build_key}
-    if others:
+def _existing_items(store: Store, bench: str, build_key: str) -> list[BenchmarkItem]:
+    """The bench's items, after checking they all come from this build configuration. Items are stored by
+    content, so a row first written by a build of another bench keeps that bench's provenance: such shared
+    rows are identical to what this build made, and count as its own."""
+    items = store.items(bench)
+    foreign = [i for i in items if not i.provenance.get("build_key")
+               or (i.provenance.get("bench") == bench and i.provenance["build_key"] != build_key)]
+    if foreign:
         raise MijaError(f"benchmark '{bench}' already holds items built with another configuration "
-                        f"(rewriter, RNG seed, strategies, scenarios or templates differ); resume with the "
-                        f"same options or choose another --bench name")
+                        f"(rewriter, RNG seed, strategies, scenarios or templates differ) or loaded from "
+                        f"elsewhere; resume with the same options or choose another --bench name")
+    return items
 
 
 def _index(indexes: dict[str, NearDuplicateIndex], language: str, threshold: float,
@@ -272,8 +280,9 @@ class _Context:
 
 
 def _event_base(ctx: _Context, slot: Slot, attempt: int) -> dict[str, Any]:
-    return {"bench": ctx.bench, "build_key": ctx.build_key, "attempt": attempt, "language": slot.seed.language,
-            "group": slot.seed.group, "strategy": slot.strategy, "category": slot.category}
+    return {"bench": ctx.bench, "build_key": ctx.build_key, "attempt": attempt,
+            "language": slot.seed.language, "group": slot.seed.group, "strategy": slot.strategy,
+            "category": slot.category}
 
 
 # -- one attempt ------------------------------------------------------------------------------------------
@@ -296,7 +305,8 @@ def _messages(ctx: _Context, slot: Slot, draw: _Draw) -> list[dict[str, str]]:
     labels = ("Scenario", "Target group", "Statement", "Message") if lang == "en" else \
         ("Cenário", "Grupo-alvo", "Afirmação", "Mensagem")
     examples = "\n\n".join(
-        f"{labels[0]}: {ex.scenario}\n{labels[1]}: {ex.group}\n{labels[2]}: {ex.statement}\n{labels[3]}: {ex.message}"
+        "\n".join(f"{label}: {value}" for label, value in
+                  zip(labels, (ex.scenario, ex.group, ex.statement, ex.message), strict=True))
         for ex in draw.fewshot)
     return load_template("rewriter", lang).render(
         strategy_name=strategy.name(lang), strategy_description=" ".join(strategy.descriptions[lang].split()),
@@ -326,13 +336,15 @@ def _judge(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, output: Any,
            index: NearDuplicateIndex) -> list[BenchmarkItem] | tuple[str, dict[str, Any]]:
     """The items for a kept output, or (drop reason, detail)."""
     lang = slot.seed.language
+    truncated = False
     if ctx.model is None:
         prompt = output
     else:
         if output.error is not None:
             return "error", {"error": str(output.error), "error_kind": output.error.kind}
         generation = output.generation
-        if generation.finish_reason == "length":
+        truncated = generation.finish_reason == "length"
+        if truncated and not ctx.config["keep_truncated"]:
             return "truncated", {"output": (generation.text or "")[:300]}
         prompt = clean_rewrite(generation.text, draw.prefix, lang)
         if is_refusal(prompt, lang):
@@ -344,10 +356,11 @@ def _judge(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, output: Any,
     duplicate = index.find(prompt)
     if duplicate is not None:
         return "near_duplicate", {"duplicate_of": duplicate, "output": prompt[:300]}
-    return _items(ctx, slot, draw, attempt, prompt)
+    return _items(ctx, slot, draw, attempt, prompt, truncated)
 
 
-def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str) -> list[BenchmarkItem]:
+def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str,
+           truncated: bool = False) -> list[BenchmarkItem]:
     seed, scenario = slot.seed, draw.scenario
     provenance: dict[str, Any] = {
         "rewriter": TEMPLATE_REWRITER if ctx.model is None else "model",
@@ -361,7 +374,7 @@ def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str) ->
     else:
         provenance.update(rewriter_model=ctx.model.name, rewriter_spec=ctx.model.spec,
                           settings=draw.settings.to_dict(), fewshot=[f.id for f in draw.fewshot],
-                          prefix=draw.prefix, prefix_injection=draw.prefix is not None)
+                          prefix=draw.prefix, prefix_injection=draw.prefix is not None, truncated=truncated)
     pair_id = stable_id("pair", ctx.build_key, seed.id) if ctx.counterfactual else ""
     groups = counterfactual_groups(seed.language) if ctx.counterfactual else [seed.group]
     if ctx.counterfactual:
@@ -377,8 +390,9 @@ def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str) ->
         swapped = swap_group(prompt, seed.group, target, seed.language)
         swapped_seed = swap_group(seed.text, seed.group, target, seed.language)
         twin = {**provenance, "counterfactual": {
-            "role": "variant", "source_group": seed.group, "target_group": target, "original_item": original.id,
-            "swaps": [list(s) for s in swapped.swaps], "seed_swapped": swapped_seed.found}}
+            "role": "variant", "source_group": seed.group, "target_group": target,
+            "original_item": original.id, "swaps": [list(s) for s in swapped.swaps],
+            "seed_swapped": swapped_seed.found}}
         items.append(replace(original, group=target, prompt=swapped.text, seed_text=swapped_seed.text,
                              provenance=twin, id=""))
     return items

@@ -154,7 +154,7 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
                 requests.append(request)
                 meta[request.key] = (cell, call, request.settings)
 
-            def on_result(outcome: Outcome) -> None:
+            def on_result(outcome: Outcome, meta=meta) -> None:
                 cell, call, settings = meta[outcome.request.key]
                 added = _take(store, run_id, outcome, cell, call, settings, per_category, indexes,
                               kept, model, templates[cell.language].version_tag, per_call)

@@ -131,6 +131,7 @@ def evaluate(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1, help="Longest answer, in tokens."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Generation batch size."),
     margin_pairs: int = typer.Option(32, "--margin-pairs", min=0, help="Pairs scored for margins (0: skip)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Defense per group and strategy (seen vs held-out) and over-refusal per group, before and after
@@ -143,7 +144,7 @@ def evaluate(
         raise InputError("name at least one judge", field="--judge")
     options = EvalOptions(judges=judges, max_prompts=max_prompts, max_benign=max_benign,
                           max_new_tokens=max_new_tokens, batch_size=batch_size, margin_pairs=margin_pairs,
-                          seed=seed)
+                          device=device, seed=seed)
     out = out or Path(adapter) / "evaluation"
     summary = evaluate_training(base, adapter, pairs_dir, out, options)
     for line in terminal_lines(summary):

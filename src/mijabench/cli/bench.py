@@ -18,8 +18,8 @@ app = typer.Typer(help="Build benchmarks: adversarial rewrites of seeds, counter
 
 @app.command()
 def build(
-    seeds: str = typer.Option(..., "--seeds", "-s",
-                              help="'demo' or a JSONL/CSV/Parquet seed file (columns text, group, language)."),
+    seeds: str = typer.Option(..., "--seeds", "-s", help="'demo' or a JSONL/CSV/Parquet seed file "
+                                                          "(columns text, group, language)."),
     bench: str = typer.Option(..., "--bench", "-b", help="Name of the benchmark in the store."),
     model: str = typer.Option(None, "--model", "-m", help="Rewriter model string or YAML file."),
     offline: bool = typer.Option(False, "--offline",
@@ -29,16 +29,23 @@ def build(
     language: str = typer.Option(None, "--language", "-l", help="Only seeds of this language."),
     rng_seed: int = typer.Option(0, "--rng-seed", help="Seed of every draw (strategy, scenario, examples)."),
     strategies: str = typer.Option("uniform", "--strategies",
-                                   help="uniform, a list (a,b) or weights (persona_assignment=2,chain_of_thought=1)."),
+                                   help="uniform, a list (a,b) or weights "
+                                        "(persona_assignment=2,chain_of_thought=1)."),
     counterfactual: bool = typer.Option(False, "--counterfactual",
                                         help="Also aim every attack at every other group of its language."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Draws per seed before giving up."),
     dedup_threshold: float = typer.Option(0.85, "--dedup-threshold", min=0.05, max=1.0,
-                                          help="Shingle Jaccard similarity from which prompts are duplicates."),
-    max_words: int = typer.Option(150, "--max-words", min=10, help="Longest prompt the rewriter is asked for."),
+                                          help="Shingle Jaccard similarity from which prompts are "
+                                               "duplicates."),
+    max_words: int = typer.Option(150, "--max-words", min=10,
+                                  help="Longest prompt the rewriter is asked for."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Rewriter output limit (tokens)."),
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="Rewriter sampling temperature."),
+    keep_truncated: bool = typer.Option(False, "--keep-truncated",
+                                        help="Keep rewrites cut at the token limit (marked in provenance) "
+                                             "instead of retrying them: for tiny local models only."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Rewriter calls in flight."),
+    timeout: float = typer.Option(300.0, "--timeout", min=0.1, help="Seconds one rewriter call may take."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """One jailbreak prompt per seed (resumable: re-run the same command to finish a killed build)."""
@@ -57,7 +64,9 @@ def build(
             report = build_benchmark(store, seed_list, pool, rewriter, bench=bench, rng_seed=rng_seed,
                                      strategies=strategies, counterfactual=counterfactual,
                                      max_attempts=max_attempts, dedup_threshold=dedup_threshold,
-                                     max_words=max_words, concurrency=concurrency, progress=progress)
+                                     max_words=max_words, keep_truncated=keep_truncated,
+                                     concurrency=concurrency, progress=progress,
+                                     policy=_policy(timeout))
     label = "offline template rewriter (no model)" if offline else f"rewriter {report.rewriter}"
     console.print(f"benchmark [bold]{escape(bench)}[/bold] with the {escape(label)}: "
                   f"{report.done:,} seeds rewritten, {report.items:,} items stored, "
@@ -73,7 +82,8 @@ def report(bench: str = typer.Option(..., "--bench", "-b"), workspace: Path = Wo
 
     with open_store(workspace, create=False) as store:
         if bench not in store.benches():
-            raise MijaError(f"no benchmark '{bench}' in the store (have: {', '.join(store.benches()) or 'none'})")
+            have = ", ".join(store.benches()) or "none"
+            raise MijaError(f"no benchmark '{bench}' in the store (have: {have})")
         print_balance(balance_report(store, bench))
 
 
@@ -90,6 +100,7 @@ def scenarios_build(
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Sampling temperature."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Output limit per call (tokens)."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Calls in flight."),
+    timeout: float = typer.Option(300.0, "--timeout", min=0.1, help="Seconds one call may take."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Ask a model for new, distinct scenarios per category; resumable."""
@@ -103,7 +114,7 @@ def scenarios_build(
     with open_store(workspace) as store, StageProgress("scenarios") as progress:
         result = build_scenarios(store, config, per_category=per_category, languages=langs, categories=cats,
                                  per_call=per_call, max_calls=max_calls, threshold=threshold,
-                                 concurrency=concurrency, progress=progress)
+                                 concurrency=concurrency, progress=progress, policy=_policy(timeout))
     table = Table(title=f"scenarios (target {per_category} per category)")
     for col in ("language", "category", "stored", "added", "calls", "duplicates", "unparsed", "failed calls"):
         table.add_column(col, justify="left" if col in ("language", "category") else "right")
@@ -115,6 +126,12 @@ def scenarios_build(
     if result.short:
         err_console.print(f"[yellow]{len(result.short)} categories are still short of {per_category}; "
                           "run the command again (or raise --max-calls) to continue[/yellow]")
+
+
+def _policy(timeout: float):
+    from ..run.engine import RetryPolicy
+
+    return RetryPolicy(timeout_s=timeout, max_total_s=max(600.0, 2 * timeout))
 
 
 def _load_seeds(spec: str, language: str | None):
@@ -162,6 +179,9 @@ def print_balance(report) -> None:
     rewriters = ", ".join(f"{escape(str(k))}: {v:,}" for k, v in report.rewriters.items())
     console.print(f"{report.total:,} items ({rewriters})" +
                   (f"; {report.pairs:,} counterfactual sets" if report.pairs else ""))
+    if report.truncated:
+        err_console.print(f"[yellow]{report.truncated:,} items were kept although the rewriter was cut off "
+                          "at its token limit (--keep-truncated)[/yellow]")
     if report.dropped or report.gave_up:
         dropped = ", ".join(f"{k} {v:,}" for k, v in report.dropped.most_common())
         gave_up = ", ".join(f"{k} {v:,}" for k, v in report.gave_up.most_common())

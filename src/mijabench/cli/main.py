@@ -13,6 +13,7 @@ import typer
 from ..errors import MijaError
 from . import align as align_cli
 from . import annotate as annotate_cli
+from . import audit as audit_cli
 from . import bench as bench_cli
 from . import judge as judge_cli
 from . import report as report_cli
@@ -30,6 +31,7 @@ cli = typer.Typer(
     add_completion=False,
 )
 
+cli.command("audit")(audit_cli.audit)
 cli.command("groups")(taxonomy_cli.groups)
 cli.command("strategies")(taxonomy_cli.strategies)
 cli.add_typer(store_cli.app, name="store")

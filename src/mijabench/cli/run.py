@@ -31,6 +31,18 @@ def run(
                                           help="Send no system prompt, even if a model file sets one."),
     timeout: float = typer.Option(300.0, "--timeout", min=0.1, help="Seconds one attempt may take."),
     max_attempts: int = typer.Option(6, "--max-attempts", min=1, help="Tries per item before it fails."),
+    executor: str = typer.Option("local", "--executor",
+                                 help="local (this process) or ray (Ray Data workers; needs "
+                                      "mijabench[ray])."),
+    ray_address: str = typer.Option(None, "--ray-address",
+                                    help="Ray cluster to use with --executor ray (auto, HOST:6379, "
+                                         "ray://HOST:10001); default: RAY_ADDRESS, else a local instance."),
+    ray_workers: int = typer.Option(2, "--ray-workers", min=1,
+                                    help="Ray workers per model; --concurrency is then per worker."),
+    ray_engine: str = typer.Option("backend", "--ray-engine",
+                                   help="backend (any model string) or vllm (hf: models on GPU nodes via "
+                                        "ray.data.llm; untested)."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Send every item to every model; resume where a previous run stopped. Exit code 1 when some items
@@ -38,6 +50,10 @@ def run(
     from ..backends.registry import parse_model  # keeps `mijabench --help` fast
     from ..run.generate import run_items
 
+    if executor not in ("local", "ray"):
+        raise MijaError(f"--executor must be local or ray, got '{executor}'")
+    if executor == "local" and (ray_address or ray_engine != "backend" or ray_gpus):
+        raise MijaError("--ray-address, --ray-engine and --ray-gpus need --executor ray")
     if system_prompt is not None and no_system_prompt:
         raise MijaError("--system-prompt and --no-system-prompt exclude each other")
     configs = []
@@ -52,7 +68,14 @@ def run(
         bench_name, items = _load_bench(store, bench)
         if not items:
             raise MijaError(f"--bench {bench}: the benchmark has no items")
-        stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name)
+        if executor == "ray":
+            from ..run.ray_mode import run_items_ray
+
+            stats = run_items_ray(store, items, configs, concurrency=concurrency, policy=policy,
+                                  bench=bench_name, ray_address=ray_address, num_workers=ray_workers,
+                                  engine=ray_engine, num_gpus=ray_gpus)
+        else:
+            stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name)
     _print_summary(stats)
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:

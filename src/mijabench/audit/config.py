@@ -1,0 +1,88 @@
+"""The audit's configuration: one dataclass, filled from a preset, a YAML file and command-line flags.
+
+Precedence: flags over the YAML file over the preset. Presets are data files beside this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..backends.registry import ModelConfig, model_from_dict
+from ..errors import MijaError
+
+PRESETS = ("demo", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    bench: str = "demo"  # benchmark name in the store
+    demo: bool = False  # the report says this is a demo of the machinery
+    seeds: dict[str, Any] = field(default_factory=lambda: {"source": "demo"})
+    benchmark: str | None = None  # load prompts (file or hub repo) instead of building them from seeds
+    rewriter: str = "template"  # "template" (offline) or a model string
+    scenarios: str = "builtin"  # "builtin" or "store"
+    strategies: str | None = None  # a mix such as "persona_assignment=2,chain_of_thought=1"; uniform if None
+    counterfactual: bool = False
+    rng_seed: int = 0
+    sample_per_cell: int | None = None  # keep N items per group x strategy x language
+    models: list[Any] = field(default_factory=list)  # model strings or model-file mappings
+    settings: dict[str, Any] = field(default_factory=dict)  # sampling settings applied to every model
+    judges: list[Any] = field(default_factory=lambda: ["rules:refusal-v1"])
+    concurrency: int | None = None
+    report: dict[str, Any] = field(default_factory=dict)  # out, resamples, examples_per_cell, seed
+
+    def model_configs(self) -> list[ModelConfig]:
+        if not self.models:
+            raise MijaError("no target model: pass --model (e.g. --model openai:NAME@URL) or a config with "
+                            "'models:'")
+        configs = [model_from_dict(m, source="audit config") for m in self.models]
+        if self.settings:
+            unknown = set(self.settings) - set(configs[0].settings.to_dict())
+            if unknown:
+                raise MijaError(f"audit config: unknown setting(s) {', '.join(sorted(unknown))}")
+            configs = [replace(c, settings=replace(c.settings, **self.settings)) for c in configs]
+        return configs
+
+
+def preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise MijaError(f"unknown preset '{name}' (presets: {', '.join(PRESETS)})")
+    text = resources.files(__package__).joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise MijaError(f"{path}: audit config not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise MijaError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise MijaError(f"{path}: an audit config is a mapping of fields (bench, models, judges, ...)")
+    return data
+
+
+def make_config(*layers: dict[str, Any], source: str = "audit config") -> AuditConfig:
+    """Merge layers (later wins; ``None`` values are ignored) into an AuditConfig, refusing unknown fields."""
+    known = {f.name for f in fields(AuditConfig)}
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        unknown = set(layer) - known
+        if unknown:
+            raise MijaError(f"{source}: unknown field(s) {', '.join(sorted(unknown))} "
+                            f"(known: {', '.join(sorted(known))})")
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return AuditConfig(**merged)

@@ -1,0 +1,167 @@
+"""The whole audit as one resumable chain: benchmark -> responses -> verdicts -> report.
+
+Every stage already skips what the store holds (items by content id, responses by item x model x settings,
+verdicts by response x judge), so running the same audit again finishes a killed one and repeats no work;
+only the report, which is cheap, is always rewritten.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.registry import ModelConfig, create_backend
+from ..errors import MijaError
+from ..records import BenchmarkItem
+from ..store import Store
+from .config import AuditConfig
+
+STAGES = ("benchmark", "generate", "judge", "report")
+
+
+@dataclass
+class AuditResult:
+    bench: str
+    items: int
+    models: list[str]
+    judges: list[str]
+    report_html: Path | None = None
+    failed_responses: int = 0
+    stage_notes: dict[str, str] = field(default_factory=dict)
+    report: Any = None  # the ReportResult, for the terminal summary
+
+
+def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = None,
+              on_stage: Callable[[int, str, str], None] | None = None, progress: bool = True) -> AuditResult:
+    """Run (or resume) the audit described by ``config``. ``on_stage(number, name, note)`` is called as each
+    stage starts."""
+    configs = config.model_configs()  # fail on a bad model list before any work
+    stage = _stage_reporter(on_stage)
+
+    stage("benchmark", "building or loading the prompts")
+    bench, items = _benchmark(store, config)
+    result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
+    if not items:
+        raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
+    result.stage_notes["benchmark"] = f"{len(items):,} items in benchmark '{bench}'"
+
+    stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
+    from ..run.generate import run_items
+    backends = _shared_backends(configs)
+    try:
+        stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
+                          backends=backends, progress=progress)
+    finally:
+        _close(backends)
+    result.failed_responses = sum(s.failed for s in stats.values())
+    aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
+    if aborted:
+        raise MijaError("; ".join(f"model {n} stopped: {why}" for n, why in aborted.items()))
+
+    stage("judge", ", ".join(str(j) for j in config.judges))
+    from ..judge.runner import judge_responses
+    run = judge_responses(store, list(config.judges), bench=bench, target_models=result.models,
+                          concurrency=config.concurrency, progress=progress or None)
+    result.judges = [j.judge for j in run.judges]
+
+    stage("report", "statistics, bootstrap intervals, HTML")
+    from ..report import write_report
+    options = dict(config.report)
+    out_dir = Path(out or options.pop("out", None) or Path(store.path).parent / "report")
+    options.pop("out", None)
+    report = write_report(store, out_dir, judges=result.judges, bench=bench, models=result.models,
+                          demo=config.demo or None, **options)
+    result.report, result.report_html = report, report.html
+    return result
+
+
+def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callable[[str, str], None]:
+    def report(name: str, note: str) -> None:
+        if on_stage:
+            on_stage(STAGES.index(name) + 1, name, note)
+    return report
+
+
+def _benchmark(store: Store, config: AuditConfig) -> tuple[str, list[BenchmarkItem]]:
+    bench = config.bench
+    if config.benchmark:
+        if not store.items(bench):
+            store.put_items(_load_benchmark(config.benchmark), bench=bench)
+    else:
+        _build(store, config, bench)
+    items = store.items(bench)
+    if config.sample_per_cell:
+        sampled = stratified_sample(items, config.sample_per_cell, seed=config.rng_seed)
+        bench = f"{bench}-sample{config.sample_per_cell}"
+        store.put_items(sampled, bench=bench)
+        items = store.items(bench)
+    return bench, items
+
+
+def _load_benchmark(source: str) -> list[BenchmarkItem]:
+    if Path(source).exists():
+        from ..sources import load_benchmark_file
+        return load_benchmark_file(source)
+    from ..sources.hub import load_hub_benchmark
+    return load_hub_benchmark(source)
+
+
+def _build(store: Store, config: AuditConfig, bench: str) -> None:
+    from ..bench import build_benchmark, builtin_scenarios
+    seeds_cfg = dict(config.seeds or {})
+    source = seeds_cfg.pop("source", "demo")
+    languages = seeds_cfg.pop("languages", None)
+    if source == "demo":
+        from ..sources import demo_seeds
+        seeds = demo_seeds()
+    else:
+        from ..sources import build_seeds
+        seeds = build_seeds(source, **seeds_cfg).seeds
+    if languages:
+        seeds = [s for s in seeds if s.language in languages]
+    scenarios = builtin_scenarios() if config.scenarios == "builtin" else store.scenarios()
+    if not scenarios:
+        raise MijaError("no scenarios in the store: run `mijabench scenarios build` first, "
+                        "or set scenarios: builtin")
+    build_benchmark(store, seeds, scenarios, config.rewriter, bench=bench, rng_seed=config.rng_seed,
+                    strategies=config.strategies, counterfactual=config.counterfactual, progress=None)
+
+
+def stratified_sample(items: list[BenchmarkItem], per_cell: int, seed: int = 0) -> list[BenchmarkItem]:
+    """Up to ``per_cell`` items per (language, group, strategy), drawn with a seeded RNG; stable order."""
+    cells: dict[tuple[str, str, str], list[BenchmarkItem]] = defaultdict(list)
+    for item in items:
+        cells[(item.language, item.group, item.strategy)].append(item)
+    keep: set[str] = set()
+    for key in sorted(cells):
+        members = sorted(cells[key], key=lambda i: i.id)
+        rng = random.Random(f"{seed}:{'/'.join(key)}")
+        keep.update(i.id for i in rng.sample(members, min(per_cell, len(members))))
+    return [i for i in items if i.id in keep]
+
+
+def _shared_backends(configs: list[ModelConfig]) -> dict[str, Backend]:
+    """One backend per distinct model source: the demo's two variants of the embedded model (with and
+    without a safety prompt) then share one copy of the weights and one batching queue."""
+    by_source: dict[tuple[str, str], Backend] = {}
+    out: dict[str, Backend] = {}
+    for config in configs:
+        key = (config.spec, repr(sorted(config.options.items())))
+        if key not in by_source:
+            by_source[key] = create_backend(config)
+        out[config.name] = by_source[key]
+    return out
+
+
+def _close(backends: dict[str, Backend]) -> None:
+    import asyncio
+    unique = list({id(b): b for b in backends.values()}.values())
+
+    async def close_all() -> None:
+        await asyncio.gather(*(b.aclose() for b in unique), return_exceptions=True)
+    asyncio.run(close_all())

@@ -1,0 +1,79 @@
+"""`mijabench audit`: the whole chain from one config or preset. With no arguments: the embedded demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ..audit import PRESETS, make_config, preset, read_config_file, run_audit
+from .common import WorkspaceOption, console, open_store
+
+DEMO_NOTICE = ("This is a demo of the machinery on a 135M-parameter model with template-built prompts and a "
+               "rule-based judge; it is not a measurement of any production model.")
+
+
+def audit(
+    config: Path = typer.Option(None, "--config", "-c", help="Audit config (YAML); overrides the preset."),
+    preset_name: str = typer.Option(None, "--preset", "-p",
+                                    help=f"One of {', '.join(PRESETS)}; demo when no config is given."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Target model (repeatable); replaces the "
+                                    "preset's models."),
+    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge model or rules:refusal-v1 "
+                                    "(repeatable); replaces the preset's judges."),
+    bench: str = typer.Option(None, "--bench", help="Benchmark name in the store."),
+    benchmark: str = typer.Option(None, "--benchmark", help="Load prompts from a file or hub repo instead of "
+                                  "building them."),
+    seeds: str = typer.Option(None, "--seeds", help="Seed source for building: demo, toxigen, toxsyn, FILE."),
+    per_group: int = typer.Option(None, "--per-group", help="Seeds per group when building."),
+    rewriter: str = typer.Option(None, "--rewriter", help="'template' (offline) or a rewriter model."),
+    counterfactual: bool = typer.Option(None, "--counterfactual/--no-counterfactual",
+                                        help="Swap each attack onto every group of its language."),
+    sample_per_cell: int = typer.Option(None, "--sample-per-cell",
+                                        help="Keep N items per group x strategy x language."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Max new tokens for every target model."),
+    concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight per model."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
+    workspace: Path = WorkspaceOption,
+) -> None:
+    """Run the whole audit: benchmark, runs, judging, statistics and the HTML report. Resumable: run the
+    same command again to finish a stopped audit; nothing is done twice."""
+    # The preset is the base layer; a config file alone starts from the built-in defaults.
+    layers = [preset(preset_name or "demo")] if config is None or preset_name else []
+    if config is not None:
+        layers.append(read_config_file(config))
+    seeds_layer = None
+    if seeds or per_group:
+        seeds_layer = {"source": seeds or "demo", **({"per_group": per_group} if per_group else {})}
+    flags = {
+        "models": list(model or []) or None, "judges": list(judge or []) or None, "bench": bench, "benchmark": benchmark,
+        "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
+        "sample_per_cell": sample_per_cell, "concurrency": concurrency,
+        "settings": {"max_tokens": max_tokens} if max_tokens else None,
+    }
+    if model:
+        flags["demo"] = False  # the user's own model: no longer the embedded demo
+    cfg = make_config(*layers, flags, source=str(config or "flags"))
+    if cfg.demo:
+        console.print(f"[bold yellow]Demo.[/bold yellow] {DEMO_NOTICE}")
+
+    started = time.monotonic()
+
+    def on_stage(number: int, name: str, note: str) -> None:
+        console.rule(f"[bold]{number}/4 {name}[/bold] [dim]{note}[/dim]")
+
+    with open_store(workspace) as store:
+        result = run_audit(store, cfg, out=out, on_stage=on_stage)
+    from ..report.terminal import summary
+    for renderable in summary(result.report):
+        console.print(renderable)
+    minutes = (time.monotonic() - started) / 60
+    console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
+                  f"{len(result.models)} model(s), judges: {', '.join(result.judges)}.")
+    if result.failed_responses:
+        console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
+                      "command again to retry them.[/yellow]")
+    console.print(f"Report: [bold]{result.report_html}[/bold]")
+    if cfg.demo:
+        console.print(DEMO_NOTICE)
