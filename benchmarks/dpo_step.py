@@ -7,7 +7,9 @@ samples the process RSS every 5 ms, so the peak covers the steps themselves, not
 
 Tokens counted per pair: prompt+chosen and prompt+rejected after the chat template, truncated at
 ``--max-length`` (the sequences the policy runs forward and backward; the reference pass runs on the same
-tokens without gradients). Padding is not counted.
+tokens without gradients). Padding is not counted. Besides wall time, each step's process CPU time (all
+threads) is printed, and the 1-minute load average before and after: on a shared machine the wall figures
+move with the other work, CPU time much less.
 
     .venv/bin/python benchmarks/dpo_step.py [--steps 5] [--warmup 1] [--batch-size 2] [--max-length 256]
                                             [--full] [--threads N]
@@ -103,31 +105,39 @@ def main() -> None:
         + len(tokenize_pair(tokenizer, p["prompt"], p["rejected"], args.max_length)[0]) for p in pairs]
 
     class StepTimer(TrainerCallback):
-        def __init__(self):
+        def __init__(self, rss: RssPeak):
+            self.rss = rss
             self.times: list[float] = []
+            self.cpu: list[float] = []
             self.rss_before_steps = 0
+            self.load_peak = 0
 
         def on_train_begin(self, *a, **k):
             self.rss_before_steps = psutil.Process(os.getpid()).memory_info().rss
+            self.load_peak = self.rss.peak
+            self.rss.peak = 0  # from here on: the peak of the training steps alone
 
         def on_step_begin(self, *a, **k):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a, **k):
             self.times.append(time.perf_counter() - self.start)
+            self.cpu.append(time.process_time() - self.cpu_start)
 
     config = DPORunConfig(max_steps=total_steps, batch_size=args.batch_size, grad_accumulation=1,
                           learning_rate=1e-4, warmup_ratio=0.0, max_length=args.max_length,
                           full_finetune=args.full, lora_r=16, lora_alpha=32, lora_dropout=0.0,
                           lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], device="cpu")
-    timer = StepTimer()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pairs"
         write_pairs(PairSet(pairs, [], [], [], {"split": "synthetic"}, {"synthetic": True}), folder)
         with RssPeak() as rss:
+            timer = StepTimer(rss)
             result = train_dpo(folder, "local:smollm2-135m", Path(tmp) / "out", config, progress=False,
                                callbacks=[timer])
     timed = timer.times[args.warmup:]
+    cpu = timer.cpu[args.warmup:]
     # TRL shuffles with the seed, but every step takes batch_size pairs: use the mean tokens per pair.
     mean_tokens = sum(tokens_per_pair) / len(tokens_per_pair)
     step_s = sum(timed) / len(timed)
@@ -138,10 +148,14 @@ def main() -> None:
     print(f"batch {args.batch_size} pairs, max_length {args.max_length}, {mean_tokens:.0f} tokens per pair "
           f"(chosen + rejected sequences), {result.train_pairs} pairs, {len(timed)} timed steps "
           f"after {args.warmup} warm-up")
-    print(f"step time: mean {step_s:.2f} s (min {min(timed):.2f}, max {max(timed):.2f})")
-    print(f"throughput: {tokens_per_step / step_s:,.0f} tokens/s, {args.batch_size / step_s:.2f} pairs/s")
-    print(f"memory: RSS {timer.rss_before_steps / 2**30:.2f} GiB when training began, peak "
-          f"{rss.peak / 2**30:.2f} GiB during the run")
+    cpu_s = sum(cpu) / len(cpu)
+    print(f"load average (1 min): {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"step time: mean {step_s:.2f} s wall (min {min(timed):.2f}, max {max(timed):.2f}), "
+          f"{cpu_s:.2f} s process CPU")
+    print(f"throughput: {tokens_per_step / step_s:,.0f} tokens/s wall, {args.batch_size / step_s:.2f} "
+          f"pairs/s; {tokens_per_step / cpu_s:,.0f} tokens per CPU-second")
+    print(f"memory: RSS {timer.rss_before_steps / 2**30:.2f} GiB when training began; peak "
+          f"{rss.peak / 2**30:.2f} GiB during the steps ({timer.load_peak / 2**30:.2f} GiB while loading)")
     print(f"final loss {result.final_loss:.4f}")
 
 

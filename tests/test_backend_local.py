@@ -405,3 +405,22 @@ def test_llama_cpp_without_template_refuses_prefix(fake_llama_cpp, monkeypatch, 
     with pytest.raises(BackendError) as caught:
         run(scenario())
     assert caught.value.kind == "prefix_unsupported" and not caught.value.retryable
+
+
+def test_llama_cpp_turns_thinking_off_for_templates_with_a_switch(fake_llama_cpp, monkeypatch, tmp_path):
+    switch = "{% if enable_thinking is defined and not enable_thinking %}[no-think]{% endif %}"
+    monkeypatch.setattr(FakeLlama, "metadata", {"tokenizer.chat_template": switch + CHAT_TEMPLATE})
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"gguf")
+    backend = create_backend(parse_model(f"gguf:{source}"))
+
+    async def scenario():
+        try:
+            return await backend.generate(ask("Hi"))
+        finally:
+            await backend.aclose()
+
+    assert run(scenario()).text == " continued"
+    calls = fake_llama_cpp.instances[0].calls
+    assert [c[0] for c in calls] == ["tokenize", "completion"]
+    assert calls[0][1] == "[no-think]<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

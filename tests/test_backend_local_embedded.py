@@ -76,9 +76,8 @@ def test_greedy_is_deterministic_and_batching_does_not_change_it(model):
     before = model.batches_run
     batched = asyncio.run(gather(model, requests))
     assert model.batches_run - before == 1
-    again = asyncio.run(gather(model, requests))
-    single = [asyncio.run(model.generate(r)) for r in requests]
-    assert [g.text for g in batched] == [g.text for g in again] == [g.text for g in single]
+    single = [asyncio.run(model.generate(r)) for r in requests]  # separate calls: also shows determinism
+    assert [g.text for g in batched] == [g.text for g in single]
     assert "4" in batched[0].text and batched[0].finish_reason == "stop"
     assert "Paris" in batched[3].text
     assert all(g.completion_tokens <= 16 for g in batched)

@@ -146,6 +146,7 @@ class LlamaCppBackend(Backend):
         self.llm: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mijabench-llamacpp")
         self._template: Any = None
+        self._thinking_switch = False
 
     def load(self) -> None:
         if self.llm is not None:
@@ -165,6 +166,7 @@ class LlamaCppBackend(Backend):
                                                 extensions=["jinja2.ext.loopcontrols"])
             env.globals["raise_exception"] = _raise_template_error
             self._template = env.from_string(source)
+            self._thinking_switch = "enable_thinking" in source
 
     @property
     def supports_prefix(self) -> bool:  # type: ignore[override]
@@ -184,18 +186,21 @@ class LlamaCppBackend(Backend):
         sampling = dict(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, seed=s.seed,
                         top_k=0, min_p=0.0, repeat_penalty=1.0)  # plain top-p sampling, as elsewhere
         messages = _with_system(request.messages, s.system_prompt)
+        # llama.cpp's chat API cannot pass enable_thinking, so templates with a thinking switch (and every
+        # prefix) are rendered here and sent as raw completion tokens.
+        own_render = request.prefix is not None or self._thinking_switch
         start = time.monotonic()
         try:
-            if request.prefix is None:
-                reply = self.llm.create_chat_completion(messages=messages, **sampling)
-                choice = reply["choices"][0]
-                text = choice["message"].get("content") or ""
-            else:
-                prompt = self.render_prefixed(messages, request.prefix)
+            if own_render:
+                prompt = self.render(messages, prefix=request.prefix, thinking=s.thinking)
                 tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
                 reply = self.llm.create_completion(prompt=tokens, **sampling)
                 choice = reply["choices"][0]
                 text = choice.get("text") or ""
+            else:
+                reply = self.llm.create_chat_completion(messages=messages, **sampling)
+                choice = reply["choices"][0]
+                text = choice["message"].get("content") or ""
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name}: llama.cpp failed ({exc})", retryable=False,
                                kind="local_error") from exc
@@ -204,24 +209,33 @@ class LlamaCppBackend(Backend):
                           completion_tokens=usage.get("completion_tokens"),
                           finish_reason=choice.get("finish_reason"), latency_s=time.monotonic() - start)
 
-    def render_prefixed(self, messages: Messages, prefix: str) -> str:
-        """The chat template rendered up to and including the prefix, with the assistant turn left open.
-        Renders the prefix followed by a marker and cuts at the marker, so whatever the template writes
-        after a message (end-of-turn tokens) is dropped."""
+    def render(self, messages: Messages, prefix: str | None = None, thinking: bool = False) -> str:
+        """The file's chat template rendered as transformers would: with the generation prompt, or, given a
+        prefix, up to and including the prefix with the assistant turn left open. The prefix is rendered
+        followed by a marker and cut at the marker, so whatever the template writes after a message
+        (end-of-turn tokens) is dropped."""
         if self._template is None:
             raise BackendError(f"{self.name}: this GGUF file has no chat template, so prefix injection is "
-                               "not possible; use the transformers path (uninstall llama-cpp-python) or "
-                               "a model with a template", retryable=False, kind="prefix_unsupported")
+                               "not possible; use the transformers path (option runtime: transformers) "
+                               "or a model with a template", retryable=False, kind="prefix_unsupported")
         marker = "\x00MIJABENCH_PREFIX_END\x00"
-        eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "ignore")
-        bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "ignore")
+        if prefix is not None:
+            messages = [*messages, {"role": "assistant", "content": prefix + marker}]
         rendered = self._template.render(
-            messages=[*messages, {"role": "assistant", "content": prefix + marker}],
-            add_generation_prompt=False, enable_thinking=False, bos_token=bos, eos_token=eos)
+            messages=messages, add_generation_prompt=prefix is None, enable_thinking=thinking,
+            bos_token=self._token_text(self.llm.token_bos()),
+            eos_token=self._token_text(self.llm.token_eos()))
+        if prefix is None:
+            return rendered
         if marker not in rendered:
             raise BackendError(f"{self.name}: the chat template drops the assistant prefix", retryable=False,
                                kind="prefix_unsupported")
         return rendered[:rendered.index(marker)]
+
+    def _token_text(self, token_id: int) -> str:
+        if token_id is None or token_id < 0:
+            return ""
+        return self.llm.detokenize([token_id], special=True).decode("utf-8", "ignore")
 
     async def aclose(self) -> None:
         def release() -> None:

@@ -83,16 +83,20 @@ class NearDuplicateIndex:
         for i in range(0, self.num_perm, self._rows):
             yield i, signature[i:i + self._rows].tobytes()
 
-    def find(self, text: str) -> str | None:
-        """The key of a stored text this one duplicates (exactly or nearly), or None."""
+    def _prepare(self, text: str) -> tuple[str, frozenset[str] | None, np.ndarray | None]:
         norm = normalize(text)
+        if self.threshold >= 1:
+            return norm, None, None
+        sh = shingles(text, self.k)
+        return norm, sh, self._signature(sh)
+
+    def _find(self, norm: str, sh: frozenset[str] | None, signature: np.ndarray | None) -> str | None:
         if norm in self._exact:
             return self._exact[norm]
-        if self.threshold >= 1:
+        if sh is None:
             return None
-        sh = shingles(text, self.k)
         seen: set[str] = set()
-        for band in self._bands(self._signature(sh)):
+        for band in self._bands(signature):
             for key in self._buckets.get(band, ()):
                 if key not in seen:
                     seen.add(key)
@@ -100,19 +104,25 @@ class NearDuplicateIndex:
                         return key
         return None
 
-    def add(self, key: str, text: str) -> None:
-        norm = normalize(text)
+    def _add(self, key: str, norm: str, sh: frozenset[str] | None, signature: np.ndarray | None) -> None:
         self._exact.setdefault(norm, key)
-        if self.threshold >= 1:
+        if sh is None:
             return
-        sh = shingles(text, self.k)
         self._shingles[key] = sh
-        for band in self._bands(self._signature(sh)):
+        for band in self._bands(signature):
             self._buckets[band].append(key)
+
+    def find(self, text: str) -> str | None:
+        """The key of a stored text this one duplicates (exactly or nearly), or None."""
+        return self._find(*self._prepare(text))
+
+    def add(self, key: str, text: str) -> None:
+        self._add(key, *self._prepare(text))
 
     def add_if_new(self, key: str, text: str) -> str | None:
         """Add the text unless it duplicates a stored one; return that one's key (None when added)."""
-        dup = self.find(text)
+        prepared = self._prepare(text)
+        dup = self._find(*prepared)
         if dup is None:
-            self.add(key, text)
+            self._add(key, *prepared)
         return dup
