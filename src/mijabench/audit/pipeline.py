@@ -32,6 +32,8 @@ class AuditResult:
     judges: list[str]
     report_html: Path | None = None
     failed_responses: int = 0
+    generated: int = 0  # model calls that ended (answered or failed) in this run; 0 when resumed fully
+    judged: int = 0  # responses sent to judges in this run
     stage_notes: dict[str, str] = field(default_factory=dict)
     report: Any = None  # the ReportResult, for the terminal summary
 
@@ -59,15 +61,19 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     finally:
         _close(backends)
     result.failed_responses = sum(s.failed for s in stats.values())
+    result.generated = sum(s.done + s.failed for s in stats.values())
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:
         raise MijaError("; ".join(f"model {n} stopped: {why}" for n, why in aborted.items()))
 
     stage("judge", ", ".join(str(j) for j in config.judges))
     from ..judge.runner import judge_responses
-    run = judge_responses(store, list(config.judges), bench=bench, target_models=result.models,
-                          concurrency=config.concurrency, progress=progress or None)
+    from ..run.progress import StageProgress
+    with StageProgress("judge", enabled=None if progress else False) as display:
+        run = judge_responses(store, list(config.judges), bench=bench, target_models=result.models,
+                              concurrency=config.concurrency, progress=display)
     result.judges = [j.judge for j in run.judges]
+    result.judged = sum(j.pending for j in run.judges)
 
     stage("report", "statistics, bootstrap intervals, HTML")
     from ..report import write_report

@@ -47,7 +47,8 @@ def audit(
     if seeds or per_group:
         seeds_layer = {"source": seeds or "demo", **({"per_group": per_group} if per_group else {})}
     flags = {
-        "models": list(model or []) or None, "judges": list(judge or []) or None, "bench": bench, "benchmark": benchmark,
+        "models": list(model or []) or None, "judges": list(judge or []) or None,
+        "bench": bench, "benchmark": benchmark,
         "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
         "sample_per_cell": sample_per_cell, "concurrency": concurrency,
         "settings": {"max_tokens": max_tokens} if max_tokens else None,
