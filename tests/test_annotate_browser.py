@@ -5,7 +5,6 @@ runs nothing."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -22,18 +21,15 @@ pytestmark = [
 pytest.importorskip("selenium")
 uvicorn = pytest.importorskip("uvicorn")
 
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from conftest import headless_chromium  # noqa: E402
 from mijabench.annotate import db, draw_sample, export_labels  # noqa: E402
 from mijabench.annotate.web import annotator_order, create_app  # noqa: E402
 from mijabench.store import Store  # noqa: E402
 from test_annotate import HOSTILE_REPLY, build_store  # noqa: E402
-
-CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage")
 
 
 def _free_port() -> int:
@@ -63,19 +59,10 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def browser(tmp_path, monkeypatch):
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download anything
-    profile = tmp_path / "chromium-profile"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+def browser():
+    with headless_chromium(window="1280,1600") as driver:
+        driver.set_page_load_timeout(30)
+        yield driver
 
 
 def _click_and_wait(driver, element) -> None:

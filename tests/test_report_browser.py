@@ -4,12 +4,11 @@ selenium are missing (scripts/setup.sh --dev installs them)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from conftest import headless_chromium
 from mijabench.report import write_report
 from test_analysis import put_rows
 
@@ -22,31 +21,10 @@ TITLE = "browser check report"
 GROUPS = {"women": "SSSH", "black": "SHHH", "muslim": "SSHH"}
 
 
-def _binary(*names):
-    return next((p for p in map(shutil.which, names) if p), None)
-
-
 @pytest.fixture(scope="module")
 def driver():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _binary("chromium", "chromium-browser", "google-chrome")
-    chromedriver = _binary("chromedriver")
-    if not chromium or not chromedriver:
-        pytest.skip("chromium or chromedriver not installed (scripts/setup.sh --dev)")
-    profile = tempfile.mkdtemp(prefix="mija-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 f"--user-data-dir={profile}", "--window-size=1280,2000"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(chromedriver), options=options)
-    browser.set_page_load_timeout(60)
-    yield browser
-    browser.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

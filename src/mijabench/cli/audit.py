@@ -75,6 +75,6 @@ def audit(
     if result.failed_responses:
         console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
                       "command again to retry them.[/yellow]")
-    console.print(f"Report: [bold]{result.report_html}[/bold]")
+    console.print(f"Report: [bold]{result.report_html}[/bold]", soft_wrap=True)
     if cfg.demo:
         console.print(DEMO_NOTICE)
