@@ -76,17 +76,7 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     stops early; its stats carry the reason in ``aborted``.
     """
     policy = policy or RetryPolicy()
-    items = list({item.id: item for item in items}.values())  # the same item twice is one item
-    if concurrency is not None:
-        configs = [replace(c, concurrency=concurrency) for c in configs]
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-        raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
-    if bench:
-        stored = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", (bench,))}
-        missing = [item for item in items if item.id not in stored]
-        if missing:
-            store.put_items(missing, bench=bench)
+    items, configs = prepare_run(store, items, configs, concurrency=concurrency, bench=bench)
 
     ready = dict(backends or {})
     built: list[Backend] = []
@@ -125,6 +115,25 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
         await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
     store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()])
     return results
+
+
+def prepare_run(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+                concurrency: int | None, bench: str | None) -> tuple[list[BenchmarkItem], list[ModelConfig]]:
+    """What every executor does first: drop repeated items, apply a concurrency override, refuse a model
+    name given twice, and store the items under ``bench`` so later stages can join responses to them."""
+    items = list({item.id: item for item in items}.values())  # the same item twice is one item
+    configs = list(configs)
+    if concurrency is not None:
+        configs = [replace(c, concurrency=concurrency) for c in configs]
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
+    if bench:
+        stored = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", (bench,))}
+        missing = [item for item in items if item.id not in stored]
+        if missing:
+            store.put_items(missing, bench=bench)
+    return items, configs
 
 
 async def _run_model(store: Store, items: list[BenchmarkItem], config: ModelConfig, backend: Backend,

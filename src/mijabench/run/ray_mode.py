@@ -33,7 +33,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from ..backends.base import GenerationRequest
@@ -42,7 +42,7 @@ from ..errors import MijaError
 from ..records import BenchmarkItem, Response
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
-from .generate import FATAL_KINDS, _summary, build_messages, pending_items
+from .generate import FATAL_KINDS, _summary, build_messages, pending_items, prepare_run
 from .progress import StageProgress
 
 ENGINES = ("backend", "vllm")
@@ -185,17 +185,7 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
         raise MijaError("the Ray executor needs at least one worker")
     ray = _import_ray()
     policy = policy or RetryPolicy()
-    items = list({item.id: item for item in items}.values())  # the same item twice is one item
-    if concurrency is not None:
-        configs = [replace(c, concurrency=concurrency) for c in configs]
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-        raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
-    if bench:
-        stored = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", (bench,))}
-        missing = [item for item in items if item.id not in stored]
-        if missing:
-            store.put_items(missing, bench=bench)
+    items, configs = prepare_run(store, items, configs, concurrency=concurrency, bench=bench)
 
     started = connect(ray_address, num_workers * num_cpus)
     results: dict[str, RunStats] = {}
