@@ -58,7 +58,7 @@ def test_local_csv_with_mapping_and_filters(tmp_path):
 
 def test_hub_schema_from_disk_through_the_cli(tmp_path):
     datasets = pytest.importorskip("datasets")
-    rows = _read(FIXTURES / "toxigen_hub.jsonl")
+    rows = _read(FIXTURES / "hub_layout_seeds_en.jsonl")
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "toxigen"))
     out = tmp_path / "tg.jsonl"
     result = run_cli("seeds", "build", "--source", "toxigen", "--from-disk", str(tmp_path / "toxigen"),

@@ -22,7 +22,7 @@ def _dataset(name: str):
 
 
 def test_toxigen_schema_keeps_hateful_rows_only():
-    seeds = hub.seeds_from_dataset(_dataset("toxigen_hub.jsonl"), TOXIGEN)
+    seeds = hub.seeds_from_dataset(_dataset("hub_layout_seeds_en.jsonl"), TOXIGEN)
     assert len(seeds) == 5  # prompt_label == 1
     assert {s.group for s in seeds} == {"mental_dis", "women", "black", "asian"}
     assert all(s.language == "en" and s.source == "toxigen/toxigen-data" for s in seeds)
@@ -37,10 +37,10 @@ def test_toxsyn_schema_maps_portuguese_labels():
 
 
 def test_extra_filters_and_language_mismatch():
-    seeds = hub.seeds_from_dataset(_dataset("toxigen_hub.jsonl"), TOXIGEN, where=["group == women"])
+    seeds = hub.seeds_from_dataset(_dataset("hub_layout_seeds_en.jsonl"), TOXIGEN, where=["group == women"])
     assert {s.group for s in seeds} == {"women"} and len(seeds) == 2
     with pytest.raises(MijaError, match="cannot give --language pt"):
-        hub.seeds_from_dataset(_dataset("toxigen_hub.jsonl"), TOXIGEN, language="pt")
+        hub.seeds_from_dataset(_dataset("hub_layout_seeds_en.jsonl"), TOXIGEN, language="pt")
 
 
 def test_plain_iterables_of_dicts_work_too():
@@ -62,8 +62,9 @@ def test_schema_errors_name_the_dataset_row_and_field():
 
 
 def test_open_dataset_from_disk_and_named_loader(tmp_path):
-    _dataset("toxigen_hub.jsonl").save_to_disk(str(tmp_path / "flat"))
-    datasets.DatasetDict({"train": _dataset("toxigen_hub.jsonl")}).save_to_disk(str(tmp_path / "dict"))
+    layout = _dataset("hub_layout_seeds_en.jsonl")
+    layout.save_to_disk(str(tmp_path / "flat"))
+    datasets.DatasetDict({"train": layout}).save_to_disk(str(tmp_path / "dict"))
     for folder in ("flat", "dict"):
         seeds = hub.load_hub_seeds("toxigen", from_disk=tmp_path / folder)
         assert len(seeds) == 5
