@@ -134,3 +134,29 @@ def test_killed_audit_resumes_to_exactly_one_response_per_item(tmp_path):
         assert len(rows) == items and {n for _, n in rows} == {1}
         assert store.counts()["verdicts"] == items
     assert Path(tmp_path / "report" / "report.html").is_file()
+
+
+def test_quick_preset_offline_and_with_a_local_benchmark_file(tmp_path):
+    env = {**os.environ, "MIJABENCH_WORKSPACE": str(tmp_path / "ws"), "HF_HUB_OFFLINE": "1"}
+    offline = subprocess.run([*MIJABENCH, "audit", "--preset", "quick", "--model", "scripted:x"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert offline.returncode == 2 and "Traceback" not in offline.stderr
+    assert "AKCIT/mijabench" in offline.stderr and "--benchmark FILE" in offline.stderr
+    # A benchmark exported from another workspace stands in for the hub copy.
+    with Store(tmp_path / "other") as other:
+        from mijabench.bench import build_benchmark, builtin_scenarios
+        build_benchmark(other, demo_seeds(), builtin_scenarios(), "template", bench="b", counterfactual=True)
+        from mijabench.store import export_table
+        bench_file = export_table(other, "items", tmp_path / "items.jsonl", "jsonl")
+        total = len(other.items("b"))
+    local = subprocess.run([*MIJABENCH, "audit", "--preset", "quick", "--model", "scripted:x",
+                            "--benchmark", str(bench_file), "--sample-per-cell", "1",
+                            "--out", str(tmp_path / "report")], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert local.returncode == 0, local.stderr
+    with Store(tmp_path / "ws") as store:
+        assert len(store.items("mijabench")) == total
+        sampled = store.items("mijabench-sample1")
+        cells = {(i.language, i.group, i.strategy) for i in store.items("mijabench")}
+        assert len(sampled) == len(cells) < total
+        assert store.counts()["responses"] == len(sampled)

@@ -49,7 +49,12 @@ def _datasets():
     return datasets
 
 
+SEEDS_OFFLINE_HINT = "or pass a local copy with --from-disk DIR or a local file with --source FILE"
+BENCHMARK_OFFLINE_HINT = "or pass a local copy of the benchmark (JSONL/CSV/Parquet) with --benchmark FILE"
+
+
 def open_dataset(repo: str, config: str | None = None, split: str | None = "train", *,
+                 offline_hint: str = SEEDS_OFFLINE_HINT,
                  from_disk: str | Path | None = None) -> Any:
     """Load ``repo`` from the hub, or from ``from_disk`` (a folder written by ``save_to_disk``). Returns a
     ``datasets.Dataset``; a ``DatasetDict`` is narrowed to ``split``."""
@@ -66,8 +71,7 @@ def open_dataset(repo: str, config: str | None = None, split: str | None = "trai
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise MijaError(
                 f"could not reach the Hugging Face hub for '{repo}' ({reason}); check the network and, "
-                "for gated datasets such as ToxiGen, HF_TOKEN; or pass a local copy with --from-disk DIR or "
-                "a local file with --source FILE") from None
+                f"for gated datasets such as ToxiGen, HF_TOKEN; {offline_hint}") from None
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
             raise MijaError(f"{from_disk or repo}: no split '{split}' (splits: {', '.join(data)})")
@@ -111,4 +115,5 @@ def load_hub_seeds(name: str, *, language: str | None = None, where: Iterable[st
 def load_hub_benchmark(repo: str = BENCHMARK_REPO, split: str = "train", *,
                        from_disk: str | Path | None = None) -> list[BenchmarkItem]:
     """The published benchmark (or, with ``repo=ALIGN_REPO``, the alignment corpus) as BenchmarkItems."""
-    return list(items_from_dataset(open_dataset(repo, None, split, from_disk=from_disk), repo, split))
+    data = open_dataset(repo, None, split, from_disk=from_disk, offline_hint=BENCHMARK_OFFLINE_HINT)
+    return list(items_from_dataset(data, repo, split))
