@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from mijabench.align.config import DPORunConfig
 from mijabench.align.pairs import PairSet
 from mijabench.align.pairsdir import write_pairs
 from mijabench.align.texts import load_texts
+from peak_memory import PeakRss
 
 GROUPS = ["women", "elderly", "muslim", "asian", "black", "jewish", "lgbtq", "latino"]
 STRATEGIES = ["persona_assignment", "representation_shifting", "chain_of_thought", "logical_rationalization"]
@@ -52,29 +52,6 @@ def synthetic_pairs(n: int) -> list[dict]:
                       "group": group, "language": "en", "strategy": strategy,
                       "scenario_category": "history", "chosen_source": "template", "truncated": False})
     return pairs
-
-
-class RssPeak:
-    """Highest RSS of this process seen while running (sampled every 5 ms)."""
-
-    def __init__(self):
-        self.process = psutil.Process(os.getpid())
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def main() -> None:
@@ -105,7 +82,7 @@ def main() -> None:
         + len(tokenize_pair(tokenizer, p["prompt"], p["rejected"], args.max_length)[0]) for p in pairs]
 
     class StepTimer(TrainerCallback):
-        def __init__(self, rss: RssPeak):
+        def __init__(self, rss: PeakRss):
             self.rss = rss
             self.times: list[float] = []
             self.cpu: list[float] = []
@@ -132,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pairs"
         write_pairs(PairSet(pairs, [], [], [], {"split": "synthetic"}, {"synthetic": True}), folder)
-        with RssPeak() as rss:
+        with PeakRss() as rss:
             timer = StepTimer(rss)
             result = train_dpo(folder, "local:smollm2-135m", Path(tmp) / "out", config, progress=False,
                                callbacks=[timer])

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import psutil  # noqa: E402
 from mijabench.backends.base import GenerationRequest  # noqa: E402
 from mijabench.backends.embedded import EmbeddedBackend  # noqa: E402
 from mijabench.records import SamplingSettings  # noqa: E402
+from peak_memory import PeakRss  # noqa: E402
 
 TOPICS = ["the sea", "a lighthouse keeper", "autumn leaves", "a city at night", "a lost dog",
           "the first snow", "a long train ride", "an old library", "a garden in spring",
@@ -39,27 +39,6 @@ ASKS = ["Write a short story about {}.", "Describe {} in a few sentences.", "Wri
 
 def prompts(n: int) -> list[str]:
     return [ASKS[i % len(ASKS)].format(TOPICS[i % len(TOPICS)]) for i in range(n)]
-
-
-class PeakRss:
-    """Samples this process's RSS every 50 ms (ru_maxrss alone would include the model load)."""
-
-    def __init__(self):
-        self.process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self._stop.wait(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 async def timed(backend: EmbeddedBackend, requests: list[GenerationRequest], together: bool):
