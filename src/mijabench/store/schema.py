@@ -59,4 +59,5 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Tables a user can export, in pipeline order.
-TABLES = ("seeds", "scenarios", "items", "bench_items", "runs", "models", "responses", "verdicts", "events")
+TABLES = ("seeds", "scenarios", "items", "bench_items", "runs", "models", "responses", "verdicts", "events",
+          "annotation_sets", "annotation_samples", "annotations")
