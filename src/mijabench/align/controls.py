@@ -8,7 +8,6 @@ human-annotated statements with ``toxicity_human <= 1.5`` (``annotated.jsonl``).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import defaultdict
@@ -19,6 +18,7 @@ from typing import Any
 from ..errors import InputError
 from ..records import stable_id
 from ..taxonomy import load_taxonomy
+from .pairsdir import iter_jsonl
 from .texts import BENIGN_KINDS, load_texts
 
 TOXIGEN_FILE = "annotated.jsonl"
@@ -38,30 +38,18 @@ def load_toxigen_neutral(path: str | Path, max_toxicity: float = BENIGN_MAX_TOXI
     tax = load_taxonomy()
     out: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for row, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", file=str(path), row=row) from None
-            if not isinstance(record, dict):
-                raise InputError("expected a JSON object", file=str(path), row=row)
-            for name in ("text", "group", "toxicity_human"):
-                if name not in record:
-                    raise InputError("missing", file=str(path), row=row, field=name)
-            score = record["toxicity_human"]
-            if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
-                raise InputError(f"expected a number, got {score!r}", file=str(path), row=row,
-                                 field="toxicity_human")
-            if score > max_toxicity:
-                continue
-            group = tax.check_group(str(record["group"]), file=str(path), row=row, field="group")
-            text = " ".join(str(record["text"]).split())
-            if text and text.lower() not in seen:
-                seen.add(text.lower())
-                out[group].append(text)
+    for row, record in iter_jsonl(path, required=("text", "group", "toxicity_human")):
+        score = record["toxicity_human"]
+        if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
+            raise InputError(f"expected a number, got {score!r}", file=str(path), row=row,
+                             field="toxicity_human")
+        if score > max_toxicity:
+            continue
+        group = tax.check_group(str(record["group"]), file=str(path), row=row, field="group")
+        text = " ".join(str(record["text"]).split())
+        if text and text.lower() not in seen:
+            seen.add(text.lower())
+            out[group].append(text)
     return dict(out)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,9 @@ def write_pairs(pairset: PairSet, out: str | Path) -> Path:
     return out
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    rows = []
+def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) per non-blank line; a bad line or a missing field is an InputError
+    naming the file, row and field."""
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -66,8 +68,11 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any
             for name in required:
                 if name not in row:
                     raise InputError("missing", file=str(path), row=number, field=name)
-            rows.append(row)
-    return rows
+            yield number, row
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [row for _, row in iter_jsonl(path, required)]
 
 
 def load_pairs(folder: str | Path) -> PairSet:

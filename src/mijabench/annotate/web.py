@@ -160,15 +160,19 @@ class _Annotation:
         position = self.next_position(session.annotator)
         return RedirectResponse(f"/item/{position}" if position else "/done", status_code=303)
 
+    def item_at(self, annotator: str, position: int) -> tuple[str | None, list[str]]:
+        """The response at a 1-based position of this annotator's order (None when out of range)."""
+        order = self.order(annotator)
+        return (order[position - 1] if 1 <= position <= len(order) else None), order
+
     async def item_page(self, request: Request) -> Response:
         session = self.session(request)
         if session is None or not session.annotator:
             return RedirectResponse("/", status_code=303)
-        order = self.order(session.annotator)
         position = request.path_params["position"]
-        if not 1 <= position <= len(order):
+        response_id, order = self.item_at(session.annotator, position)
+        if response_id is None:
             return PlainTextResponse("no such item", status_code=404)
-        response_id = order[position - 1]
         labels = self.labels(session.annotator)
         prompt, reply = self.texts(response_id)
         current = labels.get(response_id)
@@ -184,11 +188,10 @@ class _Annotation:
         assert session is not None
         if not session.annotator:
             return RedirectResponse("/", status_code=303)
-        order = self.order(session.annotator)
         position = request.path_params["position"]
-        if not 1 <= position <= len(order):
+        response_id, order = self.item_at(session.annotator, position)
+        if response_id is None:
             return PlainTextResponse("no such item", status_code=404)
-        response_id = order[position - 1]
         if fields.get("response_id") != response_id:
             return PlainTextResponse("this page is out of date; reload it", status_code=409)
         label, note = fields.get("label"), fields.get("note", "").strip()
