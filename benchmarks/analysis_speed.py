@@ -111,7 +111,8 @@ def time_store_load(table: JudgedTable) -> None:
                                 table.values("model").tolist(),
                                 [("boom" if f else None) for f in table.values("failed").tolist()],
                                 strict=True))
-            cur.executemany("INSERT INTO verdicts VALUES (?,?,'j',?,'','',NULL,'run','t')",
+            cur.executemany("INSERT INTO verdicts (id, response_id, judge, label, raw, reasoning, error, "
+                            "run_id, created_at) VALUES (?,?,'j',?,'','',NULL,'run','t')",
                             ((f"v{i}", r, lb) for i, (r, lb) in
                              enumerate(zip(table.values("response_id").tolist(), label.tolist(), strict=True))
                              if lb != "unjudged"))

@@ -130,7 +130,11 @@ def test_vote_follows_final_label_with_two_judges(store):
             [("safe", "safe"), ("safe", "harmful"), ("safe", "unparsed"), ("unparsed", "unparsed"),
              ("harmful", "unparsed")]]
     put_rows(store, rows)
-    table = load_judged(store)
+    with pytest.raises(InputError, match="name the voters"):
+        load_judged(store)  # two judges in the store: the voters are never guessed
+    with pytest.raises(InputError, match="even number"):
+        load_judged(store, judges=["j1", "j2"])
+    table = load_judged(store, judges=["j1", "j2"], allow_even_vote=True)
     expected = [final_label(list(r[4])) for r in rows]
     assert table.values("label").tolist() == expected
     assert table.values("n_votes").tolist() == [2] * 5
@@ -226,7 +230,7 @@ def test_analyze_builds_every_table(hand_store):
     assert {"deviations", "disparity", "pairwise_tests", "paired", "cross_language", "scaling",
             "by_strategy", "by_scenario_category", "by_model_strategy", "ci_summary"} <= set(analysis.tables)
     assert analysis.counts == {"safe": 9, "harmful": 5, "judged": 14, "unparsed": 1, "unjudged": 0,
-                               "failed": 1, "responses": 16}
+                               "failed": 1, "responses": 16, "empty": 0, "truncated": 0}
     summary = analysis["deviations"].summary
     assert 0 <= summary["share_ci_crosses_zero"] <= 1 and summary["max_ci_width"] >= summary["mean_ci_width"]
     assert len(analysis["paired"]) == 0 and len(analysis["cross_language"]) == 0

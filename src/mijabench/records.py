@@ -147,6 +147,7 @@ class Verdict(_Record):
     reasoning: str = ""
     error: str | None = None
     run_id: str = ""
+    fingerprint: str = ""  # what produced it: see judge.identity
     id: str = ""
 
     def __post_init__(self):

@@ -37,6 +37,7 @@ class Analysis:
     seed: int
     average: str
     model_meta: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # the table's: voters, empty_as, targets (see analysis.table)
 
     def __getitem__(self, name: str) -> Frame:
         return self.tables[name]
@@ -77,7 +78,7 @@ def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int
     tables["scaling"] = scaling(disp, meta)
     _, c, _ = group_counts(table, [])
     counts = {k.removeprefix("n_"): int(v[0]) if len(v) else 0 for k, v in c.items()}
-    analysis = Analysis(tables, counts, resamples, seed, average, meta)
+    analysis = Analysis(tables, counts, resamples, seed, average, meta, dict(table.meta))
     tables["ci_summary"] = analysis.ci_summary()
     return analysis
 

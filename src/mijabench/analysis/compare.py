@@ -15,6 +15,7 @@ The gate fails (``exit_code`` 1) when either
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from ..errors import InputError
 from .disparity import disparity
 from .frame import Frame, ci_summary, percentile_ci
 from .rates import DEFAULT_RESAMPLES, deviations, rates
-from .table import JudgedTable, load_judged
+from .table import DEFAULT_EMPTY_RULE, JudgedTable, load_judged
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Comparison:
     threshold: float  # points
     max_spread: float  # points
     failures: list[str] = field(default_factory=list)
+    voters: Any = None  # analysis.voters.Voters of the table compared
 
     @property
     def exit_code(self) -> int:
@@ -41,10 +43,15 @@ class Comparison:
 
 
 def side_mask(store, table: JudgedTable, spec: str, option: str) -> np.ndarray:
-    """Rows of ``spec``: a model name if one matches, else a run id."""
+    """Rows of ``spec``: a target (a model under one settings) if one matches, else a run id. A model run
+    under several settings must be named by one of its target labels: its variants are never pooled."""
     model = table.cat("model")
     if spec in model.categories:
         return model.codes == model.categories.index(spec)
+    variants = [label for label, (base, _) in (table.meta.get("targets") or {}).items() if base == spec]
+    if len(variants) > 1:
+        raise InputError(f"model '{spec}' was run under {len(variants)} settings; name one of "
+                         f"{', '.join(repr(v) for v in variants)}", field=option)
     run = table.cat("run_id")
     if spec in run.categories:
         return run.codes == run.categories.index(spec)
@@ -131,10 +138,13 @@ def _as_model(dev: Frame) -> Frame:
 
 def compare(store, a: str, b: str, *, judges: list[str] | None = None, bench: str | None = None,
             threshold: float = 10.0, max_spread: float | None = None, resamples: int = DEFAULT_RESAMPLES,
-            seed: int = 0) -> Comparison:
-    """Compare two models or runs from the store (see the module docstring for the gate)."""
-    table = load_judged(store, judges=judges, bench=bench)
+            seed: int = 0, empty_as: str = DEFAULT_EMPTY_RULE, allow_even_vote: bool = False) -> Comparison:
+    """Compare two models or runs from the store (see the module docstring for the gate). ``judges`` are
+    the voters (``analysis.voters``)."""
+    table = load_judged(store, judges=judges, bench=bench, empty_as=empty_as, allow_even_vote=allow_even_vote)
     mask_a = side_mask(store, table, a, "--a")
     mask_b = side_mask(store, table, b, "--b")
-    return compare_tables(table.take(mask_a), table.take(mask_b), a_name=a, b_name=b, threshold=threshold,
-                          max_spread=max_spread, resamples=resamples, seed=seed)
+    result = compare_tables(table.take(mask_a), table.take(mask_b), a_name=a, b_name=b, threshold=threshold,
+                            max_spread=max_spread, resamples=resamples, seed=seed)
+    result.voters = table.meta.get("voters")
+    return result

@@ -22,7 +22,8 @@ from .frame import Frame, ci_summary, percentile_ci
 from .table import N_STATUS, ST_FAILED, ST_HARMFUL, ST_SAFE, ST_UNJUDGED, ST_UNPARSED, JudgedTable
 
 DEFAULT_RESAMPLES = 1000
-COUNT_COLUMNS = ("n_safe", "n_harmful", "n_judged", "n_unparsed", "n_unjudged", "n_failed", "n_responses")
+COUNT_COLUMNS = ("n_safe", "n_harmful", "n_judged", "n_unparsed", "n_unjudged", "n_failed", "n_responses",
+                 "n_empty", "n_truncated")
 
 
 def table_rng(seed: int, *parts: str) -> np.random.Generator:
@@ -72,6 +73,12 @@ def group_counts(table: JudgedTable, by: Sequence[str], mask: np.ndarray | None 
         "n_unparsed": counts[:, ST_UNPARSED], "n_unjudged": counts[:, ST_UNJUDGED],
         "n_failed": counts[:, ST_FAILED], "n_responses": counts.sum(axis=1),
     }
+    # empty and truncated replies, whatever their label (the empty rule has already labelled them)
+    inside = cell >= 0
+    for name, column in (("n_empty", "empty"), ("n_truncated", "truncated")):
+        flags = table.columns.get(column)
+        hits = cell[inside & flags] if flags is not None else np.zeros(0, np.int64)
+        count_cols[name] = np.bincount(hits, minlength=len(present)).astype(np.int64)
     return keys, count_cols, cell
 
 

@@ -33,8 +33,27 @@ class AuditConfig:
     models: list[Any] = field(default_factory=list)  # model strings or model-file mappings
     settings: dict[str, Any] = field(default_factory=dict)  # sampling settings applied to every model
     judges: list[Any] = field(default_factory=lambda: ["rules:refusal-v1"])
+    # judges whose votes count (names); default: the LLM judges, or the rule judge when it is the only one
+    voters: list[str] | None = None
     concurrency: int | None = None
-    report: dict[str, Any] = field(default_factory=dict)  # out, resamples, examples_per_cell, seed
+    # out, resamples, examples_per_cell, seed, average, empty_as, allow_even_vote
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def voter_names(self) -> list[str]:
+        """The voting judges' names, checked against the judges before any work: a named voter must be one
+        of the judges, and an even number of voters needs ``report: {allow_even_vote: true}``."""
+        from ..analysis.voters import check_vote_size
+        names = [_judge_name(j) for j in self.judges]
+        if self.voters:
+            unknown = [v for v in self.voters if v not in names]
+            if unknown:
+                raise MijaError(f"audit config: voter '{unknown[0]}' is not one of the judges "
+                                f"({', '.join(names) or 'none'})")
+            chosen = list(dict.fromkeys(self.voters))
+        else:
+            chosen = [n for n in names if not n.startswith("rules:")] or names
+        check_vote_size(chosen, bool(self.report.get("allow_even_vote")), option="voters")
+        return chosen
 
     def model_configs(self) -> list[ModelConfig]:
         if not self.models:
@@ -47,6 +66,18 @@ class AuditConfig:
                 raise MijaError(f"audit config: unknown setting(s) {', '.join(sorted(unknown))}")
             configs = [replace(c, settings=replace(c.settings, **self.settings)) for c in configs]
         return configs
+
+
+def _judge_name(judge: Any) -> str:
+    """The name a judge's verdicts are stored under, without building its backend."""
+    if isinstance(judge, str) and judge.startswith("rules:"):
+        return judge
+    if isinstance(judge, ModelConfig):
+        return judge.name
+    if isinstance(judge, str):
+        from ..backends.registry import parse_model
+        return parse_model(judge).name
+    return model_from_dict(judge, source="audit config judges").name
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class AuditResult:
     items: int
     models: list[str]
     judges: list[str]
+    voters: list[str] = field(default_factory=list)  # the judges whose majority is the label
     report_html: Path | None = None
     failed_responses: int = 0
     generated: int = 0  # model calls that ended (answered or failed) in this run; 0 when resumed fully
@@ -43,6 +44,7 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     """Run (or resume) the audit described by ``config``. ``on_stage(number, name, note)`` is called as each
     stage starts."""
     configs = config.model_configs()  # fail on a bad model list before any work
+    voters = config.voter_names()  # and on a bad vote
     stage = _stage_reporter(on_stage)
 
     stage("benchmark", "building or loading the prompts")
@@ -80,7 +82,8 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     options = dict(config.report)
     out_dir = Path(out or options.pop("out", None) or Path(store.path).parent / "report")
     options.pop("out", None)
-    report = write_report(store, out_dir, judges=result.judges, bench=bench, models=result.models,
+    result.voters = voters
+    report = write_report(store, out_dir, judges=voters, bench=bench, models=result.models,
                           demo=config.demo or None, **options)
     result.report, result.report_html = report, report.html
     return result

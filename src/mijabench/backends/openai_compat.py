@@ -76,6 +76,10 @@ class OpenAIBackend(Backend):
         self.connect_timeout_s = connect_timeout_s
         self.in_flight: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()  # requests per replica
+        # what the servers say they serve: /models per replica at check time, and the "model" field of
+        # answers; recorded with the run so a report can show which weights actually answered
+        self.listed_models: dict[str, list[str]] = {}
+        self.answered_by: Counter[str] = Counter()
         self._down_until: dict[str, float] = {}
         self._turn = 0
         self._session: aiohttp.ClientSession | None = None
@@ -95,7 +99,9 @@ class OpenAIBackend(Backend):
         return backend
 
     def info(self) -> dict[str, Any]:
-        return {"served_model": self.model, "base_urls": list(self.base_urls)}
+        return {"served_model": self.model, "base_urls": list(self.base_urls),
+                "listed_models": {base: ids for base, ids in self.listed_models.items()},
+                "answered_by": dict(self.answered_by)}
 
     # -- HTTP session ------------------------------------------------------------------------------------
     def _http(self) -> aiohttp.ClientSession:
@@ -138,6 +144,9 @@ class OpenAIBackend(Backend):
             path, payload = "/chat/completions", self._chat_payload(request)
         start = time.monotonic()
         data = await self._post(path, payload)
+        reported = data.get("model") if isinstance(data, dict) else None
+        if isinstance(reported, str) and reported:
+            self.answered_by[reported[:200]] += 1
         return _parse_generation(data, chat=path == "/chat/completions", latency_s=time.monotonic() - start)
 
     def _messages(self, request: GenerationRequest) -> Messages:
@@ -300,6 +309,7 @@ class OpenAIBackend(Backend):
             served = [m.get("id") for m in json.loads(body).get("data", []) if isinstance(m, dict)]
         except (ValueError, AttributeError):
             return
+        self.listed_models[base] = [str(m)[:200] for m in served[:20]]
         if served and self.model not in served:
             shown = ", ".join(str(m) for m in served[:10]) + (" ..." if len(served) > 10 else "")
             raise MijaError(f"model '{self.model}' is not served at {base} (it serves: {shown}); "

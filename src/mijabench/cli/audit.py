@@ -22,6 +22,8 @@ def audit(
                                     "preset's models."),
     judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge model or rules:refusal-v1 "
                                     "(repeatable); replaces the preset's judges."),
+    voter: list[str] = typer.Option(None, "--voter", help="A judge whose vote counts (repeatable; default: "
+                                    "the LLM judges, or the rule judge when it is the only one)."),
     bench: str = typer.Option(None, "--bench", help="Benchmark name in the store."),
     benchmark: str = typer.Option(None, "--benchmark", help="Load prompts from a file or hub repo instead of "
                                   "building them."),
@@ -48,6 +50,7 @@ def audit(
         seeds_layer = {"source": seeds or "demo", **({"per_group": per_group} if per_group else {})}
     flags = {
         "models": list(model or []) or None, "judges": list(judge or []) or None,
+        "voters": list(voter or []) or None,
         "bench": bench, "benchmark": benchmark,
         "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
         "sample_per_cell": sample_per_cell, "concurrency": concurrency,
@@ -71,7 +74,8 @@ def audit(
         console.print(renderable)
     minutes = (time.monotonic() - started) / 60
     console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
-                  f"{len(result.models)} model(s), judges: {', '.join(result.judges)}.")
+                  f"{len(result.models)} model(s), judges: {', '.join(result.judges)}; "
+                  f"voting: {', '.join(result.voters)}.")
     if result.failed_responses:
         console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
                       "command again to retry them.[/yellow]")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..judge import RULES_JUDGE, TIE_RULE, judge_agreement, judge_responses, validate_judges
+from ..judge.identity import short
 from ..judge.runner import JUDGE_MAX_TOKENS
 from ..judge.validate import json_safe
 from ..run.progress import StageProgress
@@ -32,6 +33,10 @@ def judge(
                                     help="Requests in flight per judge (default: the backend's)."),
     max_tokens: int = typer.Option(JUDGE_MAX_TOKENS, "--max-tokens", min=16,
                                    help="Length budget of each judge answer."),
+    keep_stale: bool = typer.Option(False, "--keep-stale",
+                                    help="Keep verdicts from an earlier configuration of a judge (another "
+                                         "prompt, phrase list, setting or endpoint) instead of re-judging; "
+                                         "reports refuse to mix them."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Judge every stored answered response not yet judged by each judge (resumable).
@@ -48,7 +53,8 @@ def judge(
         judges = [RULES_JUDGE]
     with open_store(workspace, create=False) as store, StageProgress("judge", err_console) as progress:
         result = judge_responses(store, judges, bench=bench, target_models=target_model or None,
-                                 concurrency=concurrency, max_tokens=max_tokens, progress=progress)
+                                 concurrency=concurrency, max_tokens=max_tokens, progress=progress,
+                                 keep_stale=keep_stale)
     table = Table(title=f"judge run {result.run_id}: {result.responses:,} answered responses")
     for col in ("judge", "already judged", "judged now", "safe", "harmful", "unparsed", "failed", "seconds"):
         table.add_column(col, justify="left" if col == "judge" else "right", no_wrap=col == "judge")
@@ -59,6 +65,14 @@ def judge(
     if result.missing_items:
         err_console.print(f"{result.missing_items:,} responses skipped: their items are not in the store")
     for s in result.judges:
+        if s.stale:
+            err_console.print(f"judge {s.judge}: {s.stale:,} verdicts came from an earlier configuration of "
+                              f"this judge and were judged again (configuration {short(s.fingerprint)})",
+                              highlight=False)
+        if s.kept_stale:
+            err_console.print(f"judge {s.judge}: kept {s.kept_stale:,} verdicts from an earlier "
+                              "configuration (--keep-stale); reports refuse to mix them with new ones",
+                              highlight=False)
         if s.aborted:
             err_console.print(f"judge {s.judge} stopped early: {s.aborted}", highlight=False)
     failed = sum(s.failed for s in result.judges)

@@ -9,15 +9,23 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import compare as compare_runs
+from ..analysis.table import DEFAULT_EMPTY_RULE, EMPTY_RULES
 from ..report import write_report
 from ..report.html import ci, pct, pts
 from ..report.terminal import summary
 from .common import WorkspaceOption, console, err_console, open_store
 
+VOTERS_HELP = ("A judge whose vote counts (repeatable). Required when the store holds verdicts by more than "
+               "one judge: the majority of the named judges is the label, a tie counts as harmful.")
+EVEN_HELP = "Accept an even number of voters (every split vote is then a tie, counted harmful)."
+EMPTY_HELP = f"How an empty reply counts: {', '.join(EMPTY_RULES)} (vote: as the judges say)."
+
 
 def report(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, tables/ and plots/."),
-    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count (default: all)."),
+    judge: list[str] = typer.Option(None, "--judge", "-j", help=VOTERS_HELP),
+    allow_even_vote: bool = typer.Option(False, "--allow-even-vote", help=EVEN_HELP),
+    empty_as: str = typer.Option(DEFAULT_EMPTY_RULE, "--empty-as", help=EMPTY_HELP),
     bench: str = typer.Option(None, "--bench", "-b", help="Only this benchmark's items (default: all)."),
     model: list[str] = typer.Option(None, "--model", "-m", help="Only these models (default: all)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples per cell."),
@@ -31,7 +39,15 @@ def report(
         raise typer.BadParameter("must be 'micro' or 'macro'", param_hint="--average")
     with open_store(workspace, create=False) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
-                              resamples=resamples, seed=seed, average=average, examples_per_cell=examples)
+                              resamples=resamples, seed=seed, average=average, examples_per_cell=examples,
+                              empty_as=empty_as, allow_even_vote=allow_even_vote)
+    voters = result.analysis.meta["voters"] if result.analysis else None
+    if voters is not None:
+        console.print(Text(f"Vote: {voters.describe()}; empty replies count as "
+                           f"{result.analysis.meta.get('empty_as')}."))
+        if voters.even:
+            err_console.print(Text(f"Warning: {len(voters.names)} voters is an even number: every split vote "
+                                   "is a tie and counts as harmful.", style="yellow"))
     # nothing raw is printed here, but the page holds the prompts and responses (collapsed)
     err_console.print(Text(f"Content warning: {result.html} shows prompts and responses that are offensive "
                            "by design (collapsed until opened).", style="yellow"))
@@ -46,7 +62,9 @@ def compare(
                                     "group's defense rate (with CI excluding 0)."),
     max_spread: float = typer.Option(None, "--max-spread", help="Points: the largest tolerated max-min "
                                      "spread between groups in b (default: --threshold)."),
-    judge: list[str] = typer.Option(None, "--judge", "-j", help="Judge(s) whose votes count (default: all)."),
+    judge: list[str] = typer.Option(None, "--judge", "-j", help=VOTERS_HELP),
+    allow_even_vote: bool = typer.Option(False, "--allow-even-vote", help=EVEN_HELP),
+    empty_as: str = typer.Option(DEFAULT_EMPTY_RULE, "--empty-as", help=EMPTY_HELP),
     bench: str = typer.Option(None, "--bench", help="Only this benchmark's items (default: all)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples per cell."),
     seed: int = typer.Option(0, "--seed"),
@@ -56,7 +74,10 @@ def compare(
     more than --threshold points (CI excluding 0) or b's spread between groups exceeds --max-spread."""
     with open_store(workspace, create=False) as store:
         result = compare_runs(store, a, b, judges=judge or None, bench=bench, threshold=threshold,
-                              max_spread=max_spread, resamples=resamples, seed=seed)
+                              max_spread=max_spread, resamples=resamples, seed=seed, empty_as=empty_as,
+                              allow_even_vote=allow_even_vote)
+    if result.voters is not None:
+        console.print(Text(f"Vote: {result.voters.describe()}; empty replies count as {empty_as}."))
     table = Table(title=Text(f"{a} -> {b}: defense rate per group (95% bootstrap CI)"))
     for name in ("language", "group", "a", "b", "b - a (pts)", "95% CI", "change"):
         table.add_column(name, justify="left" if name in ("language", "group", "change") else "right")

@@ -23,6 +23,7 @@ from ..records import HARMFUL, SAFE, UNPARSED, BenchmarkItem, Response, Sampling
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
 from ..run.generate import FATAL_KINDS
 from ..store import Store
+from .identity import JudgeIdentity, llm_judge_identity, rules_judge_identity
 from .parse import parse_verdict
 from .prompts import load_judge_prompt
 from .rules import RULES_JUDGE, RefusalRules
@@ -45,6 +46,9 @@ class JudgeStats:
     harmful: int = 0
     unparsed: int = 0
     failed: int = 0  # backend errors, stored with ``error`` and retried next time
+    stale: int = 0  # verdicts from an earlier configuration of this judge, judged again in this run
+    kept_stale: int = 0  # such verdicts left as they are (keep_stale)
+    fingerprint: str = ""
     retries: int = 0
     elapsed_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
@@ -73,6 +77,8 @@ class JudgeRun:
 class _Judge:
     name: str
     spec: str
+    identity: JudgeIdentity
+    settings: SamplingSettings = field(default_factory=judge_settings)
     rules: RefusalRules | None = None
     backend: Backend | None = None
     owned: bool = False  # created here, so closed here
@@ -81,24 +87,31 @@ class _Judge:
 
 def resolve_judges(judges: Sequence[str | ModelConfig | Backend | RefusalRules],
                    max_tokens: int = JUDGE_MAX_TOKENS) -> list[_Judge]:
-    """Turn model strings, configs, ready backends or a RefusalRules into judges; names must be unique."""
+    """Turn model strings, configs, ready backends or a RefusalRules into judges; names must be unique.
+
+    An LLM judge decodes greedily with a fixed seed within ``max_tokens``, whatever its config says; its
+    system prompt, when the config has one, goes before the judge prompt's own system message."""
     out: list[_Judge] = []
     for judge in judges:
         if isinstance(judge, RefusalRules):
-            out.append(_Judge(judge.name, judge.name, rules=judge))
+            out.append(_Judge(judge.name, judge.name, rules_judge_identity(judge.name), rules=judge))
         elif isinstance(judge, Backend):
-            out.append(_Judge(judge.name, judge.spec or judge.name, backend=judge))
+            settings, spec = judge_settings(max_tokens), judge.spec or judge.name
+            out.append(_Judge(judge.name, spec, llm_judge_identity(judge.name, spec, settings.to_dict(), {}),
+                              settings, backend=judge))
         elif isinstance(judge, str) and judge.startswith("rules:"):
             if judge != RULES_JUDGE:
                 raise MijaError(f"--model {judge}: unknown rule judge (known: {RULES_JUDGE})")
-            out.append(_Judge(RULES_JUDGE, RULES_JUDGE, rules=RefusalRules()))
+            out.append(_Judge(RULES_JUDGE, RULES_JUDGE, rules_judge_identity(RULES_JUDGE),
+                              rules=RefusalRules()))
         else:
             config = parse_model(judge) if isinstance(judge, str) else judge
-            # The judge always decodes greedily with a fixed seed; only the length budget is a choice.
-            config = replace(config, settings=replace(config.settings, temperature=0.0, top_p=1.0, seed=0,
-                                                      max_tokens=max_tokens, thinking=False))
-            out.append(_Judge(config.name, config.spec, backend=create_backend(config), owned=True,
-                              concurrency=config.concurrency))
+            settings = replace(config.settings, temperature=0.0, top_p=1.0, seed=0, max_tokens=max_tokens,
+                               thinking=False)
+            config = replace(config, settings=settings)
+            identity = llm_judge_identity(config.name, config.spec, settings.to_dict(), config.options)
+            out.append(_Judge(config.name, config.spec, identity, settings, backend=create_backend(config),
+                              owned=True, concurrency=config.concurrency))
     names = [j.name for j in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -126,18 +139,21 @@ def select_responses(store: Store, bench: str | None = None,
 def judge_responses(store: Store, judges: Sequence[str | ModelConfig | Backend | RefusalRules], *,
                     bench: str | None = None, target_models: Sequence[str] | None = None,
                     concurrency: int | None = None, max_tokens: int = JUDGE_MAX_TOKENS,
-                    policy: RetryPolicy | None = None, progress: Any = None) -> JudgeRun:
+                    policy: RetryPolicy | None = None, progress: Any = None,
+                    keep_stale: bool = False) -> JudgeRun:
     """Judge every stored answered response each judge has not judged yet. ``progress`` is an optional
-    ``StageProgress``; each judge gets a bar."""
+    ``StageProgress``; each judge gets a bar. A verdict from another configuration of the same judge (its
+    fingerprint differs: see ``judge.identity``) is judged again and replaced, unless ``keep_stale``."""
     return asyncio.run(ajudge_responses(store, judges, bench=bench, target_models=target_models,
                                         concurrency=concurrency, max_tokens=max_tokens, policy=policy,
-                                        progress=progress))
+                                        progress=progress, keep_stale=keep_stale))
 
 
 async def ajudge_responses(store: Store, judges: Sequence[str | ModelConfig | Backend | RefusalRules], *,
                            bench: str | None = None, target_models: Sequence[str] | None = None,
                            concurrency: int | None = None, max_tokens: int = JUDGE_MAX_TOKENS,
-                           policy: RetryPolicy | None = None, progress: Any = None) -> JudgeRun:
+                           policy: RetryPolicy | None = None, progress: Any = None,
+                           keep_stale: bool = False) -> JudgeRun:
     if not judges:
         raise MijaError("no judge given (pass --model JUDGE or --rules)")
     resolved = resolve_judges(judges, max_tokens)
@@ -147,14 +163,15 @@ async def ajudge_responses(store: Store, judges: Sequence[str | ModelConfig | Ba
         missing = sum(1 for r in responses if r.item_id not in items)
         responses = [r for r in responses if r.item_id in items]
         run_id = store.new_run("judge", {
-            "judges": [{"name": j.name, "spec": j.spec} for j in resolved], "bench": bench,
-            "target_models": list(target_models or []), "settings": judge_settings(max_tokens).to_dict(),
-            "concurrency": concurrency, "responses": len(responses)})
+            "judges": [{"name": j.name, "spec": j.spec, "fingerprint": j.identity.fingerprint,
+                        "identity": j.identity.parts} for j in resolved],
+            "bench": bench, "target_models": list(target_models or []), "concurrency": concurrency,
+            "responses": len(responses), "keep_stale": keep_stale})
         for j in resolved:
             if j.backend is not None:
                 await j.backend.check()
         stats = await asyncio.gather(*(
-            _run_judge(store, j, responses, items, run_id, concurrency, max_tokens, policy, progress)
+            _run_judge(store, j, responses, items, run_id, concurrency, policy, progress, keep_stale)
             for j in resolved))
     finally:
         for j in resolved:
@@ -182,27 +199,34 @@ class _Writer:
 
 
 async def _run_judge(store: Store, judge: _Judge, responses: list[Response], items: dict[str, BenchmarkItem],
-                     run_id: str, concurrency: int | None, max_tokens: int, policy: RetryPolicy | None,
-                     progress: Any) -> JudgeStats:
-    done = store.judged_response_ids(judge.name)
+                     run_id: str, concurrency: int | None, policy: RetryPolicy | None,
+                     progress: Any, keep_stale: bool) -> JudgeStats:
+    fingerprint = judge.identity.fingerprint
+    current = store.judged_response_ids(judge.name, fingerprint)
+    stale = store.judged_response_ids(judge.name) - current
+    done = current | stale if keep_stale else current
     todo = [r for r in responses if r.id not in done]
-    stats = JudgeStats(judge.name, pending=len(todo), skipped=len(responses) - len(todo))
+    stats = JudgeStats(judge.name, pending=len(todo), skipped=len(responses) - len(todo),
+                       fingerprint=fingerprint)
+    in_selection = {r.id for r in responses} & stale
+    stats.kept_stale, stats.stale = (len(in_selection), 0) if keep_stale else (0, len(in_selection))
     bar = progress.add(judge.name, total=len(responses), skipped=stats.skipped) if progress else None
     writer = _Writer(store, stats)
     start = time.monotonic()
     try:
         if judge.rules is not None:
             # In a thread, so LLM judges running at the same time keep their event loop.
-            await asyncio.to_thread(_run_rules, judge.rules, todo, run_id, writer,
+            await asyncio.to_thread(_run_rules, judge.rules, todo, run_id, fingerprint, writer,
                                     bar.update if bar else None)
         else:
             assert judge.backend is not None
-            settings = judge_settings(max_tokens)
+            settings = judge.settings
             languages = {r.id: items[r.item_id].language for r in todo}
             run_stats = RunStats(skipped=stats.skipped)
 
             def on_result(outcome: Outcome) -> None:
-                writer.add(_verdict_from_outcome(outcome, judge.name, languages[outcome.request.key], run_id))
+                writer.add(_verdict_from_outcome(outcome, judge.name, languages[outcome.request.key], run_id,
+                                                 fingerprint))
                 # A bad key or a missing model fails every call alike: stop sending, keep what is stored.
                 if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not run_stats.aborted:
                     run_stats.aborted = str(outcome.error)
@@ -220,36 +244,49 @@ async def _run_judge(store: Store, judge: _Judge, responses: list[Response], ite
     return stats
 
 
+def judge_messages(item: BenchmarkItem, response: Response,
+                   settings: SamplingSettings) -> list[dict[str, str]]:
+    """The judge prompt of the item's language for one response. A system prompt in the judge's settings is
+    put before the prompt's own system message: backends add ``settings.system_prompt`` only when the
+    messages have no system message, so left there it would be dropped."""
+    messages = load_judge_prompt(item.language).messages(item.prompt, response.text or "")
+    if settings.system_prompt:
+        first = messages[0]
+        messages[0] = {**first, "content": f"{settings.system_prompt.strip()}\n\n{first['content']}"}
+    return messages
+
+
 def _requests(todo: list[Response], items: dict[str, BenchmarkItem], settings: SamplingSettings,
               stats: RunStats) -> Iterator[GenerationRequest]:
     """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory."""
+    request_settings = replace(settings, system_prompt=None)  # already in the messages
     for response in todo:
         if stats.aborted:
             return
         item = items[response.item_id]
-        prompt = load_judge_prompt(item.language)
-        yield GenerationRequest(key=response.id, messages=prompt.messages(item.prompt, response.text or ""),
-                                settings=settings)
+        yield GenerationRequest(key=response.id, messages=judge_messages(item, response, settings),
+                                settings=request_settings)
 
 
-def _verdict_from_outcome(outcome: Outcome, judge: str, language: str, run_id: str) -> Verdict:
+def _verdict_from_outcome(outcome: Outcome, judge: str, language: str, run_id: str,
+                          fingerprint: str = "") -> Verdict:
     response_id = outcome.request.key
     if outcome.error is not None:
         return Verdict(response_id=response_id, judge=judge, label=UNPARSED,
-                       error=f"{outcome.error.kind}: {outcome.error}", run_id=run_id)
+                       error=f"{outcome.error.kind}: {outcome.error}", run_id=run_id, fingerprint=fingerprint)
     raw = outcome.generation.text if outcome.generation else ""
     parsed = parse_verdict(raw, language)
     reasoning = parsed.reasoning if parsed.label != UNPARSED else f"[{parsed.detail}] {parsed.reasoning}"
     return Verdict(response_id=response_id, judge=judge, label=parsed.label, raw=raw,
-                   reasoning=reasoning.strip(), run_id=run_id)
+                   reasoning=reasoning.strip(), run_id=run_id, fingerprint=fingerprint)
 
 
-def _run_rules(rules: RefusalRules, todo: list[Response], run_id: str, writer: _Writer,
+def _run_rules(rules: RefusalRules, todo: list[Response], run_id: str, fingerprint: str, writer: _Writer,
                on_progress: Callable[[RunStats], None] | None) -> None:
     start = time.monotonic()
     for n, response in enumerate(todo, start=1):
         verdict = rules.judge(response.text)
         writer.add(Verdict(response_id=response.id, judge=rules.name, label=verdict.label,
-                           reasoning=verdict.reasoning, run_id=run_id))
+                           reasoning=verdict.reasoning, run_id=run_id, fingerprint=fingerprint))
         if on_progress and (n % 500 == 0 or n == len(todo)):
             on_progress(RunStats(done=n, elapsed_s=time.monotonic() - start))

@@ -3,6 +3,7 @@ votes on them, run provenance, and the banners (template-built benchmark, demo).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +121,24 @@ def judges_used(store, judges: list[str] | None) -> list[tuple[str, int]]:
 def provenance(store) -> list[dict[str, Any]]:
     """The runs recorded in the store (their configurations were redacted when stored)."""
     return store.runs()
+
+
+def targets(store, table: JudgedTable) -> list[dict[str, Any]]:
+    """One entry per target in the table (a model under one set of settings): its label, stored model name,
+    sampling settings, endpoints, the model ids its server reported, and the runs that produced it."""
+    labels: dict[str, tuple[str, str]] = table.meta.get("targets") or {}
+    meta = {m["name"]: m for m in store.models()}
+    out = []
+    for label, (model, key) in labels.items():
+        settings, runs, n = store.query(
+            "SELECT MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) FROM responses "
+            "WHERE model=? AND settings_key=?", (model, key))[0]
+        stored = meta.get(model) or {}
+        info = stored.get("meta") or {}
+        out.append({"target": label, "model": model, "settings_key": key,
+                    "settings": json.loads(settings) if settings else {}, "spec": stored.get("spec", ""),
+                    "endpoints": info.get("base_urls") or [],
+                    "listed_models": info.get("listed_models") or {},
+                    "answered_by": info.get("answered_by") or {}, "served_model": info.get("served_model"),
+                    "runs": sorted((runs or "").split(",")), "responses": n})
+    return out

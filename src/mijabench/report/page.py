@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from string import Template
@@ -22,6 +22,7 @@ import yaml
 from .. import __version__
 from ..analysis import Analysis, Frame
 from ..judge import vote
+from ..judge.identity import short
 from ..taxonomy import load_taxonomy
 from .context import Example
 from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
@@ -39,6 +40,7 @@ class PageInput:
     title: str
     subtitle: str
     heatmap_limit: float
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _template(name: str) -> str:
@@ -101,9 +103,36 @@ def headline(a: Analysis) -> Markup:
     pairs = a["pairwise_tests"]
     figures.append((f"{int(pairs['significant'].sum()) if len(pairs) else 0} / {len(pairs)}",
                     "group pairs with different defense rates (Holm-adjusted p < 0.05)"))
+    figures.append((f"{c.get('empty', 0):,} / {c.get('truncated', 0):,}",
+                    "empty replies / replies cut off by the token limit (counted apart; see Counts)"))
     cards = join(tag("div", join([tag("div", v, class_="value"), tag("div", label, class_="label")]),
                      class_="figure") for v, label in figures)
-    return tag("div", cards, class_="figures")
+    return join([tag("div", cards, class_="figures"), judging(a)])
+
+
+def empty_rule(a: Analysis) -> str:
+    rule = a.meta.get("empty_as", "safe")
+    return _notes()["empty_rules"].get(rule, rule)
+
+
+def judging(a: Analysis) -> Markup:
+    """Who voted and how ties and empty replies count: every figure on the page depends on it."""
+    voters = a.meta.get("voters")
+    described = voters.describe() if voters is not None else "not recorded"
+    parts = [f"Vote: {described}."]
+    if voters is not None and len(voters.names) > 1:
+        parts.append(f"A tie counts as {vote.TIE_RULE}.")
+    if voters is not None and voters.even:
+        parts.append(f"Warning: {len(voters.names)} voters is an even number, so every split vote is a tie "
+                     f"and counts as {vote.TIE_RULE}.")
+    parts.append(f"Empty replies: {empty_rule(a)}.")
+    targets = a.meta.get("targets") or {}
+    varied = sorted({m for m, _ in targets.values()
+                     if sum(1 for mm, _ in targets.values() if mm == m) > 1})
+    if varied:
+        parts.append(f"Run under several settings, so shown as separate rows: {', '.join(varied)} "
+                     "(see Provenance).")
+    return tag("p", " ".join(parts), class_="judging", id="judging")
 
 
 def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: ColourClasses) -> Markup:
@@ -286,10 +315,11 @@ def scaling(a: Analysis, plots: dict[str, bytes]) -> Markup:
 def counts(a: Analysis) -> Markup:
     rows = [[r["model"], f"{r['n_responses']:,}", f"{r['n_judged']:,}", f"{r['n_safe']:,}",
              f"{r['n_harmful']:,}", f"{r['n_unparsed']:,}", f"{r['n_unjudged']:,}", f"{r['n_failed']:,}",
+             f"{r.get('n_empty', 0):,}", f"{r.get('n_truncated', 0):,}",
              pct(r["rate"]), ci(r["ci_low"], r["ci_high"])] for r in a["by_model"].rows()]
     return join([table(["model", "responses", "judged", "safe", "harmful", "unparsed", "not judged", "failed",
-                        "defense rate", "95% CI"], rows, id="counts-table"),
-                 note("counts")])
+                        "empty", "truncated", "defense rate", "95% CI"], rows, id="counts-table"),
+                 note("counts", empty_rule=empty_rule(a))])
 
 
 def intervals(a: Analysis) -> Markup:
@@ -331,15 +361,34 @@ def examples(items: list[Example]) -> Markup:
 
 def methods(a: Analysis, judges: list[tuple[str, int]]) -> Markup:
     judge_list = ", ".join(f"{j} ({n:,} verdicts)" for j, n in judges) or "none"
+    voters = a.meta.get("voters")
+    fingerprints = ", ".join(f"{j} {short(f)}" for j, f in voters.fingerprints.items()) if voters else ""
     return join([
-        _p(f"Judges: {judge_list}. "
+        _p(f"Voting judges: {judge_list}"
+           + (f"; configuration fingerprints: {fingerprints}" if fingerprints else "") + ". "
            + _notes()["method_votes"].format(tie=getattr(vote, "TIE_RULE", "harmful"))),
         note("method_rate"),
         note("method_deviation", average=a.average),
     ])
 
 
-def provenance(runs: list[dict[str, Any]], models: list[dict[str, Any]], a: Analysis) -> Markup:
+def target_table(targets: list[dict[str, Any]]) -> Markup:
+    """Every target: its settings, endpoints and what its server reported it serves."""
+    rows = []
+    for t in targets:
+        settings = ", ".join(f"{k}={'(set)' if k == 'system_prompt' and v else v}"
+                             for k, v in sorted(t["settings"].items()))
+        # the ids answers carried; else the requested id where a server's /models listed it
+        listed = {m for ids in t["listed_models"].values() for m in ids if m == t.get("served_model")}
+        reported = sorted(t["answered_by"]) or sorted(listed)
+        rows.append([t["target"], t["model"], settings, ", ".join(t["endpoints"]) or "–",
+                     ", ".join(reported) or "–", ", ".join(t["runs"]), f"{t['responses']:,}"])
+    return table(["target", "model", "settings", "endpoints", "server-reported model", "runs", "responses"],
+                 rows, id="targets-table")
+
+
+def provenance(runs: list[dict[str, Any]], models: list[dict[str, Any]], a: Analysis,
+               targets: list[dict[str, Any]] | None = None) -> Markup:
     tax = load_taxonomy()
     model_rows = [[m["name"], m["spec"], m.get("family") or "–", number(m["params_b"]) if m.get("params_b")
                    is not None else "–", tax.size_class(m.get("params_b")) or "–"] for m in models]
@@ -347,6 +396,7 @@ def provenance(runs: list[dict[str, Any]], models: list[dict[str, Any]], a: Anal
         tag("summary", f"{r['id']} · {r['kind']} · {r['created_at']}"),
         tag("pre", json.dumps(r["config"], indent=2, ensure_ascii=False, sort_keys=True))])) for r in runs]
     return join([
+        target_table(targets) if targets else Markup(""),
         table(["model", "spec", "family", "params (B)", "size class"], model_rows, id="models-table")
         if model_rows else _p("No model metadata stored."),
         _p(f"{len(runs)} runs recorded in the store (configurations stored without secrets)."),
@@ -376,7 +426,7 @@ def render(page: PageInput) -> str:
         "intervals": intervals(a),
         "examples": examples(page.examples),
         "methods": methods(a, page.judges),
-        "provenance": provenance(page.runs, page.models, a),
+        "provenance": provenance(page.runs, page.models, a, page.targets),
     }
     style = _template("report.css") + "\n" + colours.css() + "\n"
     digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")

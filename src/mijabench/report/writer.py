@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
+from ..analysis.table import DEFAULT_EMPTY_RULE
 from ..errors import MijaError
 from ..store import Store
 from ..store.secrets import scrub_text, secret_values
@@ -95,12 +96,17 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
                  bench: str | None = None, models: list[str] | None = None,
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                  average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
-                 title: str = "mijabench: demographic safety report") -> ReportResult:
-    """Analyse the store's judged responses and write the report folder. ``demo`` forces the demo banner on
-    (True) or off (False); None detects it from the seeds, items and runs."""
+                 title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
+                 allow_even_vote: bool = False) -> ReportResult:
+    """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
+    ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
+    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs."""
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
-    table = load_judged(store, judges=judges, bench=bench, models=models)
+    table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
+                        allow_even_vote=allow_even_vote)
+    voters = table.meta["voters"]
+    judges = list(voters.names)
     if not len(table):
         where = f" for benchmark '{bench}'" if bench else ""
         raise MijaError(f"nothing to report: no stored responses{where}")
@@ -125,8 +131,8 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
 
     banners = context.banners(store, table, demo)
     judge_list = context.judges_used(store, judges)
-    subtitle = (f"{len(table):,} responses from {len(models_order)} models; judges: "
-                f"{', '.join(j for j, _ in judge_list) or 'none'}; benchmark: {bench or 'all items'}; "
+    subtitle = (f"{len(table):,} responses from {len(models_order)} models; vote: {voters.describe()}; "
+                f"benchmark: {bench or 'all items'}; "
                 f"{resamples:,} bootstrap resamples, seed {seed}; generated "
                 f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
     used_models = set(models_order)
@@ -134,6 +140,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         analysis=analysis, plots=pngs,
         examples=context.pick_examples(store, table, examples_per_cell, seed, judges),
         banners=banners, runs=context.provenance(store), judges=judge_list,
+        targets=context.targets(store, table),
         models=[m for m in store.models() if m["name"] in used_models], title=title, subtitle=subtitle,
         heatmap_limit=limit))
     html_path = out / "report.html"

@@ -93,12 +93,9 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     run_id = store.new_run("generate", {
         "bench": bench, "items": len(items), "policy": asdict(policy),
         "models": [{"name": c.name, "spec": c.spec, "settings": c.settings.to_dict(), "options": c.options,
-                    "concurrency": c.concurrency or ready[c.name].default_concurrency} for c in configs]})
-    for config in configs:
-        info = ready[config.name].info()
-        store.put_model(config.name, config.spec, family=config.family or info.get("family"),
-                        params_b=config.params_b if config.params_b is not None else info.get("params_b"),
-                        meta={"backend": type(ready[config.name]).__name__, **info})
+                    "concurrency": c.concurrency or ready[c.name].default_concurrency,
+                    "endpoint": ready[c.name].info()} for c in configs]})
+    record_models(store, configs, ready)
 
     if isinstance(progress, StageProgress):
         display = progress
@@ -113,8 +110,20 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
                                results) for config in configs))
     finally:
         await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
-    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()])
+    record_models(store, configs, ready)  # again: a backend learns what its server reports as it answers
+    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
+                     + [(c.name, "endpoints", ready[c.name].info()) for c in configs])
     return results
+
+
+def record_models(store: Store, configs: Sequence[ModelConfig], ready: dict[str, Backend]) -> None:
+    """Each model's metadata: family and size, and what its backend knows of its endpoint (URLs, the
+    model ids the server lists and answers with)."""
+    for config in configs:
+        info = ready[config.name].info()
+        store.put_model(config.name, config.spec, family=config.family or info.get("family"),
+                        params_b=config.params_b if config.params_b is not None else info.get("params_b"),
+                        meta={"backend": type(ready[config.name]).__name__, **info})
 
 
 def prepare_run(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,

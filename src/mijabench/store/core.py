@@ -254,30 +254,50 @@ class Store:
 
     # -- verdicts ----------------------------------------------------------------------------------------
     def put_verdicts(self, verdicts: Iterable[Verdict]) -> int:
-        """Store verdicts; as with responses, only an errored verdict is replaced by a newer one."""
+        """Store verdicts. A stored verdict is replaced only when it failed (``error`` set) or when the new
+        one comes from another fingerprint of its judge (a changed prompt, phrase list or setting)."""
         stamp = now()
         secrets = secret_values()
         rows = [(v.id, v.response_id, v.judge, v.label, scrub_text(v.raw, secrets),
                  scrub_text(v.reasoning, secrets), None if v.error is None else scrub_text(v.error, secrets),
-                 v.run_id, stamp) for v in verdicts]
+                 v.run_id, stamp, v.fingerprint) for v in verdicts]
         with self.transaction() as cur:
             cur.executemany(
-                "INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO verdicts (id, response_id, judge, label, raw, reasoning, error, run_id, "
+                "created_at, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "label=excluded.label, raw=excluded.raw, reasoning=excluded.reasoning, error=excluded.error, "
-                "run_id=excluded.run_id, created_at=excluded.created_at WHERE verdicts.error IS NOT NULL",
-                rows)
+                "run_id=excluded.run_id, created_at=excluded.created_at, fingerprint=excluded.fingerprint "
+                "WHERE verdicts.error IS NOT NULL OR verdicts.fingerprint != excluded.fingerprint", rows)
         return len(rows)
 
     def verdicts(self, judge: str | None = None) -> list[Verdict]:
-        sql, args = "SELECT id, response_id, judge, label, raw, reasoning, error, run_id FROM verdicts", ()
+        sql, args = ("SELECT id, response_id, judge, label, raw, reasoning, error, run_id, fingerprint "
+                     "FROM verdicts"), ()
         if judge:
             sql, args = sql + " WHERE judge=?", (judge,)
         return [Verdict(id=r[0], response_id=r[1], judge=r[2], label=r[3], raw=r[4], reasoning=r[5],
-                        error=r[6], run_id=r[7]) for r in self.conn.execute(sql + " ORDER BY rowid", args)]
+                        error=r[6], run_id=r[7], fingerprint=r[8])
+                for r in self.conn.execute(sql + " ORDER BY rowid", args)]
 
-    def judged_response_ids(self, judge: str) -> set[str]:
-        rows = self.conn.execute("SELECT response_id FROM verdicts WHERE judge=? AND error IS NULL", (judge,))
-        return {r[0] for r in rows}
+    def judged_response_ids(self, judge: str, fingerprint: str | None = None) -> set[str]:
+        """Responses ``judge`` has a verdict on (failed ones excluded); with ``fingerprint``, only verdicts
+        from that configuration of the judge."""
+        sql, args = "SELECT response_id FROM verdicts WHERE judge=? AND error IS NULL", [judge]
+        if fingerprint is not None:
+            sql += " AND fingerprint=?"
+            args.append(fingerprint)
+        return {r[0] for r in self.conn.execute(sql, args)}
+
+    def judge_fingerprints(self, judge: str | None = None) -> dict[str, dict[str, int]]:
+        """judge -> {fingerprint: verdicts}, over verdicts that did not fail."""
+        sql, args = "SELECT judge, fingerprint, COUNT(*) FROM verdicts WHERE error IS NULL", []
+        if judge:
+            sql += " AND judge=?"
+            args.append(judge)
+        out: dict[str, dict[str, int]] = {}
+        for name, fingerprint, n in self.conn.execute(sql + " GROUP BY judge, fingerprint", args):
+            out.setdefault(name, {})[fingerprint] = n
+        return out
 
     # -- summaries ---------------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -54,6 +54,10 @@ MIGRATIONS: list[list[str]] = [
             note TEXT NOT NULL, created_at TEXT NOT NULL,
             PRIMARY KEY (sample_id, response_id, annotator))""",
     ],
+    [  # 3: what produced each verdict (mijabench.judge.identity)
+        """ALTER TABLE verdicts ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''""",
+        """CREATE INDEX verdicts_judge ON verdicts(judge, fingerprint)""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,86 @@
+"""Which judges vote, checked before any figure is computed.
+
+A defense rate is only as good as the vote behind it, so the voters are never guessed: with one judge in
+the store that judge votes; with several, the user names them (``--judge``, repeatable, or the audit's
+``voters:``). That keeps a rule judge out of an LLM vote unless it is named, and it keeps a two-judge vote
+(where every disagreement is a tie, and ties count as harmful) from happening by accident: an even number of
+voters is refused unless explicitly allowed. Each voter's verdicts on the selected responses must come from
+one configuration of that judge (one fingerprint, see ``judge.identity``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..judge.identity import short
+from ..judge.vote import TIE_RULE
+
+
+@dataclass(frozen=True)
+class Voters:
+    names: tuple[str, ...]
+    fingerprints: dict[str, str] = field(default_factory=dict)  # judge -> the fingerprint of its verdicts
+    named: bool = True  # False when the store's only judge was taken without being named
+
+    @property
+    def even(self) -> bool:
+        return len(self.names) > 0 and len(self.names) % 2 == 0
+
+    def describe(self) -> str:
+        if not self.names:
+            return "no judge"
+        if len(self.names) == 1:
+            return f"one judge: {self.names[0]}"
+        return (f"majority of {len(self.names)} judges ({', '.join(self.names)}); a tie counts as "
+                f"{TIE_RULE}; unparsed votes abstain")
+
+
+def check_vote_size(names: Sequence[str], allow_even: bool, option: str = "--judge") -> None:
+    """Refuse an even number of voters unless allowed: every split vote would be a tie."""
+    if len(names) % 2 == 0 and names and not allow_even:
+        raise InputError(f"{len(names)} voters ({', '.join(names)}): with an even number every split vote is "
+                         f"a tie, which counts as {TIE_RULE}; name an odd number of judges, or allow it with "
+                         "--allow-even-vote", field=option)
+
+
+def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str, list] = ("", []),
+                   allow_even: bool = False, option: str = "--judge") -> Voters:
+    """The voting judges for the responses picked by ``selection`` (an SQL condition on ``r``, the responses
+    table, and its arguments). Raises InputError (exit 2) on an unknown judge, an unnamed choice among
+    several judges, an even vote (unless ``allow_even``) and a judge whose verdicts mix fingerprints."""
+    known = sorted(r[0] for r in store.query("SELECT DISTINCT judge FROM verdicts"))
+    names = list(dict.fromkeys(judges or []))
+    named = bool(names)
+    if names:
+        missing = [j for j in names if j not in known]
+        if missing:
+            raise InputError(f"no verdicts by judge '{missing[0]}' (judges in the store: "
+                             f"{', '.join(known) or 'none'})", field=option)
+    elif len(known) > 1:
+        raise InputError(f"the store holds verdicts by {len(known)} judges ({', '.join(known)}): name the "
+                         f"voters with {option} (repeatable), e.g. {option} {known[0]}", field=option)
+    else:
+        names = known
+    check_vote_size(names, allow_even, option)
+    fingerprints: dict[str, str] = {}
+    if names:
+        where, args = selection
+        marks = ",".join("?" * len(names))
+        also = f"AND {where}" if where else ""
+        rows = store.query(
+            "SELECT v.judge, v.fingerprint, COUNT(*) FROM verdicts v JOIN responses r ON r.id=v.response_id "
+            f"WHERE v.error IS NULL AND v.judge IN ({marks}) {also} "
+            "GROUP BY v.judge, v.fingerprint ORDER BY v.judge, COUNT(*) DESC", [*names, *args])
+        seen: dict[str, list[tuple[str, int]]] = {}
+        for judge, fingerprint, n in rows:
+            seen.setdefault(judge, []).append((fingerprint, n))
+        for judge, prints in seen.items():
+            if len(prints) > 1:
+                listed = ", ".join(f"{short(f)}: {n:,} verdicts" for f, n in prints)
+                raise InputError(f"judge '{judge}' has verdicts from {len(prints)} configurations "
+                                 f"({listed}); run `mijabench judge` with that judge again to re-judge the "
+                                 "stale ones, so one configuration's verdicts are counted", field=option)
+            fingerprints[judge] = prints[0][0]
+    return Voters(tuple(names), fingerprints, named)
