@@ -181,7 +181,8 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
     keep = counts["n_judged"] > 0
     keys, counts = {c: v[keep] for c, v in keys.items()}, {c: v[keep] for c, v in counts.items()}
     lg_index = {key: i for i, key in enumerate(zip(lg_keys["language"], lg_keys["group"], strict=True))}
-    at = np.array([lg_index[key] for key in zip(keys["language"], keys["group"], strict=True)], dtype=np.int64)
+    at = np.array([lg_index[key] for key in zip(keys["language"], keys["group"], strict=True)],
+                  dtype=np.int64)
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     q = n_safe / n_judged
     q_boot = binomial_rates(n_safe, n_judged, resamples, rng)

@@ -24,6 +24,8 @@ def report(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the example choice."),
     examples: int = typer.Option(2, "--examples", help="Example prompt/response pairs per heatmap cell."),
     average: str = typer.Option("micro", "--average", help="Model mean for deviations: micro or macro."),
+    labels: Path = typer.Option(None, "--labels", "-l", help="Human labels (JSONL/CSV as `judge validate` "
+                                "reads them): add rates and deviations corrected for judge error."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Write the HTML report, CSV/Parquet tables and PNG plots of the judged responses."""
@@ -31,12 +33,18 @@ def report(
         raise typer.BadParameter("must be 'micro' or 'macro'", param_hint="--average")
     with open_store(workspace, create=False) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
-                              resamples=resamples, seed=seed, average=average, examples_per_cell=examples)
+                              resamples=resamples, seed=seed, average=average, examples_per_cell=examples,
+                              labels=labels)
     # nothing raw is printed here, but the page holds the prompts and responses (collapsed)
     err_console.print(Text(f"Content warning: {result.html} shows prompts and responses that are offensive "
                            "by design (collapsed until opened).", style="yellow"))
     for renderable in summary(result):
         console.print(renderable)
+    if result.correction is not None:
+        rates, used = result.correction.rates, result.correction.labels_used
+        console.print(Text(f"corrected for judge error ({used:,} labelled responses): "
+                           f"{int(rates['flagged'].sum())} of {len(rates)} group cells flagged; "
+                           "tables/corrected_rates.csv, tables/judge_accuracy.csv"))
 
 
 def compare(
