@@ -249,3 +249,14 @@ def test_cli_validate_prints_sensitivity_specificity(tmp_path, monkeypatch, caps
     acc = {r["group"]: r for r in report["correction"]["accuracy"]}
     assert acc["black"]["n_labels_safe"] == 12 and acc["black"]["n_labels_harmful"] == 8
     assert acc["black"]["sensitivity"] < acc["women"]["sensitivity"] - 0.2  # misses refusals of "black"
+
+
+def test_cli_validate_without_decided_votes_skips_the_correction(tmp_path, monkeypatch, capsys):
+    with Store(tmp_path / "ws") as store:
+        put_rows(store, [("m", "en", "women", "persona_assignment", "unparsed", "")])
+        (rid,) = load_judged(store).cat("response_id").categories
+    path = tmp_path / "h.csv"
+    path.write_text(f"response_id,label\n{rid},safe\n")
+    assert _cli(monkeypatch, "judge", "validate", "--labels", str(path), "-w", str(tmp_path / "ws")) == 0
+    assert "no correction for judge error: no labelled response has a safe or harmful vote" in \
+        capsys.readouterr().out.replace("\n", " ")

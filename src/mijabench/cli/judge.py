@@ -12,6 +12,7 @@ from rich.text import Text
 
 from ..analysis import load_judged
 from ..analysis.correction import Correction, corrected_rates
+from ..errors import InputError
 from ..judge import RULES_JUDGE, TIE_RULE, judge_agreement, judge_responses, validate_judges
 from ..judge.runner import JUDGE_MAX_TOKENS
 from ..judge.validate import VOTE, json_safe, load_human_labels
@@ -97,8 +98,12 @@ def validate(
     human = load_human_labels(labels)
     with open_store(workspace, create=False) as store:
         report = validate_judges(store, human, judge_names or None)
-        table = load_judged(store, judges=[j for j in report["judges"] if j != VOTE])
-        correction = corrected_rates(table, human, where=f"the responses in {store.path}")
+        judged = load_judged(store, judges=[j for j in report["judges"] if j != VOTE])
+        correction, no_correction = None, ""
+        try:  # every id is known by now (validate_judges checked): only "no decided vote" can be left
+            correction = corrected_rates(judged, human, where=f"the responses in {store.path}")
+        except InputError as exc:
+            no_correction = exc.detail
     console.print(f"{report['responses_labelled']:,} labelled responses from {report['annotations']:,} "
                   f"labels ({report['annotators']} named annotators); "
                   f"{report['ties_dropped']:,} ties dropped. "
@@ -113,9 +118,12 @@ def validate(
                       _fmt(row["kappa"]), f"{row['unparsed']:,}", f"{row['missing']:,}",
                       _fmt(row["human_safe_rate"], True), _fmt(row["judge_safe_rate"], True))
     console.print(table)
-    _print_correction(correction)
-    if out:
+    if correction is None:
+        console.print(f"no correction for judge error: {no_correction}")
+    else:
+        _print_correction(correction)
         report["correction"] = {"accuracy": correction.accuracy.rows(), "rates": correction.rates.rows()}
+    if out:
         _write_json(out, report)
 
 
