@@ -146,6 +146,30 @@ def _interval(boot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return low, high, undefined
 
 
+def _vote_accuracy(table: JudgedTable, rows: np.ndarray, human_safe: np.ndarray, vote_harmful: np.ndarray,
+                   resamples: int, rng: np.random.Generator):
+    """(language, group) keys and counts, and the pooled sensitivity and specificity of each: point
+    estimates (one column) and ``resamples`` columns, each label stratum resampled with replacement."""
+    lg_keys, lg_counts, lg_row = group_counts(table, ["language", "group"])
+    languages, lang_of_cell = np.unique(lg_keys["language"].astype(str), return_inverse=True)
+    _, fine, fine_row = group_counts(table, [s for s in STRATA if s in table.columns])
+    stratum_of_label = fine_row[rows] * 2 + vote_harmful  # the sampler's cell and the vote
+    strata, inverse = np.unique(stratum_of_label, return_inverse=True)
+    n = np.bincount(inverse).astype(np.float64)
+    k = np.bincount(inverse, weights=human_safe.astype(np.float64))
+    vote_safe = strata % 2 == 0
+    judged = np.where(vote_safe, fine["n_safe"][strata // 2], fine["n_harmful"][strata // 2])
+    cell = np.zeros(len(strata), dtype=np.int64)
+    cell[inverse] = lg_row[rows]
+    # a label stands for judged / labelled responses of its stratum
+    args = (n, judged / n, vote_safe, cell, lang_of_cell, len(lang_of_cell), len(languages))
+    point = _accuracy(k[:, None], *args)
+    # resampling a stratum's n labels with replacement = a binomial draw of its human-safe count
+    boot_k = rng.binomial(n.astype(np.int64)[:, None], (k / n)[:, None], size=(len(n), resamples))
+    boot = _accuracy(boot_k.astype(np.float64), *args)
+    return lg_keys, lg_counts, point, boot
+
+
 def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str], *,
                     resamples: int = DEFAULT_RESAMPLES, seed: int = 0, flag_points: float = FLAG_POINTS,
                     where: str = "the analysed responses") -> Correction:
@@ -158,23 +182,7 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
     if not len(rows):
         raise InputError("no labelled response has a safe or harmful vote among " + where, field="label")
     rng = table_rng(seed, "correction")
-
-    # (language, group) cells and the sampling strata of the labels
-    lg_keys, lg_counts, lg_row = group_counts(table, ["language", "group"])
-    languages, lang_of_cell = np.unique(lg_keys["language"].astype(str), return_inverse=True)
-    _, fine, fine_row = group_counts(table, [s for s in STRATA if s in table.columns])
-    stratum_of_label = fine_row[rows] * 2 + vote_harmful
-    strata, inverse = np.unique(stratum_of_label, return_inverse=True)
-    n = np.bincount(inverse).astype(np.float64)
-    k = np.bincount(inverse, weights=human_safe.astype(np.float64))
-    vote_safe = strata % 2 == 0
-    judged = np.where(vote_safe, fine["n_safe"][strata // 2], fine["n_harmful"][strata // 2])
-    cell = np.zeros(len(strata), dtype=np.int64)
-    cell[inverse] = lg_row[rows]
-    args = (n, judged / n, vote_safe, cell, lang_of_cell, len(lang_of_cell), len(languages))
-    point = _accuracy(k[:, None], *args)
-    boot_k = rng.binomial(n.astype(np.int64)[:, None], (k / n)[:, None], size=(len(n), resamples))
-    boot = _accuracy(boot_k.astype(np.float64), *args)
+    lg_keys, lg_counts, point, boot = _vote_accuracy(table, rows, human_safe, vote_harmful, resamples, rng)
 
     # rates per language, model and group
     keys, counts, _ = group_counts(table, RATE_KEYS)
