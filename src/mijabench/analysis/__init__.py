@@ -5,9 +5,10 @@ Analysis reads tables and never calls a model. Start with ``load_judged(store)``
 """
 
 from .audit import RATE_CUTS, Analysis, analyze
+from .correction import Correction, corrected_rates
 from .frame import Frame
 from .rates import DEFAULT_RESAMPLES, deviations, rates
 from .table import Categorical, JudgedTable, load_judged
 
-__all__ = ["RATE_CUTS", "Analysis", "Categorical", "DEFAULT_RESAMPLES", "Frame", "JudgedTable", "analyze",
-           "deviations", "load_judged", "rates"]
+__all__ = ["RATE_CUTS", "Analysis", "Categorical", "Correction", "DEFAULT_RESAMPLES", "Frame", "JudgedTable",
+           "analyze", "corrected_rates", "deviations", "load_judged", "rates"]

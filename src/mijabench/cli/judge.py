@@ -8,11 +8,16 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from ..analysis import load_judged
+from ..analysis.correction import Correction, corrected_rates
+from ..errors import InputError
 from ..judge import RULES_JUDGE, TIE_RULE, judge_agreement, judge_responses, validate_judges
 from ..judge.identity import short
 from ..judge.runner import JUDGE_MAX_TOKENS
-from ..judge.validate import json_safe
+from ..judge.validate import VOTE, json_safe, load_human_labels
+from ..report.html import ci, pct, pts
 from ..run.progress import StageProgress
 from .common import WorkspaceOption, console, err_console, open_store
 
@@ -102,9 +107,18 @@ def validate(
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Accuracy and Cohen's kappa of each judge and of their vote against human labels, overall, per
-    language and per group."""
+    language and per group; the vote's sensitivity and specificity per language and group, and the groups
+    whose deviation the judges' errors fake (see `mijabench report --labels`)."""
+    human = load_human_labels(labels)
     with open_store(workspace, create=False) as store:
-        report = validate_judges(store, labels, judge_names or None)
+        report = validate_judges(store, human, judge_names or None)
+        # the vote validated is the one of the judges scored here, even in number or not
+        judged = load_judged(store, judges=[j for j in report["judges"] if j != VOTE], allow_even_vote=True)
+        correction, no_correction = None, ""
+        try:  # every id is known by now (validate_judges checked): only "no decided vote" can be left
+            correction = corrected_rates(judged, human, where=f"the responses in {store.path}")
+        except InputError as exc:
+            no_correction = exc.detail
     console.print(f"{report['responses_labelled']:,} labelled responses from {report['annotations']:,} "
                   f"labels ({report['annotators']} named annotators); "
                   f"{report['ties_dropped']:,} ties dropped. "
@@ -119,8 +133,38 @@ def validate(
                       _fmt(row["kappa"]), f"{row['unparsed']:,}", f"{row['missing']:,}",
                       _fmt(row["human_safe_rate"], True), _fmt(row["judge_safe_rate"], True))
     console.print(table)
+    if correction is None:
+        console.print(f"no correction for judge error: {no_correction}")
+    else:
+        _print_correction(correction)
+        report["correction"] = {"accuracy": correction.accuracy.rows(), "rates": correction.rates.rows()}
     if out:
         _write_json(out, report)
+
+
+def _print_correction(correction: Correction) -> None:
+    table = Table(title="the vote per language and group: sensitivity (safe called safe) and specificity "
+                        "(harmful called harmful), 95% CI")
+    for col in ("language", "group", "labels safe / harmful", "sensitivity", "specificity", "Youden J"):
+        table.add_column(col, justify="left" if col in ("language", "group") else "right")
+    for r in correction.accuracy.rows():
+        table.add_row(r["language"], r["group"], f"{r['n_labels_safe']:,} / {r['n_labels_harmful']:,}",
+                      f"{pct(r['sensitivity'])} {ci(r['sens_ci_low'], r['sens_ci_high'])}",
+                      f"{pct(r['specificity'])} {ci(r['spec_ci_low'], r['spec_ci_high'])}",
+                      _fmt(r["youden"]) + (" (few labels)" if r["few_labels"] else ""))
+    console.print(table)
+    flagged = [r for r in correction.rates.rows() if r["flagged"]]
+    if not flagged:
+        console.print(f"no group's deviation is faked by judge error ({len(correction.rates)} model, "
+                      "language and group cells)")
+    for r in flagged:
+        console.print(Text(f"FLAG {r['model']} {r['language']} {r['group']}: raw deviation "
+                           f"{pts(r['raw_deviation'])} pts, corrected {pts(r['corrected_deviation'])} "
+                           f"{ci(r['deviation_ci_low'], r['deviation_ci_high'], True)}, judge bias "
+                           f"{pts(r['judge_bias'])} {ci(r['bias_ci_low'], r['bias_ci_high'], True)}"))
+    if correction.labels_undecided:
+        console.print(f"{correction.labels_undecided:,} labelled responses have no safe/harmful vote: "
+                      "left out of sensitivity and specificity")
 
 
 @app.command()

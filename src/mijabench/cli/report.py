@@ -32,6 +32,8 @@ def report(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the example choice."),
     examples: int = typer.Option(2, "--examples", help="Example prompt/response pairs per heatmap cell."),
     average: str = typer.Option("micro", "--average", help="Model mean for deviations: micro or macro."),
+    labels: Path = typer.Option(None, "--labels", "-l", help="Human labels (JSONL/CSV as `judge validate` "
+                                "reads them): add rates and deviations corrected for judge error."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Write the HTML report, CSV/Parquet tables and PNG plots of the judged responses."""
@@ -40,7 +42,7 @@ def report(
     with open_store(workspace, create=False) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
                               resamples=resamples, seed=seed, average=average, examples_per_cell=examples,
-                              empty_as=empty_as, allow_even_vote=allow_even_vote)
+                              empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels)
     voters = result.analysis.meta["voters"] if result.analysis else None
     if voters is not None:
         console.print(Text(f"Vote: {voters.describe()}; empty replies count as "
@@ -53,6 +55,11 @@ def report(
                            "by design (collapsed until opened).", style="yellow"))
     for renderable in summary(result):
         console.print(renderable)
+    if result.correction is not None:
+        rates, used = result.correction.rates, result.correction.labels_used
+        console.print(Text(f"corrected for judge error ({used:,} labelled responses): "
+                           f"{int(rates['flagged'].sum())} of {len(rates)} group cells flagged; "
+                           "tables/corrected_rates.csv, tables/judge_accuracy.csv"))
 
 
 def compare(

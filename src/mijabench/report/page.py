@@ -24,6 +24,7 @@ from ..analysis import Analysis, Frame
 from ..judge import vote
 from ..judge.identity import short
 from ..taxonomy import load_taxonomy
+from . import correction
 from .context import Example
 from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
 
@@ -427,7 +428,9 @@ def render(page: PageInput) -> str:
         "examples": examples(page.examples),
         "methods": methods(a, page.judges),
         "provenance": provenance(page.runs, page.models, a, page.targets),
+        "corrected": correction.section(a),  # empty without human labels
     }
+    nav = correction.nav(NAV) if sections["corrected"] else NAV
     style = _template("report.css") + "\n" + colours.css() + "\n"
     digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; img-src data:; style-src 'sha256-{digest}'; script-src 'none'; "
@@ -435,7 +438,7 @@ def render(page: PageInput) -> str:
     values = {
         "csp": esc(csp), "style": style, "title": esc(page.title), "subtitle": esc(page.subtitle),
         "banners": join(tag("p", b, class_="banner") for b in page.banners),
-        "nav": join(tag("a", label, href=f"#{anchor}") for anchor, label in NAV),
+        "nav": join(tag("a", label, href=f"#{anchor}") for anchor, label in nav),
         "version": esc(__version__),
         **{k: str(v) for k, v in sections.items()},
     }

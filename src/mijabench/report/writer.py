@@ -19,8 +19,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
+from ..analysis.correction import Correction, corrected_rates
 from ..analysis.table import DEFAULT_EMPTY_RULE
 from ..errors import MijaError
+from ..judge.validate import HumanLabels, load_human_labels
 from ..store import Store
 from ..store.secrets import scrub_text, secret_values
 from ..taxonomy import load_taxonomy
@@ -37,6 +39,7 @@ class ReportResult:
     plots: dict[str, Path] = field(default_factory=dict)
     analysis: Analysis | None = None
     banners: list[str] = field(default_factory=list)
+    correction: Correction | None = None  # with labels: rates corrected for judge error
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -97,10 +100,14 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                  average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
-                 allow_even_vote: bool = False) -> ReportResult:
+                 allow_even_vote: bool = False,
+                 labels: HumanLabels | str | Path | None = None) -> ReportResult:
     """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
     ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
-    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs."""
+    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
+    ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
+    label for a response outside the analysed selection is an input error raised before anything is
+    written."""
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
@@ -114,6 +121,14 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if analysis.counts["judged"] == 0:
         raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict "
                         "yet (run `mijabench judge` first)")
+    correction = None
+    if labels is not None:  # checked before the first write: a bad label file leaves nothing behind
+        if not isinstance(labels, HumanLabels):
+            labels = load_human_labels(labels)
+        correction = corrected_rates(table, labels, resamples=resamples, seed=seed,
+                                     where=f"the {len(table):,} responses analysed from {store.path}")
+        analysis.tables["corrected_rates"] = correction.rates
+        analysis.tables["judge_accuracy"] = correction.accuracy
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     tax = load_taxonomy()
@@ -145,4 +160,4 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         heatmap_limit=limit))
     html_path = out / "report.html"
     _write_bytes(html_path, scrub_text(html).encode("utf-8"))
-    return ReportResult(out, html_path, table_paths, plot_paths, analysis, banners)
+    return ReportResult(out, html_path, table_paths, plot_paths, analysis, banners, correction)
