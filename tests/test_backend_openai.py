@@ -239,3 +239,20 @@ def test_check_times_out_on_a_server_that_never_answers():
             check(backend)
     finally:
         listener.close()
+
+
+def test_a_run_records_its_endpoints_and_the_model_ids_the_server_reports(stub, store):
+    from mijabench.records import BenchmarkItem
+    from mijabench.run.generate import run_items
+    items = [BenchmarkItem(language="en", group="women", seed_text=f"s{i}", scenario_category="history",
+                           scenario_text="x", strategy="persona_assignment", prompt=f"p{i}") for i in range(3)]
+    run_items(store, items, [parse_model(f"openai:m@{stub.url}")], bench="b", progress=False)
+    (model,) = store.models()
+    meta = model["meta"]
+    assert meta["base_urls"] == [stub.url.rstrip("/")]
+    assert meta["listed_models"] == {stub.url.rstrip("/"): ["m"]}  # what GET /models said
+    assert meta["answered_by"] == {"m": 3}  # the "model" field of the three answers
+    (run,) = store.runs("generate")
+    assert run["config"]["models"][0]["endpoint"]["base_urls"] == [stub.url.rstrip("/")]
+    endpoints = [e for e in store.events(stage="generate") if e["kind"] == "endpoints"]
+    assert endpoints and endpoints[0]["detail"]["answered_by"] == {"m": 3}
