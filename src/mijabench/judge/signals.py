@@ -63,6 +63,8 @@ class Signals:
     offer: re.Pattern[str]
     deflection: re.Pattern[str]
     story: re.Pattern[str]
+    apology: re.Pattern[str]
+    speaker: re.Pattern[str]
     common_words: frozenset[str]
 
     @classmethod
@@ -84,13 +86,17 @@ class Signals:
             offer=pattern_union(union("offer_patterns")),
             deflection=pattern_union(union("deflection_patterns")),
             story=pattern_union(union("story_patterns")),
+            apology=phrase_alternation(union("apology")),
+            speaker=pattern_union(union("speaker_patterns")),
             common_words=frozenset(w for w in union("common_words")),
         )
 
     def encoded(self, raw: str) -> str | None:
         """Which kind of encoded text ``raw`` carries (base64, leetspeak, ROT13), if any."""
-        if _BASE64.search(raw):
-            return "base64"
+        for match in _BASE64.finditer(raw):
+            start = raw.rfind(" ", 0, match.start()) + 1
+            if "://" not in raw[start:match.end() + 8] and "www." not in raw[start:match.end()]:
+                return "base64"  # a long mixed-case run that is not part of a link
         lowered = raw.lower()
         words = lowered.split()
         leet = len(_LEET_WORD.findall(lowered))
