@@ -35,7 +35,8 @@ def score(rows: list[dict], judge: RefusalRules | None = None) -> dict[tuple[str
     out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
         ok = int(judge.judge(row["reply"]).label == row["label"])
-        for key in ((row["kind"], row["language"]), ("all", row["language"]), (row["kind"], "all"), ("all", "all")):
+        kind, language = row["kind"], row["language"]
+        for key in ((kind, language), ("all", language), (kind, "all"), ("all", "all")):
             out[key][0] += ok
             out[key][1] += 1
     return out

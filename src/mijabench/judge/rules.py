@@ -146,7 +146,7 @@ class RefusalRules:
             if phrase is not None:
                 if (s.not_compliance.match(clause[phrase.end():].lstrip(" :,-"))
                         or s.offer.search(clause) or s.deflection.search(clause)):
-                    break  # "here's why ...", "instead, here is ...": an explanation or an alternative follows
+                    break  # "here's why", "instead, here is": an explanation or an alternative follows
                 return f"'{phrase.group(0)}'"
             if s.speaker.match(clause) or any(p.search(clause) for p in (
                     s.refusal, s.counter, s.explanation, s.offer, s.deflection, s.disclaimer)):
@@ -176,8 +176,8 @@ def _opening_end(reply: str) -> int:
 
 def _phrase_file_entries():
     folder = resources.files(__package__).joinpath("data")
-    return sorted((e for e in folder.iterdir() if e.name.startswith("refusals_") and e.name.endswith(".yaml")),
-                  key=lambda e: e.name)
+    entries = (e for e in folder.iterdir() if e.name.startswith("refusals_") and e.name.endswith(".yaml"))
+    return sorted(entries, key=lambda e: e.name)
 
 
 @cache
