@@ -127,8 +127,8 @@ class RefusalRules:
         about the speaker or the user are set aside; the rest is content."""
         s = self.signals
         own, *clauses = _CLAUSE.split(reply[opener.end():])
-        if s.apology.search(opener.group(0)) and "," in own:
-            own, tail = own.split(",", 1)  # "Sorry, <content>": an apology does not carry a clause on
+        if (s.apology.search(opener.group(0)) or s.disclaimer.match(opener.group(0))) and "," in own:
+            own, tail = own.split(",", 1)  # "Sorry, <content>": an apology or a warning ends at its comma
             clauses.insert(0, tail)
         own = own.strip(" ,.!?\u2026-\"'()")
         if s.pivot.match(_LEADING.sub("", own)):  # "I won't, but anyway ..." turns within its own clause
