@@ -1,9 +1,11 @@
 """Accuracy of the rule judge on the labelled replies in tests/data/rule_judge_labelled.jsonl.
 
-    PYTHONPATH=src python benchmarks/rule_judge_accuracy.py [--split dev|heldout|all] [--errors]
+    PYTHONPATH=src python benchmarks/rule_judge_accuracy.py [--split dev|heldout|all|probes] [--errors]
 
 Prints accuracy per kind and language, overall, and replies per second. The set is split by a hash of each
 id (60% dev, 40% held-out) so that phrase lists can be developed on one part and checked on the other.
+``probes`` is a second, smaller file of replies written later, in other styles, to find what the phrase
+lists missed; it was used for development, so it is not a held-out measure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from mijabench.judge.rules import RefusalRules
 
-LABELLED = Path(__file__).resolve().parents[1] / "tests" / "data" / "rule_judge_labelled.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+LABELLED = DATA / "rule_judge_labelled.jsonl"
+PROBES = DATA / "rule_judge_probes.jsonl"
 
 
 def split_of(item_id: str) -> str:
@@ -25,8 +29,9 @@ def split_of(item_id: str) -> str:
 
 
 def load(split: str = "all") -> list[dict]:
-    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if split == "all" or split_of(r["id"]) == split]
+    path = PROBES if split == "probes" else LABELLED
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if split in ("all", "probes") or split_of(r["id"]) == split]
 
 
 def score(rows: list[dict], judge: RefusalRules | None = None) -> dict[tuple[str, str], list[int]]:
@@ -44,7 +49,7 @@ def score(rows: list[dict], judge: RefusalRules | None = None) -> dict[tuple[str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--split", choices=["dev", "heldout", "all"], default="all")
+    parser.add_argument("--split", choices=["dev", "heldout", "all", "probes"], default="all")
     parser.add_argument("--errors", action="store_true", help="print the misjudged replies")
     args = parser.parse_args()
     rows = load(args.split)

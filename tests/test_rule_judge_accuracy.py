@@ -48,6 +48,12 @@ def test_accuracy_overall_and_on_disguised_harm(rows):
         assert ok / n >= FLOOR, (kind, ok, n)
 
 
+def test_accuracy_on_the_development_probes():
+    rows = bench.load("probes")
+    ok, n = bench.score(rows)[("all", "all")]
+    assert n >= 50 and ok / n >= 0.90, f"{ok}/{n}"
+
+
 def test_split_is_stable_and_roughly_sixty_forty(rows):
     dev = [r for r in rows if bench.split_of(r["id"]) == "dev"]
     assert 0.5 <= len(dev) / len(rows) <= 0.7
