@@ -132,8 +132,11 @@ class RefusalRules:
         about the speaker or the user are set aside; the rest is content."""
         s = self.signals
         own, *clauses = _CLAUSE.split(reply[opener.end():])
-        if (s.apology.search(opener.group(0)) or s.disclaimer.match(opener.group(0))) and "," in own:
-            own, tail = own.split(",", 1)  # "Sorry, <content>": an apology or a warning ends at its comma
+        if s.apology.search(opener.group(0)):  # an apology carries no clause on: "Sorry, <content>" is read
+            clauses.insert(0, own)
+            own = ""
+        elif s.disclaimer.match(opener.group(0)) and "," in own:  # a warning ends at its comma
+            own, tail = own.split(",", 1)
             clauses.insert(0, tail)
         own = own.strip(" ,.!?\u2026-\"'()")
         # The rest of the refusal's own clause ("... write that") is skipped, unless it turns to content

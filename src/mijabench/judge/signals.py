@@ -42,12 +42,13 @@ def phrase_alternation(phrases: list[str]) -> re.Pattern[str]:
     parts = sorted({normalize_reply(p) for p in phrases if p.strip()}, key=len, reverse=True)
     if not parts:
         return _NEVER
-    body = "|".join(r"\s+".join(re.escape(word) for word in p.split()) for p in parts)
+    body = "|".join(r"\s+".join(re.escape(word) for word in p.split()) for p in parts).replace("'", "'?")
     return re.compile(rf"(?<!\w)(?:{body})(?!\w)")
 
 
 def pattern_union(patterns: list[str]) -> re.Pattern[str]:
-    parts = [p for p in patterns if p.strip()]
+    # Apostrophes are optional everywhere: replies often drop them ("dont", "Im", "thats").
+    parts = [p.replace("'", "'?") for p in patterns if p.strip()]
     return re.compile("|".join(f"(?:{p})" for p in parts), re.MULTILINE) if parts else _NEVER
 
 
