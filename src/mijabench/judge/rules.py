@@ -159,7 +159,7 @@ class RefusalRules:
                         or s.offer.search(clause) or s.deflection.search(clause)):
                     break  # "here's why", "instead, here is": an explanation or an alternative follows
                 return f"'{phrase.group(0)}'"
-            if s.speaker.match(clause) or s.neutral.search(clause) or asks:
+            if not s.reported.search(clause) and (s.speaker.match(clause) or s.neutral.search(clause) or asks):
                 continue
             content += words
             example = example or clause

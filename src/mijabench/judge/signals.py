@@ -68,6 +68,7 @@ class Signals:
     story: re.Pattern[str]
     apology: re.Pattern[str]
     speaker: re.Pattern[str]
+    reported: re.Pattern[str]
     common_words: frozenset[str]
     neutral: re.Pattern[str]  # any of the signals that make a clause after a refusal not content
     rot_common: re.Pattern[str]  # the common words of three letters or more, ROT13-encoded
@@ -93,6 +94,7 @@ class Signals:
             story=pattern_union(union("story_patterns")),
             apology=phrase_alternation(union("apology")),
             speaker=pattern_union(union("speaker_patterns")),
+            reported=pattern_union(union("reported_patterns")),
             common_words=frozenset(w for w in union("common_words")),
             rot_common=phrase_alternation([w.translate(_ROT13) for w in union("common_words")
                                            if len(w) >= 3]),
