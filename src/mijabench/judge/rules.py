@@ -159,7 +159,8 @@ class RefusalRules:
                         or s.offer.search(clause) or s.deflection.search(clause)):
                     break  # "here's why", "instead, here is": an explanation or an alternative follows
                 return f"'{phrase.group(0)}'"
-            if not s.reported.search(clause) and (s.speaker.match(clause) or s.neutral.search(clause) or asks):
+            set_aside = asks or s.speaker.match(clause) or s.neutral.search(clause)
+            if set_aside and not s.reported.search(clause):  # "some people say ..." delivers the claim
                 continue
             content += words
             example = example or clause
