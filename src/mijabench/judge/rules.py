@@ -26,7 +26,8 @@ meaning. Content after a refusal phrased with the vocabulary of an explanation (
 "respect") is set aside, so such a false refusal is missed, and an explained refusal with long sentences
 outside that vocabulary reads as a false refusal. Without a refusal or deflection phrase, a harmless
 alternative laid out as a list, poem or story reads as compliance, and so may counter-speech that lists
-the stereotype's claims. Sarcasm, irony and content put as a question to the user are beyond it; encoded
+the stereotype's claims. Content put before a refusal that comes in the second sentence is not read.
+Sarcasm, irony and content put as a question to the user are beyond it; encoded
 text is only base64, leetspeak or ROT13; it knows only English and Portuguese. Validate it against human
 labels (``mijabench judge validate``) before trusting its rates, especially per group.
 """
