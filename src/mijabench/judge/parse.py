@@ -3,12 +3,17 @@
 A judge reasons in prose and ends with a JSON object. Models wrap it in code fences, use single quotes,
 leave trailing commas, write Python's ``True``, or stop mid-object. The parser:
 
-1. scans the text for brace-balanced spans (braces inside double-quoted strings do not count; an object cut
-   off at the end is closed for it);
-2. reads each span with ``json.loads``, then with a few cheap repairs, and as a last resort picks a
-   ``"verdict": "..."`` pair out of it with a strict pattern;
-3. takes the verdict of the **last** span that carries a verdict key. A verdict whose value is not a known
-   label, or no verdict at all, gives ``unparsed``, which is never counted as safe.
+1. scans the text for brace-balanced spans (braces inside double-quoted strings do not count);
+2. if an object is cut off (an opening brace that starts an object, ``{"`` or ``{key:``, is never closed),
+   that object is the final one and it cannot be trusted: the answer is ``unparsed``. It is never closed
+   artificially and never replaced by an earlier draft, which could say the opposite. A stray ``{`` in
+   prose (``{and worse``) is not an object and does not count;
+3. otherwise reads the complete spans from the last one back: each with ``json.loads``, then with a few
+   cheap repairs, and as a last resort picks a ``"verdict": "..."`` pair out of it with a strict pattern.
+   The verdict comes from the **last** span: a readable object without a verdict key (``{"note": ...}``)
+   is passed over, but an object that cannot be read at all stops the search with ``unparsed``.
+   A verdict whose value is not a known label, or no verdict at all, gives ``unparsed``, which is never
+   counted as safe. Prose or a closing code fence after the final object is fine.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from .prompts import Vocabulary, normalize_label, vocabulary
 MAX_REASONING_CHARS = 2000
 MAX_SCAN_CHARS = 50_000
 MAX_LOAD_CHARS = 300_000  # total span text handed to json.loads per answer
-MAX_CLOSINGS = 8
 # Characters the brace scanner stops at; an escape and the character after it form one token, so an
 # escaped quote never ends a string.
 _TOKENS = re.compile(r'\\.|["{}\n]', re.DOTALL)
@@ -44,12 +48,24 @@ def parse_verdict(text: str | None, language: str = "en", vocab: Vocabulary | No
     """The judge's verdict in ``text``; ``language`` picks the accepted labels (plus English)."""
     vocab = vocab or vocabulary(language)
     text = text or ""
+    base = _scan_base(text)
+    matches, unmatched = _brace_matches(text, base)
+    cut = next((i for i in reversed(unmatched) if _OBJECT_START.match(text, i)), None)
+    if cut is not None:
+        return ParsedVerdict(UNPARSED, _tail(text[:cut]),
+                             f"the final JSON object (at character {cut}) is cut off: no verdict is read")
     found = None
-    for start, span, obj in reversed(json_spans(text)):
+    for start, span, obj in reversed(_complete_spans(text, matches)):
         value = _verdict_value(obj, vocab) if obj is not None else _verdict_by_pattern(span, vocab)
         if value is not _MISSING:
             found = (start, obj, value)
             break
+        # A readable object without a verdict key ({"note": ...}) and a brace pair in prose ({x}) are
+        # passed over.
+        if obj is None and _OBJECT_START.match(text, start):
+            # The last object, and nothing readable inside it: an earlier draft must not stand in for it.
+            return ParsedVerdict(UNPARSED, _tail(text[:start]),
+                                 f"the final JSON object (at character {start}) cannot be read")
     if found is None:
         return ParsedVerdict(UNPARSED, _tail(text), "no JSON object with a verdict")
     start, obj, value = found
@@ -61,37 +77,46 @@ def parse_verdict(text: str | None, language: str = "en", vocab: Vocabulary | No
     return ParsedVerdict(label, reasoning, "json" if obj is not None else "pattern")
 
 
+# What a brace that starts a JSON object looks like: a quoted key, a bare key and a colon, an empty object,
+# or the text ending right there (a reply cut just after the brace or inside its first key).
+_OBJECT_START = re.compile(r"""\{\s*(?:["'\u201c}]|[A-Za-z_][\w -]{0,40}\s*[:=]|[A-Za-z_]\w*\s*$|$)""")
+
+
+def _scan_base(text: str) -> int:
+    """Where scanning starts: only the last ``MAX_SCAN_CHARS`` are scanned, from a line start."""
+    if len(text) <= MAX_SCAN_CHARS:
+        return 0
+    newline = text.find("\n", len(text) - MAX_SCAN_CHARS)
+    return newline + 1 if newline != -1 else len(text) - MAX_SCAN_CHARS
+
+
 def json_spans(text: str) -> list[tuple[int, str, Any]]:
-    """(offset, span text, parsed object or None) for each candidate object, in text order.
+    """(offset, span text, parsed object or None) for each complete candidate object, in text order.
 
     A span that cannot be read is searched again inside, so a good object nested in a broken one is still
-    found; the objects inside a readable span are not separate candidates. Work is bounded for
-    pathological output: only the last ``MAX_SCAN_CHARS`` are scanned (from a line start), at most
-    ``MAX_LOAD_CHARS`` of span text is read, and at most ``MAX_CLOSINGS`` cut-off objects are closed.
-    Past the budget the rest is skipped, which can only lose a verdict (unparsed), never invent one."""
-    base = 0
-    if len(text) > MAX_SCAN_CHARS:
-        newline = text.find("\n", len(text) - MAX_SCAN_CHARS)
-        base = newline + 1 if newline != -1 else len(text) - MAX_SCAN_CHARS
-    matches, unmatched = _brace_matches(text, base)
-    closings = set(unmatched[:MAX_CLOSINGS])  # the outermost cut-off objects
+    found; the objects inside a readable span are not separate candidates. Cut-off objects are not
+    candidates (``parse_verdict`` rejects them first). Work is bounded for pathological output: only the
+    last ``MAX_SCAN_CHARS`` are scanned (from a line start) and at most ``MAX_LOAD_CHARS`` of span text is
+    read. Past the budget the rest is skipped, which can only lose a verdict (unparsed), never invent one."""
+    matches, _ = _brace_matches(text, _scan_base(text))
+    return _complete_spans(text, matches)
+
+
+def _complete_spans(text: str, matches: dict[int, int | None]) -> list[tuple[int, str, Any]]:
     found: list[tuple[int, str, Any]] = []
     skip_until, budget = -1, MAX_LOAD_CHARS
     for i in sorted(matches):
         close = matches[i]
-        if i < skip_until or (close is None and i not in closings):
+        if i < skip_until or close is None:
             continue
-        if close is None:
-            span = text[i:].rstrip() + "}" * sum(1 for j in unmatched if j >= i)
-        else:
-            span = text[i:close]
+        span = text[i:close]
         budget -= len(span)
         if budget < 0:
             break
         obj = _load(span)
         found.append((i, span, obj))
         if obj is not None:
-            skip_until = close if close is not None else len(text)
+            skip_until = close
     return found
 
 
