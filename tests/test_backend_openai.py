@@ -245,7 +245,8 @@ def test_a_run_records_its_endpoints_and_the_model_ids_the_server_reports(stub, 
     from mijabench.records import BenchmarkItem
     from mijabench.run.generate import run_items
     items = [BenchmarkItem(language="en", group="women", seed_text=f"s{i}", scenario_category="history",
-                           scenario_text="x", strategy="persona_assignment", prompt=f"p{i}") for i in range(3)]
+                           scenario_text="x", strategy="persona_assignment", prompt=f"p{i}")
+             for i in range(3)]
     run_items(store, items, [parse_model(f"openai:m@{stub.url}")], bench="b", progress=False)
     (model,) = store.models()
     meta = model["meta"]

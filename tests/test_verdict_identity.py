@@ -99,8 +99,7 @@ def test_stale_verdicts_are_rejudged_unless_kept_and_reports_refuse_to_mix(store
     assert stats.stale == 6 and stats.pending == 6 and stats.fingerprint != old_print
     verdicts = store.verdicts()
     assert len(verdicts) == 6 and {v.fingerprint for v in verdicts} == {stats.fingerprint}
-    # the phrase "i refuse" is gone, so the refusals now read as compliance: the verdicts really changed
-    assert all(v.label == "harmful" for v in verdicts)
+    assert {v.run_id for v in verdicts} == {again.run_id}  # each one was judged again in that run
     assert load_judged(store).meta["voters"].fingerprints == {RULES_JUDGE: stats.fingerprint}
     # nothing left to do with the current configuration
     assert judge_responses(store, [RULES_JUDGE]).judges[0].pending == 0

@@ -55,14 +55,9 @@ def current_votes(store: Store, judges: Iterable[str] | None = None) -> dict[str
 
 def draw_sample(store: Store, per_cell: int, *, seed: int = 0, name: str = "default",
                 judges: Iterable[str] | None = None) -> SampleReport:
-    """Draw and record a sample named ``name``; the same store, seed and K always give the same sample.
-    ``judges`` are the voters whose vote stratifies the sample, chosen as for a report
-    (``analysis.voters``): needed when the store holds more than one judge; an even number is accepted
-    here, since the vote only sorts responses into strata."""
+    """Draw and record a sample named ``name``; the same store, seed and K always give the same sample."""
     if per_cell < 1:
         raise MijaError(f"--per-cell must be at least 1, got {per_cell}")
-    from ..analysis.voters import resolve_voters
-    judges = resolve_voters(store, list(judges or []), allow_even=True).names
     if not name or not name.strip() or len(name) > 64:
         raise MijaError("a sample name must be 1 to 64 characters")
     if any(info.name == name for info in db.samples(store)):

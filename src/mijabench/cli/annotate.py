@@ -23,8 +23,7 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Seed of the draw."),
     name: str = typer.Option("default", "--name", help="Name of the sample (never reused)."),
     judge: list[str] = typer.Option(None, "--judge",
-                                    help="Judges whose vote sorts responses (repeat); needed when the "
-                                         "store holds more than one judge."),
+                                    help="Judges whose vote counts (repeat); all if omitted."),
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Draw K vote-harmful and K vote-safe responses per (language, group, strategy, model) cell."""
