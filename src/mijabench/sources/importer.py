@@ -83,11 +83,21 @@ def _write(store: Store, bench: str, corpus: Corpus) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
-    responses = list(corpus.responses.values())
-    for start in range(0, len(responses), BATCH):
-        store.put_responses(responses[start:start + BATCH])
-    for start in range(0, len(corpus.verdicts), BATCH):
-        store.put_verdicts(corpus.verdicts[start:start + BATCH])
+    _put_new(store, "responses", list(corpus.responses.values()), store.put_responses)
+    _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts)
+
+
+def _put_new(store: Store, table: str, records: list, put) -> None:
+    """Write the records the store lacks, in batches. Stored ones are left alone: the store would otherwise
+    count a stored failure as one more attempt and restamp it, and a second import must change nothing."""
+    for start in range(0, len(records), BATCH):
+        batch = records[start:start + BATCH]
+        ids = [r.id for r in batch]
+        marks = ",".join("?" * len(ids))
+        stored = {row[0] for row in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)}
+        fresh = [r for r in batch if r.id not in stored]
+        if fresh:
+            put(fresh)
 
 
 def _import_export(store: Store, data: StoreExport, bench: str | None) -> ImportResult:
@@ -117,9 +127,8 @@ def _import_export(store: Store, data: StoreExport, bench: str | None) -> Import
         memberships.setdefault("imported", []).extend(i for i in by_id if i in orphans)
     for b, ids in memberships.items():
         store.put_items([by_id[i] for i in ids if i in by_id], bench=b)
-    for start in range(0, len(data.responses), BATCH):
-        store.put_responses(data.responses[start:start + BATCH])
-    store.put_verdicts(data.verdicts)
+    _put_new(store, "responses", data.responses, store.put_responses)
+    _put_new(store, "verdicts", data.verdicts, store.put_verdicts)
     known = {m["name"] for m in store.models()}
     for m in data.models:
         if m["name"] not in known:
