@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..sources.importer import import_corpus
+from ..sources.importer import prepare_import, write_import
 from .common import WorkspaceOption, console, err_console, open_store
 
 COLUMNS_HELP = ("ROLE=COLUMN for a column the tool cannot guess (repeatable). Roles: prompt, group, "
@@ -39,10 +39,12 @@ def import_(
 ) -> None:
     """Import a judged corpus. Everything is checked before the first write; importing again adds nothing,
     and an interrupted import is finished by running it again."""
+    # read and check the whole source first: bad input leaves no trace, not even a new workspace
+    prepared = prepare_import(source, hub=hub, split=split, config=config, from_disk=from_disk, bench=bench,
+                              columns=columns or None, language=language, judge_prefix=judge_prefix,
+                              default_judge=judge_name)
     with open_store(workspace) as store:
-        result = import_corpus(store, source, hub=hub, split=split, config=config, from_disk=from_disk,
-                               bench=bench, columns=columns or None, language=language,
-                               judge_prefix=judge_prefix, default_judge=judge_name)
+        result = write_import(store, prepared)
     console.print(f"{escape(result.source)}: {result.layout} layout, run {result.run_id}")
     table = Table(title="imported")
     for col in ("records", "in the source", "added to the store"):

@@ -37,16 +37,45 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def import_corpus(store: Store, source: str | Path, *, hub: bool = False, split: str = "train",
-                  config: str | None = None, from_disk: str | Path | None = None, bench: str | None = None,
-                  columns: list[str] | None = None, language: str | None = None, judge_prefix: str = "",
-                  default_judge: str = "imported") -> ImportResult:
-    """Import ``source``: a hub repo (``hub=True``), a store export folder, or a table file."""
+@dataclass
+class PreparedImport:
+    """A source read and checked in full, not yet written: ``corpus`` for a table, ``export`` for a store
+    export."""
+
+    name: str
+    digest: str
+    run_id: str
+    bench: str | None
+    config: dict[str, Any]
+    corpus: Corpus | None = None
+    export: StoreExport | None = None
+
+
+def import_corpus(store: Store, source: str | Path, **options: Any) -> ImportResult:
+    """Import ``source``: a hub repo (``hub=True``), a store export folder, or a table file. Options are
+    those of ``prepare_import``."""
+    return write_import(store, prepare_import(source, **options))
+
+
+def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train", config: str | None = None,
+                   from_disk: str | Path | None = None, bench: str | None = None,
+                   columns: list[str] | None = None, language: str | None = None, judge_prefix: str = "",
+                   default_judge: str = "imported") -> PreparedImport:
+    """Read and check everything; raises InputError/MijaError before any store is touched."""
     path = Path(source)
     if not hub and is_store_export(path):
         if columns or language or judge_prefix:
             raise MijaError("--columns, --language and --judge-prefix do not apply to a store export")
-        return _import_export(store, read_store_export(path), bench)
+        data = read_store_export(path)
+        digest = hashlib.sha256()
+        for table in EXPORT_TABLES:
+            for suffix in ("parquet", "jsonl"):
+                if (path / f"{table}.{suffix}").is_file():
+                    digest.update(_file_digest(path / f"{table}.{suffix}").encode())
+        run_id = f"import-{stable_id('export', digest.hexdigest(), length=12)}"
+        return PreparedImport(str(path), digest.hexdigest(), run_id, bench, {
+            "source": str(path), "content": digest.hexdigest(), "layout": "store-export", "bench": bench},
+            export=data)
     overrides = parse_overrides(columns)
     if hub:
         from .hub import open_dataset  # `datasets` is imported only for hub sources
@@ -64,19 +93,29 @@ def import_corpus(store: Store, source: str | Path, *, hub: bool = False, split:
     corpus = read_corpus(table, source=name, overrides=overrides, language=language,
                          judge_prefix=judge_prefix, default_judge=default_judge, run_id=run_id)
     bench = bench or _default_bench(str(source))
+    record = {"source": name, "content": digest, "layout": corpus.layout, "bench": bench,
+              "columns": overrides, "language": language, "judge_prefix": judge_prefix,
+              "models": corpus.models, "judges": corpus.judges}
+    return PreparedImport(name, digest, run_id, bench, record, corpus=corpus)
+
+
+def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
+    if prepared.export is not None:
+        return _import_export(store, prepared)
+    corpus = prepared.corpus
+    assert corpus is not None and prepared.bench is not None
     _check_judges(store, _fingerprints(corpus.verdicts))
     before = _counts(store)
-    config_record = {"source": name, "content": digest, "layout": corpus.layout, "bench": bench,
-                     "columns": overrides, "language": language, "judge_prefix": judge_prefix,
-                     "models": corpus.models, "judges": corpus.judges}
-    _put_run(store, run_id, "import", config_record)
-    _write(store, bench, corpus)
+    _put_run(store, prepared.run_id, "import", prepared.config)
+    _write(store, prepared.bench, corpus)
+    known = {m["name"] for m in store.models()}
     for model in corpus.models:
-        if not any(m["name"] == model for m in store.models()):
-            store.put_model(model, f"imported:{name}", meta={"imported_from": name})
+        if model not in known:  # a model the store knows keeps its own spec, family and size
+            store.put_model(model, f"imported:{prepared.name}", meta={"imported_from": prepared.name})
     read = {"rows": corpus.rows, "items": len(corpus.items), "responses": len(corpus.responses),
             "verdicts": len(corpus.verdicts)}
-    return ImportResult(name, corpus.layout, run_id, read, _added(before, _counts(store)), _notes(corpus))
+    return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
+                        _notes(corpus))
 
 
 def _write(store: Store, bench: str, corpus: Corpus) -> None:
@@ -100,18 +139,12 @@ def _put_new(store: Store, table: str, records: list, put) -> None:
             put(fresh)
 
 
-def _import_export(store: Store, data: StoreExport, bench: str | None) -> ImportResult:
-    digest = hashlib.sha256()
-    for table in EXPORT_TABLES:
-        for suffix in ("parquet", "jsonl"):
-            path = data.folder / f"{table}.{suffix}"
-            if path.is_file():
-                digest.update(_file_digest(path).encode())
-    run_id = f"import-{stable_id('export', digest.hexdigest(), length=12)}"
+def _import_export(store: Store, prepared: PreparedImport) -> ImportResult:
+    data, bench, run_id = prepared.export, prepared.bench, prepared.run_id
+    assert data is not None
     _check_judges(store, _fingerprints(data.verdicts))
     before = _counts(store)
-    _put_run(store, run_id, "import", {"source": str(data.folder), "content": digest.hexdigest(),
-                                       "layout": "store-export", "bench": bench})
+    _put_run(store, run_id, "import", prepared.config)
     for run in data.runs:
         _put_run(store, run["id"], run["kind"], run["config"], run["created_at"])
     store.put_seeds(data.seeds)
