@@ -296,3 +296,16 @@ def test_no_columns_to_map_names_the_flag(store, tmp_path):
     assert "columns found: a, b" in str(err.value) and "--columns ROLE=COLUMN" in str(err.value)
     assert os.path.basename(path) in str(err.value)
     assert sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+
+
+def test_report_on_an_imported_corpus_names_its_voters(tmp_path):
+    path = write(wide_rows(), tmp_path / "align.parquet")
+    ws = tmp_path / "ws"
+    assert run_cli("import", str(path), "-w", str(ws), cwd=tmp_path).returncode == 0
+    unnamed = run_cli("report", "--out", str(tmp_path / "r0"), "-w", str(ws), cwd=tmp_path)
+    assert unnamed.returncode == 2 and "--judge" in unnamed.stderr  # two judges: the voters must be named
+    named = run_cli("report", "--out", str(tmp_path / "r1"), "-w", str(ws), "--judge", "gpt",
+                    "--resamples", "20", cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    rates = (tmp_path / "r1" / "tables").glob("*.csv")
+    assert any("qwen_7b" in p.read_text(encoding="utf-8") for p in rates)
