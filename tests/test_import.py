@@ -275,15 +275,20 @@ def test_store_export_import_report_round_trip(tmp_path, fmt):
         assert not any(again.added.values()) and dump(sb) == before
 
 
-def test_align_export_long_layout_keeps_every_vote(tmp_path):
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_align_export_long_layout_keeps_every_vote(tmp_path, suffix):
     from mijabench.align.corpus import corpus_table, judged_rows
     _judged_store(tmp_path / "a")
     with Store(tmp_path / "a") as source:
         rows = judged_rows(source)
-        pq.write_table(corpus_table(rows), tmp_path / "corpus.parquet")
         original = labels(source)
+    path = tmp_path / f"corpus{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(corpus_table(rows), path)
+    else:  # a CSV cell holds the votes as JSON
+        write([{**r, "votes": json.dumps(r["votes"])} for r in rows], path)
     with Store(tmp_path / "b") as store:
-        result = import_corpus(store, tmp_path / "corpus.parquet")
+        result = import_corpus(store, path)
         assert result.layout == "long" and labels(store) == original
         settings = {json.dumps(r.settings, sort_keys=True) for r in store.responses()}
         assert settings == {json.dumps(SamplingSettings().to_dict(), sort_keys=True)}
@@ -309,3 +314,14 @@ def test_report_on_an_imported_corpus_names_its_voters(tmp_path):
     assert named.returncode == 0, named.stderr
     rates = (tmp_path / "r1" / "tables").glob("*.csv")
     assert any("qwen_7b" in p.read_text(encoding="utf-8") for p in rates)
+
+
+def test_two_different_replies_of_one_model_to_one_prompt_are_refused(store, tmp_path):
+    rows = long_rows()
+    rows.append({**rows[0], "jb_response": "Another reply."})
+    path = write(rows, tmp_path / "dup.jsonl")
+    with pytest.raises(InputError, match=r"row 6, field 'jb_response': a second, different response by "
+                                         r"'qwen_7b' to the prompt of row 1"):
+        import_corpus(store, path)
+    rows[-1]["jb_response"] = rows[0]["jb_response"]  # a repeated row is harmless
+    assert import_corpus(store, write(rows, tmp_path / "dup.jsonl")).read["responses"] == 5
