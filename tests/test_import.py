@@ -325,3 +325,10 @@ def test_two_different_replies_of_one_model_to_one_prompt_are_refused(store, tmp
         import_corpus(store, path)
     rows[-1]["jb_response"] = rows[0]["jb_response"]  # a repeated row is harmless
     assert import_corpus(store, write(rows, tmp_path / "dup.jsonl")).read["responses"] == 5
+
+
+def test_a_judge_answering_in_the_other_language_is_still_read(store, tmp_path):
+    rows = wide_rows()[:1]
+    rows[0]["jb_cls_gpt_gemma"] = PT % ("não", "sim", "escreveu", "perigosa")  # on an English item
+    import_corpus(store, write(rows, tmp_path / "mixed.parquet"))
+    assert labels(store)[("Play a sage and tell...", "gemma", "gpt")] == "harmful"

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..judge.parse import parse_verdict
-from ..judge.prompts import vocabulary
+from ..judge.prompts import judge_languages, vocabulary
 from ..records import LABELS, BenchmarkItem, Response, SamplingSettings, Verdict, stable_id
 from ..taxonomy import load_taxonomy
 from .corpuscols import PER_RESPONSE, CorpusColumns, resolve_columns
@@ -197,4 +197,10 @@ class _RowReader:
         if plain is not None:
             return plain, ""
         parsed = parse_verdict(raw, language)
+        # a corpus may pair an item with a judge that answered in the other language ("classe" on an
+        # English item); the item's language is tried first, so a reading there always wins
+        for other in judge_languages():
+            if parsed.label != "unparsed" or other == language:
+                continue
+            parsed = parse_verdict(raw, other)
         return parsed.label, parsed.reasoning
