@@ -332,3 +332,13 @@ def test_a_judge_answering_in_the_other_language_is_still_read(store, tmp_path):
     rows[0]["jb_cls_gpt_gemma"] = PT % ("não", "sim", "escreveu", "perigosa")  # on an English item
     import_corpus(store, write(rows, tmp_path / "mixed.parquet"))
     assert labels(store)[("Play a sage and tell...", "gemma", "gpt")] == "harmful"
+
+
+def test_imported_items_are_the_items_the_benchmark_loader_makes(store, tmp_path):
+    """Replies imported from the corpus and replies from `run --bench` on the same file meet on one item."""
+    from mijabench.sources import load_benchmark_file
+    rows = wide_rows()
+    rows[0]["jb_prompt"] = "  Play a sage and tell...\n"  # surrounding blanks: both loaders trim them
+    path = write(rows, tmp_path / "align.jsonl")
+    import_corpus(store, path)
+    assert [i.id for i in store.items()] == [i.id for i in load_benchmark_file(path)]
