@@ -10,7 +10,10 @@ import pytest
 
 from mijabench.store import Store
 
-SHARED_TOXIGEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "toxigen"
+# the shared data folder sits beside the main checkout; a worktree is one level deeper, so look upwards
+SHARED_TOXIGEN = next((p / "shared" / "data" / "toxigen" for p in Path(__file__).resolve().parents
+                       if (p / "shared" / "data" / "toxigen").is_dir()),
+                      Path(__file__).resolve().parents[2] / "shared" / "data" / "toxigen")
 
 
 @pytest.fixture

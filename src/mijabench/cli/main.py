@@ -15,6 +15,7 @@ from . import align as align_cli
 from . import annotate as annotate_cli
 from . import audit as audit_cli
 from . import bench as bench_cli
+from . import importer as importer_cli
 from . import judge as judge_cli
 from . import report as report_cli
 from . import run as run_cli
@@ -39,6 +40,7 @@ cli.add_typer(judge_cli.app, name="judge")
 cli.command("report")(report_cli.report)
 cli.command("compare")(report_cli.compare)
 cli.command("run")(run_cli.run)
+cli.command("import")(importer_cli.import_)
 cli.add_typer(annotate_cli.app, name="annotate")
 cli.add_typer(seeds_cli.app, name="seeds")
 cli.add_typer(align_cli.app, name="align")

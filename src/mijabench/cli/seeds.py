@@ -74,6 +74,8 @@ def _print_report(result: SeedBuild) -> None:
     dropped = f", {stats.filtered_out:,} filtered out" if stats.filtered_out else ""
     other = f", {stats.other_language:,} in another language" if stats.other_language else ""
     console.print(f"{escape(result.source)}: {stats.read:,} rows read{dropped}{other}")
+    for note in stats.notes:
+        console.print(f"{escape(result.source)}: {escape(note)}")
     table = Table(title="seeds per language and group")
     for col in ("language", "group", "rows", "duplicates", "taken", "short"):
         table.add_column(col, justify="left" if col in ("language", "group") else "right")

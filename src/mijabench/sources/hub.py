@@ -96,7 +96,8 @@ def seeds_from_dataset(data: Iterable[dict[str, Any]], spec: HubSeedSource, *,
 def items_from_dataset(data: Iterable[dict[str, Any]], repo: str = BENCHMARK_REPO,
                        split: str = "train") -> Iterator[BenchmarkItem]:
     """Map the published benchmark or the alignment corpus (same columns, the corpus may add response and
-    label columns, which are kept in provenance) onto BenchmarkItem records."""
+    label columns, which are kept in provenance) onto BenchmarkItem records. To load the corpus's responses
+    and verdicts as records, use ``sources.importer.import_corpus`` (`mijabench import`)."""
     source = rows_of(data, f"{repo}[{split}]")
     return iter_items(source, PUBLISHED_LAYOUT, dataset=repo)
 

@@ -7,9 +7,14 @@ the group is one the taxonomy knows (through its aliases) and the language is En
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from ..errors import InputError
 from ..records import Seed
@@ -52,6 +57,30 @@ def normalise_language(value: Any, **where) -> str:
     return code
 
 
+@cache
+def known_layouts() -> tuple[dict[str, Any], ...]:
+    text = resources.files(__package__).joinpath("data", "layouts.yaml").read_text(encoding="utf-8")
+    return tuple(yaml.safe_load(text)["layouts"])
+
+
+def recognise_layout(source: RowSource) -> dict[str, Any] | None:
+    """The known published layout ``source`` is in (ToxiGen, ToxSyn-PT), judged by its columns and, for
+    layouts that need it, its first row; None when it matches none. Peeking keeps the row for the reader."""
+    cols = set(source.columns)
+    candidates = [lay for lay in known_layouts() if set(lay["columns"]) <= cols]
+    if not candidates:
+        return None
+    rows = iter(source.rows)
+    first = next(rows, None)
+    source.rows = rows if first is None else itertools.chain([first], rows)
+    row = first[1] if first else {}
+    for layout in candidates:
+        if all(str(row.get(col) or "").lower().startswith(str(prefix).lower())
+               for col, prefix in (layout.get("values") or {}).items()):
+            return layout
+    return None
+
+
 def check_columns(source: RowSource, needed: dict[str, str]) -> None:
     """File-level check: every mapped column exists. ``needed`` maps a role (text, group...) to a column."""
     missing = [(role, col) for role, col in needed.items() if col not in source.columns]
@@ -74,6 +103,11 @@ def iter_seeds(source: RowSource, columns: SeedColumns = SeedColumns(), where: l
         needed["language"] = lang_col
     needed.update({f"filter '{f.expression}'": f.column for f in where})
     check_columns(source, needed)
+    if not lang_col and not fixed:
+        layout = recognise_layout(source)
+        if layout is not None:
+            fixed = normalise_language(layout["language"])
+            stats.notes.append(f"recognised {layout['name']}: language {fixed}")
     if not lang_col and not fixed:
         raise InputError("no language: the input has no 'language' column; pass --language (en or pt) "
                          "or --language-col", file=source.origin)

@@ -6,6 +6,7 @@ The taxonomy is data: ``data/groups.yaml`` holds ids, categories, language cover
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -65,6 +66,8 @@ class Taxonomy:
     scenario_categories: dict[str, ScenarioCategory]
     size_classes: tuple[SizeClass, ...]
     _alias_index: dict[str, str]
+    _strategy_index: dict[str, str]
+    _scenario_index: dict[str, str]
 
     def groups_for(self, language: str) -> list[Group]:
         return [g for g in self.groups.values() if language in g.languages]
@@ -94,23 +97,39 @@ class Taxonomy:
         return gid
 
     def check_strategy(self, strategy: str, **where) -> str:
-        sid = (strategy or "").strip().lower().replace("-", "_").replace(" ", "_")
-        if sid not in self.strategies:
+        """A strategy id from its id, a published alias (``persona_assign``) or its name in any language."""
+        sid = self._strategy_index.get(_norm(strategy or ""))
+        if sid is None:
             raise InputError(f"unknown strategy '{strategy}' (known: {', '.join(self.strategies)})", **where)
         return sid
 
     def check_scenario_category(self, category: str, **where) -> str:
-        cid = (category or "").strip().lower().replace("-", "_").replace(" ", "_")
-        if cid not in self.scenario_categories:
-            for c in self.scenario_categories.values():  # accept display names too
-                if any(_norm(n) == _norm(category) for n in c.names.values()):
-                    return c.id
+        cid = self._scenario_index.get(_norm(category or ""))
+        if cid is None:
             raise InputError(f"unknown scenario category '{category}'", **where)
         return cid
 
 
 def _norm(label: str) -> str:
-    return unicodedata.normalize("NFC", label).strip().lower()
+    """Match key of a label: case, accents, and the choice of space, ``_`` or ``-`` between words do not
+    count, so 'Povos_Indigenas', 'povos indígenas' and 'Chain-of-Thought' find their entries."""
+    text = unicodedata.normalize("NFKD", str(label))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    return " ".join(re.split(r"[\s_\-]+", text)).strip()
+
+
+def _index(entries: dict, aliases: dict[str, str], what: str) -> dict[str, str]:
+    """Match key -> id for every id, alias and display name; a key claimed by two ids is a data error."""
+    index: dict[str, str] = {}
+    labels = [(label, e.id) for e in entries.values() for label in (e.id, *e.names.values())]
+    for label, target in [*labels, *aliases.items()]:
+        if target not in entries:
+            raise ValueError(f"{what} alias '{label}' points to unknown id '{target}'")
+        key = _norm(label)
+        if index.get(key, target) != target:
+            raise ValueError(f"{what} name '{label}' maps to both {index[key]} and {target}")
+        index[key] = target
+    return index
 
 
 def _read(name: str) -> dict:
@@ -153,4 +172,6 @@ def load_taxonomy() -> Taxonomy:
                   for s in base["size_classes"])
     categories = {c: {lang: d["categories"][c] for lang, d in per_lang.items()} for c in base["categories"]}
     return Taxonomy(languages, {lang: d["name"] for lang, d in per_lang.items()}, groups, categories,
-                    strategies, scen, sizes, alias_index)
+                    strategies, scen, sizes, alias_index,
+                    _index(strategies, base.get("strategy_aliases") or {}, "strategy"),
+                    _index(scen, base.get("scenario_aliases") or {}, "scenario category"))

@@ -1,0 +1,206 @@
+"""A judged corpus as records: benchmark items, responses and verdicts, checked in full before any write.
+
+    corpus = read_corpus(open_table("mijabench_align.parquet"), source="file:mijabench_align.parquet")
+
+Every row passes through the taxonomy (published names and labels are accepted) and every judge cell through
+the judge parser, so a raw judge JSON such as ``{..., "class": "dangerous"}`` becomes a ``harmful`` verdict
+with its reasoning, and a plain label is taken as it is. Responses carry the default sampling settings (the
+published corpus does not record its own), so ids are stable and a second import of the same rows adds
+nothing. Imported verdicts carry a fingerprint of their source, so they never pass for a live judge's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..judge.parse import parse_verdict
+from ..judge.prompts import judge_languages, vocabulary
+from ..records import LABELS, BenchmarkItem, Response, SamplingSettings, Verdict, stable_id
+from ..taxonomy import load_taxonomy
+from .corpuscols import PER_RESPONSE, CorpusColumns, resolve_columns
+from .seedmap import normalise_language
+from .tables import RowSource, clean_value
+
+IMPORT_SETTINGS = SamplingSettings().to_dict()
+
+
+@dataclass
+class Corpus:
+    source: str
+    layout: str
+    items: dict[str, BenchmarkItem] = field(default_factory=dict)
+    responses: dict[str, Response] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    rows: int = 0
+    unparsed: Counter = field(default_factory=Counter)  # judge -> judge outputs the parser could not read
+    no_response: int = 0  # (prompt, model) cells without a reply
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({r.model for r in self.responses.values()})
+
+    @property
+    def judges(self) -> list[str]:
+        return sorted({v.judge for v in self.verdicts})
+
+
+def import_fingerprint(source: str, judge: str) -> str:
+    """What produced an imported verdict: the source and the judge it names, never a live judge's
+    configuration. One per judge (not per column), so a judge's verdicts on every model of a wide table form
+    one configuration that analysis may pool."""
+    return stable_id("imported", source, judge, length=12)
+
+
+def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | None = None,
+                language: str | None = None, judge_prefix: str = "", default_judge: str = "imported",
+                run_id: str = "") -> Corpus:
+    """Map every row of ``table``; raises InputError (file, row, field) on the first bad one."""
+    fixed = normalise_language(language, field="--language") if language else None
+    columns = resolve_columns(table.columns, table.origin, overrides, default_judge=default_judge,
+                              fixed_language=fixed is not None)
+    corpus = Corpus(source, columns.layout)
+    reader = _RowReader(corpus, columns, fixed, judge_prefix, run_id, table.origin)
+    for row_no, row in table.rows:
+        corpus.rows += 1
+        reader.read(row_no, row)
+    return corpus
+
+
+class _RowReader:
+    def __init__(self, corpus: Corpus, columns: CorpusColumns, language: str | None, judge_prefix: str,
+                 run_id: str, origin: str):
+        self.corpus, self.columns, self.language = corpus, columns, language
+        self.judge_prefix, self.run_id, self.origin = judge_prefix, run_id, origin
+        self.tax = load_taxonomy()
+        self.first_row: dict[str, int] = {}  # response id -> row that gave it, for duplicate messages
+
+    def read(self, row_no: int, row: dict[str, Any]) -> None:
+        loc = {"file": self.origin, "row": row_no}
+        item = self.item(row, loc)
+        self.corpus.items.setdefault(item.id, item)
+        cols = self.columns
+        if cols.layout == "long":
+            model = self.text(row, cols.roles["model"], loc, required=True)
+            judged = {judge: row.get(column) for judge, column in cols.judges.items()}
+            if cols.votes:
+                judged.update(self.votes(row.get(cols.votes), loc))
+            self.answer(item, model, row.get(cols.roles["response"]), cols.roles["response"], judged,
+                        {j: cols.judges.get(j, cols.votes or "") for j in judged}, loc, row_no)
+            return
+        for model, column in cols.responses.items():
+            judged = {j: row.get(c) for (j, m), c in cols.wide_judges.items() if m == model}
+            sources = {j: c for (j, m), c in cols.wide_judges.items() if m == model}
+            self.answer(item, model, row.get(column), column, judged, sources, loc, row_no)
+
+    def item(self, row: dict[str, Any], loc: dict[str, Any]) -> BenchmarkItem:
+        roles = self.columns.roles
+        language = (normalise_language(row.get(roles["language"]), field=roles["language"], **loc)
+                    if "language" in roles else self.language)
+        category = self.text(row, roles.get("scenario_category"), loc)
+        fields = dict(
+            language=language,
+            group=self.tax.check_group(self.text(row, roles["group"], loc, required=True),
+                                       field=roles["group"], **loc),
+            strategy=self.tax.check_strategy(self.text(row, roles["strategy"], loc, required=True),
+                                             field=roles["strategy"], **loc),
+            prompt=self.text(row, roles["prompt"], loc, required=True),
+            seed_text=self.text(row, roles.get("seed_text"), loc),
+            scenario_category=self.tax.check_scenario_category(category, field=roles["scenario_category"],
+                                                               **loc) if category else "",
+            scenario_text=self.text(row, roles.get("scenario_text"), loc),
+            pair_id=self.text(row, roles.get("pair_id"), loc),
+            seed_id=self.text(row, roles.get("seed_id"), loc),
+        )
+        extras = {k: clean_value(v) for k, v in row.items()
+                  if k not in self.columns.used and k not in PER_RESPONSE}
+        provenance = {"dataset": self.corpus.source, "row": loc["row"], **extras}
+        return BenchmarkItem(**fields, provenance=provenance)
+
+    @staticmethod
+    def text(row: dict[str, Any], column: str | None, loc: dict[str, Any], required: bool = False) -> str:
+        if column is None:
+            return ""
+        value = clean_value(row.get(column))
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"expected text, found {type(value).__name__}", field=column, **loc)
+        value = (value or "").strip()
+        if required and not value:
+            raise InputError(f"empty {column}", field=column, **loc)
+        return value
+
+    def votes(self, value: Any, loc: dict[str, Any]) -> dict[str, Any]:
+        column = self.columns.votes or ""
+        value = clean_value(value)
+        if value is None or value == "":
+            return {}
+        if isinstance(value, str):  # a CSV cell holds the list as JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise InputError("votes is not a JSON list", field=column, **loc) from None
+        if not isinstance(value, list) or not all(isinstance(v, dict) and v.get("judge") for v in value):
+            raise InputError("votes must be a list of {judge, label} objects", field=column, **loc)
+        return {str(v["judge"]): v.get("label") for v in value}
+
+    def answer(self, item: BenchmarkItem, model: str, text: Any, column: str, judged: dict[str, Any],
+               sources: dict[str, str], loc: dict[str, Any], row_no: int) -> None:
+        text = clean_value(text)
+        if text is None:  # this model has no reply to this prompt; a verdict without a reply is meaningless
+            self.corpus.no_response += 1
+            return
+        if not isinstance(text, str):
+            raise InputError(f"response is a {type(text).__name__}, not text", field=column, **loc)
+        response = Response(item_id=item.id, model=model, settings=IMPORT_SETTINGS, text=text,
+                            finish_reason=None, run_id=self.run_id)
+        seen = self.corpus.responses.get(response.id)
+        if seen is not None:
+            if seen.text != text:
+                raise InputError(f"a second, different response by '{model}' to the prompt of row "
+                                 f"{self.first_row[response.id]}", field=column, **loc)
+            return
+        self.corpus.responses[response.id] = response
+        self.first_row[response.id] = row_no
+        for judge, value in judged.items():
+            verdict = self.verdict(response, item.language, judge, value, sources.get(judge, ""), loc)
+            if verdict is not None:
+                self.corpus.verdicts.append(verdict)
+
+    def verdict(self, response: Response, language: str, judge: str, value: Any, column: str,
+                loc: dict[str, Any]) -> Verdict | None:
+        value = clean_value(value)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, dict | list):  # a Parquet struct holding the judge's JSON
+            raw = json.dumps(value, ensure_ascii=False)
+        elif isinstance(value, str):
+            raw = value
+        else:
+            raise InputError(f"judge output is a {type(value).__name__}, not text", field=column, **loc)
+        label, reasoning = self.label(raw, language)
+        name = f"{self.judge_prefix}{judge}"
+        if label == "unparsed":
+            self.corpus.unparsed[name] += 1
+        return Verdict(response_id=response.id, judge=name, label=label, raw=raw, reasoning=reasoning,
+                       run_id=self.run_id, fingerprint=import_fingerprint(self.corpus.source, judge))
+
+    @staticmethod
+    def label(raw: str, language: str) -> tuple[str, str]:
+        """A plain label ('safe', 'perigosa', 'unparsed') as it is, anything else through the parser."""
+        bare = raw.strip().strip("\"'").lower()
+        if bare in LABELS:
+            return bare, ""
+        plain = vocabulary(language).label(raw)
+        if plain is not None:
+            return plain, ""
+        parsed = parse_verdict(raw, language)
+        # a corpus may pair an item with a judge that answered in the other language ("classe" on an
+        # English item); the item's language is tried first, so a reading there always wins
+        for other in judge_languages():
+            if parsed.label != "unparsed" or other == language:
+                continue
+            parsed = parse_verdict(raw, other)
+        return parsed.label, parsed.reasoning

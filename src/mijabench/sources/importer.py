@@ -1,0 +1,229 @@
+"""`mijabench import`, the library side: a judged corpus (hub, Parquet/JSONL/CSV file, or a store export
+folder) into the workspace store as items, responses and verdicts.
+
+    result = import_corpus(store, "mijabench_align.parquet", bench="paper")
+
+Everything is read and checked before the first write. The import's run id is a hash of the source's
+content, and every record has a content id, so importing the same source again adds nothing, and an import
+that was interrupted is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import MijaError
+from ..records import stable_id
+from ..store import Store
+from .corpus import Corpus, read_corpus
+from .corpuscols import parse_overrides
+from .storeexport import EXPORT_TABLES, StoreExport, is_store_export, read_store_export
+from .tables import open_table, rows_of
+
+BATCH = 5000
+_COUNTED = ("items", "bench_items", "responses", "verdicts", "models", "runs", "seeds", "scenarios")
+
+
+@dataclass
+class ImportResult:
+    source: str
+    layout: str
+    run_id: str
+    read: dict[str, int]  # records in the source
+    added: dict[str, int]  # rows the store gained
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreparedImport:
+    """A source read and checked in full, not yet written: ``corpus`` for a table, ``export`` for a store
+    export."""
+
+    name: str
+    digest: str
+    run_id: str
+    bench: str | None
+    config: dict[str, Any]
+    corpus: Corpus | None = None
+    export: StoreExport | None = None
+
+
+def import_corpus(store: Store, source: str | Path, **options: Any) -> ImportResult:
+    """Import ``source``: a hub repo (``hub=True``), a store export folder, or a table file. Options are
+    those of ``prepare_import``."""
+    return write_import(store, prepare_import(source, **options))
+
+
+def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train", config: str | None = None,
+                   from_disk: str | Path | None = None, bench: str | None = None,
+                   columns: list[str] | None = None, language: str | None = None, judge_prefix: str = "",
+                   default_judge: str = "imported") -> PreparedImport:
+    """Read and check everything; raises InputError/MijaError before any store is touched."""
+    path = Path(source)
+    if not hub and is_store_export(path):
+        if columns or language or judge_prefix:
+            raise MijaError("--columns, --language and --judge-prefix do not apply to a store export")
+        data = read_store_export(path)
+        digest = hashlib.sha256()
+        for table in EXPORT_TABLES:
+            for suffix in ("parquet", "jsonl"):
+                if (path / f"{table}.{suffix}").is_file():
+                    digest.update(_file_digest(path / f"{table}.{suffix}").encode())
+        run_id = f"import-{stable_id('export', digest.hexdigest(), length=12)}"
+        return PreparedImport(str(path), digest.hexdigest(), run_id, bench, {
+            "source": str(path), "content": digest.hexdigest(), "layout": "store-export", "bench": bench},
+            export=data)
+    overrides = parse_overrides(columns)
+    if hub:
+        from .hub import open_dataset  # `datasets` is imported only for hub sources
+        data = open_dataset(str(source), config, split, from_disk=from_disk, offline_hint=(
+            "or pass a local copy of the corpus (Parquet/JSONL/CSV) as the source"))
+        name = f"hf:{source}"
+        digest = str(getattr(data, "_fingerprint", "") or stable_id(str(source), config, split))
+        table = rows_of(data, f"{source}[{split}]")
+    else:
+        if from_disk is not None:
+            raise MijaError("--from-disk goes with --hub")
+        table = open_table(path)
+        name, digest = f"file:{path.name}", _file_digest(path)
+    run_id = f"import-{stable_id(name, digest, length=12)}"
+    corpus = read_corpus(table, source=name, overrides=overrides, language=language,
+                         judge_prefix=judge_prefix, default_judge=default_judge, run_id=run_id)
+    bench = bench or _default_bench(str(source))
+    record = {"source": name, "content": digest, "layout": corpus.layout, "bench": bench,
+              "columns": overrides, "language": language, "judge_prefix": judge_prefix,
+              "models": corpus.models, "judges": corpus.judges}
+    return PreparedImport(name, digest, run_id, bench, record, corpus=corpus)
+
+
+def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
+    if prepared.export is not None:
+        return _import_export(store, prepared)
+    corpus = prepared.corpus
+    assert corpus is not None and prepared.bench is not None
+    _check_judges(store, _fingerprints(corpus.verdicts))
+    before = _counts(store)
+    _put_run(store, prepared.run_id, "import", prepared.config)
+    _write(store, prepared.bench, corpus)
+    known = {m["name"] for m in store.models()}
+    for model in corpus.models:
+        if model not in known:  # a model the store knows keeps its own spec, family and size
+            store.put_model(model, f"imported:{prepared.name}", meta={"imported_from": prepared.name})
+    read = {"rows": corpus.rows, "items": len(corpus.items), "responses": len(corpus.responses),
+            "verdicts": len(corpus.verdicts)}
+    return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
+                        _notes(corpus))
+
+
+def _write(store: Store, bench: str, corpus: Corpus) -> None:
+    items = list(corpus.items.values())
+    for start in range(0, len(items), BATCH):
+        store.put_items(items[start:start + BATCH], bench=bench)
+    _put_new(store, "responses", list(corpus.responses.values()), store.put_responses)
+    _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts)
+
+
+def _put_new(store: Store, table: str, records: list, put) -> None:
+    """Write the records the store lacks, in batches. Stored ones are left alone: the store would otherwise
+    count a stored failure as one more attempt and restamp it, and a second import must change nothing."""
+    for start in range(0, len(records), BATCH):
+        batch = records[start:start + BATCH]
+        ids = [r.id for r in batch]
+        marks = ",".join("?" * len(ids))
+        stored = {row[0] for row in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)}
+        fresh = [r for r in batch if r.id not in stored]
+        if fresh:
+            put(fresh)
+
+
+def _import_export(store: Store, prepared: PreparedImport) -> ImportResult:
+    data, bench, run_id = prepared.export, prepared.bench, prepared.run_id
+    assert data is not None
+    _check_judges(store, _fingerprints(data.verdicts))
+    before = _counts(store)
+    _put_run(store, run_id, "import", prepared.config)
+    for run in data.runs:
+        _put_run(store, run["id"], run["kind"], run["config"], run["created_at"])
+    store.put_seeds(data.seeds)
+    store.put_scenarios(data.scenarios)
+    memberships: dict[str, list[str]] = {}
+    for b, item_id in data.bench_items:
+        memberships.setdefault(b, []).append(item_id)
+    by_id = {i.id: i for i in data.items}
+    if bench:
+        memberships = {bench: list(by_id)}
+    orphans = set(by_id) - {i for ids in memberships.values() for i in ids}
+    if orphans:  # items of no benchmark (rare): the store keeps items only through a benchmark
+        memberships.setdefault("imported", []).extend(i for i in by_id if i in orphans)
+    for b, ids in memberships.items():
+        store.put_items([by_id[i] for i in ids if i in by_id], bench=b)
+    _put_new(store, "responses", data.responses, store.put_responses)
+    _put_new(store, "verdicts", data.verdicts, store.put_verdicts)
+    known = {m["name"] for m in store.models()}
+    for m in data.models:
+        if m["name"] not in known:
+            store.put_model(m["name"], m["spec"], m["family"], m["params_b"], m["meta"])
+    read = {"items": len(data.items), "responses": len(data.responses), "verdicts": len(data.verdicts)}
+    return ImportResult(str(data.folder), "store-export", run_id, read, _added(before, _counts(store)))
+
+
+def _fingerprints(verdicts) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for v in verdicts:
+        out.setdefault(v.judge, set()).add(v.fingerprint)
+    return out
+
+
+def _check_judges(store: Store, fingerprints: dict[str, set[str]]) -> None:
+    """Refuse to write a judge's verdicts beside verdicts of the same name from another source: a stored
+    verdict with another fingerprint would otherwise be replaced, or pooled with these."""
+    for judge, allowed in fingerprints.items():
+        others = [f for f in store.judge_fingerprints(judge).get(judge, {}) if f not in allowed]
+        if others:
+            raise MijaError(f"the store already holds verdicts by judge '{judge}' from another source or "
+                            f"configuration; import under another name with --judge-prefix (e.g. "
+                            f"--judge-prefix paper:)")
+
+
+def _put_run(store: Store, run_id: str, kind: str, config: dict[str, Any],
+             created_at: str | None = None) -> None:
+    """Record a run under a given id, once: a second import of the same content finds it there."""
+    from ..store.core import _dumps, now
+    from ..store.secrets import redact
+    with store.transaction() as cur:
+        cur.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?)",
+                    (run_id, kind, created_at or now(), _dumps(redact(config))))
+
+
+def _counts(store: Store) -> dict[str, int]:
+    counts = store.counts()
+    return {t: counts.get(t, 0) for t in _COUNTED}
+
+
+def _added(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {t: after[t] - before[t] for t in _COUNTED}
+
+
+def _notes(corpus: Corpus) -> list[str]:
+    notes = [f"{n:,} output(s) of judge '{j}' could not be parsed: stored as unparsed (they abstain)"
+             for j, n in sorted(corpus.unparsed.items())]
+    if corpus.no_response:
+        notes.append(f"{corpus.no_response:,} prompt/model cell(s) without a response were skipped")
+    return notes
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _default_bench(source: str) -> str:
+    """The benchmark name an import files its items under: the file's or repo's name."""
+    stem = Path(source.rstrip("/")).name
+    return Path(stem).stem if "." in stem else stem
