@@ -106,7 +106,9 @@ def time_store_load(table: JudgedTable) -> None:
         label = table.values("label")
         with store.transaction() as cur:
             cur.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", items.values())
-            cur.executemany("INSERT INTO responses VALUES (?,?,?,'k','{}','x',0,0,0,'stop',?,1,'run','t')",
+            cur.executemany("INSERT INTO responses (id, item_id, model, settings_key, settings, text, "
+                            "prompt_tokens, completion_tokens, latency_s, finish_reason, error, attempts, "
+                            "run_id, created_at) VALUES (?,?,?,'k','{}','x',0,0,0,'stop',?,1,'run','t')",
                             zip(table.values("response_id").tolist(), item_id.tolist(),
                                 table.values("model").tolist(),
                                 [("boom" if f else None) for f in table.values("failed").tolist()],

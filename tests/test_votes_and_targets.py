@@ -174,3 +174,23 @@ def test_audit_voters_default_to_the_llm_judges_and_are_checked_first():
     with pytest.raises(MijaError, match="not one of the judges"):
         make_config({"models": ["scripted:t"], "judges": ["scripted:j1"],
                      "voters": ["scripted:j9"]}).voter_names()
+
+
+def test_a_store_from_before_fingerprints_is_migrated(tmp_path):
+    path = tmp_path / "ws"
+    with Store(path) as store:
+        items = _items(2)
+        store.put_items(items, bench="b")
+        store.put_responses([Response(item_id=items[0].id, model="m", settings=PLAIN, text=" \n"),
+                             Response(item_id=items[1].id, model="m", settings=PLAIN, text="No.")])
+        store.put_verdicts([Verdict(response_id=r.id, judge="j", label="safe") for r in store.responses()])
+        # back to schema 2: what a workspace written by the previous release looks like
+        store.conn.execute("DROP INDEX verdicts_judge")
+        store.conn.execute("ALTER TABLE verdicts DROP COLUMN fingerprint")
+        store.conn.execute("ALTER TABLE responses DROP COLUMN blank")
+        store.conn.execute("PRAGMA user_version=2")
+    with Store(path) as store:
+        assert store.schema_version == 3
+        assert sorted(r[0] for r in store.query("SELECT blank FROM responses")) == [0, 1]
+        assert {v.fingerprint for v in store.verdicts()} == {""}  # configuration unknown, still reportable
+        assert load_judged(store).values("empty").tolist().count(True) == 1

@@ -265,7 +265,7 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
              ru AS (SELECT run_id, ROW_NUMBER() OVER (ORDER BY run_id) - 1 AS code
                     FROM (SELECT DISTINCT run_id FROM responses))
         SELECT r.id, i.rowid, m.code, ru.code, r.error IS NOT NULL, COALESCE(v.s, 0), COALESCE(v.h, 0),
-               COALESCE(v.u, 0), r.error IS NULL AND TRIM(COALESCE(r.text, ''), ' ' || char(9, 10, 13)) = '',
+               COALESCE(v.u, 0), r.blank,
                r.error IS NULL AND COALESCE(r.finish_reason, '') = 'length'
         FROM responses r JOIN items i ON i.id = r.item_id
              JOIN m ON m.model = r.model AND m.settings_key = r.settings_key

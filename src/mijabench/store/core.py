@@ -216,13 +216,15 @@ class Store:
                          None if r.text is None else scrub_text(r.text, secrets), r.prompt_tokens,
                          r.completion_tokens, r.latency_s, r.finish_reason,
                          None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id,
-                         stamp))
+                         stamp, int(r.error is None and not (r.text or "").strip())))
         with self.transaction() as cur:
             cur.executemany(
-                "INSERT INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO responses (id, item_id, model, settings_key, settings, text, prompt_tokens, "
+                "completion_tokens, latency_s, finish_reason, error, attempts, run_id, created_at, blank) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
                 "text=excluded.text, prompt_tokens=excluded.prompt_tokens, "
                 "completion_tokens=excluded.completion_tokens, latency_s=excluded.latency_s, "
-                "finish_reason=excluded.finish_reason, error=excluded.error, "
+                "finish_reason=excluded.finish_reason, error=excluded.error, blank=excluded.blank, "
                 "attempts=responses.attempts+excluded.attempts, run_id=excluded.run_id, "
                 "created_at=excluded.created_at WHERE responses.error IS NOT NULL", rows)
         return len(rows)

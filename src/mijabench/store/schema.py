@@ -54,9 +54,13 @@ MIGRATIONS: list[list[str]] = [
             note TEXT NOT NULL, created_at TEXT NOT NULL,
             PRIMARY KEY (sample_id, response_id, annotator))""",
     ],
-    [  # 3: what produced each verdict (mijabench.judge.identity)
+    [  # 3: what produced each verdict (mijabench.judge.identity); empty replies marked once, at write time,
+        # so analysis need not read every reply's text to count them
         """ALTER TABLE verdicts ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''""",
         """CREATE INDEX verdicts_judge ON verdicts(judge, fingerprint)""",
+        """ALTER TABLE responses ADD COLUMN blank INTEGER NOT NULL DEFAULT 0""",
+        """UPDATE responses SET blank = 1 WHERE error IS NULL
+           AND TRIM(COALESCE(text, ''), ' ' || char(9, 10, 13)) = ''""",
     ],
 ]
 
