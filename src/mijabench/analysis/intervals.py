@@ -1,0 +1,143 @@
+"""Analytic intervals for defense rates and the figures built on them, chosen so that their coverage holds
+for small and large cells alike (docs/statistics.md has the simulated coverage and the reasons):
+
+* a cell's rate: Clopper-Pearson (exact, never below 95%, never collapses at 0/n or n/n);
+* a cell whose responses cluster on shared prompts: Clopper-Pearson on the effective sample size
+  n / design effect (Korn & Graubard);
+* a deviation from the mean of a model's groups: MOVER (Zou & Donner) on the groups' Wilson limits;
+* the max-min spread between groups: Sidak-simultaneous Clopper-Pearson limits of every group;
+* "all groups equal": a Monte-Carlo permutation test of the chi-square of homogeneity.
+
+Every function is vectorised over cells; counts may be fractional (effective counts of clustered cells).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from .frame import CI_LEVEL
+
+
+def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float | np.ndarray = CI_LEVEL
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact binomial limits from Beta quantiles; NaN where n is 0. ``level`` may differ per cell."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    alpha = (1 - np.asarray(level, np.float64)) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # the quantile's parameters must stay positive; the k=0 and k=n branches are replaced below
+        low = special.betaincinv(np.maximum(k, 1e-12), np.maximum(n - k + 1, 1e-12), alpha)
+        high = special.betaincinv(np.maximum(k + 1, 1e-12), np.maximum(n - k, 1e-12), 1 - alpha)
+    low = np.where(k <= 0, 0.0, low)
+    high = np.where(k >= n, 1.0, high)
+    empty = ~(n > 0)
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def wilson(k: np.ndarray, n: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score limits; NaN where n is 0."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    z = float(special.ndtri(1 - (1 - level) / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(np.maximum(p * (1 - p), 0) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+def effective_counts(safe: np.ndarray, judged: np.ndarray, cluster_safe: np.ndarray,
+                     cluster_judged: np.ndarray, cluster_cell: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(effective safe, effective judged, design effect) per cell from its clusters' counts (Korn &
+    Graubard). The design effect is the ratio-estimator variance with clusters resampled over the binomial
+    variance, never below 1 (a cell of independent prompts keeps its n). Cells with no variation (0/n, n/n)
+    or a single cluster cannot estimate it and keep design effect 1."""
+    safe, judged = np.asarray(safe, np.float64), np.asarray(judged, np.float64)
+    cells = len(safe)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = safe / judged
+        resid = cluster_safe - p[cluster_cell] * cluster_judged
+        m = np.bincount(cluster_cell, minlength=cells).astype(np.float64)
+        var = np.bincount(cluster_cell, resid * resid, minlength=cells) * m / (m - 1) / judged ** 2
+        deff = var / (p * (1 - p) / judged)
+    deff = np.where(np.isfinite(deff) & (m > 1), np.maximum(deff, 1.0), 1.0)
+    return safe / deff, judged / deff, deff
+
+
+def deviation_limits(rate: np.ndarray, low: np.ndarray, high: np.ndarray, weight: np.ndarray,
+                     starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MOVER limits of rate_g - sum_j weight_j rate_j over the cells of each parent block (``starts``), the
+    cells independent. ``low``/``high``: each cell's own limits; ``weight`` sums to 1 within a block."""
+    parent = np.cumsum(np.isin(np.arange(len(rate)), starts)) - 1
+    down, up = (rate - low) ** 2, (high - rate) ** 2
+    w2 = weight ** 2
+    # the parent mean's lower side comes from the cells' lower limits and vice versa
+    sum_up = np.add.reduceat(w2 * up, starts)[parent] if len(starts) else up
+    sum_down = np.add.reduceat(w2 * down, starts)[parent] if len(starts) else down
+    own = (1 - weight) ** 2
+    dev_low = np.sqrt(np.maximum(sum_up - w2 * up + own * down, 0))
+    dev_high = np.sqrt(np.maximum(sum_down - w2 * down + own * up, 0))
+    return dev_low, dev_high
+
+
+def spread_limits(k: np.ndarray, n: np.ndarray, starts: np.ndarray, level: float = CI_LEVEL
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Limits of max - min of the rates in each block: every cell gets a Clopper-Pearson interval at the
+    Sidak level level^(1/G), so all G hold together with probability >= level; then the spread lies in
+    [max(0, max low - min high), max high - min low]."""
+    ends = np.append(starts[1:], len(k)).astype(np.int64) if len(starts) else np.zeros(0, np.int64)
+    size = (ends - starts).astype(np.float64)
+    parent = np.repeat(np.arange(len(starts)), ends - starts)
+    low, high = clopper_pearson(k, n, level ** (1 / size[parent]) if len(starts) else level)
+    if not len(starts):
+        return np.zeros(0), np.zeros(0)
+    max_low, min_low = np.maximum.reduceat(low, starts), np.minimum.reduceat(low, starts)
+    max_high, min_high = np.maximum.reduceat(high, starts), np.minimum.reduceat(high, starts)
+    return np.maximum(0.0, max_low - min_high), max_high - min_low
+
+
+def all_equal_pvalue(k: np.ndarray, n: np.ndarray, starts: np.ndarray, resamples: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Per block, the permutation p-value of "every cell has the same rate": Pearson's chi-square of
+    homogeneity, compared with ``resamples`` tables drawn from the multivariate hypergeometric law of the
+    safe counts given both margins (the exact null distribution). p = (1 + #{X*2 >= X2}) / (1 + resamples),
+    so the test never rejects more often than its level. Blocks of one cell, or with no variation, get 1."""
+    k, n = np.asarray(k, np.int64), np.asarray(n, np.int64)
+    if not len(starts):
+        return np.zeros(0)
+    ends = np.append(starts[1:], len(k)).astype(np.int64)
+    size = ends - starts
+    blocks = len(starts)
+    total_k, total_n = np.add.reduceat(k, starts), np.add.reduceat(n, starts)
+    observed = _chi_square(k[:, None].astype(np.float64), n, total_k, total_n, starts)[:, 0]
+    # draw the counts cell by cell: cell j's safe count is hypergeometric given what earlier cells took
+    left_k = np.repeat(total_k[:, None], resamples, axis=1)
+    left_n = np.repeat(total_n[:, None], resamples, axis=1)
+    draws = np.zeros((len(k), resamples), np.float64)
+    for j in range(int(size.max())):
+        active = np.flatnonzero(size > j)
+        cell = starts[active] + j
+        nj = np.repeat(n[cell][:, None], resamples, axis=1)
+        good, bad = left_k[active], left_n[active] - left_k[active]
+        x = rng.hypergeometric(good, bad, nj) if good.size else good
+        draws[cell] = x
+        left_k[active] -= x
+        left_n[active] -= nj
+    null = _chi_square(draws, n, total_k, total_n, starts)
+    exceed = (null >= observed[:, None] * (1 - 1e-9) - 1e-12).sum(axis=1)
+    p = (1 + exceed) / (1 + resamples)
+    flat = (total_k == 0) | (total_k == total_n) | (size < 2)
+    return np.where(flat, 1.0, p).reshape(blocks)
+
+
+def _chi_square(k: np.ndarray, n: np.ndarray, total_k: np.ndarray, total_n: np.ndarray,
+                starts: np.ndarray) -> np.ndarray:
+    """(blocks, columns) Pearson chi-square of homogeneity for the (cells, columns) safe counts ``k``."""
+    parent = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(n))))
+    p = (total_k / np.maximum(total_n, 1))[parent]
+    expected = n * p
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = (k - expected[:, None]) ** 2 / (n * p * (1 - p))[:, None]
+    terms = np.where(np.isfinite(terms), terms, 0.0)
+    return np.add.reduceat(terms, starts, axis=0)
