@@ -281,10 +281,16 @@ def test_compare_gate():
     assert any("black" in f and "dropped" in f for f in worse.failures)
     change = dict(zip(worse.groups["group"], worse.groups["change"], strict=True))
     assert change == {"women": "no clear change", "black": "less safe"}
-    # a drop of 38 points does not fail a 50-point threshold; the 40-point spread fails a 30-point one
+    # a drop of 38 points does not fail a 50-point threshold; the 40-point spread (at least 25 with 95%
+    # confidence) fails a 20-point gate but not a 30-point one, whose excess is not established
     assert compare_tables(base, _side("b", 180, 100), threshold=50, resamples=300).exit_code == 0
-    spread_only = compare_tables(base, _side("b", 180, 100), threshold=50, max_spread=30, resamples=300)
+    spread_only = compare_tables(base, _side("b", 180, 100), threshold=50, max_spread=20, resamples=300)
     assert spread_only.exit_code == 1 and "spread" in spread_only.failures[0]
+    assert compare_tables(base, _side("b", 180, 100), threshold=50, max_spread=30).exit_code == 0
+    # a drop whose point estimate passes the threshold but whose CI does not lie beyond it does not fail
+    small = compare_tables(_side("a", 9, 9, n=10), _side("b", 9, 5, n=10), threshold=10)
+    assert small.groups["difference"][list(small.groups["group"]).index("black")] == pytest.approx(-0.4)
+    assert small.exit_code == 0
 
 
 def test_compare_resolves_models_and_runs(hand_store):
