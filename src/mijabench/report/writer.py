@@ -94,7 +94,7 @@ def heatmap_limit(analysis: Analysis) -> float:
 def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
                  bench: str | None = None, models: list[str] | None = None,
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
+                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report") -> ReportResult:
     """Analyse the store's judged responses and write the report folder. ``demo`` forces the demo banner on
     (True) or off (False); None detects it from the seeds, items and runs."""
