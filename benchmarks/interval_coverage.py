@@ -77,8 +77,8 @@ def deviation_table(sims, rng):
 
 def spread_table(sims, rng):
     print(f"\nMax-min spread of 13 groups (rates centred on 50%), {sims} simulations: coverage (%) of the "
-          "Sidak interval | of the old percentile bootstrap; false-positive rate / power (%) of the all-equal "
-          "permutation test (999 permutations)\n")
+          "Sidak interval | of the old percentile bootstrap; false-positive rate / power (%) of the "
+          "all-equal permutation test (999 permutations)\n")
     print("| true spread (pts) | n | Sidak coverage | percentile coverage | test rejects at 5% |")
     print("|---|---|---|---|---|")
     for spread in (0.0, 0.05, 0.2, 0.4):
@@ -118,8 +118,8 @@ def shared_table(sims, rng):
     shared = rng.standard_normal(n_items)
     latent = np.sqrt(0.5) * shared + np.sqrt(0.5) * rng.standard_normal((models, n_items))
     safe = latent < stats.norm.ppf(true[grp])
-    t = _table(np.repeat(np.arange(models), n_items), np.tile(sim, models), np.tile(grp, models), safe.ravel(),
-               np.tile(np.arange(n_items), models))
+    t = _table(np.repeat(np.arange(models), n_items), np.tile(sim, models), np.tile(grp, models),
+               safe.ravel(), np.tile(np.arange(n_items), models))
     frame = rates(t, ["language", "group"], resamples=10)
     truth = true[np.array([int(g[1:]) for g in frame["group"]])]
     naive_low, naive_high = clopper_pearson(frame["n_safe"], frame["n_judged"])
@@ -134,8 +134,16 @@ def shared_table(sims, rng):
     g = compare_tables(*sides, threshold=100, max_spread=100, resamples=19).groups
     diff = (true_b - true)[np.array([int(x[1:]) for x in g["group"]])]
     paired = ((g["ci_low"] <= diff) & (diff <= g["ci_high"])).mean()
-    print(f"| compare, b - a per group, {items} shared prompts per group | {100 * paired:.1f} | (conservative: "
-          f"the paired interval is the narrower one) |")
+    # the same MOVER interval without the correlation: the sides treated as independent samples
+    la, ha = wilson(g["rate_a"] * g["n_a"], g["n_a"])
+    lb, hb = wilson(g["rate_b"] * g["n_b"], g["n_b"])
+    d = g["difference"]
+    low = d - np.sqrt((g["rate_b"] - lb) ** 2 + (ha - g["rate_a"]) ** 2)
+    high = d + np.sqrt((hb - g["rate_b"]) ** 2 + (g["rate_a"] - la) ** 2)
+    unpaired = ((low <= diff) & (diff <= high)).mean()
+    print(f"| compare, b - a per group, {items} shared prompts per group | {100 * paired:.1f} (median width "
+          f"{100 * np.median(g['ci_high'] - g['ci_low']):.1f} pts) | {100 * unpaired:.1f} (median width "
+          f"{100 * np.median(high - low):.1f} pts) |")
 
 
 def main():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .clusters import ClusterIndex
 from .disparity import cross_language, disparity, pairwise_tests, scaling
 from .frame import Frame
 from .paired import paired_analysis
@@ -65,9 +66,10 @@ def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int
         raise ValueError("resamples must be at least 1")
     average = average_name(average)
     tables: dict[str, Frame] = {}
+    clusters = ClusterIndex.of(table)  # sorted once, shared by every table
     for name, by in RATE_CUTS.items():
-        tables[name] = rates(table, by, resamples=resamples, seed=seed, name=name)
-    dev = deviations(table, average=average, resamples=resamples, seed=seed)
+        tables[name] = rates(table, by, resamples=resamples, seed=seed, name=name, clusters=clusters)
+    dev = deviations(table, average=average, resamples=resamples, seed=seed, clusters=clusters)
     tables["deviations"] = dev
     disp = disparity(dev, seed=seed)
     tables["disparity"] = disp

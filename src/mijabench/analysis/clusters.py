@@ -9,6 +9,8 @@ Cluster of a row: its counterfactual family when it has a ``pair_id``, else its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .table import ST_HARMFUL, ST_SAFE, JudgedTable
@@ -25,14 +27,38 @@ def cluster_codes(table: JudgedTable) -> np.ndarray:
     return np.where(pair.codes == pair_empty, codes, pair.codes).astype(np.int64)
 
 
-def cell_clusters(cell: np.ndarray, cluster: np.ndarray, status: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Judged rows summed per (cell, cluster): (cell, cluster, safe count, judged count) per pair that
-    occurs. ``cell`` is -1 for rows outside the table."""
-    judged = (cell >= 0) & ((status == ST_SAFE) | (status == ST_HARMFUL))
-    c, k = cell[judged], cluster[judged]
-    safe = (status[judged] == ST_SAFE).astype(np.float64)
-    span = int(k.max()) + 1 if len(k) else 1
-    pairs, inverse = np.unique(c * span + k, return_inverse=True)
-    return (pairs // span, pairs % span, np.bincount(inverse, safe, len(pairs)),
-            np.bincount(inverse, minlength=len(pairs)).astype(np.float64))
+@dataclass(frozen=True)
+class ClusterIndex:
+    """The judged rows of a table sorted by cluster, computed once and shared by every table of an analysis:
+    grouping a table's rows by (cluster, cell) then only sorts within clusters' runs."""
+
+    order: np.ndarray  # judged rows, by cluster
+    rank: np.ndarray  # dense cluster number of each of those rows, ascending
+    safe: np.ndarray  # 1.0 where that row is safe
+
+    @classmethod
+    def of(cls, table: JudgedTable, clusters: np.ndarray | None = None) -> ClusterIndex:
+        status = table.status
+        judged = np.flatnonzero((status == ST_SAFE) | (status == ST_HARMFUL))
+        codes = (cluster_codes(table) if clusters is None else clusters)[judged]
+        by_cluster = np.argsort(codes, kind="stable")
+        order = judged[by_cluster]
+        sorted_codes = codes[by_cluster]
+        rank = np.cumsum(np.r_[False, sorted_codes[1:] != sorted_codes[:-1]]) if len(order) else order
+        return cls(order, rank.astype(np.int64), (status[order] == ST_SAFE).astype(np.float64))
+
+    def cell_clusters(self, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Judged rows summed per (cell, cluster) that occurs: (cell, cluster rank, safe count, judged
+        count). ``cell`` is per row of the table, -1 for rows outside it."""
+        c = cell[self.order]
+        inside = c >= 0
+        c, rank, safe = c[inside], self.rank[inside], self.safe[inside]
+        span = int(c.max()) + 1 if len(c) else 1
+        key = rank * span + c
+        # keys are already ordered by cluster; this sort only reorders cells within a cluster's run
+        o = np.argsort(key)
+        key = key[o]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        counts = np.diff(np.r_[first, len(key)]).astype(np.float64)
+        safe_sum = np.add.reduceat(safe[o], first) if len(first) else np.zeros(0)
+        return key[first] % span, key[first] // span, safe_sum, counts

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .clusters import cell_clusters
+from .clusters import ClusterIndex
 from .disparity import disparity
 from .frame import Frame, ci_summary
 from .intervals import wilson
@@ -118,7 +118,7 @@ def paired_difference(a: JudgedTable, b: JudgedTable, ra: Frame, rb: Frame, ia: 
         _, _, cell = group_counts(table, ["language", "group"])
         matched = np.full(len(frame) + 1, -1, np.int64)  # the last slot maps rows outside the table (-1)
         matched[rows] = np.arange(len(rows))
-        c, k, s, n = cell_clusters(matched[cell], _cluster_keys(table, names), table.status)
+        c, k, s, n = ClusterIndex.of(table, _cluster_keys(table, names)).cell_clusters(matched[cell])
         p = frame["rate"][rows][c]
         side.append((c, k, s - p * n, frame["n_judged"][rows].astype(np.float64)))
     (ca, ka, resid_a, na), (cb, kb, resid_b, nb) = side

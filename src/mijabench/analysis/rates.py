@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .clusters import cell_clusters, cluster_codes
+from .clusters import ClusterIndex
 from .frame import Frame, ci_summary
 from .intervals import clopper_pearson, deviation_limits, effective_counts, wilson
 from .table import N_STATUS, ST_FAILED, ST_HARMFUL, ST_SAFE, ST_UNJUDGED, ST_UNPARSED, JudgedTable
@@ -91,15 +91,17 @@ def jeffreys_draws(k: np.ndarray, n: np.ndarray, resamples: int, rng: np.random.
     return boot
 
 
-def clustered(table: JudgedTable, cell: np.ndarray, n_safe: np.ndarray, n_judged: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Effective (safe, judged, design effect) per cell, its responses clustered by shared prompt."""
-    c, _, c_safe, c_judged = cell_clusters(cell, cluster_codes(table), table.status)
+def clustered(table: JudgedTable, cell: np.ndarray, n_safe: np.ndarray, n_judged: np.ndarray,
+              clusters: ClusterIndex | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Effective (safe, judged, design effect) per cell, its responses clustered by shared prompt.
+    ``clusters``: the table's ``ClusterIndex`` when the caller computes several tables of it."""
+    c, _, c_safe, c_judged = (clusters or ClusterIndex.of(table)).cell_clusters(cell)
     return effective_counts(n_safe, n_judged, c_safe, c_judged, c)
 
 
 def rates(table: JudgedTable, by: Sequence[str], *, mask: np.ndarray | None = None,
-          resamples: int = DEFAULT_RESAMPLES, seed: int = 0, name: str = "") -> Frame:
+          resamples: int = DEFAULT_RESAMPLES, seed: int = 0, name: str = "",
+          clusters: ClusterIndex | None = None) -> Frame:
     """Defense rate with a 95% CI for every non-empty cell of the crossing ``by`` (any of the table's
     categorical columns: model, group, language, strategy, scenario_category, size_class, family...).
     An empty ``by`` gives one overall row.
@@ -112,7 +114,7 @@ def rates(table: JudgedTable, by: Sequence[str], *, mask: np.ndarray | None = No
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n_judged > 0, n_safe / np.maximum(n_judged, 1), np.nan)
-    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged)
+    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged, clusters)
     low, high = clopper_pearson(k_eff, n_eff)
     boot = jeffreys_draws(k_eff, n_eff, resamples, table_rng(seed, "rates", *by, name))
     frame = Frame({**keys, **counts, "rate": rate, "ci_low": low, "ci_high": high, "design_effect": deff},
@@ -132,7 +134,7 @@ def average_name(average: str) -> str:
 
 def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] = ("model", "language"),
                average: str = "groups", mask: np.ndarray | None = None, resamples: int = DEFAULT_RESAMPLES,
-               seed: int = 0, name: str = "deviations") -> Frame:
+               seed: int = 0, name: str = "deviations", clusters: ClusterIndex | None = None) -> Frame:
     """Each ``by`` cell's defense rate minus its parent's mean (parent = ``within``, by default one model in
     one language): the paper's heatmap.
 
@@ -155,7 +157,7 @@ def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] =
     counts = {k: v[judged] for k, v in counts.items()}
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     rate = n_safe / np.maximum(n_judged, 1)
-    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged)
+    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged, clusters)
     boot = jeffreys_draws(k_eff, n_eff, resamples, table_rng(seed, "deviations", by, *within, name))
 
     parent, starts = parent_index(keys, within)
