@@ -15,8 +15,9 @@ import argparse
 import numpy as np
 from scipy import stats
 
-from mijabench.analysis import rates
+from mijabench.analysis import deviations, rates
 from mijabench.analysis.compare import compare_tables
+from mijabench.analysis.disparity import disparity, scaling
 from mijabench.analysis.intervals import (
     all_equal_pvalue,
     clopper_pearson,
@@ -146,6 +147,26 @@ def shared_table(sims, rng):
           f"{100 * np.median(high - low):.1f} pts) |")
 
 
+def scaling_rows(sims, rng):
+    true = np.array([[0.3, 0.5, 0.7, 0.9], [0.4, 0.5, 0.8, 0.95], [0.6, 0.6, 0.7, 0.8]])  # 3 models x groups
+    models, groups, items = 3, 4, 50
+    n_items = sims * groups * items
+    sim, grp = np.arange(n_items) // (groups * items), np.arange(n_items) // items % groups
+    noise = rng.standard_normal((models, n_items))
+    latent = np.sqrt(0.5) * rng.standard_normal(n_items) + np.sqrt(0.5) * noise
+    safe = latent < stats.norm.ppf(true[:, grp])
+    t = _table(np.repeat(np.arange(models), n_items), np.tile(sim, models), np.tile(grp, models),
+               safe.ravel(), np.tile(np.arange(n_items), models))
+    meta = {f"m{i}": ("fam", "small", 1.0 + i) for i in range(models)}
+    scale = scaling(disparity(deviations(t, resamples=19)), meta)
+    rate, spread = true.mean(), np.ptp(true, axis=1).mean()
+    rate_cov = ((scale["rate_ci_low"] <= rate) & (rate <= scale["rate_ci_high"])).mean()
+    spread_cov = ((scale["spread_ci_low"] <= spread) & (spread <= scale["spread_ci_high"])).mean()
+    print(f"| scaling: mean rate of 3 models of a size class ({items} prompts per group) | "
+          f"{100 * rate_cov:.1f} | – |")
+    print(f"| scaling: mean spread of those models | {100 * spread_cov:.1f} | – |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sims", type=int, default=4000)
@@ -155,6 +176,7 @@ def main():
     deviation_table(args.sims, rng)
     spread_table(min(args.sims, 2000), rng)
     shared_table(min(args.sims, 1000), rng)
+    scaling_rows(min(args.sims, 1000), rng)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,25 @@ def test_compare_pairs_the_sides_on_shared_prompts():
     # and pairing narrows the interval relative to treating the sides as independent
     unpaired = np.sqrt((g["rate_a"] * (1 - g["rate_a"]) + g["rate_b"] * (1 - g["rate_b"])) / items)
     assert np.median(g["ci_high"] - g["ci_low"]) < np.median(2 * 1.96 * unpaired)
+
+
+def test_scaling_covers_with_shared_prompts():
+    from mijabench.analysis.disparity import scaling
+
+    true = np.array([[0.3, 0.5, 0.7, 0.9], [0.4, 0.5, 0.8, 0.95], [0.6, 0.6, 0.7, 0.8]])  # 3 models x groups
+    models, groups, items, sims, rho = 3, 4, 50, 300, 0.5
+    rng = np.random.default_rng(31)
+    n_items = sims * groups * items
+    sim, grp = np.arange(n_items) // (groups * items), np.arange(n_items) // items % groups
+    latent = np.sqrt(rho) * rng.standard_normal(n_items) + np.sqrt(1 - rho) * rng.standard_normal(
+        (models, n_items))
+    safe = latent < stats.norm.ppf(true[:, grp])
+    t = table(np.repeat(np.arange(models), n_items), np.tile(sim, models), np.tile(grp, models), safe.ravel(),
+              item=np.tile(np.arange(n_items), models))
+    meta = {f"m{i}": ("fam", "small", 1.0 + i) for i in range(models)}
+    scale = scaling(disparity(deviations(t, resamples=19), seed=1), meta)
+    assert len(scale) == sims and set(scale["n_models"]) == {models}
+    rate_truth, spread_truth = true.mean(), np.ptp(true, axis=1).mean()
+    rate_cov = ((scale["rate_ci_low"] <= rate_truth) & (rate_truth <= scale["rate_ci_high"])).mean()
+    spread_cov = ((scale["spread_ci_low"] <= spread_truth) & (spread_truth <= scale["spread_ci_high"])).mean()
+    assert rate_cov >= 0.93 and spread_cov >= 0.90, (rate_cov, spread_cov)
