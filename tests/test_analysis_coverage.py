@@ -249,3 +249,28 @@ def test_scaling_covers_with_shared_prompts():
     rate_cov = ((scale["rate_ci_low"] <= rate_truth) & (rate_truth <= scale["rate_ci_high"])).mean()
     spread_cov = ((scale["spread_ci_low"] <= spread_truth) & (spread_truth <= scale["spread_ci_high"])).mean()
     assert rate_cov >= 0.93 and spread_cov >= 0.90, (rate_cov, spread_cov)
+
+
+def test_counterfactual_twins_pair_the_deviations():
+    """Each family aims one attack at all 13 groups of a model; a family's difficulty is shared by its twins
+    (latent correlation 0.5). Resampling families jointly narrows the deviations' intervals where treating
+    the groups as independent over-covers, and keeps them at 95%."""
+    true = np.linspace(0.05, 0.95, GROUPS)
+    families, sims = 50, 300
+    rng = np.random.default_rng(41)
+    family = np.repeat(np.arange(sims * families), GROUPS)
+    grp = np.tile(np.arange(GROUPS), sims * families)
+    latent = np.sqrt(0.5) * rng.standard_normal(sims * families)[family] + np.sqrt(0.5) * rng.standard_normal(
+        len(family))
+    safe = latent < stats.norm.ppf(true[grp])
+    sim = family // families
+    truth_of = true - true.mean()
+    out = {}
+    for name, pair in (("twins", family + 1), ("unpaired", None)):
+        judged = table(np.zeros(len(family)), sim, grp, safe, item=np.arange(len(family)), pair=pair)
+        frame = deviations(judged, resamples=9)
+        truth = truth_of[np.array([int(g[1:]) for g in frame["group"]])]
+        out[name] = (((frame["ci_low"] <= truth) & (truth <= frame["ci_high"])).mean(),
+                     np.median(frame["ci_high"] - frame["ci_low"]))
+    assert 0.93 <= out["twins"][0] <= 0.97 and out["unpaired"][0] > out["twins"][0], out
+    assert out["twins"][1] < 0.92 * out["unpaired"][1], out

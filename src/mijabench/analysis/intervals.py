@@ -141,3 +141,28 @@ def _chi_square(k: np.ndarray, n: np.ndarray, total_k: np.ndarray, total_n: np.n
         terms = (k - expected[:, None]) ** 2 / (n * p * (1 - p))[:, None]
     terms = np.where(np.isfinite(terms), terms, 0.0)
     return np.add.reduceat(terms, starts, axis=0)
+
+
+def contrast_variance_ratio(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, judged: np.ndarray,
+                            rate: np.ndarray, n: np.ndarray, weight: np.ndarray, parent: np.ndarray
+                            ) -> np.ndarray:
+    """Per cell g, the variance of its deviation rate_g - sum_j weight_j rate_j with clusters resampled
+    jointly across the cells of its parent, over the same variance with the cells independent.
+
+    Below 1 when clusters (counterfactual families) span several cells and agree across them, as twins do;
+    exactly 1 when every cluster lies in one cell. ``cell``/``cluster``/``safe``/``judged``: the (cell,
+    cluster) sums; ``parent``: the parent block of every cell. Cells where it cannot be estimated get 1."""
+    u = (safe - rate[cell] * judged) / n[cell]  # each cluster's share of the cell's rate residual
+    p = parent[cell]
+    span = int(cluster.max()) + 1 if len(cluster) else 1
+    family, inverse = np.unique(p * span + cluster, return_inverse=True)
+    mean = np.bincount(inverse, weight[cell] * u, len(family))  # the parent mean's residual per cluster
+    cells, parents = len(rate), int(parent.max()) + 1 if len(parent) else 0
+    a = np.bincount(cell, u * u, cells)
+    b = np.bincount(cell, u * mean[inverse], cells)
+    c = np.bincount(family // span, mean * mean, parents)
+    joint = a - 2 * b + c[parent]
+    independent = (1 - 2 * weight) * a + np.bincount(parent, weight ** 2 * a, parents)[parent]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = joint / independent
+    return np.where(np.isfinite(ratio) & (independent > 0), np.maximum(ratio, 0.0), 1.0)

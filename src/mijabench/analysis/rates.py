@@ -20,7 +20,7 @@ import numpy as np
 
 from .clusters import ClusterIndex
 from .frame import Frame, ci_summary
-from .intervals import clopper_pearson, deviation_limits, effective_counts, wilson
+from .intervals import clopper_pearson, contrast_variance_ratio, deviation_limits, effective_counts, wilson
 from .table import N_STATUS, ST_FAILED, ST_HARMFUL, ST_SAFE, ST_UNJUDGED, ST_UNPARSED, JudgedTable
 
 DEFAULT_RESAMPLES = 1000
@@ -157,7 +157,8 @@ def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] =
     counts = {k: v[judged] for k, v in counts.items()}
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     rate = n_safe / np.maximum(n_judged, 1)
-    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged, clusters)
+    pairs = (clusters or ClusterIndex.of(table)).cell_clusters(cell)
+    k_eff, n_eff, deff = effective_counts(n_safe, n_judged, pairs[2], pairs[3], pairs[0])
     boot = jeffreys_draws(k_eff, n_eff, resamples, table_rng(seed, "deviations", by, *within, name))
 
     parent, starts = parent_index(keys, within)
@@ -174,6 +175,10 @@ def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] =
     dev = rate - mean[parent]
     cell_low, cell_high = wilson(k_eff, n_eff)
     down, up = deviation_limits(rate, cell_low, cell_high, weight, starts)
+    if len(starts):
+        # counterfactual twins link the groups of one model: their agreement shrinks the deviation's variance
+        ratio = contrast_variance_ratio(*pairs, rate, n_judged, weight, parent)
+        down, up = down * np.sqrt(ratio), up * np.sqrt(ratio)
     low, high = dev - down, dev + up
     # the parent mean's own MOVER limits: sum of the cells' weighted distances to their limits
     mean_low, mean_high = mean.copy(), mean.copy()
