@@ -98,14 +98,17 @@ def spread_table(sims, rng):
                   f"{100 * (p <= 0.05).mean():.1f} |")
 
 
-def _table(model, language, group, safe, item):
+def _table(model, language, group, safe, item, pair=None):
     def cat(codes, prefix):
         codes = np.asarray(codes, np.int32)
         return Categorical(codes, tuple(f"{prefix}{i}" for i in range(int(codes.max()) + 1)))
-    return JudgedTable.from_columns(model=cat(model, "m"), language=cat(language, "s"), group=cat(group, "g"),
-                                    item_id=cat(item, "i"),
-                                    label=Categorical(np.where(safe, 0, 1).astype(np.int32),
-                                                      ("safe", "harmful")))
+    cols = {"model": cat(model, "m"), "language": cat(language, "s"), "group": cat(group, "g"),
+            "item_id": cat(item, "i"),
+            "label": Categorical(np.where(safe, 0, 1).astype(np.int32), ("safe", "harmful"))}
+    if pair is not None:  # pair codes 1.. name families; 0 is the empty pair id
+        cols["pair_id"] = Categorical(np.asarray(pair, np.int32),
+                                      ("",) + tuple(f"p{i}" for i in range(int(np.max(pair)))))
+    return JudgedTable.from_columns(**cols)
 
 
 def shared_table(sims, rng):
@@ -167,6 +170,32 @@ def scaling_rows(sims, rng):
     print(f"| scaling: mean spread of those models | {100 * spread_cov:.1f} | – |")
 
 
+def twins_table(sims, rng):
+    print(f"\nCounterfactual twins: families aim one attack at all 13 groups of a model (latent correlation "
+          f"0.5 within a family), rates 5% to 95%, {sims} simulations: deviation coverage (%) mean / worst "
+          "group, median width (pts)\n")
+    print("| families (replies per group) | families resampled jointly (used) | groups as independent |")
+    print("|---|---|---|")
+    true = np.linspace(0.05, 0.95, GROUPS)
+    for families in (10, 50, 200):
+        family = np.repeat(np.arange(sims * families), GROUPS)
+        grp = np.tile(np.arange(GROUPS), sims * families)
+        shared = rng.standard_normal(sims * families)[family]
+        latent = np.sqrt(0.5) * shared + np.sqrt(0.5) * rng.standard_normal(len(family))
+        safe = latent < stats.norm.ppf(true[grp])
+        cells = []
+        for pair in (family + 1, None):
+            t = _table(np.zeros(len(family)), family // families, grp, safe, np.arange(len(family)), pair)
+            frame = deviations(t, resamples=9)
+            g = np.array([int(x[1:]) for x in frame["group"]])
+            truth = (true - true.mean())[g]
+            hit = (frame["ci_low"] <= truth) & (truth <= frame["ci_high"])
+            per_group = np.array([hit[g == j].mean() for j in range(GROUPS)])
+            cells.append(f"{100 * hit.mean():.1f} / {100 * per_group.min():.1f}, "
+                         f"{100 * np.median(frame['ci_high'] - frame['ci_low']):.1f}")
+        print(f"| {families} | " + " | ".join(cells) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sims", type=int, default=4000)
@@ -177,6 +206,7 @@ def main():
     spread_table(min(args.sims, 2000), rng)
     shared_table(min(args.sims, 1000), rng)
     scaling_rows(min(args.sims, 1000), rng)
+    twins_table(min(args.sims, 1000) // 2, rng)
 
 
 if __name__ == "__main__":

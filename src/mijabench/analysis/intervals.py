@@ -66,19 +66,58 @@ def effective_counts(safe: np.ndarray, judged: np.ndarray, cluster_safe: np.ndar
 
 
 def deviation_limits(rate: np.ndarray, low: np.ndarray, high: np.ndarray, weight: np.ndarray,
-                     starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MOVER limits of rate_g - sum_j weight_j rate_j over the cells of each parent block (``starts``), the
-    cells independent. ``low``/``high``: each cell's own limits; ``weight`` sums to 1 within a block."""
+                     starts: np.ndarray, corr: np.ndarray | None = None, scale: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """MOVER distances (below, above the estimate) of rate_g - sum_j weight_j rate_j over the cells of each
+    parent block (``starts``). ``low``/``high``: each cell's own limits; ``weight`` sums to 1 within a block.
+
+    The deviation is own - others, own = (1 - w_g) rate_g and others = sum_{j != g} w_j rate_j. Independent
+    cells: Zou & Donner's MOVER for a sum. Cells linked by shared clusters (counterfactual twins): ``corr``
+    is the correlation of own and others, ``scale`` the others' standard error over its value for
+    independent cells (both from ``twin_dependence``), and MOVER for correlated terms combines them."""
     parent = np.cumsum(np.isin(np.arange(len(rate)), starts)) - 1
     down, up = (rate - low) ** 2, (high - rate) ** 2
     w2 = weight ** 2
-    # the parent mean's lower side comes from the cells' lower limits and vice versa
-    sum_up = np.add.reduceat(w2 * up, starts)[parent] if len(starts) else up
-    sum_down = np.add.reduceat(w2 * down, starts)[parent] if len(starts) else down
+    # the others' lower side comes from their lower limits and vice versa
+    others_up = np.add.reduceat(w2 * up, starts)[parent] - w2 * up if len(starts) else up
+    others_down = np.add.reduceat(w2 * down, starts)[parent] - w2 * down if len(starts) else down
     own = (1 - weight) ** 2
-    dev_low = np.sqrt(np.maximum(sum_up - w2 * up + own * down, 0))
-    dev_high = np.sqrt(np.maximum(sum_down - w2 * down + own * up, 0))
+    r = np.zeros(len(rate)) if corr is None else corr
+    k = np.ones(len(rate)) if scale is None else scale
+    own_down, own_up = np.sqrt(own * down), np.sqrt(own * up)
+    oth_up, oth_down = k * np.sqrt(np.maximum(others_up, 0)), k * np.sqrt(np.maximum(others_down, 0))
+    dev_low = np.sqrt(np.maximum(own_down ** 2 + oth_up ** 2 - 2 * r * own_down * oth_up, 0))
+    dev_high = np.sqrt(np.maximum(own_up ** 2 + oth_down ** 2 - 2 * r * own_up * oth_down, 0))
     return dev_low, dev_high
+
+
+def twin_dependence(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, judged: np.ndarray,
+                    rate: np.ndarray, n: np.ndarray, weight: np.ndarray, parent: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(corr, scale) per cell g for ``deviation_limits``, from the clusters' residuals: corr of own = (1 -
+    w_g) rate_g with others = sum_{j != g} w_j rate_j, and the others' standard error with clusters
+    resampled jointly over the same with the cells independent. Counterfactual families spanning the groups
+    of one model make both differ from (0, 1); clusters that each lie in one cell give exactly (0, 1).
+    ``cell``/``cluster``/``safe``/``judged``: the (cell, cluster) sums; ``parent``: each cell's block."""
+    u = (safe - rate[cell] * judged) / n[cell]  # each cluster's share of its cell's rate residual
+    span = int(cluster.max()) + 1 if len(cluster) else 1
+    family, inverse = np.unique(parent[cell] * span + cluster, return_inverse=True)
+    mean = np.bincount(inverse, weight[cell] * u, len(family))  # the parent mean's residual per cluster
+    cells, parents = len(rate), int(parent.max()) + 1 if len(parent) else 0
+    a = np.bincount(cell, u * u, cells)  # sum over clusters of u_g^2
+    b = np.bincount(cell, u * mean[inverse], cells)  # sum of u_g * mean
+    c = np.bincount(family // span, mean * mean, parents)[parent]  # sum of mean^2
+    w = weight
+    var_own = (1 - w) ** 2 * a
+    var_others = c - 2 * w * b + w * w * a  # others' residual per cluster: mean - w u_g
+    var_others_indep = np.bincount(parent, w * w * a, parents)[parent] - w * w * a
+    cov = (1 - w) * (b - w * a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.sqrt(var_own * var_others)
+        scale = np.sqrt(var_others / var_others_indep)
+    corr = np.where(np.isfinite(corr), np.clip(corr, -1, 1), 0.0)
+    scale = np.where(np.isfinite(scale) & (var_others_indep > 0), scale, 1.0)
+    return corr, scale
 
 
 def spread_limits(k: np.ndarray, n: np.ndarray, starts: np.ndarray, level: float = CI_LEVEL
@@ -141,28 +180,3 @@ def _chi_square(k: np.ndarray, n: np.ndarray, total_k: np.ndarray, total_n: np.n
         terms = (k - expected[:, None]) ** 2 / (n * p * (1 - p))[:, None]
     terms = np.where(np.isfinite(terms), terms, 0.0)
     return np.add.reduceat(terms, starts, axis=0)
-
-
-def contrast_variance_ratio(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, judged: np.ndarray,
-                            rate: np.ndarray, n: np.ndarray, weight: np.ndarray, parent: np.ndarray
-                            ) -> np.ndarray:
-    """Per cell g, the variance of its deviation rate_g - sum_j weight_j rate_j with clusters resampled
-    jointly across the cells of its parent, over the same variance with the cells independent.
-
-    Below 1 when clusters (counterfactual families) span several cells and agree across them, as twins do;
-    exactly 1 when every cluster lies in one cell. ``cell``/``cluster``/``safe``/``judged``: the (cell,
-    cluster) sums; ``parent``: the parent block of every cell. Cells where it cannot be estimated get 1."""
-    u = (safe - rate[cell] * judged) / n[cell]  # each cluster's share of the cell's rate residual
-    p = parent[cell]
-    span = int(cluster.max()) + 1 if len(cluster) else 1
-    family, inverse = np.unique(p * span + cluster, return_inverse=True)
-    mean = np.bincount(inverse, weight[cell] * u, len(family))  # the parent mean's residual per cluster
-    cells, parents = len(rate), int(parent.max()) + 1 if len(parent) else 0
-    a = np.bincount(cell, u * u, cells)
-    b = np.bincount(cell, u * mean[inverse], cells)
-    c = np.bincount(family // span, mean * mean, parents)
-    joint = a - 2 * b + c[parent]
-    independent = (1 - 2 * weight) * a + np.bincount(parent, weight ** 2 * a, parents)[parent]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = joint / independent
-    return np.where(np.isfinite(ratio) & (independent > 0), np.maximum(ratio, 0.0), 1.0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .clusters import ClusterIndex
 from .frame import Frame, ci_summary
-from .intervals import clopper_pearson, contrast_variance_ratio, deviation_limits, effective_counts, wilson
+from .intervals import clopper_pearson, deviation_limits, effective_counts, twin_dependence, wilson
 from .table import N_STATUS, ST_FAILED, ST_HARMFUL, ST_SAFE, ST_UNJUDGED, ST_UNPARSED, JudgedTable
 
 DEFAULT_RESAMPLES = 1000
@@ -174,11 +174,9 @@ def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] =
         weight, mean, mean_boot = rate[:0], rate[:0], boot[:0]
     dev = rate - mean[parent]
     cell_low, cell_high = wilson(k_eff, n_eff)
-    down, up = deviation_limits(rate, cell_low, cell_high, weight, starts)
-    if len(starts):
-        # counterfactual twins link the groups of one model: their agreement shrinks the deviation's variance
-        ratio = contrast_variance_ratio(*pairs, rate, n_judged, weight, parent)
-        down, up = down * np.sqrt(ratio), up * np.sqrt(ratio)
+    # counterfactual twins link the groups of one model: own rate and the others' mean move together
+    corr, scale = twin_dependence(*pairs, rate, n_judged, weight, parent) if len(starts) else (None, None)
+    down, up = deviation_limits(rate, cell_low, cell_high, weight, starts, corr, scale)
     low, high = dev - down, dev + up
     # the parent mean's own MOVER limits: sum of the cells' weighted distances to their limits
     mean_low, mean_high = mean.copy(), mean.copy()
