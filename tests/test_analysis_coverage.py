@@ -270,7 +270,11 @@ def test_counterfactual_twins_pair_the_deviations():
         judged = table(np.zeros(len(family)), sim, grp, safe, item=np.arange(len(family)), pair=pair)
         frame = deviations(judged, resamples=9)
         truth = truth_of[np.array([int(g[1:]) for g in frame["group"]])]
+        disp = disparity(frame, seed=1)
         out[name] = (((frame["ci_low"] <= truth) & (truth <= frame["ci_high"])).mean(),
-                     np.median(frame["ci_high"] - frame["ci_low"]))
+                     np.median(frame["ci_high"] - frame["ci_low"]),
+                     ((disp["mean_ci_low"] <= true.mean()) & (true.mean() <= disp["mean_ci_high"])).mean())
     assert 0.93 <= out["twins"][0] <= 0.97 and out["unpaired"][0] > out["twins"][0], out
     assert out["twins"][1] < 0.92 * out["unpaired"][1], out
+    # the model's mean over groups: twins that agree make it vary more than independent groups would
+    assert out["twins"][2] >= 0.93 and out["unpaired"][2] < 0.85, out

@@ -93,11 +93,12 @@ def deviation_limits(rate: np.ndarray, low: np.ndarray, high: np.ndarray, weight
 
 def twin_dependence(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, judged: np.ndarray,
                     rate: np.ndarray, n: np.ndarray, weight: np.ndarray, parent: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(corr, scale) per cell g for ``deviation_limits``, from the clusters' residuals: corr of own = (1 -
     w_g) rate_g with others = sum_{j != g} w_j rate_j, and the others' standard error with clusters
     resampled jointly over the same with the cells independent. Counterfactual families spanning the groups
     of one model make both differ from (0, 1); clusters that each lie in one cell give exactly (0, 1).
+    Third: the same standard-error ratio for each block's whole mean.
     ``cell``/``cluster``/``safe``/``judged``: the (cell, cluster) sums; ``parent``: each cell's block."""
     u = (safe - rate[cell] * judged) / n[cell]  # each cluster's share of its cell's rate residual
     span = int(cluster.max()) + 1 if len(cluster) else 1
@@ -106,18 +107,22 @@ def twin_dependence(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, jud
     cells, parents = len(rate), int(parent.max()) + 1 if len(parent) else 0
     a = np.bincount(cell, u * u, cells)  # sum over clusters of u_g^2
     b = np.bincount(cell, u * mean[inverse], cells)  # sum of u_g * mean
-    c = np.bincount(family // span, mean * mean, parents)[parent]  # sum of mean^2
+    c_block = np.bincount(family // span, mean * mean, parents)  # sum of mean^2
+    c = c_block[parent]
     w = weight
     var_own = (1 - w) ** 2 * a
     var_others = c - 2 * w * b + w * w * a  # others' residual per cluster: mean - w u_g
-    var_others_indep = np.bincount(parent, w * w * a, parents)[parent] - w * w * a
+    mean_indep = np.bincount(parent, w * w * a, parents)
+    var_others_indep = mean_indep[parent] - w * w * a
     cov = (1 - w) * (b - w * a)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(var_own * var_others)
         scale = np.sqrt(var_others / var_others_indep)
+        mean_scale = np.sqrt(c_block / mean_indep)
     corr = np.where(np.isfinite(corr), np.clip(corr, -1, 1), 0.0)
     scale = np.where(np.isfinite(scale) & (var_others_indep > 0), scale, 1.0)
-    return corr, scale
+    mean_scale = np.where(np.isfinite(mean_scale) & (mean_indep > 0), mean_scale, 1.0)
+    return corr, scale, mean_scale
 
 
 def spread_limits(k: np.ndarray, n: np.ndarray, starts: np.ndarray, level: float = CI_LEVEL

@@ -175,14 +175,16 @@ def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] =
     dev = rate - mean[parent]
     cell_low, cell_high = wilson(k_eff, n_eff)
     # counterfactual twins link the groups of one model: own rate and the others' mean move together
-    corr, scale = twin_dependence(*pairs, rate, n_judged, weight, parent) if len(starts) else (None, None)
+    corr, scale, mean_scale = (twin_dependence(*pairs, rate, n_judged, weight, parent) if len(starts)
+                               else (None, None, None))
     down, up = deviation_limits(rate, cell_low, cell_high, weight, starts, corr, scale)
     low, high = dev - down, dev + up
-    # the parent mean's own MOVER limits: sum of the cells' weighted distances to their limits
+    # the parent mean's own MOVER limits: the cells' weighted distances to their limits, widened where
+    # twins make the groups move together
     mean_low, mean_high = mean.copy(), mean.copy()
     if len(starts):
-        mean_low -= np.sqrt(np.add.reduceat((weight * (rate - cell_low)) ** 2, starts))
-        mean_high += np.sqrt(np.add.reduceat((weight * (cell_high - rate)) ** 2, starts))
+        mean_low -= mean_scale * np.sqrt(np.add.reduceat((weight * (rate - cell_low)) ** 2, starts))
+        mean_high += mean_scale * np.sqrt(np.add.reduceat((weight * (cell_high - rate)) ** 2, starts))
     dev_boot = boot - mean_boot[parent]
     frame = Frame({**keys, **counts, "rate": rate, "model_mean": mean[parent], "deviation": dev,
                    "ci_low": low, "ci_high": high, "significant": (low > 0) | (high < 0),
