@@ -101,13 +101,20 @@ def twin_dependence(cell: np.ndarray, cluster: np.ndarray, safe: np.ndarray, jud
     Third: the same standard-error ratio for each block's whole mean.
     ``cell``/``cluster``/``safe``/``judged``: the (cell, cluster) sums; ``parent``: each cell's block."""
     u = (safe - rate[cell] * judged) / n[cell]  # each cluster's share of its cell's rate residual
-    span = int(cluster.max()) + 1 if len(cluster) else 1
-    family, inverse = np.unique(parent[cell] * span + cluster, return_inverse=True)
-    mean = np.bincount(inverse, weight[cell] * u, len(family))  # the parent mean's residual per cluster
     cells, parents = len(rate), int(parent.max()) + 1 if len(parent) else 0
+    key = cluster * max(parents, 1) + parent[cell]
+    if len(key) < 2 or np.all(key[1:] >= key[:-1]):
+        # pairs ordered by cluster then cell (as ClusterIndex gives them): (cluster, parent) runs are
+        # contiguous, so no sort is needed
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        inverse = np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else first
+        family = key[first]
+    else:
+        family, inverse = np.unique(key, return_inverse=True)
+    mean = np.bincount(inverse, weight[cell] * u, len(family))  # the parent mean's residual per cluster
     a = np.bincount(cell, u * u, cells)  # sum over clusters of u_g^2
     b = np.bincount(cell, u * mean[inverse], cells)  # sum of u_g * mean
-    c_block = np.bincount(family // span, mean * mean, parents)  # sum of mean^2
+    c_block = np.bincount(family % max(parents, 1), mean * mean, parents)  # sum of mean^2
     c = c_block[parent]
     w = weight
     var_own = (1 - w) ** 2 * a
