@@ -278,3 +278,26 @@ def test_counterfactual_twins_pair_the_deviations():
     assert out["twins"][1] < 0.92 * out["unpaired"][1], out
     # the model's mean over groups: twins that agree make it vary more than independent groups would
     assert out["twins"][2] >= 0.93 and out["unpaired"][2] < 0.85, out
+
+
+@pytest.mark.parametrize("n", (10, 50, 200))
+def test_paired_difference_covers_and_never_collapses(n):
+    from mijabench.analysis.intervals import paired_difference_limits
+    from mijabench.analysis.paired import paired_analysis
+
+    rng = np.random.default_rng(n)
+    sims = 3000
+    scenarios = ((0.5, 0.5, 0.5), (0.9, 0.7, 0.5), (0.95, 0.95, 0.5), (0.2, 0.05, 0.3), (0.5, 0.3, 0.0))
+    for pa, pb, rho in scenarios:
+        shared = rng.standard_normal((sims, n))
+        a = np.sqrt(rho) * shared + np.sqrt(1 - rho) * rng.standard_normal((sims, n)) < stats.norm.ppf(pa)
+        b = np.sqrt(rho) * shared + np.sqrt(1 - rho) * rng.standard_normal((sims, n)) < stats.norm.ppf(pb)
+        low, high = paired_difference_limits((a & b).sum(1), (a & ~b).sum(1), (~a & b).sum(1),
+                                             (~a & ~b).sum(1))
+        coverage = ((low <= pa - pb) & (pa - pb <= high)).mean()
+        assert coverage >= 0.93, (pa, pb, rho, coverage)
+    # every twin pair concordant: no discordant pair, yet the interval keeps a width
+    twins = table([0] * 2 * n, [0] * 2 * n, [0, 1] * n, [True] * 2 * n, item=np.arange(2 * n),
+                  pair=np.repeat(np.arange(n), 2) + 1)
+    frame = paired_analysis(twins, resamples=50)
+    assert frame["paired_difference"][0] == 0 and frame["ci_low"][0] < 0 < frame["ci_high"][0]
