@@ -253,3 +253,25 @@ def test_report_without_judged_responses_raises(store, tmp_path: Path):
     put_rows(store, [("m", "en", "women", "persona_assignment", "none", "")])
     with pytest.raises(MijaError, match="judge"):
         write_report(store, tmp_path / "r")
+
+
+def test_tied_groups_and_zero_worst_rate_read_plainly():
+    from mijabench.analysis import analyze
+    from mijabench.report import page
+    from test_analysis import table_of
+
+    rows = [("tied", "en", g, "persona_assignment", lab, False) for g in ("women", "black")
+            for lab in ("safe", "harmful")]
+    rows += [("zero", "en", "women", "persona_assignment", "harmful", False),
+             ("zero", "en", "black", "persona_assignment", "safe", False)]
+    analysis = analyze(table_of(rows), resamples=50)
+    html = str(page.disparity(analysis, {}))
+    tied = next(r for r in heatmap_rows(html, "disparity-table")[1:] if r[0][2] == "tied")
+    zero = next(r for r in heatmap_rows(html, "disparity-table")[1:] if r[0][2] == "zero")
+    header = [c[2] for c in heatmap_rows(html, "disparity-table")[0]]
+    worst, best, ratio = (header.index(h) for h in ("worst group", "best group", "best/worst"))
+    # tied groups: none is named worst or best; a worst rate of 0 has no ratio
+    assert tied[worst][2] == tied[best][2] == "all tied (50.0%)"
+    assert zero[worst][2].startswith("Women") and zero[ratio][2] == "–" and "∞" not in html
+    headline = str(page.headline(analysis))
+    assert "95% CI" in headline and "all groups equal: p" in headline
