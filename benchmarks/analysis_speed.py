@@ -2,8 +2,9 @@
 
 615,454 judged responses from 14 models over 22 group-language cells, 4 strategies and 21 scenario
 categories (a fifth of the items in counterfactual pairs). Times ``analysis.analyze``: every rate table, the
-deviation heatmap data, all bootstrap CIs (1,000 resamples by default), disparity figures, pairwise tests with
-Holm correction, the paired McNemar analysis, the cross-language and the scaling tables.
+deviation heatmap data, all CIs (clustered by shared prompt) with 1,000 draws per cell, disparity figures and
+the all-groups-equal permutation test, pairwise tests with Holm correction, the paired McNemar analysis, the
+cross-language and the scaling tables.
 Target: under 2 s and under 2 GB peak memory on a 2-core machine.
 
     .venv/bin/python benchmarks/analysis_speed.py [--rows N] [--resamples B] [--repeat R] [--store]

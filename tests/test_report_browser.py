@@ -87,3 +87,56 @@ def test_heatmap_renders(driver, report):
     assert "95% CI" in cells[0].get_attribute("title")
     image = driver.find_element(By.ID, "plot-heatmap_en")
     assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 100
+
+
+@pytest.fixture(scope="module")
+def one_model_report(tmp_path_factory):
+    """One model, every English group with 40 replies: the wide per-group tables, a one-model heatmap, and
+    groups far enough from the mean that their CIs exclude 0."""
+    from mijabench.store import Store
+    from mijabench.taxonomy import load_taxonomy
+
+    root = tmp_path_factory.mktemp("one-model")
+    groups = list(load_taxonomy().groups_for("en"))
+    safe = {g.id: 36 if i < 2 else 6 if i == 2 else 22 for i, g in enumerate(groups)}
+    rows = [("solo-model", "en", g, "persona_assignment", "safe" if i < k else "harmful", "")
+            for g, k in safe.items() for i in range(40)]
+    with Store(root / "ws") as store:
+        put_rows(store, rows)
+        result = write_report(store, root / "out", resamples=100, examples_per_cell=0, title=TITLE)
+    return result
+
+
+def test_one_model_report_is_readable(driver, one_model_report, tmp_path_factory):
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path_factory.mktemp("screenshots")
+    driver.get(one_model_report.html.as_uri())
+    heatmap = driver.find_element(By.ID, "heatmap-en")
+    marked = heatmap.find_elements(By.CSS_SELECTOR, "td.cell.sig")
+    # the two safest groups and the least safe one are told apart from noise without hovering
+    assert len(marked) == 3 and all(c.text.endswith("*") for c in marked)
+    assert all(c.value_of_css_property("outline-style") == "solid" for c in marked)
+    plain = heatmap.find_elements(By.CSS_SELECTOR, "td.cell:not(.sig)")
+    assert plain and not any(c.text.endswith("*") for c in plain)
+    # every wide table fits its box or scrolls inside it: the page itself never scrolls sideways
+    assert driver.execute_script("return document.documentElement.scrollWidth <= "
+                                 "document.documentElement.clientWidth")
+    for box in driver.find_elements(By.CSS_SELECTOR, "div.scroll"):
+        fits = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                     "return r.right <= document.body.getBoundingClientRect().right + 1",
+                                     box)
+        assert fits
+    wide = heatmap.find_element(By.XPATH, "..")
+    assert driver.execute_script("return getComputedStyle(arguments[0]).overflowX", wide) == "auto"
+    # the one-model heatmap PNG keeps a height for its colour bar and rotated labels
+    image = driver.find_element(By.ID, "plot-heatmap_en")
+    size = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image)
+    assert size[1] >= 300 and size[0] / size[1] < 4
+    driver.execute_script("arguments[0].scrollIntoView()", heatmap)
+    heatmap.screenshot(str(shots / "heatmap-table.png"))
+    image.screenshot(str(shots / "heatmap-plot.png"))
+    driver.find_element(By.ID, "disparity-table").screenshot(str(shots / "disparity-table.png"))
+    driver.find_element(By.CSS_SELECTOR, ".figures").screenshot(str(shots / "headline.png"))
+    for name in ("heatmap-table", "heatmap-plot", "disparity-table", "headline"):
+        assert (shots / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

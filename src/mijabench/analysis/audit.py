@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .clusters import ClusterIndex
 from .disparity import cross_language, disparity, pairwise_tests, scaling
 from .frame import Frame
 from .paired import paired_analysis
-from .rates import DEFAULT_RESAMPLES, deviations, group_counts, rates
+from .rates import DEFAULT_RESAMPLES, average_name, deviations, group_counts, rates
 from .table import JudgedTable
 
 # name -> the crossing of a plain rate table in the analysis
@@ -58,17 +59,20 @@ class Analysis:
 
 
 def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-            average: str = "micro") -> Analysis:
+            average: str = "groups") -> Analysis:
     """Rates for every cut in ``RATE_CUTS``, the deviation heatmap data, disparity, pairwise and paired
-    tests, the cross-language comparison and the scaling table, all with bootstrap CIs."""
+    tests, the cross-language comparison and the scaling table, all with 95% CIs. ``average``: the model
+    mean the deviations are taken from, "groups" (each group weighs the same) or "responses"."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
+    average = average_name(average)
     tables: dict[str, Frame] = {}
+    clusters = ClusterIndex.of(table)  # sorted once, shared by every table
     for name, by in RATE_CUTS.items():
-        tables[name] = rates(table, by, resamples=resamples, seed=seed, name=name)
-    dev = deviations(table, average=average, resamples=resamples, seed=seed)
+        tables[name] = rates(table, by, resamples=resamples, seed=seed, name=name, clusters=clusters)
+    dev = deviations(table, average=average, resamples=resamples, seed=seed, clusters=clusters)
     tables["deviations"] = dev
-    disp = disparity(dev)
+    disp = disparity(dev, seed=seed)
     tables["disparity"] = disp
     pairs = pairwise_tests(dev)
     tables["pairwise_tests"] = pairs

@@ -10,44 +10,58 @@ from __future__ import annotations
 import numpy as np
 
 from .frame import Frame, ci_summary, percentile_ci
+from .intervals import all_equal_pvalue, spread_limits
+from .rates import table_rng
 from .stats import fisher_exact, holm, two_proportion_z
 from .table import canonical_order
 
 ALPHA = 0.05
 
 
-def disparity(dev: Frame) -> Frame:
-    """Per model and language: number of groups, max-min spread of the group defense rates (with CI),
-    worst and best group and their rates, best/worst ratio, and the standard deviation across groups
-    (population, ddof=0)."""
+def disparity(dev: Frame, seed: int = 0) -> Frame:
+    """Per model and language: number of groups, the mean of the groups (as the deviations define it) with
+    its CI, the max-min spread of the group defense rates with a simultaneous CI, the p-value of "all groups
+    equal", worst and best group and their rates, best/worst ratio, and the standard deviation across groups
+    (population, ddof=0).
+
+    Spread CI: Sidak-simultaneous Clopper-Pearson limits of every group (``intervals.spread_limits``), valid
+    however many groups there are and never biased upwards like a percentile interval of a max minus a min.
+    When every group has the same rate no group is named worst or best (both are '')."""
     starts = dev.extra["starts"]
     rate, boot = dev["rate"], dev.extra["rate_boot"]
     groups = dev["group"]
-    rows: dict[str, list] = {k: [] for k in (
-        "model", "language", "n_groups", "n_judged", "mean_rate", "spread", "spread_ci_low", "spread_ci_high",
-        "worst_group", "worst_rate", "best_group", "best_rate", "best_worst_ratio", "std")}
     ends = _ends(starts, len(rate))
-    spread_boot = np.zeros((len(starts), boot.shape[1]))
-    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
-        r = rate[s:e]
-        worst, best = s + int(np.argmin(r)), s + int(np.argmax(r))
-        spread_boot[i] = boot[s:e].max(axis=0) - boot[s:e].min(axis=0)
-        rows["model"].append(dev["model"][s])
-        rows["language"].append(dev["language"][s])
-        rows["n_groups"].append(e - s)
-        rows["n_judged"].append(int(dev["n_judged"][s:e].sum()))
-        rows["mean_rate"].append(float(dev["model_mean"][s]))
-        rows["spread"].append(float(r.max() - r.min()))
-        rows["worst_group"].append(groups[worst])
-        rows["worst_rate"].append(float(rate[worst]))
-        rows["best_group"].append(groups[best])
-        rows["best_rate"].append(float(rate[best]))
-        rows["best_worst_ratio"].append(_ratio(float(rate[best]), float(rate[worst])))
-        rows["std"].append(float(r.std()))
-    low, high = percentile_ci(spread_boot)
-    rows["spread_ci_low"], rows["spread_ci_high"] = list(low), list(high)
-    frame = Frame(_arrays(rows), name="disparity", boot=spread_boot)
-    frame.summary = ci_summary(np.asarray(rows["spread"]), low, high, spread_boot, signed=False)
+    n_blocks = len(starts)
+    if n_blocks:
+        r_max, r_min = np.maximum.reduceat(rate, starts), np.minimum.reduceat(rate, starts)
+        spread_boot = np.maximum.reduceat(boot, starts, axis=0) - np.minimum.reduceat(boot, starts, axis=0)
+    else:
+        r_max = r_min = np.zeros(0)
+        spread_boot = np.zeros((0, boot.shape[1]))
+    worst = np.array([s + int(np.argmin(rate[s:e])) for s, e in zip(starts, ends, strict=True)], np.int64)
+    best = np.array([s + int(np.argmax(rate[s:e])) for s, e in zip(starts, ends, strict=True)], np.int64)
+    tied = r_max == r_min
+    low, high = spread_limits(dev.extra["k_eff"], dev.extra["n_eff"], starts)
+    resamples = max(boot.shape[1], 1)
+    p_equal = all_equal_pvalue(np.rint(dev.extra["k_eff"]), np.rint(dev.extra["n_eff"]), starts, resamples,
+                               table_rng(seed, "all_equal", dev.name))
+    std = np.array([float(rate[s:e].std()) for s, e in zip(starts, ends, strict=True)])
+    cols = {
+        "model": dev["model"][starts], "language": dev["language"][starts],
+        "n_groups": (ends - starts).astype(np.int64),
+        "n_judged": np.add.reduceat(dev["n_judged"], starts) if n_blocks else np.zeros(0, np.int64),
+        "mean_rate": dev["model_mean"][starts], "mean_ci_low": dev.extra["mean_low"],
+        "mean_ci_high": dev.extra["mean_high"],
+        "spread": r_max - r_min, "spread_ci_low": low, "spread_ci_high": high, "p_all_equal": p_equal,
+        "worst_group": np.where(tied, "", groups[worst] if n_blocks else groups[:0]).astype(object),
+        "worst_rate": r_min,
+        "best_group": np.where(tied, "", groups[best] if n_blocks else groups[:0]).astype(object),
+        "best_rate": r_max,
+        "best_worst_ratio": np.array([_ratio(float(b), float(w)) for b, w in zip(r_max, r_min, strict=True)]),
+        "std": std}
+    frame = Frame(cols, name="disparity", boot=spread_boot)
+    frame.summary = {**ci_summary(cols["spread"], low, high, spread_boot, signed=False),
+                     "method": "sidak-clopper-pearson", "average": dev.extra.get("average", "")}
     frame.extra = {"mean_boot": dev.extra["mean_boot"]}
     return frame
 
@@ -83,7 +97,11 @@ def pairwise_tests(dev: Frame, alpha: float = ALPHA) -> Frame:
     diff = dev["rate"][ia] - dev["rate"][ib]
     boot = dev.extra["rate_boot"]
     diff_boot = boot[ia] - boot[ib]
-    low, high = percentile_ci(diff_boot)
+    # Newcombe's hybrid score interval (MOVER on the two Wilson intervals) of a difference of independent
+    # proportions: it keeps its coverage at 0/n and n/n, where percentile intervals collapse
+    rate, cl, ch = dev["rate"], dev.extra["cell_low"], dev.extra["cell_high"]
+    low = diff - np.sqrt((rate[ia] - cl[ia]) ** 2 + (ch[ib] - rate[ib]) ** 2)
+    high = diff + np.sqrt((ch[ia] - rate[ia]) ** 2 + (rate[ib] - cl[ib]) ** 2)
     frame = Frame({
         "model": dev["model"][ia], "language": dev["language"][ia], "group_a": dev["group"][ia],
         "group_b": dev["group"][ib], "n_a": n[ia], "n_b": n[ib], "rate_a": dev["rate"][ia],
@@ -133,8 +151,11 @@ def cross_language(dev: Frame) -> Frame:
 
 def scaling(disp: Frame, model_meta: dict[str, tuple[str, str, float]]) -> Frame:
     """Within each model family and language, per size class: the models, their mean defense rate and
-    their mean max-min spread, with CIs from averaging the models' resamples. ``model_meta`` maps a model to
-    (family, size class, params_b); models without a family or size class are left out."""
+    their mean max-min spread. The CIs are the means of the models' own limits: the models answer the same
+    prompts, so their errors are correlated, and an average of limits covers the average of the truths
+    whenever all models' intervals do, whatever that correlation (conservative when it is weak).
+    ``model_meta`` maps a model to (family, size class, params_b); models without a family or size class
+    are left out."""
     order = {c: i for i, c in enumerate(canonical_order("size_class"))}
     buckets: dict[tuple[str, str, str], list[int]] = {}
     for i, (m, lang) in enumerate(zip(disp["model"].tolist(), disp["language"].tolist(), strict=True)):
@@ -146,8 +167,7 @@ def scaling(disp: Frame, model_meta: dict[str, tuple[str, str, float]]) -> Frame
     rows: dict[str, list] = {k: [] for k in ("family", "language", "size_class", "n_models", "models",
                                               "params_b", "mean_rate", "rate_ci_low", "rate_ci_high",
                                               "mean_spread", "spread_ci_low", "spread_ci_high")}
-    mean_boot = disp.extra.get("mean_boot", np.zeros((len(disp), spread_boot.shape[1])))
-    boots, rate_boots = [], []
+    boots = []
     for family, lang, size in keys:
         members = buckets[(family, lang, size)]
         models = [disp["model"][i] for i in members]
@@ -158,24 +178,22 @@ def scaling(disp: Frame, model_meta: dict[str, tuple[str, str, float]]) -> Frame
         rows["models"].append(", ".join(models))
         rows["params_b"].append(", ".join(f"{model_meta[m][2]:g}" for m in models))
         rows["mean_rate"].append(float(np.mean(disp["mean_rate"][members])))
+        rows["rate_ci_low"].append(float(np.mean(disp["mean_ci_low"][members])))
+        rows["rate_ci_high"].append(float(np.mean(disp["mean_ci_high"][members])))
         rows["mean_spread"].append(float(np.mean(disp["spread"][members])))
+        rows["spread_ci_low"].append(float(np.mean(disp["spread_ci_low"][members])))
+        rows["spread_ci_high"].append(float(np.mean(disp["spread_ci_high"][members])))
         boots.append(spread_boot[members].mean(axis=0))
-        rate_boots.append(mean_boot[members].mean(axis=0))
     boot = np.vstack(boots) if boots else np.zeros((0, spread_boot.shape[1]))
-    rate_low, rate_high = percentile_ci(np.vstack(rate_boots) if rate_boots else boot)
-    rows["rate_ci_low"], rows["rate_ci_high"] = list(rate_low), list(rate_high)
-    low, high = percentile_ci(boot)
-    rows["spread_ci_low"], rows["spread_ci_high"] = list(low), list(high)
     frame = Frame(_arrays(rows), name="scaling", boot=boot)
-    frame.summary = ci_summary(np.asarray(rows["mean_spread"]), low, high, boot, signed=False)
+    frame.summary = ci_summary(np.asarray(rows["mean_spread"]), np.asarray(rows["spread_ci_low"]),
+                               np.asarray(rows["spread_ci_high"]), boot, signed=False)
     return frame
 
 
 def _ratio(best: float, worst: float) -> float:
-    """best / worst; infinite when only the worst is 0, undefined (NaN) when both are."""
-    if worst > 0:
-        return best / worst
-    return float("inf") if best > 0 else float("nan")
+    """best / worst; undefined (NaN, shown as '-') when the worst rate is 0."""
+    return best / worst if worst > 0 else float("nan")
 
 
 def _ends(starts: np.ndarray, n: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """A small columnar result table: named numpy columns of equal length, convertible to Arrow (for CSV and
-Parquet) and to row dicts (for the report). Estimate tables also carry their bootstrap resamples, so derived
-figures (deviations, spreads, differences) get intervals from the same draws.
+Parquet) and to row dicts (for the report). Estimate tables also carry per-cell draws (``boot``), which
+figures derived from several cells (cross-language differences, sign-flip shares) take their spread from;
+the tables' own intervals are analytic (see ``intervals.py`` and docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ CI_LEVEL = 0.95
 class Frame:
     columns: dict[str, np.ndarray]
     name: str = ""
-    boot: np.ndarray | None = None  # (rows, resamples) of the table's estimate column, when it has one
+    boot: np.ndarray | None = None  # (rows, draws) of the table's estimate column, when it has one
     summary: dict[str, Any] = field(default_factory=dict)  # CI width and sign figures of the table
     extra: dict[str, Any] = field(default_factory=dict)  # further resamples derived tables need
 

@@ -4,10 +4,12 @@ at different groups, so a model's answers to them can be compared pair by pair.
 For each model, language and pair of groups (A, B), every pair id with a judged answer for both groups is one
 matched observation. The paired difference is rate_A - rate_B over those matched pairs, tested with the exact
 McNemar test on the discordant pairs (A safe & B harmful vs. A harmful & B safe), Holm-corrected within the
-model and language. The bootstrap resamples pairs: the discordant counts are drawn as a multinomial on the
-four cells (two chained binomials: the discordant pairs, then A's share of them). When a (model, pair id,
-group) has several judged answers (e.g. several sampling settings), one of them is used. The unpaired
-figures of the same groups sit next to the paired ones.
+model and language. CI: Newcombe's method 10 (MOVER on the two rates' Wilson intervals with the pairs'
+phi correlation), which keeps a width when no pair is discordant. The draws (``boot``) resample pairs: the
+discordant counts are drawn as a multinomial on the four cells (two chained binomials: the discordant
+pairs, then A's share of them). When a (model, pair id, group) has several judged answers (e.g. several
+sampling settings), one of them is used. The unpaired figures of the same groups sit next to the paired
+ones.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .disparity import ALPHA
-from .frame import Frame, ci_summary, percentile_ci
+from .frame import Frame, ci_summary
+from .intervals import paired_difference_limits
 from .rates import DEFAULT_RESAMPLES, table_rng
 from .stats import holm, mcnemar_exact
 from .table import ST_HARMFUL, ST_SAFE, JudgedTable
@@ -81,7 +84,8 @@ def paired_analysis(table: JudgedTable, unpaired: Frame | None = None, *,
     d_star = rng.binomial(n[:, None], (discordant / nn)[:, None], size=(len(n), resamples))
     b_star = rng.binomial(d_star, (only_a_safe / np.maximum(discordant, 1))[:, None])
     boot = (2 * b_star - d_star) / nn[:, None]
-    rows["ci_low"], rows["ci_high"] = percentile_ci(boot)
+    rows["ci_low"], rows["ci_high"] = paired_difference_limits(both_safe, only_a_safe, only_b_safe,
+                                                               both_harmful)
 
     p = np.array([mcnemar_exact(int(b), int(c)) for b, c in zip(only_a_safe, only_b_safe, strict=True)])
     family = [f"{x}\x00{y}" for x, y in zip(rows["model"], rows["language"], strict=True)]

@@ -1,14 +1,14 @@
-"""Defense rates for any cut of the judged table, deviations from each model's mean, and their bootstrap
+"""Defense rates for any cut of the judged table, deviations from each model's mean, and their 95%
 intervals.
 
 Defense rate = safe / (safe + harmful). Unparsed votes, unjudged and failed responses are excluded from the
 rate and counted in their own columns.
 
-Bootstrap: resampling the n judged prompts of a cell with replacement and counting the safe ones is the same
-as drawing the safe count from Binomial(n, safe/n), because each prompt's outcome is 0 or 1. So a cell's
-1,000 resamples are 1,000 binomial draws on its counts: no per-row work, and the same seed gives the same
-intervals. Every table draws from its own generator, seeded by (seed, the table's columns), so a table's
-intervals do not depend on which other tables were computed before it.
+Intervals are analytic (``intervals.py``; docs/statistics.md has their simulated coverage). Each table also
+carries per-cell draws (``boot``) for the figures derived from several cells: Jeffreys posterior draws on the
+cell's effective counts, a vectorised draw per cell and no per-row work. Every table draws from its own
+generator, seeded by (seed, the table's columns), so a table's draws do not depend on which other tables were
+computed before it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .frame import Frame, ci_summary, percentile_ci
+from .clusters import ClusterIndex
+from .frame import Frame, ci_summary
+from .intervals import clopper_pearson, deviation_limits, effective_counts, twin_dependence, wilson
 from .table import N_STATUS, ST_FAILED, ST_HARMFUL, ST_SAFE, ST_UNJUDGED, ST_UNPARSED, JudgedTable
 
 DEFAULT_RESAMPLES = 1000
+AVERAGE_ALIASES = {"macro": "groups", "micro": "responses"}
 COUNT_COLUMNS = ("n_safe", "n_harmful", "n_judged", "n_unparsed", "n_unjudged", "n_failed", "n_responses",
                  "n_empty", "n_truncated")
 
@@ -82,78 +85,122 @@ def group_counts(table: JudgedTable, by: Sequence[str], mask: np.ndarray | None 
     return keys, count_cols, cell
 
 
-def binomial_rates(n_safe: np.ndarray, n_judged: np.ndarray, resamples: int,
-                   rng: np.random.Generator) -> np.ndarray:
-    """(cells, resamples) bootstrap defense rates; NaN for cells with nothing judged."""
-    n = n_judged.astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(n > 0, n_safe / np.maximum(n, 1), 0.0)
-        draws = rng.binomial(n[:, None], p[:, None], size=(len(n), resamples))
-        boot = draws / n[:, None]
-    boot[n == 0] = np.nan
+def jeffreys_draws(k: np.ndarray, n: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(cells, resamples) draws of each cell's rate from Beta(k + 1/2, n - k + 1/2), the Jeffreys posterior;
+    NaN for cells with nothing judged. Unlike binomial resamples they never collapse to one value at 0/n or
+    n/n, so intervals of derived figures (differences, spreads across languages) keep a width."""
+    k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
+    ok = n > 0
+    a = np.where(ok, k + 0.5, 1.0)[:, None]
+    b = np.where(ok, n - k + 0.5, 1.0)[:, None]
+    boot = rng.beta(a, b, size=(len(n), resamples))
+    boot[~ok] = np.nan
     return boot
 
 
+def clustered(table: JudgedTable, cell: np.ndarray, n_safe: np.ndarray, n_judged: np.ndarray,
+              clusters: ClusterIndex | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Effective (safe, judged, design effect) per cell, its responses clustered by shared prompt.
+    ``clusters``: the table's ``ClusterIndex`` when the caller computes several tables of it."""
+    c, _, c_safe, c_judged = (clusters or ClusterIndex.of(table)).cell_clusters(cell)
+    return effective_counts(n_safe, n_judged, c_safe, c_judged, c)
+
+
 def rates(table: JudgedTable, by: Sequence[str], *, mask: np.ndarray | None = None,
-          resamples: int = DEFAULT_RESAMPLES, seed: int = 0, name: str = "") -> Frame:
-    """Defense rate with a bootstrap 95% CI for every non-empty cell of the crossing ``by`` (any of the
-    table's categorical columns: model, group, language, strategy, scenario_category, size_class, family...).
-    An empty ``by`` gives one overall row."""
+          resamples: int = DEFAULT_RESAMPLES, seed: int = 0, name: str = "",
+          clusters: ClusterIndex | None = None) -> Frame:
+    """Defense rate with a 95% CI for every non-empty cell of the crossing ``by`` (any of the table's
+    categorical columns: model, group, language, strategy, scenario_category, size_class, family...).
+    An empty ``by`` gives one overall row.
+
+    CI: Clopper-Pearson on the cell's effective size, n / design effect, where the design effect measures
+    how much responses to the same prompt (several models, counterfactual twins) agree; a cell of
+    independent prompts keeps its n. ``boot`` holds Jeffreys draws on the same effective counts."""
     by = list(by)
-    keys, counts, _ = group_counts(table, by, mask)
+    keys, counts, cell = group_counts(table, by, mask)
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n_judged > 0, n_safe / np.maximum(n_judged, 1), np.nan)
-    boot = binomial_rates(n_safe, n_judged, resamples, table_rng(seed, "rates", *by, name))
-    low, high = percentile_ci(boot)
-    frame = Frame({**keys, **counts, "rate": rate, "ci_low": low, "ci_high": high},
+    k_eff, n_eff, deff = clustered(table, cell, n_safe, n_judged, clusters)
+    low, high = clopper_pearson(k_eff, n_eff)
+    boot = jeffreys_draws(k_eff, n_eff, resamples, table_rng(seed, "rates", *by, name))
+    frame = Frame({**keys, **counts, "rate": rate, "ci_low": low, "ci_high": high, "design_effect": deff},
                   name=name or "rates_by_" + "_".join(by or ["all"]), boot=boot)
-    frame.summary = ci_summary(rate, low, high, boot, signed=False)
+    frame.summary = {**ci_summary(rate, low, high, boot, signed=False), "method": "clopper-pearson"}
     return frame
 
 
+def average_name(average: str) -> str:
+    """'groups' (each group weighs the same) or 'responses' (groups weighted by their judged counts); the
+    older names 'macro' and 'micro' are accepted."""
+    name = AVERAGE_ALIASES.get(average, average)
+    if name not in ("groups", "responses"):
+        raise ValueError("average must be 'groups' or 'responses' (or 'macro' / 'micro')")
+    return name
+
+
 def deviations(table: JudgedTable, *, by: str = "group", within: Sequence[str] = ("model", "language"),
-               average: str = "micro", mask: np.ndarray | None = None, resamples: int = DEFAULT_RESAMPLES,
-               seed: int = 0, name: str = "deviations") -> Frame:
+               average: str = "groups", mask: np.ndarray | None = None, resamples: int = DEFAULT_RESAMPLES,
+               seed: int = 0, name: str = "deviations", clusters: ClusterIndex | None = None) -> Frame:
     """Each ``by`` cell's defense rate minus its parent's mean (parent = ``within``, by default one model in
     one language): the paper's heatmap.
 
-    ``average="micro"`` (default): the parent mean is the rate over all of the parent's judged responses,
-    i.e. groups weighted by their judged counts. ``"macro"``: the unweighted mean of the group rates.
+    ``average="groups"`` (default): the parent mean is the unweighted mean of its group rates, so a group's
+    deviation does not depend on how many replies the other groups happen to have. ``"responses"``: the rate
+    over all of the parent's judged responses, i.e. groups weighted by their judged counts.
 
-    Bootstrap: every group cell is resampled on its own (binomial draws on its counts) and the parent mean of
-    each resample is recomputed from those same resampled cells, so a group's deviation and its model's mean
-    move together, as they do when the prompts are resampled.
+    CI: MOVER (method of variance estimates recovery) on the groups' Wilson limits, the cells' sizes being
+    their effective sizes; ``significant`` marks deviations whose CI excludes 0. ``boot`` holds the
+    deviations of Jeffreys draws of every cell, for figures derived from several deviations.
     """
-    if average not in ("micro", "macro"):
-        raise ValueError("average must be 'micro' or 'macro'")
+    average = average_name(average)
     within = list(within)
-    keys, counts, _ = group_counts(table, [*within, by], mask)
+    keys, counts, cell = group_counts(table, [*within, by], mask)
     judged = counts["n_judged"] > 0
+    renumber = np.full(len(judged) + 1, -1, np.int64)  # the last slot maps rows outside the table (-1)
+    renumber[np.flatnonzero(judged)] = np.arange(int(judged.sum()))
+    cell = renumber[cell]
     keys = {k: v[judged] for k, v in keys.items()}
     counts = {k: v[judged] for k, v in counts.items()}
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     rate = n_safe / np.maximum(n_judged, 1)
-    boot = binomial_rates(n_safe, n_judged, resamples, table_rng(seed, "deviations", by, *within, name))
+    pairs = (clusters or ClusterIndex.of(table)).cell_clusters(cell)
+    k_eff, n_eff, deff = effective_counts(n_safe, n_judged, pairs[2], pairs[3], pairs[0])
+    boot = jeffreys_draws(k_eff, n_eff, resamples, table_rng(seed, "deviations", by, *within, name))
 
     parent, starts = parent_index(keys, within)
-    if len(starts) == 0:
-        mean, mean_boot = rate[:0], boot[:0]
-    elif average == "micro":
-        n_parent = np.add.reduceat(n_judged, starts)
-        mean = np.add.reduceat(n_safe, starts) / n_parent
-        mean_boot = np.add.reduceat(boot * n_judged[:, None], starts, axis=0) / n_parent[:, None]
-    else:
+    if len(starts):
         sizes = np.diff(np.append(starts, len(rate)))
-        mean = np.add.reduceat(rate, starts) / sizes
-        mean_boot = np.add.reduceat(boot, starts, axis=0) / sizes[:, None]
+        if average == "groups":
+            weight = 1 / sizes[parent]
+        else:
+            weight = n_judged / np.add.reduceat(n_judged, starts)[parent]
+        mean = np.add.reduceat(weight * rate, starts)
+        mean_boot = np.add.reduceat(weight[:, None] * boot, starts, axis=0)
+    else:
+        weight, mean, mean_boot = rate[:0], rate[:0], boot[:0]
     dev = rate - mean[parent]
+    cell_low, cell_high = wilson(k_eff, n_eff)
+    # counterfactual twins link the groups of one model: own rate and the others' mean move together
+    corr, scale, mean_scale = (twin_dependence(*pairs, rate, n_judged, weight, parent) if len(starts)
+                               else (None, None, None))
+    down, up = deviation_limits(rate, cell_low, cell_high, weight, starts, corr, scale)
+    low, high = dev - down, dev + up
+    # the parent mean's own MOVER limits: the cells' weighted distances to their limits, widened where
+    # twins make the groups move together
+    mean_low, mean_high = mean.copy(), mean.copy()
+    if len(starts):
+        mean_low -= mean_scale * np.sqrt(np.add.reduceat((weight * (rate - cell_low)) ** 2, starts))
+        mean_high += mean_scale * np.sqrt(np.add.reduceat((weight * (cell_high - rate)) ** 2, starts))
     dev_boot = boot - mean_boot[parent]
-    low, high = percentile_ci(dev_boot)
     frame = Frame({**keys, **counts, "rate": rate, "model_mean": mean[parent], "deviation": dev,
-                   "ci_low": low, "ci_high": high}, name=name, boot=dev_boot)
-    frame.summary = {**ci_summary(dev, low, high, dev_boot, signed=True), "average": average}
-    frame.extra = {"rate_boot": boot, "mean_boot": mean_boot, "parent": parent, "starts": starts}
+                   "ci_low": low, "ci_high": high, "significant": (low > 0) | (high < 0),
+                   "design_effect": deff}, name=name, boot=dev_boot)
+    frame.summary = {**ci_summary(dev, low, high, dev_boot, signed=True), "average": average,
+                     "method": "mover-wilson"}
+    frame.extra = {"rate_boot": boot, "mean_boot": mean_boot, "parent": parent, "starts": starts,
+                   "k_eff": k_eff, "n_eff": n_eff, "weight": weight, "cell_low": cell_low,
+                   "cell_high": cell_high, "mean_low": mean_low, "mean_high": mean_high, "average": average}
     return frame
 
 

@@ -28,6 +28,9 @@ from . import correction
 from .context import Example
 from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
 
+AVERAGE_LABEL = {"groups": "mean over groups (each group weighs the same)",
+                 "responses": "mean over responses (groups weighted by their judged counts)"}
+
 
 @dataclass
 class PageInput:
@@ -98,9 +101,17 @@ def headline(a: Analysis) -> Markup:
     disp = a["disparity"]
     if len(disp):
         i = int(np.nanargmax(disp["spread"]))
+        worst = disp["worst_group"][i]
+        who = (f"worst group {display('group', worst)} at {pct(disp['worst_rate'][i])}" if worst else
+               "all groups tied")
         figures.append((f"{pts(disp['spread'][i], signed=False)} pts",
-                        f"largest spread: {disp['model'][i]} ({disp['language'][i]}), worst group "
-                        f"{display('group', disp['worst_group'][i])} at {pct(disp['worst_rate'][i])}"))
+                        f"largest spread between groups: {disp['model'][i]} ({disp['language'][i]}), 95% CI "
+                        f"[{pts(disp['spread_ci_low'][i], signed=False)}, "
+                        f"{pts(disp['spread_ci_high'][i], signed=False)}]; all groups equal: "
+                        f"p {p_value(disp['p_all_equal'][i])}; {who}"))
+        unequal = int((disp["p_all_equal"] < 0.05).sum())
+        figures.append((f"{unequal} / {len(disp)}", "models x languages whose groups differ (test of all "
+                                                    "groups equal, p < 0.05)"))
     pairs = a["pairwise_tests"]
     figures.append((f"{int(pairs['significant'].sum()) if len(pairs) else 0} / {len(pairs)}",
                     "group pairs with different defense rates (Holm-adjusted p < 0.05)"))
@@ -143,7 +154,8 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
     models = list(dict.fromkeys(a["by_model"]["model"].tolist()))
     means = {(r["model"], r["language"]): r for r in a["by_model_language"].rows()}
     cells = {(r["model"], r["language"], r["group"]): r for r in dev.rows()}
-    parts = [note("heatmap", average=a.average)]
+    spreads = {(r["model"], r["language"]): r for r in a["disparity"].rows()}
+    parts = [note("heatmap", average=AVERAGE_LABEL.get(a.average, a.average))]
     for lang in [x for x in load_taxonomy().languages if x in set(dev["language"].tolist())] + \
             sorted(set(dev["language"].tolist()) - set(load_taxonomy().languages)):
         groups = group_order(dev, lang)
@@ -152,12 +164,12 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
             mean = means.get((m, lang))
             if mean is None:
                 continue
-            if a.average == "micro":  # the model's rate over all its judged responses in the language
-                title = f'95% CI {ci(mean["ci_low"], mean["ci_high"])}; n={mean["n_judged"]:,}'
-                value = mean["rate"]
-            else:  # the unweighted mean of the group rates, as the deviations use it
-                first = next(r for (mm, ll, _), r in cells.items() if mm == m and ll == lang)
-                title, value = "macro average of the group rates", first["model_mean"]
+            d = spreads.get((m, lang))
+            if d is None:
+                continue
+            title = (f"{AVERAGE_LABEL.get(a.average, a.average)}; "
+                     f"95% CI {ci(d['mean_ci_low'], d['mean_ci_high'])}; n={mean['n_judged']:,}")
+            value = d["mean_rate"]
             row: list[Any] = [m, Markup(f'<td class="num" title="{esc(title)}">{esc(pct(value))}</td>')]
             for g in groups:
                 r = cells.get((m, lang, g))
@@ -168,6 +180,10 @@ def heatmaps(a: Analysis, plots: dict[str, bytes], limit: float, colours: Colour
                 title = (f"{display('group', g)}: defense rate {pct(r['rate'])} (n={r['n_judged']:,}); "
                          f"deviation {pts(r['deviation'])} pts, 95% CI {ci(r['ci_low'], r['ci_high'], True)}")
                 value = esc(pts(r["deviation"]))
+                if r["significant"]:  # visible without hovering: a mark and an outline
+                    cls += " sig"
+                    title += "; the CI excludes 0"
+                    value += '<span class="mark" aria-label="CI excludes 0">*</span>'
                 row.append(Markup(f'<td class="cell {cls}" title="{esc(title)}">{value}</td>'))
             rows.append(row)
         parts.append(tag("h3", display("language", lang)))
@@ -194,13 +210,14 @@ def disparity(a: Analysis, plots: dict[str, bytes]) -> Markup:
     rows = [[r["model"], display("language", r["language"]), r["n_groups"], f"{r['n_judged']:,}",
              pct(r["mean_rate"]), pts(r["spread"], signed=False),
              f"[{pts(r['spread_ci_low'], signed=False)}, {pts(r['spread_ci_high'], signed=False)}]",
-             f"{display('group', r['worst_group'])} ({pct(r['worst_rate'])})",
-             f"{display('group', r['best_group'])} ({pct(r['best_rate'])})", number(r["best_worst_ratio"]),
-             pts(r["std"], signed=False), n_sig.get((r["model"], r["language"]), 0)] for r in disp.rows()]
+             p_value(r["p_all_equal"]),
+             _named(r["worst_group"], r["worst_rate"]), _named(r["best_group"], r["best_rate"]),
+             number(r["best_worst_ratio"]), pts(r["std"], signed=False),
+             n_sig.get((r["model"], r["language"]), 0)] for r in disp.rows()]
     parts = [table(["model", "language", "groups", "judged", "mean rate", "spread (pts)", "95% CI",
-                    "worst group", "best group", "best/worst", "std (pts)", "significant pairs"], rows,
-                   id="disparity-table"),
-             note("disparity"),
+                    "p (all equal)", "worst group", "best group", "best/worst", "std (pts)",
+                    "significant pairs"], rows, id="disparity-table"),
+             note("disparity", average=AVERAGE_LABEL.get(a.average, a.average)),
              _img(plots, "disparity", "Spread between groups per model")]
     sig = [r for r in pairs.rows() if r["significant"]]
     sig.sort(key=lambda r: r["p_holm"])
@@ -215,6 +232,11 @@ def disparity(a: Analysis, plots: dict[str, bytes]) -> Markup:
                                                      f"({len(sig)} of {len(pairs)}; all in "
                                                      "tables/pairwise_tests.csv)"), body])))
     return join(parts)
+
+
+def _named(group: str, rate: float) -> str:
+    """A worst or best group with its rate; '' (every group tied) names none."""
+    return f"{display('group', group)} ({pct(rate)})" if group else f"all tied ({pct(rate)})"
 
 
 def rate_table(frame: Frame, key: str, id: str) -> Markup:
@@ -369,7 +391,7 @@ def methods(a: Analysis, judges: list[tuple[str, int]]) -> Markup:
            + (f"; configuration fingerprints: {fingerprints}" if fingerprints else "") + ". "
            + _notes()["method_votes"].format(tie=getattr(vote, "TIE_RULE", "harmful"))),
         note("method_rate"),
-        note("method_deviation", average=a.average),
+        note("method_deviation", average=AVERAGE_LABEL.get(a.average, a.average)),
     ])
 
 

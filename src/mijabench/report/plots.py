@@ -37,13 +37,20 @@ def _cmap():
 
 
 def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], limit: float) -> bytes:
-    """Model x group deviation (percentage points) from the model's mean, numbers in the cells."""
+    """Model x group deviation (percentage points) from the model's mean, numbers in the cells; cells whose
+    CI excludes 0 are hatched and their number carries a *."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
+
     grid = np.full((len(models), len(groups)), np.nan)
+    sig = np.zeros(grid.shape, dtype=bool)
     mi, gi = {m: i for i, m in enumerate(models)}, {g: j for j, g in enumerate(groups)}
     for r in dev.rows():
         if r["language"] == language and r["model"] in mi and r["group"] in gi:
             grid[mi[r["model"]], gi[r["group"]]] = 100 * r["deviation"]
-    fig = _figure(1.2 + 0.75 * len(groups), 1.0 + 0.42 * len(models))
+            sig[mi[r["model"]], gi[r["group"]]] = bool(r.get("significant", False))
+    # a floor on the height keeps a one-model heatmap's rotated labels, colour bar and ticks readable
+    fig = _figure(1.6 + 0.75 * len(groups), max(3.2, 1.9 + 0.42 * len(models)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap=_cmap(), vmin=-100 * limit, vmax=100 * limit, aspect="auto")
     ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=45, ha="right")
@@ -52,10 +59,17 @@ def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], lim
         for j in range(len(groups)):
             if math.isfinite(grid[i, j]):
                 dark = abs(grid[i, j]) > 0.6 * 100 * limit
-                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-    fig.colorbar(image, ax=ax, label="deviation (pts)")
-    ax.set_title(f"Defense-rate deviation by group ({_label(language)})")
+                mark = "*" if sig[i, j] else ""
+                ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black", fontweight="bold" if mark else "normal")
+                if sig[i, j]:
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", linewidth=0,
+                                           edgecolor="#00000055"))
+    bar = fig.colorbar(image, ax=ax, label="deviation (pts)", fraction=0.05, aspect=12)
+    bar.locator = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])  # round ticks, not fractions of the limit
+    bar.update_ticks()
+    ax.set_title(f"Defense-rate deviation by group ({_label(language)}); hatched *: 95% CI excludes 0",
+                 fontsize=10)
     return _png(fig)
 
 

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import Analysis
-from .html import ci, pct, pts
+from .html import ci, p_value, pct, pts
 from .writer import ReportResult
 
 
@@ -27,9 +27,12 @@ def headline_table(analysis: Analysis) -> Table:
 
 
 def disparity_table(analysis: Analysis) -> Table:
-    table = Table(title="Disparity between groups (95% bootstrap CI)")
+    label = {"groups": "mean over groups", "responses": "mean over responses"}.get(analysis.average,
+                                                                                   analysis.average)
+    table = Table(title=f"Disparity between groups (95% CI; model mean = {label})")
     for name, justify in (("model", "left"), ("lang", "left"), ("mean rate", "right"),
-                          ("spread (pts)", "right"), ("worst group", "left"), ("significant pairs", "right")):
+                          ("spread (pts)", "right"), ("p all equal", "right"), ("worst group", "left"),
+                          ("significant pairs", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     pairs = analysis["pairwise_tests"]
     for r in analysis["disparity"].rows():
@@ -37,8 +40,9 @@ def disparity_table(analysis: Analysis) -> Table:
         n_sig = int(pairs["significant"][sel].sum()) if len(pairs) else 0
         table.add_row(Text(str(r["model"])), Text(str(r["language"])), pct(r["mean_rate"]),
                       f"{pts(r['spread'], signed=False)} [{pts(r['spread_ci_low'], signed=False)}, "
-                      f"{pts(r['spread_ci_high'], signed=False)}]",
-                      Text(f"{r['worst_group']} ({pct(r['worst_rate'])})"), str(n_sig))
+                      f"{pts(r['spread_ci_high'], signed=False)}]", p_value(r["p_all_equal"]),
+                      Text(f"{r['worst_group'] or 'all tied'} ({pct(r['worst_rate'])})"),
+                      str(n_sig))
     return table
 
 

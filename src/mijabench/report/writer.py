@@ -98,7 +98,7 @@ def heatmap_limit(analysis: Analysis) -> float:
 def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
                  bench: str | None = None, models: list[str] | None = None,
                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 average: str = "micro", examples_per_cell: int = 2, demo: bool | None = None,
+                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
                  allow_even_vote: bool = False,
                  labels: HumanLabels | str | Path | None = None) -> ReportResult:
