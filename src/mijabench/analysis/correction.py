@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..judge.validate import HumanLabels
 from ..records import HARMFUL, SAFE
 from .frame import CI_LEVEL, Frame, percentile_ci
-from .rates import DEFAULT_RESAMPLES, binomial_rates, group_counts, parent_index, table_rng
+from .rates import DEFAULT_RESAMPLES, group_counts, parent_index, table_rng
 from .table import ST_HARMFUL, ST_SAFE, JudgedTable
 
 PRIOR_LABELS = 5.0  # strength of the pull towards the language's (or all labels') estimate, in labels
@@ -193,7 +193,7 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
                   dtype=np.int64)
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     q = n_safe / n_judged
-    q_boot = binomial_rates(n_safe, n_judged, resamples, rng)
+    q_boot = _binomial_rates(n_safe, n_judged, resamples, rng)
     rate, clipped = rogan_gladen(q, point["sens"][at, 0], point["spec"][at, 0])
     rate_boot, _ = rogan_gladen(q_boot, boot["sens"][at], boot["spec"][at])
     parent, starts = parent_index(keys, ["language", "model"])
@@ -248,3 +248,12 @@ def _note(flagged: bool, undefined: bool, clipped: bool, few: bool, unstable: bo
     if unstable:
         parts.append("interval undefined: judge near chance in many resamples")
     return "; ".join(parts)
+
+
+def _binomial_rates(n_safe: np.ndarray, n_judged: np.ndarray, resamples: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """(cells, resamples) bootstrap rates of the judged responses: resampling a cell's n replies with
+    replacement is a Binomial(n, safe/n) draw of its safe count. Cells here always hold judged replies."""
+    n = n_judged.astype(np.int64)
+    p = n_safe / np.maximum(n, 1)
+    return rng.binomial(n[:, None], p[:, None], size=(len(n), resamples)) / np.maximum(n, 1)[:, None]
