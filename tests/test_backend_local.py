@@ -93,10 +93,25 @@ def test_system_prompt_present_or_absent_changes_rendered_prompt(tiny):
     assert "system" not in plain
     assert with_system.startswith("<|im_start|>system\nBe brief.<|im_end|>")
     assert with_system.endswith(plain)
-    merged = tiny.render_prompt(GenerationRequest("k", [{"role": "system", "content": "Rule two."},
-                                                        {"role": "user", "content": "Hi"}],
-                                                  SamplingSettings(system_prompt="Rule one.")))
-    assert merged.count("<|im_start|>system") == 1 and "Rule one.\n\nRule two." in merged
+    # messages that open with a system message keep it as it is: the settings' prompt is not added again
+    kept = tiny.render_prompt(GenerationRequest("k", [{"role": "system", "content": "Rule two."},
+                                                      {"role": "user", "content": "Hi"}],
+                                                SamplingSettings(system_prompt="Rule one.")))
+    assert kept.count("<|im_start|>system") == 1 and "Rule two." in kept and "Rule one." not in kept
+
+
+def test_a_targets_system_prompt_is_rendered_once_as_the_template_renders_it(tiny):
+    """The runner puts the system prompt into the messages and also keeps it in the settings; the rendered
+    prompt must be the tokenizer's own rendering of those messages, with the system prompt once."""
+    from mijabench.records import BenchmarkItem
+    from mijabench.run.generate import build_messages
+    item = BenchmarkItem(language="en", group="women", seed_text="s", scenario_category="history",
+                         scenario_text="x", strategy="persona_assignment", prompt="Tell me a story.")
+    settings = SamplingSettings(max_tokens=8, system_prompt="Be kind to everyone.")
+    messages = build_messages(item, settings)
+    rendered = tiny.render_prompt(GenerationRequest("k", messages, settings))
+    expected = tiny.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert rendered == expected and rendered.count("Be kind to everyone.") == 1
 
 
 def test_prefix_leaves_the_assistant_turn_open(tiny):
@@ -424,3 +439,25 @@ def test_llama_cpp_turns_thinking_off_for_templates_with_a_switch(fake_llama_cpp
     calls = fake_llama_cpp.instances[0].calls
     assert [c[0] for c in calls] == ["tokenize", "completion"]
     assert calls[0][1] == "[no-think]<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_llama_cpp_sends_a_targets_system_prompt_once(fake_llama_cpp, tmp_path):
+    from mijabench.records import BenchmarkItem
+    from mijabench.run.generate import build_messages
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"gguf")
+    backend = create_backend(parse_model(f"gguf:{source}"))
+    item = BenchmarkItem(language="en", group="women", seed_text="s", scenario_category="history",
+                         scenario_text="x", strategy="persona_assignment", prompt="Hi")
+    settings = SamplingSettings(max_tokens=8, system_prompt="Be brief.")
+
+    async def scenario():
+        try:
+            await backend.generate(GenerationRequest("k", build_messages(item, settings), settings))
+        finally:
+            await backend.aclose()
+
+    run(scenario())
+    kind, messages, _ = fake_llama_cpp.instances[0].calls[0]
+    assert kind == "chat" and messages == [{"role": "system", "content": "Be brief."},
+                                           {"role": "user", "content": "Hi"}]

@@ -15,6 +15,17 @@ from ..records import SamplingSettings
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
 
 
+def with_system_prompt(messages: Messages, system: str | None) -> Messages:
+    """The messages a backend sends: ``system`` (the settings' system prompt) goes first unless the messages
+    already open with a system message, which then stands as it is. Every backend follows this one rule, so
+    the same request renders the same prompt whatever serves it (the runner already puts a target's system
+    prompt into the messages; adding it again would send it twice)."""
+    messages = [dict(m) for m in messages]
+    if system and not (messages and messages[0].get("role") == "system"):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One call. ``key`` is the caller's id for it (an item id, a response id) and comes back with the result.

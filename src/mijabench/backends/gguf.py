@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MijaError
-from .base import Backend, BackendError, Generation, GenerationRequest, Messages
+from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
 from .transformers_local import TransformersBackend, _backend_options
 
 MANIFEST = "mijabench-cache.json"  # written last inside the temporary folder: marks a complete conversion
@@ -185,7 +185,7 @@ class LlamaCppBackend(Backend):
         s = request.settings
         sampling = dict(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, seed=s.seed,
                         top_k=0, min_p=0.0, repeat_penalty=1.0)  # plain top-p sampling, as elsewhere
-        messages = _with_system(request.messages, s.system_prompt)
+        messages = with_system_prompt(request.messages, s.system_prompt)
         # llama.cpp's chat API cannot pass enable_thinking, so templates with a thinking switch (and every
         # prefix) are rendered here and sent as raw completion tokens.
         own_render = request.prefix is not None or self._thinking_switch
@@ -255,16 +255,6 @@ class LlamaCppBackend(Backend):
 
 def _raise_template_error(message: str):
     raise BackendError(f"chat template: {message}", retryable=False, kind="template_error")
-
-
-def _with_system(messages: Messages, system: str | None) -> Messages:
-    messages = [dict(m) for m in messages]
-    if system is None:
-        return messages
-    if messages and messages[0]["role"] == "system":
-        messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
-        return messages
-    return [{"role": "system", "content": system}, *messages]
 
 
 def llama_cpp_available() -> bool:

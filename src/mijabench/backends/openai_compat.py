@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import MijaError
-from .base import Backend, BackendError, Generation, GenerationRequest, Messages
+from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
 
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_CONCURRENCY = 64
@@ -150,11 +150,7 @@ class OpenAIBackend(Backend):
         return _parse_generation(data, chat=path == "/chat/completions", latency_s=time.monotonic() - start)
 
     def _messages(self, request: GenerationRequest) -> Messages:
-        messages = list(request.messages)
-        system = request.settings.system_prompt
-        if system and not (messages and messages[0].get("role") == "system"):
-            messages.insert(0, {"role": "system", "content": system})
-        return messages
+        return with_system_prompt(request.messages, request.settings.system_prompt)
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
         s = request.settings

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import MijaError
 from ..records import SamplingSettings
-from .base import Backend, BackendError, Generation, GenerationRequest, Messages
+from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
 
 _STOP = object()  # tells the worker thread to finish
 
@@ -177,16 +177,10 @@ class TransformersBackend(Backend):
     # ---- prompts ---------------------------------------------------------------------------------------
 
     def chat_messages(self, request: GenerationRequest) -> Messages:
-        """The conversation the template renders: the settings' system prompt first (merged into an existing
-        system message, since most templates accept only one), then the request's messages, then the prefix
-        as an open assistant turn."""
-        messages = [dict(m) for m in request.messages]
-        system = request.settings.system_prompt
-        if system is not None:
-            if messages and messages[0]["role"] == "system":
-                messages[0]["content"] = f"{system}\n\n{messages[0]['content']}"
-            else:
-                messages.insert(0, {"role": "system", "content": system})
+        """The conversation the template renders: the request's messages, with the settings' system prompt
+        first when they have no system message (``base.with_system_prompt``), then the prefix as an open
+        assistant turn."""
+        messages = with_system_prompt(request.messages, request.settings.system_prompt)
         if request.prefix is not None:
             messages.append({"role": "assistant", "content": request.prefix})
         return messages
