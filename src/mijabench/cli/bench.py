@@ -131,7 +131,7 @@ def scenarios_build(
 def _policy(timeout: float):
     from ..run.engine import RetryPolicy
 
-    return RetryPolicy(timeout_s=timeout, max_total_s=max(600.0, 2 * timeout))
+    return RetryPolicy(timeout_s=timeout)
 
 
 def _load_seeds(spec: str, language: str | None):

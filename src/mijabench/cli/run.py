@@ -63,7 +63,7 @@ def run(
         if no_system_prompt:
             config = replace(config, settings=replace(config.settings, system_prompt=None))
         configs.append(config)
-    policy = RetryPolicy(max_attempts=max_attempts, timeout_s=timeout, max_total_s=max(600.0, timeout * 2))
+    policy = RetryPolicy(max_attempts=max_attempts, timeout_s=timeout)  # no whole-request cap
     with open_store(workspace) as store:
         bench_name, items = _load_bench(store, bench)
         if not items:
