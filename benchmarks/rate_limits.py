@@ -70,7 +70,7 @@ def main() -> None:
             print(f"{label}: {args.requests:,} requests in {seconds:.2f}s "
                   f"({args.requests / seconds:,.0f} req/s), "
                   f"answered {stats.done:,}, failed {stats.failed:,}, retries {stats.retries:,}, "
-                  f"attempts {stats.attempts:,}, limit at the end {stats.concurrency}")
+                  f"attempts {getattr(stats, 'attempts', '?')}, limit at the end {stats.concurrency}")
         ratio = base_s / rl_s
         verdict = "OK" if ratio >= 0.5 else "BELOW TARGET"
         print(f"throughput with {args.share:.0%} 429s (Retry-After {args.retry_after}) at concurrency "

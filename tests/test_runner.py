@@ -259,7 +259,7 @@ def test_time_outs_halve_the_limit_once_per_round_and_are_counted():
     limiter = AdaptiveLimiter(64, initial=64)
     started = time.monotonic()
     for _ in range(5):
-        limiter.timed_out(started, 64, 300.0)
+        limiter.timed_out(started)
     assert limiter.limit == 32 and limiter.timeouts == 5
 
 

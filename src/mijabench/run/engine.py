@@ -104,7 +104,7 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
         if limiter and (error.status == 429 or error.kind == "rate_limited"):
             limiter.overloaded(started, error.retry_after)
         elif limiter and error.kind == "timeout":
-            limiter.timed_out(started, sent_with, time.monotonic() - started)
+            limiter.timed_out(started)
         elapsed = time.monotonic() - start
         wait = policy.delay(attempt, error.retry_after)
         over = policy.max_total_s is not None and elapsed + wait > policy.max_total_s

@@ -11,9 +11,9 @@ Two signals set the limit; the smaller wins.
 - Queueing. Each answer is a sample (calls in flight when it was sent, its latency). A server that works on
   one call at a time answers the k-th queued call after k service times; one that batches answers in about
   the same time whatever the load. A line fitted through the samples, latency = a + b * in_flight, gives
-  the throughput at n in flight, n / (a + b * n); the limit is the n reaching 95% of what the server can do
-  at all (19 * a / b), plus one call of slack. A time-out is a sample at the time-out (a lower bound) and
-  halves this limit at once, as the fit may come too late. Calls start slow (8 in flight, growing by one
+  the throughput at n in flight, n / (a + b * n); the limit is the n reaching 90% of what the server can do
+  at all (9 * a / b), plus one call of slack. A time-out halves this limit at once, as the fit may come
+  too late. Calls start slow (8 in flight, growing by one
   per answer) so a serial server is found before dozens of calls queue into their time-outs.
 """
 
@@ -26,10 +26,11 @@ from collections import deque
 INITIAL = 8  # calls in flight at the start, before any answer says how the server copes
 REGROW = 0.5  # while 429s come, each round of answers closes this share of the gap to the ceiling
 QUIET_S = 2.0  # this long without a 429 and the rate-limit ceiling climbs back fast
-SAMPLES = 256  # (in flight, latency) samples the queueing fit uses
-REFIT_EVERY = 16  # answers between two fits (a fit is a few hundred multiplications)
+SAMPLES = 64  # the latest (in flight, latency) samples the queueing fit uses: recent load only
+FIRST_FIT = 4  # answers before the first fit: soon, before slow start sends many calls into a queue
+REFIT_EVERY = 8  # answers between two fits (a fit is a few hundred multiplications)
 PROBE = 0.25  # calls added per round of answers once the queueing knee is known
-SHARE = 0.95  # the share of the server's best throughput the queueing limit aims for
+SHARE = 0.9  # the share of the best throughput the queueing limit aims for (past it, latency buys little)
 
 
 class AdaptiveLimiter:
@@ -53,7 +54,7 @@ class AdaptiveLimiter:
         self._rejected_since_cut = 0
         self._last_timeout_cut = float("-inf")
         self._samples: deque[tuple[int, float]] = deque(maxlen=SAMPLES)
-        self._until_fit = REFIT_EVERY
+        self._until_fit = FIRST_FIT
         self._growing = True  # the queueing limit grows by one per answer until a fit or a time-out says stop
         self._waiters: deque[asyncio.Future] = deque()
 
@@ -117,14 +118,13 @@ class AdaptiveLimiter:
         self.decreases += 1
         self._update()
 
-    def timed_out(self, started: float, sent_with: int, waited: float) -> None:
+    def timed_out(self, started: float) -> None:
         """A call got no answer within its time-out: the server is (at best) queueing, so halve the queueing
         limit, once per round, and stop growing it."""
         self.timeouts += 1
         if not self.adaptive:
             return
-        self._sample(sent_with, waited)
-        self._growing = False
+        self._growing = False  # not a sample: its latency is only a lower bound, and would flatten the fit
         if started >= self._last_timeout_cut:
             self.queue_limit = max(self.min_limit, self.queue_limit / 2)
             self._last_timeout_cut = time.monotonic()
