@@ -52,3 +52,35 @@ def test_a_request_given_up_on_closes_its_connection():
         assert stats.failed == 1 and stats.errors == {"timeout": 1}
         assert stats.attempts == 2 and stats.timeouts == 2 and stats.retries == 1
         assert stub.abandoned == 2  # the server saw both hang-ups and stopped working on them
+
+
+def test_run_cli_prints_plain_progress_and_per_endpoint_figures(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mijabench.store import Store
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    with Store(tmp_path / "ws") as store:
+        store.put_items(make_items(12), bench="b")
+    with StubServer(models=["m"], latency_s=0.01, faults=Faults(server_error=0.3, max_failures=1)) as a, \
+            StubServer(models=["m"], latency_s=0.01) as b:
+        done = subprocess.run([sys.executable, "-m", "mijabench.cli.main", "run", "--bench", "b",
+                               "--model", f"openai:m@{a.url},{b.url}", "--progress", "plain",
+                               "-w", str(tmp_path / "ws")], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": src, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "generate openai:m: 12/12 (100%)" in done.stderr and "ETA done" in done.stderr
+    assert "endpoints" in done.stdout and a.url in done.stdout and b.url in done.stdout
+    with Store(tmp_path / "ws") as store:
+        (summary,) = [e["detail"] for e in store.events(stage="generate") if e["kind"] == "summary"]
+        (endpoints,) = [e["detail"] for e in store.events(stage="generate") if e["kind"] == "endpoints"]
+    assert summary["replicas"] == endpoints["replicas"]
+    replicas = summary["replicas"]
+    assert set(replicas) == {a.url, b.url}
+    assert sum(r["requests"] for r in replicas.values()) == summary["attempts"] == 12 + summary["retries"]
+    assert replicas[b.url]["failures"] == 0 and replicas[a.url]["failures"] == summary["retries"]
+    assert all(r["median_latency_s"] >= 0.01 for r in replicas.values())
+    assert endpoints["listed_models"] and endpoints["answered_by"] == {"m": 12}  # the coordinator's fields

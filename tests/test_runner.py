@@ -180,6 +180,31 @@ def test_progress_bar_reports_done_failed_and_throughput(store):
     assert f"ok {stats.done}  failed {stats.failed}  retrying 0" in out
 
 
+def test_plain_progress_prints_steady_lines_when_output_is_not_a_terminal(store):
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    config, backend = scripted("a", fail_rate=0.3, latency_s=0.02)
+    display = StageProgress("generate", console=console, interval_s=0.05)  # auto: not a terminal, so plain
+    assert display.mode == "plain"
+    stats = run_items(store, make_items(40), [config], policy=FAST, progress=display, concurrency=4,
+                      backends={"a": backend})["a"]
+    lines = console.file.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("generate a: ") for line in lines)
+    assert "/s, failed 0, retries " in lines[0] and "ETA " in lines[0]
+    assert lines[-1].startswith("generate a: 40/40 (100%)") and lines[-1].endswith("ETA done")
+    assert f"retries {stats.retries}" in lines[-1] and stats.retries > 0
+    assert len(set(lines)) == len(lines)  # an unchanged bar is not printed again
+
+
+def test_progress_none_prints_nothing_and_unknown_modes_are_refused(store):
+    console = Console(file=io.StringIO(), force_terminal=True)
+    config, backend = scripted("a")
+    run_items(store, make_items(5), [config], policy=FAST, backends={"a": backend},
+              progress=StageProgress("generate", console=console, mode="none"))
+    assert console.file.getvalue() == ""
+    with pytest.raises(ValueError, match="auto, rich, plain, none"):
+        StageProgress("generate", mode="fancy")
+
+
 # -- the adaptive limiter ---------------------------------------------------------------------------------
 
 def test_a_429_cuts_the_limit_by_the_share_of_429s_once_per_round():

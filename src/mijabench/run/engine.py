@@ -54,6 +54,8 @@ class RunStats:
     skipped: int = 0  # already stored before this run (set by callers that resume)
     error_examples: dict[str, str] = field(default_factory=dict)  # error kind -> one message, for summaries
     aborted: str | None = None  # why the rest of the requests were not sent (set by callers that stop early)
+    # per endpoint URL: requests, failures, median latency (set by the runner from its backend, when known)
+    replicas: dict[str, dict] = field(default_factory=dict)
 
     def count_failure(self, error: BackendError) -> None:
         self.failed += 1
