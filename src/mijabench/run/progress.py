@@ -61,10 +61,9 @@ class _Bar:
         left = self.total - done
         eta = "done" if left <= 0 else (_duration(left / rate) if rate else "unknown")
         share = f" ({done / self.total:.0%})" if self.total else ""
-        timeouts = getattr(s, "timeouts", 0)
+        in_flight = f"in flight <= {s.concurrency}, " if s.concurrency else ""  # 0: no calls (offline work)
         return (f"{self.owner.stage} {self.label}: {done:,}/{self.total:,}{share}, {rate:,.1f}/s, "
-                f"failed {s.failed:,}, retries {s.retries:,}, time-outs {timeouts:,}, "
-                f"in flight <= {s.concurrency}, ETA {eta}")
+                f"failed {s.failed:,}, retries {s.retries:,}, time-outs {s.timeouts:,}, {in_flight}ETA {eta}")
 
 
 class StageProgress:
