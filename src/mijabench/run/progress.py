@@ -33,7 +33,7 @@ class _Bar:
         self.owner, self.label, self.task_id, self.skipped, self.total = owner, label, task_id, skipped, total
         self.stats: RunStats | None = None
         self._last = 0.0
-        self._printed: tuple | None = None  # what the last plain line showed: a stalled bar is not repeated
+        self._finished = False  # a finished bar's plain line was printed: it is not repeated
 
     def update(self, stats: RunStats) -> None:
         self.stats = stats  # the plain printer reads the latest stats from its own thread
@@ -48,15 +48,15 @@ class _Bar:
             info=f"ok {stats.done:,}  failed {stats.failed:,}  retrying {stats.retrying:,}  "
                  f"{stats.throughput:,.1f}/s  in flight <= {stats.concurrency}")
 
-    def line(self, final: bool = False) -> str | None:
-        """The plain progress line, or None when nothing changed since the last one."""
+    def line(self) -> str | None:
+        """The plain progress line; None for a finished bar already shown. An unfinished one is printed every
+        interval, changed or not, so a log shows a stalled run is still alive."""
         s = self.stats or RunStats()
         settled = s.done + s.failed
-        shown = (settled, s.retries, final)
-        if shown == self._printed:
-            return None
-        self._printed = shown
         done = self.skipped + settled
+        if self._finished:
+            return None
+        self._finished = done >= self.total
         rate = settled / s.elapsed_s if s.elapsed_s else 0.0
         left = self.total - done
         eta = "done" if left <= 0 else (_duration(left / rate) if rate else "unknown")
@@ -98,9 +98,9 @@ class StageProgress:
         self.bars.append(bar)
         return bar
 
-    def print_lines(self, final: bool = False) -> None:
+    def print_lines(self) -> None:
         for bar in list(self.bars):
-            if (text := bar.line(final)) is not None:
+            if (text := bar.line()) is not None:
                 self.console.print(Text(text), soft_wrap=True)  # model names printed as they are
 
     def _print_every_interval(self) -> None:
@@ -122,7 +122,7 @@ class StageProgress:
         elif self._thread is not None:
             self._stop.set()
             self._thread.join()
-            self.print_lines(final=True)
+            self.print_lines()  # the last state of every bar not shown finished yet
 
 
 def _duration(seconds: float) -> str:
