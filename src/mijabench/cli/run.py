@@ -21,8 +21,9 @@ def run(
                                     help="Model string (local:smollm2-135m, openai:MODEL@URL, hf:ID, "
                                          "gguf:PATH) or YAML file; repeat for several models."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1,
-                                    help="Calls in flight per model (default: the model's; 64 for "
-                                         "HTTP servers)."),
+                                    help="Most calls in flight per model (default: the model's; 64 "
+                                         "for HTTP servers); below it the runner adapts to 429s and "
+                                         "queueing."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Longest answer (default: 2048)."),
     temperature: float = typer.Option(None, "--temperature", min=0.0,
                                       help="Sampling temperature (default: 0, greedy)."),
