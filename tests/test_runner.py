@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import sqlite3
 import time
 
@@ -278,6 +279,14 @@ def test_queueing_fit_finds_a_serial_server_and_leaves_a_batching_one_alone():
             batching.succeeded(time.monotonic() - (1.0 + 0.001 * n), n)  # a batching server barely slows
     assert serial.limit <= 2
     assert batching.limit == 64
+
+
+def test_latency_that_does_not_follow_the_load_never_cuts_the_limit():
+    noisy = AdaptiveLimiter(64)
+    draw = random.Random(1)
+    for i in range(64):  # answers of very different lengths, whatever the load
+        noisy.succeeded(time.monotonic() - draw.lognormvariate(0, 1), 1 + i % 16)
+    assert noisy.limit == 64
 
 
 def test_time_outs_halve_the_limit_once_per_round_and_are_counted():

@@ -29,6 +29,7 @@ QUIET_S = 2.0  # this long without a 429 and the rate-limit ceiling climbs back 
 SAMPLES = 64  # the latest (in flight, latency) samples the queueing fit uses: recent load only
 FIRST_FIT = 4  # answers before the first fit: soon, before slow start sends many calls into a queue
 REFIT_EVERY = 8  # answers between two fits (a fit is a few hundred multiplications)
+MIN_R2 = 0.5  # how much of the latency's spread the load must explain before a fit may cut the limit
 PROBE = 0.25  # calls added per round of answers once the queueing knee is known
 SHARE = 0.9  # the share of the best throughput the queueing limit aims for (past it, latency buys little)
 
@@ -150,7 +151,12 @@ class AdaptiveLimiter:
         mean_y = sum(y for _, y in self._samples) / n
         sxx = sum((x - mean_x) ** 2 for x in xs)
         sxy = sum((x - mean_x) * (y - mean_y) for x, y in self._samples)
+        syy = sum((y - mean_y) ** 2 for _, y in self._samples)
         slope = sxy / sxx
+        if slope > 0 and sxy * sxy < MIN_R2 * sxx * syy:
+            # latency barely follows the load (answers of very different lengths, say): too weak a line
+            # to cut the limit on; keep it as it is
+            return
         base = mean_y - slope * mean_x  # latency of a call with nothing ahead of it
         if slope <= 0 or base >= slope * self.max_limit * (1 - SHARE) / SHARE:
             self._growing = True  # more in flight cost no latency worth the name: up to the ceiling
