@@ -12,8 +12,11 @@ Two signals set the limit; the smaller wins.
   one call at a time answers the k-th queued call after k service times; one that batches answers in about
   the same time whatever the load. A line fitted through the samples, latency = a + b * in_flight, gives
   the throughput at n in flight, n / (a + b * n); the limit is the n reaching 90% of what the server can do
-  at all (9 * a / b), plus one call of slack. A time-out halves this limit at once, as the fit may come
-  too late. Calls start slow (8 in flight, growing by one
+  at all (9 * a / b), plus one call of slack. A line is trusted only when the loads in the window differ
+  (the largest at least 4 times the smallest: no extrapolating from one busy level) and the load explains
+  at least half of the latency's spread (answers of very different lengths make a weak line). A time-out
+  halves this limit at once, as the fit may come too late. A server with k parallel slots is held at a
+  few times k, not k: the line cannot see the bend at k. Calls start slow (8 in flight, growing by one
   per answer) so a serial server is found before dozens of calls queue into their time-outs.
 """
 
@@ -153,7 +156,8 @@ class AdaptiveLimiter:
         sxy = sum((x - mean_x) * (y - mean_y) for x, y in self._samples)
         syy = sum((y - mean_y) ** 2 for _, y in self._samples)
         slope = sxy / sxx
-        if slope > 0 and sxy * sxy < MIN_R2 * sxx * syy:
+        min_r2 = MIN_R2 if n >= 16 else 0.9  # a few samples line up by chance more easily
+        if slope > 0 and sxy * sxy < min_r2 * sxx * syy:
             # latency barely follows the load (answers of very different lengths, say): too weak a line
             # to cut the limit on; keep it as it is
             return
