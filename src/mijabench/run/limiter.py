@@ -4,8 +4,8 @@ Two signals set the limit; the smaller wins.
 
 - Rate limits (HTTP 429). A 429 cuts the limit by the share of 429s among the calls answered since the
   previous cut (at most once per round of calls, so one burst counts once), and each round of answers
-  closes a tenth of the gap to the ceiling: the limit settles where the two balance, near the ceiling for a
-  few 429s, low for a server refusing most calls. The Retry-After of a 429 delays only the retry of that
+  closes half the gap to the ceiling: the limit settles where the two balance, near the ceiling for a few
+  429s, low for a server refusing most calls. The Retry-After of a 429 delays only the retry of that
   request (the engine waits it out), never the other calls. Two seconds without a 429 and the limit grows
   by one per success (doubling per round), so it is back at the ceiling within a few rounds.
 - Queueing. Each answer is a sample (calls in flight when it was sent, its latency). A server that works on
@@ -14,7 +14,8 @@ Two signals set the limit; the smaller wins.
   the throughput at n in flight, n / (a + b * n); the limit is the n reaching 90% of what the server can do
   at all (9 * a / b), plus one call of slack. A line is trusted only when the loads in the window differ
   (the largest at least 4 times the smallest: no extrapolating from one busy level) and the load explains
-  at least half of the latency's spread (answers of very different lengths make a weak line). A time-out
+  at least half of the latency's spread (nine tenths while there are few samples; answers of very different
+  lengths make a weak line). A time-out
   halves this limit at once, as the fit may come too late. A server with k parallel slots is held at a
   few times k, not k: the line cannot see the bend at k. Calls start slow (8 in flight, growing by one
   per answer) so a serial server is found before dozens of calls queue into their time-outs.
