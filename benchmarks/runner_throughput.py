@@ -66,11 +66,12 @@ def runner(url: str, items: list[BenchmarkItem], concurrency: int, workdir: Path
         store.put_items(items, bench="speed")
         start, cpu = time.perf_counter(), time.process_time()
         stats = run_items(store, items, [parse_model(f"openai:{MODEL}@{url}")], concurrency=concurrency,
-                          policy=RetryPolicy())
+                          policy=RetryPolicy(), progress=False)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         (model_stats,) = stats.values()
         stored = store.query("SELECT COUNT(*) FROM responses WHERE error IS NULL")[0][0]
         assert model_stats.done == len(items) and model_stats.failed == 0, model_stats
+    print(f"  runner: in-flight limit at the end {model_stats.concurrency}")
     return elapsed, cpu, stored
 
 

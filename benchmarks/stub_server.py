@@ -74,6 +74,8 @@ class StubServer:
     api_key: str | None = None  # when set, requests without "Bearer <key>" get 401
     record: bool = True  # keep request bodies (tests); the benchmark turns it off
     reject_fields: tuple[str, ...] = ()  # answer 400 naming the field, as strict servers (OpenAI) do
+    reject_status: int = 400  # 422 as `transformers serve` (FastAPI) does
+    serial: bool = False  # work on one request at a time, the others wait in line (a server with no batching)
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -83,6 +85,10 @@ class StubServer:
         self.faults_sent: Counter[str] = Counter()
         self.requests: list[tuple[str, dict]] = []  # (path, body) when record is on
         self.auth_headers: Counter[str] = Counter()
+        self.abandoned = 0  # requests whose client hung up before the answer (the handler was cancelled)
+        self.max_working = 0  # the most requests generating at once
+        self._working = 0
+        self._line: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -126,7 +132,12 @@ class StubServer:
             self.requests.append((request.path, body))
         for name in self.reject_fields:
             if name in body:
-                return _error(400, f"Unrecognized request argument supplied: {name}", "BadRequestError")
+                if self.reject_status == 422:  # FastAPI's validation error shape
+                    return web.json_response({"detail": [{"type": "extra_forbidden", "loc": ["body", name],
+                                                          "msg": "Extra inputs are not permitted"}]},
+                                             status=422)
+                return _error(self.reject_status, f"Unrecognized request argument supplied: {name}",
+                              "BadRequestError")
         if body.get("model") not in self.models:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         prompt = body["messages"][-1]["content"] if chat else body["prompt"]
@@ -136,16 +147,19 @@ class StubServer:
         fault = self.faults.pick(prompt, self.attempts[prompt])
         if fault:
             self.faults_sent[fault] += 1
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
+        try:
+            await self._work()
+            if fault == "hang":
+                await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
         if fault == "server_error":
             return _error(500, "internal error " + self.faults.error_body, "InternalServerError")
         if fault == "rate_limit":
             response = _error(429, "rate limited", "RateLimitError")
             response.headers["Retry-After"] = self.faults.retry_after
             return response
-        if fault == "hang":
-            await asyncio.sleep(3600)
         if fault == "malformed":
             return web.Response(text='{"choices": [{"message": ', content_type="application/json")
         if fault == "drop":
@@ -166,6 +180,21 @@ class StubServer:
         kind = "chat.completion" if chat else "text_completion"
         return web.json_response({"id": "cmpl-stub", "object": kind, "model": body["model"],
                                   "choices": [choice], "usage": usage})
+
+    async def _work(self) -> None:
+        if not self.serial:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            return
+        if self._line is None:
+            self._line = asyncio.Lock()
+        async with self._line:  # FIFO: the requests behind wait their turn
+            self._working += 1
+            self.max_working = max(self.max_working, self._working)
+            try:
+                await asyncio.sleep(self.latency_s)
+            finally:
+                self._working -= 1
 
     # -- running it -------------------------------------------------------------------------------------
     async def start_async(self) -> None:
@@ -222,9 +251,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer")
     parser.add_argument("--model", action="append", help="model name served (repeatable)")
+    parser.add_argument("--rate-limit", type=float, default=0.0, help="share of first attempts answered 429")
+    parser.add_argument("--retry-after", default="1", help="Retry-After header sent with 429")
+    parser.add_argument("--serial", action="store_true", help="generate one request at a time")
     args = parser.parse_args()
+    faults = Faults(rate_limit=args.rate_limit, retry_after=args.retry_after, max_failures=1)
     stub = StubServer(models=args.model or ["stub-model"], latency_s=args.latency, record=False,
-                      port=args.port)
+                      port=args.port, faults=faults, serial=args.serial)
 
     async def serve() -> None:
         await stub.start_async()

@@ -109,12 +109,62 @@ def test_chat_payload_system_prompt_sampling_and_usage(stub):
     assert "chat_template_kwargs" not in stub.requests[-1][1]
 
 
-def test_strict_server_gets_the_request_again_without_extras():
-    with StubServer(models=["m"], reject_fields=("chat_template_kwargs",)) as stub:
+@pytest.mark.parametrize("status", [400, 422])
+def test_strict_server_gets_the_request_again_without_extras(status):
+    with StubServer(models=["m"], reject_fields=("chat_template_kwargs",), reject_status=status) as stub:
         backend = OpenAIBackend("m", [stub.url])
         assert ask(backend, "x").text == reply_for("x")
-        assert not backend.vllm_extras
-        assert [("chat_template_kwargs" in b) for _, b in stub.requests] == [True, False]
+        assert ask(backend, "y").text == reply_for("y")  # remembered: sent without them at once
+        assert backend.strict_urls == {stub.url} and backend.info()["without_extras"] == [stub.url]
+        assert [("chat_template_kwargs" in b) for _, b in stub.requests] == [True, False, False]
+
+
+def test_extras_are_dropped_only_for_the_replica_that_refused_them():
+    with StubServer(models=["m"], reject_fields=("chat_template_kwargs",), reject_status=422) as strict, \
+            StubServer(models=["m"]) as lenient:
+        backend = OpenAIBackend("m", [strict.url, lenient.url], balance="round_robin")
+
+        async def go():
+            try:
+                for i in range(6):
+                    await backend.generate(GenerationRequest(key=str(i), messages=[{"role": "user",
+                                                                                    "content": f"p{i}"}]))
+            finally:
+                await backend.aclose()
+        asyncio.run(go())
+        assert backend.strict_urls == {strict.url}
+        assert all("chat_template_kwargs" in body for _, body in lenient.requests)
+        assert [("chat_template_kwargs" in b) for _, b in strict.requests] == [True, False, False, False]
+
+
+def test_a_422_that_names_another_field_is_a_clear_bad_request():
+    with StubServer(models=["m"], reject_fields=("seed",), reject_status=422) as stub:
+        with pytest.raises(BackendError) as info:
+            ask(OpenAIBackend("m", [stub.url]), settings=SamplingSettings(seed=3))
+    assert info.value.kind == "bad_request" and not info.value.retryable
+    assert "body.seed: Extra inputs are not permitted" in str(info.value)
+    assert len(stub.requests) == 1  # not sent again: the extras were not what it refused
+
+
+def test_replica_stats_count_requests_failures_and_median_latency():
+    faults = Faults(server_error=1.0, max_failures=1)  # the first attempt of every prompt fails
+    with StubServer(models=["m"], latency_s=0.02, faults=faults) as stub:
+        backend = OpenAIBackend("m", [stub.url])
+
+        async def go():
+            try:
+                for prompt in ("a", "b", "a"):  # a fails, b fails, a answers
+                    try:
+                        await backend.generate(GenerationRequest(key=prompt, messages=[
+                            {"role": "user", "content": prompt}]))
+                    except BackendError:
+                        pass
+            finally:
+                await backend.aclose()
+        asyncio.run(go())
+    (stats,) = backend.info()["replicas"].values()
+    assert stats["requests"] == 3 and stats["failures"] == 2
+    assert 0.02 <= stats["median_latency_s"] < 1.0
 
 
 def test_prefix_goes_as_text_completion_with_local_chat_template(stub, chatml_tokenizer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import sqlite3
 import time
 
@@ -180,34 +181,121 @@ def test_progress_bar_reports_done_failed_and_throughput(store):
     assert f"ok {stats.done}  failed {stats.failed}  retrying 0" in out
 
 
+def test_plain_progress_prints_steady_lines_when_output_is_not_a_terminal(store):
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    config, backend = scripted("a", fail_rate=0.3, latency_s=0.02)
+    display = StageProgress("generate", console=console, interval_s=0.05)  # auto: not a terminal, so plain
+    assert display.mode == "plain"
+    stats = run_items(store, make_items(40), [config], policy=FAST, progress=display, concurrency=4,
+                      backends={"a": backend})["a"]
+    lines = console.file.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("generate a: ") for line in lines)
+    assert "/s, failed 0, retries " in lines[0] and "ETA " in lines[0]
+    assert lines[-1].startswith("generate a: 40/40 (100%)") and lines[-1].endswith("ETA done")
+    assert f"retries {stats.retries}" in lines[-1] and stats.retries > 0
+    assert sum(line.startswith("generate a: 40/40") for line in lines) == 1  # a finished bar is shown once
+
+
+def test_progress_none_prints_nothing_and_unknown_modes_are_refused(store):
+    console = Console(file=io.StringIO(), force_terminal=True)
+    config, backend = scripted("a")
+    run_items(store, make_items(5), [config], policy=FAST, backends={"a": backend},
+              progress=StageProgress("generate", console=console, mode="none"))
+    assert console.file.getvalue() == ""
+    with pytest.raises(ValueError, match="auto, rich, plain, none"):
+        StageProgress("generate", mode="fancy")
+
+
 # -- the adaptive limiter ---------------------------------------------------------------------------------
 
-def test_limiter_halves_once_per_burst_and_grows_back_slowly():
-    limiter = AdaptiveLimiter(16)
+def test_a_429_cuts_the_limit_by_the_share_of_429s_once_per_round():
+    limiter = AdaptiveLimiter(64, initial=64)
+    for _ in range(19):
+        limiter.succeeded()
     started = time.monotonic()
-    limiter.overloaded(started)
-    for _ in range(10):  # the rest of the burst: calls sent before the decrease
+    limiter.overloaded(started)  # 1 of 20 answers was a 429: the limit loses 5%, not half
+    assert limiter.limit == 60 and limiter.decreases == 1
+    for _ in range(10):  # the rest of the burst: calls sent before the cut
         limiter.overloaded(started)
-    assert limiter.limit == 8 and limiter.decreases == 1
-    limiter.overloaded(time.monotonic())  # a call sent under the new limit
-    assert limiter.limit == 4
-    for _ in range(4):
-        limiter.succeeded()
-    assert limiter.limit == 5
-    for _ in range(200):
-        limiter.succeeded()
-    assert limiter.limit == 16  # never above the ceiling
+    assert limiter.limit == 60 and limiter.decreases == 1
+    for _ in range(3):  # a server refusing most calls is backed off by up to half per round
+        limiter.overloaded(time.monotonic())
+    assert limiter.limit <= 60 // 8 + 1 and limiter.decreases == 4
 
 
-def test_limiter_honours_retry_after_for_every_new_call():
-    async def go():
-        limiter = AdaptiveLimiter(4)
-        limiter.overloaded(await limiter.acquire(), retry_after=0.2)
-        limiter.release()
-        start = time.monotonic()
-        await limiter.acquire()
-        return time.monotonic() - start
-    assert asyncio.run(go()) >= 0.15
+def test_the_limit_recovers_within_rounds_once_429s_stop():
+    limiter = AdaptiveLimiter(64, initial=64, quiet_s=0.0)
+    for _ in range(6):
+        limiter.overloaded(time.monotonic())
+    assert limiter.limit == 1
+    for _ in range(70):  # no 429 for quiet_s: one more slot per answer, so about log2(64) rounds
+        limiter.succeeded()
+    assert limiter.limit == 64  # and never above the ceiling
+
+
+def test_while_429s_keep_coming_the_limit_grows_back_only_part_way():
+    limiter = AdaptiveLimiter(64, initial=64)
+    limiter.overloaded(time.monotonic())
+    low = limiter.limit
+    for _ in range(low):  # one round of answers closes half the gap to the ceiling, no more
+        limiter.succeeded()
+    assert low < limiter.limit < 64
+
+
+def test_a_retry_after_delays_only_the_request_that_got_it():
+    class OneRateLimited(Backend):
+        name = "one-429"
+
+        def __init__(self):
+            self.calls: list[tuple[str, float]] = []
+
+        async def generate(self, request: GenerationRequest) -> Generation:
+            self.calls.append((request.key, time.monotonic()))
+            if request.key == "0" and len([k for k, _ in self.calls if k == "0"]) == 1:
+                raise BackendError("slow down", retryable=True, kind="rate_limited", status=429,
+                                   retry_after=0.5)
+            await asyncio.sleep(0.01)
+            return Generation(text="ok")
+
+    backend = OneRateLimited()
+    requests = [GenerationRequest(key=str(i), messages=[{"role": "user", "content": "x"}]) for i in range(40)]
+    stats = asyncio.run(execute(requests, backend, lambda outcome: None, concurrency=2, policy=FAST,
+                                adaptive=True))
+    assert stats.done == 40 and stats.retries == 1 and stats.attempts == 41
+    start = backend.calls[0][1]
+    others = [t - start for key, t in backend.calls if key != "0"]
+    retry = [t - start for key, t in backend.calls if key == "0"][1]
+    assert retry >= 0.45  # the request that got Retry-After waited it out ...
+    assert max(others) < 0.45  # ... while the other 39 went on at the full limit of 2 (0.2 s at 10 ms each)
+
+
+def test_queueing_fit_finds_a_serial_server_and_leaves_a_batching_one_alone():
+    serial = AdaptiveLimiter(64)
+    batching = AdaptiveLimiter(64)
+    for _ in range(8):
+        for n in range(1, 9):  # in flight when sent: 1..8
+            started = time.monotonic() - 0.1 * n  # a serial server: the n-th in line waits n service times
+            serial.succeeded(started, n)
+            batching.succeeded(time.monotonic() - (1.0 + 0.001 * n), n)  # a batching server barely slows
+    assert serial.limit <= 2
+    assert batching.limit == 64
+
+
+def test_a_weak_line_through_the_latencies_never_cuts_the_limit():
+    noisy = AdaptiveLimiter(64)
+    draw = random.Random(1)
+    for i in range(64):  # latency rises with the load, but answer lengths vary far more than that
+        n = 1 + i % 16
+        noisy.succeeded(time.monotonic() - 0.05 * n * draw.lognormvariate(0, 2.0), n)
+    assert noisy.limit == 64
+
+
+def test_time_outs_halve_the_limit_once_per_round_and_are_counted():
+    limiter = AdaptiveLimiter(64, initial=64)
+    started = time.monotonic()
+    for _ in range(5):
+        limiter.timed_out(started)
+    assert limiter.limit == 32 and limiter.timeouts == 5
 
 
 class Overloaded(Backend):
@@ -241,4 +329,7 @@ def test_execute_adapts_to_a_server_that_answers_429():
                                 adaptive=True))
     assert stats.done == 300 and stats.failed == 0 and len(results) == 300
     assert stats.concurrency < 32  # it backed off
-    assert backend.rejected < 150  # a fixed limit of 32 would have had most of its calls refused
+    # a fixed limit of 32 has about 9,700 calls refused here (and items failing); the limiter keeps it to
+    # about one 429 per two answers: it regrows towards the ceiling between 429s, so that a few random 429s
+    # do not hold a healthy server back
+    assert backend.rejected < 300

@@ -40,9 +40,10 @@ class AuditResult:
 
 
 def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = None,
-              on_stage: Callable[[int, str, str], None] | None = None, progress: bool = True) -> AuditResult:
+              on_stage: Callable[[int, str, str], None] | None = None,
+              progress: bool | str = True) -> AuditResult:
     """Run (or resume) the audit described by ``config``. ``on_stage(number, name, note)`` is called as each
-    stage starts."""
+    stage starts. ``progress``: a mode of ``StageProgress`` (auto, rich, plain, none), or True / False."""
     configs = config.model_configs()  # fail on a bad model list before any work
     voters = config.voter_names()  # and on a bad vote
     stage = _stage_reporter(on_stage)
@@ -70,8 +71,8 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
 
     stage("judge", ", ".join(str(j) for j in config.judges))
     from ..judge.runner import judge_responses
-    from ..run.progress import StageProgress
-    with StageProgress("judge", enabled=None if progress else False) as display:
+    from ..run.generate import progress_display
+    with progress_display("judge", progress) as display:
         run = judge_responses(store, list(config.judges), bench=bench, target_models=result.models,
                               concurrency=config.concurrency, progress=display)
     result.judges = [j.judge for j in run.judges]

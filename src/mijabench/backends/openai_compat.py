@@ -7,7 +7,8 @@ to the replica with the fewest in flight). Options (YAML ``options:``):
   header. The key is only ever read from the environment and only ever sent in the Authorization header.
 - ``vllm_extras`` (default on): send vLLM's extra fields (``chat_template_kwargs.enable_thinking`` so
   reasoning stays off, ``add_special_tokens: false`` on templated text completions). A server that rejects
-  them with a 400 naming the field gets the request again without them, and never again.
+  them with any 4xx naming the field (OpenAI's 400, ``transformers serve``'s 422) gets the request again
+  without them, and that URL never gets them again.
 - ``prefix_mode``: how prefix injection (the assistant turn pre-filled, the model continues it) is sent.
   ``completions`` (default) renders the chat template locally with the tokenizer named by ``tokenizer`` (an
   HF id or folder, or a ``.gguf`` file) and calls ``/completions``; ``chat`` sends the assistant message last
@@ -24,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,6 +43,7 @@ REPLICA_DOWN_S = 5.0  # a replica that refused a connection is skipped this long
 OPTIONS = {"api_key_env", "vllm_extras", "prefix_mode", "tokenizer", "balance", "check_timeout_s",
            "connect_timeout_s"}
 VLLM_EXTRA_FIELDS = ("chat_template_kwargs", "add_special_tokens")
+LATENCIES_KEPT = 10_000  # per replica, for its median latency: the latest answers are what matters
 
 
 class OpenAIBackend(Backend):
@@ -76,6 +79,9 @@ class OpenAIBackend(Backend):
         self.connect_timeout_s = connect_timeout_s
         self.in_flight: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()  # requests per replica
+        self.failed: Counter[str] = Counter()  # of them: error statuses, dropped connections, given up on
+        self.latencies: dict[str, deque[float]] = {u: deque(maxlen=LATENCIES_KEPT) for u in self.base_urls}
+        self.strict_urls: set[str] = set()  # replicas that refused vLLM's extra fields: never sent again
         # what the servers say they serve: /models per replica at check time, and the "model" field of
         # answers; recorded with the run so a report can show which weights actually answered
         self.listed_models: dict[str, list[str]] = {}
@@ -101,7 +107,18 @@ class OpenAIBackend(Backend):
     def info(self) -> dict[str, Any]:
         return {"served_model": self.model, "base_urls": list(self.base_urls),
                 "listed_models": {base: ids for base, ids in self.listed_models.items()},
-                "answered_by": dict(self.answered_by)}
+                "answered_by": dict(self.answered_by), "replicas": self.replica_stats(),
+                "without_extras": sorted(self.strict_urls)}
+
+    def replica_stats(self) -> dict[str, dict[str, Any]]:
+        """Per replica: requests sent (retries and re-sends included), how many failed, median latency of
+        the answered ones."""
+        out = {}
+        for base in self.base_urls:
+            latencies = self.latencies[base]
+            out[base] = {"requests": self.sent[base], "failures": self.failed[base],
+                         "median_latency_s": round(statistics.median(latencies), 4) if latencies else None}
+        return out
 
     # -- HTTP session ------------------------------------------------------------------------------------
     def _http(self) -> aiohttp.ClientSession:
@@ -142,12 +159,11 @@ class OpenAIBackend(Backend):
             path, payload = "/completions", await self._completion_payload(request)
         else:
             path, payload = "/chat/completions", self._chat_payload(request)
-        start = time.monotonic()
-        data = await self._post(path, payload)
+        data, latency = await self._post(path, payload)
         reported = data.get("model") if isinstance(data, dict) else None
         if isinstance(reported, str) and reported:
             self.answered_by[reported[:200]] += 1
-        return _parse_generation(data, chat=path == "/chat/completions", latency_s=time.monotonic() - start)
+        return _parse_generation(data, chat=path == "/chat/completions", latency_s=latency)
 
     def _messages(self, request: GenerationRequest) -> Messages:
         return with_system_prompt(request.messages, request.settings.system_prompt)
@@ -207,14 +223,18 @@ class OpenAIBackend(Backend):
                                        retryable=False, kind="config") from exc
         return self._tokenizer
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """The answer's JSON and its latency: from sending the request that was answered to its answer."""
         base = self._pick_replica()
-        status, body, headers = await self._send(base, path, payload)
-        if status == 400 and self.vllm_extras and _rejects_extras(body):
-            self.vllm_extras = False  # this server is strict about unknown fields: stop sending them
-            for field in VLLM_EXTRA_FIELDS:
-                payload.pop(field, None)
-            status, body, headers = await self._send(base, path, payload)
+        if base in self.strict_urls:
+            _drop_extras(payload)
+        status, body, headers, latency = await self._send(base, path, payload)
+        if 400 <= status < 500 and _has_extras(payload) and _rejects_extras(body):
+            # this server is strict about unknown fields (FastAPI-based ones answer 422): remember it for
+            # this URL and send the request again without them
+            self.strict_urls.add(base)
+            _drop_extras(payload)
+            status, body, headers, latency = await self._send(base, path, payload)
         if status >= 400:
             raise self._status_error(status, body, headers, base + path)
         try:
@@ -225,15 +245,22 @@ class OpenAIBackend(Backend):
         if not isinstance(data, dict):
             raise BackendError(f"unexpected JSON from {base}{path}: {_excerpt(body)}", retryable=True,
                                kind="malformed")
-        return data
+        self.latencies[base].append(latency)
+        return data, latency
 
-    async def _send(self, base: str, path: str, payload: dict[str, Any]) -> tuple[int, bytes, Any]:
+    async def _send(self, base: str, path: str, payload: dict[str, Any]) -> tuple[int, bytes, Any, float]:
+        """One HTTP request. Cancelling it (the engine's time-out) leaves the ``async with`` before the body
+        is read, and aiohttp then closes the connection instead of pooling it: the server sees the hang-up."""
         session = self._http()
         self.in_flight[base] += 1
         self.sent[base] += 1
+        start = time.monotonic()
+        ok = False
         try:
             async with session.post(base + path, data=json.dumps(payload).encode("utf-8")) as response:
-                return response.status, await response.read(), response.headers
+                body = await response.read()
+                ok = response.status < 400
+                return response.status, body, response.headers, time.monotonic() - start
         except aiohttp.ClientConnectorError as exc:
             self._down_until[base] = time.monotonic() + REPLICA_DOWN_S
             raise BackendError(f"cannot connect to {base} ({_reason(exc)})", retryable=True,
@@ -248,6 +275,8 @@ class OpenAIBackend(Backend):
                                kind="connection") from None
         finally:
             self.in_flight[base] -= 1
+            if not ok:
+                self.failed[base] += 1
 
     def _status_error(self, status: int, body: bytes, headers: Any, where: str) -> BackendError:
         message = _error_message(body)
@@ -391,12 +420,29 @@ def _error_message(body: bytes) -> str:
             return inner[:300]
         if data.get("message"):
             return str(data["message"])[:300]
+        detail = data.get("detail")  # FastAPI: a string, or a list of {loc, msg} validation errors
+        if isinstance(detail, str):
+            return detail[:300]
+        if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+            return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg', '')}"
+                             for d in detail)[:300]
     return _excerpt(body)
 
 
+def _has_extras(payload: dict[str, Any]) -> bool:
+    return any(field in payload for field in VLLM_EXTRA_FIELDS)
+
+
+def _drop_extras(payload: dict[str, Any]) -> None:
+    for field in VLLM_EXTRA_FIELDS:
+        payload.pop(field, None)
+
+
 def _rejects_extras(body: bytes) -> bool:
-    message = _error_message(body).lower()
-    return any(field in message for field in VLLM_EXTRA_FIELDS)
+    """The error names one of the extra fields: in its message, or anywhere in the body (FastAPI lists the
+    offending field under ``detail[].loc``)."""
+    text = body.decode("utf-8", errors="replace").lower()
+    return any(field in text for field in VLLM_EXTRA_FIELDS)
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:

@@ -57,6 +57,7 @@ class BuildReport:
     dropped: Counter = field(default_factory=Counter)  # reason -> dropped outputs, this run
     elapsed_s: float = 0.0
     balance: BalanceReport | None = None
+    first_error: str | None = None  # the first failed rewriter call of this run: shown when nothing was built
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,8 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
                         stats.done += 1
                     else:
                         reason, detail = result
+                        if reason == "error" and report.first_error is None:
+                            report.first_error = detail["error"]
                         reasons[slot.seed.id].append(reason)
                         report.dropped[reason] += 1
                         events.append((slot.seed.id, "dropped",

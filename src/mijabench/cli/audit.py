@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..audit import PRESETS, make_config, preset, read_config_file, run_audit
-from .common import WorkspaceOption, console, open_store
+from .common import ProgressOption, WorkspaceOption, console, open_store
 
 DEMO_NOTICE = ("This is a demo of the machinery on a 135M-parameter model with template-built prompts and a "
                "rule-based judge; it is not a measurement of any production model.")
@@ -37,6 +37,7 @@ def audit(
     max_tokens: int = typer.Option(None, "--max-tokens", help="Max new tokens for every target model."),
     concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight per model."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
+    progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Run the whole audit: benchmark, runs, judging, statistics and the HTML report. Resumable: run the
@@ -68,7 +69,7 @@ def audit(
         console.rule(f"[bold]{number}/4 {name}[/bold] [dim]{note}[/dim]")
 
     with open_store(workspace) as store:
-        result = run_audit(store, cfg, out=out, on_stage=on_stage)
+        result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress)
     from ..report.terminal import summary
     for renderable in summary(result.report):
         console.print(renderable)

@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import MijaError
-from .common import WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
 
 app = typer.Typer(help="Build benchmarks: adversarial rewrites of seeds, counterfactual twins, balance.",
                   no_args_is_help=True)
@@ -46,6 +47,7 @@ def build(
                                              "instead of retrying them: for tiny local models only."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Rewriter calls in flight."),
     timeout: float = typer.Option(300.0, "--timeout", min=0.1, help="Seconds one rewriter call may take."),
+    progress_mode: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
     """One jailbreak prompt per seed (resumable: re-run the same command to finish a killed build)."""
@@ -60,7 +62,7 @@ def build(
     seed_list = _load_seeds(seeds, language)
     with open_store(workspace) as store:
         pool = _load_scenarios(scenarios, store, {s.language for s in seed_list})
-        with StageProgress("bench") as progress:
+        with StageProgress("bench", mode=progress_mode) as progress:
             report = build_benchmark(store, seed_list, pool, rewriter, bench=bench, rng_seed=rng_seed,
                                      strategies=strategies, counterfactual=counterfactual,
                                      max_attempts=max_attempts, dedup_threshold=dedup_threshold,
@@ -73,6 +75,10 @@ def build(
                   f"{report.resumed:,} seeds already done, {len(report.gave_up):,} given up "
                   f"({report.elapsed_s:.1f}s)")
     print_balance(report.balance)
+    if report.items == 0 and report.resumed < report.seeds:
+        why = f": the first error was {report.first_error}" if report.first_error else ""
+        err_console.print(Text(f"error: no item was built in this run{why}"), soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -131,7 +137,7 @@ def scenarios_build(
 def _policy(timeout: float):
     from ..run.engine import RetryPolicy
 
-    return RetryPolicy(timeout_s=timeout, max_total_s=max(600.0, 2 * timeout))
+    return RetryPolicy(timeout_s=timeout)
 
 
 def _load_seeds(spec: str, language: str | None):

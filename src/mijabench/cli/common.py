@@ -21,6 +21,21 @@ WorkspaceOption = typer.Option(
     help=f"Workspace folder holding the store (default: ./{DEFAULT_WORKSPACE}).")
 
 
+PROGRESS_MODES = ("auto", "rich", "plain", "none")  # == run.progress.MODES, kept here so --help stays fast
+
+
+def check_progress(value: str) -> str:
+    if value not in PROGRESS_MODES:
+        raise typer.BadParameter(f"must be one of {', '.join(PROGRESS_MODES)}, not '{value}'")
+    return value
+
+
+ProgressOption = typer.Option(
+    "auto", "--progress", callback=check_progress,
+    help="auto (live bars on a terminal, plain lines otherwise), rich, plain (a line per model every 10 "
+         "seconds: done/total, rate, failures, retries, ETA) or none.")
+
+
 def workspace_path(workspace: Path | None) -> Path:
     return Path(workspace or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
 

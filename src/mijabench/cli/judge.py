@@ -19,7 +19,7 @@ from ..judge.runner import JUDGE_MAX_TOKENS
 from ..judge.validate import VOTE, json_safe, load_human_labels
 from ..report.html import ci, pct, pts
 from ..run.progress import StageProgress
-from .common import WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
 
 app = typer.Typer(help="Judge stored responses; validate judges against human labels; judge agreement.")
 
@@ -42,6 +42,7 @@ def judge(
                                     help="Keep verdicts from an earlier configuration of a judge (another "
                                          "prompt, phrase list, setting or endpoint) instead of re-judging; "
                                          "reports refuse to mix them."),
+    progress_mode: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Judge every stored answered response not yet judged by each judge (resumable).
@@ -56,7 +57,8 @@ def judge(
     if not judges:
         err_console.print(f"no --model given: using the rule-based judge {RULES_JUDGE}")
         judges = [RULES_JUDGE]
-    with open_store(workspace, create=False) as store, StageProgress("judge", err_console) as progress:
+    with open_store(workspace, create=False) as store, StageProgress("judge", err_console,
+                                                                            mode=progress_mode) as progress:
         result = judge_responses(store, judges, bench=bench, target_models=target_model or None,
                                  concurrency=concurrency, max_tokens=max_tokens, progress=progress,
                                  keep_stale=keep_stale)

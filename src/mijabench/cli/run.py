@@ -7,10 +7,11 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import MijaError
 from ..run.engine import RetryPolicy, RunStats
-from .common import WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
 
 
 def run(
@@ -20,8 +21,9 @@ def run(
                                     help="Model string (local:smollm2-135m, openai:MODEL@URL, hf:ID, "
                                          "gguf:PATH) or YAML file; repeat for several models."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1,
-                                    help="Calls in flight per model (default: the model's; 64 for "
-                                         "HTTP servers)."),
+                                    help="Most calls in flight per model (default: the model's; 64 "
+                                         "for HTTP servers); below it the runner adapts to 429s and "
+                                         "queueing."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Longest answer (default: 2048)."),
     temperature: float = typer.Option(None, "--temperature", min=0.0,
                                       help="Sampling temperature (default: 0, greedy)."),
@@ -43,6 +45,7 @@ def run(
                                    help="backend (any model string) or vllm (hf: models on GPU nodes via "
                                         "ray.data.llm; untested)."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
+    progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Send every item to every model; resume where a previous run stopped. Exit code 1 when some items
@@ -63,7 +66,7 @@ def run(
         if no_system_prompt:
             config = replace(config, settings=replace(config.settings, system_prompt=None))
         configs.append(config)
-    policy = RetryPolicy(max_attempts=max_attempts, timeout_s=timeout, max_total_s=max(600.0, timeout * 2))
+    policy = RetryPolicy(max_attempts=max_attempts, timeout_s=timeout)  # no whole-request cap
     with open_store(workspace) as store:
         bench_name, items = _load_bench(store, bench)
         if not items:
@@ -73,14 +76,15 @@ def run(
 
             stats = run_items_ray(store, items, configs, concurrency=concurrency, policy=policy,
                                   bench=bench_name, ray_address=ray_address, num_workers=ray_workers,
-                                  engine=ray_engine, num_gpus=ray_gpus)
+                                  engine=ray_engine, num_gpus=ray_gpus, progress=progress)
         else:
-            stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name)
+            stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name,
+                              progress=progress)
     _print_summary(stats)
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:
         for name, reason in aborted.items():
-            err_console.print(f"[red]error:[/red] {name}: {reason}", highlight=False, soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "red"), f" {name}: {reason}"), soft_wrap=True)
         raise typer.Exit(2)
     failed = sum(s.failed for s in stats.values())
     if failed:
@@ -104,16 +108,33 @@ def _load_bench(store, bench: str):
                     "and no such file")
 
 
+def _replica_table(stats: dict[str, RunStats]) -> Table:
+    """Per endpoint URL: requests sent (retries included), failed requests, median latency of answers."""
+    table = Table(title="endpoints")
+    table.add_column("model", overflow="fold")
+    table.add_column("URL", overflow="fold")
+    for column in ("requests", "failures", "median latency"):
+        table.add_column(column, justify="right")
+    for name, s in stats.items():
+        for url, r in s.replicas.items():
+            median = r.get("median_latency_s")
+            table.add_row(Text(name), Text(url), f"{r.get('requests', 0):,}", f"{r.get('failures', 0):,}",
+                          "–" if median is None else f"{median:.2f}s")
+    return table
+
+
 def _print_summary(stats: dict[str, RunStats]) -> None:
     table = Table(title="generation summary")
     table.add_column("model", overflow="fold")
-    for column in ("answered", "already stored", "failed", "retries", "req/s"):
+    for column in ("answered", "already stored", "failed", "retries", "time-outs", "req/s"):
         table.add_column(column, justify="right")
     for name, s in stats.items():
-        table.add_row(name, f"{s.done:,}", f"{s.skipped:,}", f"{s.failed:,}", f"{s.retries:,}",
-                      f"{s.throughput:,.1f}")
+        table.add_row(Text(name), f"{s.done:,}", f"{s.skipped:,}", f"{s.failed:,}", f"{s.retries:,}",
+                      f"{s.timeouts:,}", f"{s.throughput:,.1f}")
     console.print(table)
+    if any(s.replicas for s in stats.values()):
+        console.print(_replica_table(stats))
     for name, s in stats.items():  # why things failed, one line per kind of failure
         for kind, n in sorted(s.errors.items(), key=lambda kv: -kv[1]):
-            console.print(f"{name}: {n:,} failed with {kind}, e.g. {s.error_examples.get(kind, '')}",
-                          highlight=False, soft_wrap=True)
+            console.print(Text(f"{name}: {n:,} failed with {kind}, e.g. {s.error_examples.get(kind, '')}"),
+                          soft_wrap=True)

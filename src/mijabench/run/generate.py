@@ -50,7 +50,7 @@ def pending_items(store: Store, items: Sequence[BenchmarkItem], model: str,
 
 def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
               concurrency: int | None = None, policy: RetryPolicy | None = None,
-              progress: bool | StageProgress = True, bench: str | None = None,
+              progress: bool | str | StageProgress = True, bench: str | None = None,
               backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
     """Send every item to every model; returns RunStats per model name. See ``run_items_async``."""
     try:
@@ -63,7 +63,7 @@ def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[Mo
 
 async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
                           concurrency: int | None = None, policy: RetryPolicy | None = None,
-                          progress: bool | StageProgress = True, bench: str | None = None,
+                          progress: bool | str | StageProgress = True, bench: str | None = None,
                           backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
     """The runner itself.
 
@@ -73,7 +73,8 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     by model name (tests, notebooks); the others are built from their configs. Every backend is checked
     (``Backend.check``) before anything is sent, so an unreachable server or a wrong model name fails fast
     with a MijaError. A model whose calls fail for a reason more calls will not fix (bad key, unknown model)
-    stops early; its stats carry the reason in ``aborted``.
+    stops early; its stats carry the reason in ``aborted``. ``progress`` is a display, a mode of
+    ``StageProgress`` (auto, rich, plain, none), or True (auto) / False (none).
     """
     policy = policy or RetryPolicy()
     items, configs = prepare_run(store, items, configs, concurrency=concurrency, bench=bench)
@@ -97,10 +98,7 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
                     "endpoint": ready[c.name].info()} for c in configs]})
     record_models(store, configs, ready)
 
-    if isinstance(progress, StageProgress):
-        display = progress
-    else:  # True: a live display when stderr is a terminal
-        display = StageProgress("generate", enabled=None if progress else False)
+    display = progress_display("generate", progress)
     results: dict[str, RunStats] = {}
     try:
         with display:
@@ -114,6 +112,15 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
                      + [(c.name, "endpoints", ready[c.name].info()) for c in configs])
     return results
+
+
+def progress_display(stage: str, progress: bool | str | StageProgress) -> StageProgress:
+    """A display from what callers pass: one ready, a mode name, or True (auto) / False (none)."""
+    if isinstance(progress, StageProgress):
+        return progress
+    if isinstance(progress, str):
+        return StageProgress(stage, mode=progress)
+    return StageProgress(stage, mode="auto" if progress else "none")
 
 
 def record_models(store: Store, configs: Sequence[ModelConfig], ready: dict[str, Backend]) -> None:
@@ -170,8 +177,11 @@ async def _run_model(store: Store, items: list[BenchmarkItem], config: ModelConf
             stats.aborted = str(outcome.error)
 
     limit = config.concurrency or backend.default_concurrency
-    await execute(requests(), backend, on_result, concurrency=limit, policy=policy, on_progress=bar.update,
-                  adaptive=True, stats=stats)
+    try:
+        await execute(requests(), backend, on_result, concurrency=limit, policy=policy,
+                      on_progress=bar.update, adaptive=True, stats=stats)
+    finally:
+        stats.replicas = backend.info().get("replicas") or {}
     bar.update(stats)
 
 
@@ -190,5 +200,6 @@ def _response(rid: str, item_id: str, model: str, settings: dict[str, Any], outc
 
 def _summary(stats: RunStats) -> dict[str, Any]:
     return {"answered": stats.done, "failed": stats.failed, "skipped": stats.skipped,
-            "retries": stats.retries, "elapsed_s": round(stats.elapsed_s, 3), "errors": stats.errors,
-            "error_examples": stats.error_examples, "aborted": stats.aborted}
+            "retries": stats.retries, "attempts": stats.attempts, "timeouts": stats.timeouts,
+            "elapsed_s": round(stats.elapsed_s, 3), "errors": stats.errors,
+            "error_examples": stats.error_examples, "aborted": stats.aborted, "replicas": stats.replicas}

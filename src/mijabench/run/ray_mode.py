@@ -42,7 +42,7 @@ from ..errors import MijaError
 from ..records import BenchmarkItem, Response
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
-from .generate import FATAL_KINDS, _summary, build_messages, pending_items, prepare_run
+from .generate import FATAL_KINDS, _summary, build_messages, pending_items, prepare_run, progress_display
 from .progress import StageProgress
 
 ENGINES = ("backend", "vllm")
@@ -165,7 +165,7 @@ def _out_schema():
 
 def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
                   concurrency: int | None = None, policy: RetryPolicy | None = None,
-                  progress: bool | StageProgress = True, bench: str | None = None,
+                  progress: bool | str | StageProgress = True, bench: str | None = None,
                   ray_address: str | None = None, num_workers: int = 2, block_size: int | None = None,
                   engine: str = "backend", num_cpus: float = 1.0,
                   num_gpus: float = 0.0) -> dict[str, RunStats]:
@@ -197,8 +197,7 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
                          "address": ray_address or os.environ.get("RAY_ADDRESS") or "local"},
             "models": [{"name": c.name, "spec": c.spec, "settings": c.settings.to_dict(),
                         "options": c.options, "concurrency": c.concurrency} for c in configs]})
-        display = progress if isinstance(progress, StageProgress) else \
-            StageProgress("generate", enabled=None if progress else False)
+        display = progress_display("generate", progress)
         with display:
             for config in configs:
                 results[config.name], timing[config.name] = _run_model(
