@@ -33,7 +33,10 @@ def disparity_table(analysis: Analysis) -> Table:
     for name, justify in (("model", "left"), ("lang", "left"), ("mean rate", "right"),
                           ("spread (pts)", "right"), ("p all equal", "right"), ("worst group", "left"),
                           ("significant pairs", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        # the model column folds instead of truncating: two targets often share a long prefix
+        model = name == "model"
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         overflow="fold" if model else "ellipsis", min_width=14 if model else None)
     pairs = analysis["pairwise_tests"]
     for r in analysis["disparity"].rows():
         sel = (pairs["model"] == r["model"]) & (pairs["language"] == r["language"]) if len(pairs) else []
