@@ -148,7 +148,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     judge_list = context.judges_used(store, judges)
     subtitle = (f"{len(table):,} responses from {len(models_order)} models; vote: {voters.describe()}; "
                 f"benchmark: {bench or 'all items'}; "
-                f"{resamples:,} bootstrap resamples, seed {seed}; generated "
+                f"{resamples:,} draws for derived intervals and tests, seed {seed}; generated "
                 f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
     used_models = set(models_order)
     html = page.render(page.PageInput(
