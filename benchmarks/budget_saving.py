@@ -40,7 +40,7 @@ def paper_table(rng: np.random.Generator, prompts: int = 1370):
 def simulate(seed: int, target: float | None, budget: int | None):
     rng = np.random.default_rng(seed)
     rates, block, sizes = paper_table(rng)
-    labels = [(rng.random(n) < p).astype(np.int64) for p, n in zip(rates, sizes)]  # already in random order
+    labels = [(rng.random(n) < p).astype(np.int64) for p, n in zip(rates, sizes, strict=True)]  # already in random order
     truth = np.array([x.mean() for x in labels])
     starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
     counts = np.diff(np.r_[starts, len(block)])
@@ -74,7 +74,7 @@ def main() -> None:
         by_budget += int(np.sum(res.status == "budget"))
     cov, dcov = np.array(cov), np.array(dcov)
     used = np.array(used)
-    print(f"paper-scale table: {cov.shape[1]} cells, {full:,} calls in the full design; {args.sims} simulations"
+    print(f"paper-scale table: {cov.shape[1]} cells, {full:,} calls in the full design; {args.sims} sims"
           f" ({time.perf_counter() - started:.1f} s)")
     print(f"target {args.target:g} points" + (f", budget {args.budget:,} calls" if args.budget else ""))
     print(f"calls used: mean {used.mean():,.0f} ({used.mean() / full:.1%} of full), max {used.max():,} "

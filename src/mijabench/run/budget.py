@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..analysis.intervals import deviation_limits
 from ..analysis import stages
+from ..analysis.intervals import deviation_limits
 from ..analysis.stages import ALPHA, planning_rate, stage_limits
 
 PILOT = 0.04  # share of a stratum's units in the pilot look (its draws only plan; see analysis.stages)
@@ -229,6 +229,6 @@ class TableOracle:
         self.fetched += int(np.sum(stop - start))
 
     def counts(self, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = np.array([d[p] for d, p in zip(self.decided, prefix)])
-        s = np.array([c[p] for c, p in zip(self.safe, prefix)])
+        n = np.array([d[p] for d, p in zip(self.decided, prefix, strict=True)])
+        s = np.array([c[p] for c, p in zip(self.safe, prefix, strict=True)])
         return n, s, np.asarray(prefix) - n
