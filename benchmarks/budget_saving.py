@@ -40,7 +40,8 @@ def paper_table(rng: np.random.Generator, prompts: int = 1370):
 def simulate(seed: int, target: float | None, budget: int | None):
     rng = np.random.default_rng(seed)
     rates, block, sizes = paper_table(rng)
-    labels = [(rng.random(n) < p).astype(np.int64) for p, n in zip(rates, sizes, strict=True)]  # already in random order
+    labels = [(rng.random(n) < p).astype(np.int64)  # drawn in a random order already
+              for p, n in zip(rates, sizes, strict=True)]
     truth = np.array([x.mean() for x in labels])
     starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
     counts = np.diff(np.r_[starts, len(block)])

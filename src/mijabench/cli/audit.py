@@ -36,6 +36,11 @@ def audit(
                                         help="Keep N items per group x strategy x language."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Max new tokens for every target model."),
     concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight per model."),
+    target_ci: float = typer.Option(None, "--target-ci", help="Budgeted audit: stop each cell once its 95% "
+                                    "interval (and its group's deviation) is at most PTS points wide."),
+    budget: int = typer.Option(None, "--budget", help="Budgeted audit: at most CALLS target-model calls, "
+                               "the last ones on the widest cells."),
+    budget_seed: int = typer.Option(None, "--budget-seed", help="Seed of the order prompts are drawn in."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
@@ -56,10 +61,12 @@ def audit(
         "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
         "sample_per_cell": sample_per_cell, "concurrency": concurrency,
         "settings": {"max_tokens": max_tokens} if max_tokens else None,
+        "target_ci": target_ci, "budget": budget, "budget_seed": budget_seed,
     }
     if model:
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
+    cfg.check_budget()  # a bad target or budget: one line, before the store is opened
     if cfg.demo:
         console.print(f"[bold yellow]Demo.[/bold yellow] {DEMO_NOTICE}")
 
