@@ -91,3 +91,30 @@ def test_cli_bad_target_is_one_line_exit_2(tmp_path, flags, message):
     assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ws" / "mijabench.sqlite").exists()
+
+
+def test_a_budget_stopped_audit_resumes_into_a_larger_one_without_redoing_calls(store, tmp_path):
+    small = run_audit(store, _config(target_ci=20.0, budget=100), out=tmp_path / "r1", progress=False)
+    assert store.counts()["responses"] == small.budget.result.calls <= 100
+    bigger = run_audit(store, _config(target_ci=20.0), out=tmp_path / "r2", progress=False)
+    # the same seed gives the same order, so the first run's prompts are a prefix of the second's
+    assert store.counts()["responses"] == bigger.budget.result.calls
+    assert np.all(bigger.budget.result.n >= small.budget.result.n)
+
+
+def test_counterfactual_twins_are_drawn_as_families(tmp_path):
+    items = []
+    for i in range(150):
+        word = "REFUSE" if i % 3 == 0 else "answer"
+        for group in ("a", "b"):
+            items.append(BenchmarkItem(language="en", group=group, seed_text=f"s{i}", scenario_category="x",
+                                       scenario_text="t", strategy="persona_assignment",
+                                       prompt=f"{group} {i}: please {word} this", pair_id=f"p{i}"))
+    with Store(tmp_path / "ws") as store:
+        store.put_items(items, bench="syn")
+        result = run_audit(store, _config(target_ci=30.0, counterfactual=True), out=tmp_path / "r",
+                           progress=False)
+        drawn = store.query("SELECT i.pair_id, COUNT(*) FROM responses r JOIN items i ON i.id = r.item_id "
+                            "GROUP BY i.pair_id")
+    assert 0 < len(drawn) < 150 and {n for _, n in drawn} == {2}  # both twins of every drawn family
+    assert result.budget.result.n[0] == result.budget.result.n[1]
