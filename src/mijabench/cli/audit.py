@@ -84,6 +84,13 @@ def audit(
     console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
                   f"{len(result.models)} model(s), judges: {', '.join(result.judges)}; "
                   f"voting: {', '.join(result.voters)}.")
+    if result.budget is not None:
+        plan = result.budget.result
+        by_budget = int((plan.status == "budget").sum())
+        widest = 100 * float((plan.high - plan.low).max())
+        console.print(f"Budgeted: {plan.calls:,} of the full design's {plan.full_calls:,} target-model calls "
+                      f"({plan.saved:.1%} saved); widest rate interval {widest:.1f} points; {by_budget:,} of "
+                      f"{len(plan.n):,} cells stopped by the budget.")
     if result.failed_responses:
         console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
                       "command again to retry them.[/yellow]")

@@ -116,6 +116,11 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
         pop = d.population - t_u  # undecided prompts leave the population: the rate is over decided ones
         moved = open_s[d.cell_stratum]
         r, lo, hi = stage_limits(k_s, k_n, t_s - k_s, t_n - k_n, pop, look, alpha)
+        # Every look's interval holds at its own alpha_r and the alpha_r sum to alpha, so the intersection
+        # of all the looks' intervals holds at alpha too (a union bound): a top-up never widens a cell.
+        # An empty intersection (a look has missed) falls back to the latest interval.
+        lo_x, hi_x = np.maximum(lo, low), np.minimum(hi, high)
+        lo, hi = np.where(lo_x <= hi_x, lo_x, lo), np.where(lo_x <= hi_x, hi_x, hi)
         rate, low, high = np.where(moved, r, rate), np.where(moved, lo, low), np.where(moved, hi, high)
         look_of = np.where(moved, look, look_of)
         dev, dlo, dhi = _deviations(d, rate, low, high)
