@@ -118,3 +118,20 @@ def test_counterfactual_twins_are_drawn_as_families(tmp_path):
                             "GROUP BY i.pair_id")
     assert 0 < len(drawn) < 150 and {n for _, n in drawn} == {2}  # both twins of every drawn family
     assert result.budget.result.n[0] == result.budget.result.n[1]
+
+
+def test_cli_budget_under_one_call_per_cell_stores_nothing(tmp_path):
+    import json
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({
+        "language": "en", "group": g, "seed_text": f"s{i}", "scenario_category": "history",
+        "scenario_text": "t", "strategy": "persona_assignment", "prompt": f"{g} {i}"}) + "\n"
+        for g in ("asian", "black") for i in range(5)), encoding="utf-8")
+    env = {**os.environ, "MIJABENCH_WORKSPACE": str(tmp_path / "ws")}
+    bad = subprocess.run([*MIJABENCH, "audit", "--preset", "budget", "--benchmark", str(bench), "--model",
+                          "scripted:x", "--budget", "1", "--progress", "none"], env=env, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "less than one call per cell (2 cells)" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    with Store(tmp_path / "ws") as store:
+        assert store.counts()["items"] == 0 and store.counts()["responses"] == 0

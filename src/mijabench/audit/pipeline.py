@@ -51,7 +51,14 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     stage = _stage_reporter(on_stage)
 
     stage("benchmark", "building or loading the prompts")
-    bench, items = _benchmark(store, config)
+    check = None
+    if config.budgeted:  # a budget under one call per cell is refused before the loaded prompts are stored
+        def check(loaded: list[BenchmarkItem]) -> None:
+            from ..run.budget import check_budget_args
+            from .budgeted import cell_count
+            check_budget_args(config.target_ci, config.budget,
+                              cell_count(loaded, len(configs), config.budget_by))
+    bench, items = _benchmark(store, config, check)
     result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
     if not items:
         raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
@@ -138,11 +145,15 @@ def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callabl
     return report
 
 
-def _benchmark(store: Store, config: AuditConfig) -> tuple[str, list[BenchmarkItem]]:
+def _benchmark(store: Store, config: AuditConfig,
+               check: Callable[[list[BenchmarkItem]], None] | None = None) -> tuple[str, list[BenchmarkItem]]:
     bench = config.bench
     if config.benchmark:
         if not store.items(bench):
-            store.put_items(_load_benchmark(config.benchmark), bench=bench)
+            loaded = _load_benchmark(config.benchmark)
+            if check:
+                check(loaded)
+            store.put_items(loaded, bench=bench)
     else:
         _build(store, config, bench)
     items = store.items(bench)
