@@ -63,12 +63,13 @@ def main() -> None:
     args = ap.parse_args()
     target = args.target / 100 if args.target > 0 else None
     started = time.perf_counter()
-    used, full, widths, dev_widths, cov, dcov, by_budget = [], 0, [], [], [], [], 0
+    used, full, widths, dev_widths, cov, dcov, by_budget, all_w = [], 0, [], [], [], [], 0, []
     for seed in range(args.sims):
         res, c, dc = simulate(seed, target, args.budget)
         used.append(res.calls)
         full = res.full_calls
         widths.append(np.max(res.high - res.low))
+        all_w.append(res.high - res.low)
         dev_widths.append(np.max(res.dev_high - res.dev_low))
         cov.append(c)
         dcov.append(dc)
@@ -82,6 +83,9 @@ def main() -> None:
           f"({used.max() / full:.1%}); saved {1 - used.mean() / full:.1%}")
     print(f"widest rate interval: {100 * max(widths):.2f} points; widest deviation interval: "
           f"{100 * max(dev_widths):.2f} points; cells stopped by the budget: {by_budget}")
+    p50, p95, p99 = 100 * np.percentile(np.concatenate(all_w), [50, 95, 99])
+    print(f"rate interval widths over all cells: median {p50:.2f}, 95th percentile {p95:.2f}, 99th {p99:.2f}"
+          " points")
     print(f"coverage of rates: {cov.mean():.2%} over all cells (worst cell {cov.mean(axis=0).min():.1%}); "
           f"of deviations: {dcov.mean():.2%} (worst cell {dcov.mean(axis=0).min():.1%})")
 
