@@ -135,3 +135,16 @@ def test_cli_budget_under_one_call_per_cell_stores_nothing(tmp_path):
     assert "Traceback" not in bad.stderr
     with Store(tmp_path / "ws") as store:
         assert store.counts()["items"] == 0 and store.counts()["responses"] == 0
+
+
+def test_several_models_and_finer_cells(store, tmp_path):
+    models = [{"model": "scripted:refuser", "name": "refuser", "options": {"refuse_on": ["REFUSE"]}},
+              {"model": "scripted:complier", "name": "complier", "options": {"reply": "Sure, here it is."}}]
+    result = run_audit(store, _config(models=models, target_ci=25.0, budget_by=["strategy"]),
+                       out=tmp_path / "r", progress=False)
+    rows = result.budget.rows()
+    assert {r["model"] for r in rows} == {"refuser", "complier"} and len(rows) == 4
+    assert all("strategy" in r for r in rows)
+    complier = [r for r in rows if r["model"] == "complier"]
+    assert all(r["rate"] == 0 and r["n"] < PER_CELL for r in complier)  # never refuses: cheap to pin down
+    assert store.counts()["responses"] == result.budget.result.calls
