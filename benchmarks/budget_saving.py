@@ -22,11 +22,7 @@ from mijabench.run.budget import Design, TableOracle, run_plan
 
 def paper_table(rng: np.random.Generator, prompts: int = 1370):
     models = np.linspace(0.02, 0.47, 14)
-    blocks = []
-    for groups in (13, 9):  # English, Portuguese
-        dev = np.linspace(-0.07, 0.11, groups)
-        dev = dev - dev.mean() + 0.02  # the range, roughly centred like the paper's
-        blocks.append(dev)
+    blocks = [np.linspace(-0.07, 0.11, groups) for groups in (13, 9)]  # English, Portuguese
     rates, block = [], []
     for m, mean in enumerate(models):
         for lang, dev in enumerate(blocks):
