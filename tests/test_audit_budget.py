@@ -57,9 +57,10 @@ def test_target_saves_calls_reports_and_resumes_with_no_new_call(store, tmp_path
     assert rows["a"]["n"] < rows["b"]["n"]  # a cell near 10% needs fewer prompts than one near 50%
     html = first.report_html.read_text(encoding="utf-8")
     assert 'id="budget"' in html and "saved" in html and f"{plan.calls:,} of the full design" in html
-    verdicts = store.counts()["verdicts"]
+    verdicts, runs = store.counts()["verdicts"], store.counts()["runs"]
     again = run_audit(store, _config(target_ci=25.0), out=tmp_path / "report", progress=False)
     assert store.counts()["responses"] == responses and store.counts()["verdicts"] == verdicts
+    assert store.counts()["runs"] == runs  # the replay sends nothing: no generate or judge run recorded
     assert np.array_equal(again.budget.result.n, plan.n)
     # another seed draws other prompts
     other = run_audit(store, _config(target_ci=25.0, budget_seed=7), out=tmp_path / "r2", progress=False)

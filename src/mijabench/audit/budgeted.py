@@ -87,6 +87,7 @@ class StoreOracle:
         for (s, _), c in cell_of.items():
             self.cell_stratum[c] = s
         self.sent = 0
+        self._names: list[tuple[str, str]] | None = None  # (judge, fingerprint), resolved on first use
 
     def fetch(self, start: np.ndarray, stop: np.ndarray) -> None:
         from ..judge.runner import judge_responses
@@ -101,9 +102,26 @@ class StoreOracle:
                 stats = run_items(self.store, items, [config], bench=self.bench, concurrency=self.concurrency,
                                   backends=self.backends, progress=self.progress)
                 self.sent += sum(st.done + st.failed for st in stats.values())
-        judge_responses(self.store, list(self.judges), bench=self.bench,
-                        target_models=[c.name for c in self.configs], concurrency=self.concurrency)
+        if self._unjudged(stop):  # a replayed look (resume) has nothing to judge: no empty judge run
+            judge_responses(self.store, list(self.judges), bench=self.bench,
+                            target_models=[c.name for c in self.configs], concurrency=self.concurrency)
         self._read_labels()
+
+    def _unjudged(self, stop: np.ndarray) -> bool:
+        """Whether some answered response among the drawn prompts lacks a verdict of some judge."""
+        from ..judge.runner import resolve_judges
+        drawn = {rid for c in range(len(self.pos))
+                 for rid in self.rids[c][:int(np.searchsorted(self.pos[c], stop[self.cell_stratum[c]]))]}
+        answered = set()
+        for config in self.configs:
+            answered |= self.store.answered_response_ids(config.name, config.settings) & drawn
+        if self._names is None:
+            judges = resolve_judges(list(self.judges))
+            self._names = [(j.name, j.identity.fingerprint) for j in judges]
+            for j in judges:
+                if j.owned and j.backend is not None:
+                    _close_backend(j.backend)
+        return any(answered - self.store.judged_response_ids(name, fp) for name, fp in self._names)
 
     def _read_labels(self) -> None:
         verdicts = [v for name in self.voters for v in self.store.verdicts(name)]
@@ -121,6 +139,11 @@ class StoreOracle:
             n[c], safe[c] = int(np.sum(got >= 0)), int(np.sum(got == 1))
             undecided[c] = k - n[c]
         return n, safe, undecided
+
+
+def _close_backend(backend: Backend) -> None:
+    import asyncio
+    asyncio.run(backend.aclose())
 
 
 def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig],
