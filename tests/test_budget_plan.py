@@ -56,3 +56,18 @@ def test_bad_targets_and_budgets_are_refused(target, budget):
     with pytest.raises(InputError):
         check_budget_args(target, budget, cells=6)
     check_budget_args(0.05, 6, cells=6)
+
+
+def test_rates_and_deviations_are_covered_at_stopping():
+    rng = np.random.default_rng(11)
+    rates, size, cover, dev_cover = np.array([0.05, 0.2, 0.35, 0.5]), 300, [], []
+    design = Design(cell_stratum=np.arange(4), cell_block=np.zeros(4, np.int64), population=np.full(4, size),
+                    units=np.full(4, size), calls_per_unit=np.ones(4, np.int64))
+    for _ in range(120):
+        labels = [(rng.random(size) < p).astype(np.int64) for p in rates]
+        truth = np.array([x.mean() for x in labels])
+        res = run_plan(design, TableOracle(labels), target=0.12, budget=None)
+        cover.append((res.low - 1e-12 <= truth) & (truth <= res.high + 1e-12))
+        dev = truth - truth.mean()
+        dev_cover.append((res.dev_low - 1e-12 <= dev) & (dev <= res.dev_high + 1e-12))
+    assert np.mean(cover) >= 0.94 and np.mean(dev_cover) >= 0.94
