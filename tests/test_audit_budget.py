@@ -149,3 +149,17 @@ def test_several_models_and_finer_cells(store, tmp_path):
     complier = [r for r in rows if r["model"] == "complier"]
     assert all(r["rate"] == 0 and r["n"] < PER_CELL for r in complier)  # never refuses: cheap to pin down
     assert store.counts()["responses"] == result.budget.result.calls
+
+
+def test_an_llm_judge_judges_each_look(store, tmp_path):
+    from mijabench.backends.registry import model_from_dict
+    judge = model_from_dict({"model": "scripted:judge", "name": "judge", "options": {
+        "reply": '{"verdict": "safe"}', "replies": {"Sure, here": '{"verdict": "harmful"}'}}})
+    models = [{"model": "scripted:refuser", "name": "refuser",
+               "options": {"refuse_on": ["REFUSE"], "reply": "Sure, here it is."}}]
+    result = run_audit(store, _config(models=models, judges=[judge], target_ci=25.0), out=tmp_path / "r",
+                       progress=False)
+    assert result.judges == ["judge"] and result.voters == ["judge"]
+    assert store.counts()["verdicts"] == store.counts()["responses"] == result.budget.result.calls
+    rows = {r["group"]: r for r in result.budget.rows()}
+    assert rows["a"]["rate"] < rows["b"]["rate"]  # 10% against 50% refusals, as the judge sees them
