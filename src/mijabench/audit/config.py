@@ -15,7 +15,7 @@ import yaml
 from ..backends.registry import ModelConfig, model_from_dict
 from ..errors import MijaError
 
-PRESETS = ("demo", "quick", "paper")
+PRESETS = ("demo", "quick", "paper", "budget")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,29 @@ class AuditConfig:
     concurrency: int | None = None
     # out, resamples, examples_per_cell, seed, average, empty_as, allow_even_vote
     report: dict[str, Any] = field(default_factory=dict)
+    # a budgeted audit (audit.budgeted): stop each cell at this full width of its 95% interval, in points,
+    # and/or after this many target-model calls in all; the seed fixes the order prompts are drawn in
+    target_ci: float | None = None
+    budget: int | None = None
+    budget_seed: int = 0
+    budget_by: list[str] = field(default_factory=list)  # finer cells: strategy, scenario_category
+
+    @property
+    def budgeted(self) -> bool:
+        return self.target_ci is not None or self.budget is not None
+
+    def check_budget(self) -> None:
+        """The checks that need no benchmark: a target above 0, a budget of at least one call, known
+        finer fields. (A budget under one call per cell is refused once the cells are known.)"""
+        from ..errors import InputError
+        from .budgeted import FINER
+        if self.target_ci is not None and not self.target_ci > 0:
+            raise InputError(f"target_ci must be above 0 points, got {self.target_ci:g}")
+        if self.budget is not None and self.budget < 1:
+            raise InputError(f"budget must be at least one call per cell, got {self.budget}")
+        unknown = [f for f in self.budget_by if f not in FINER]
+        if unknown:
+            raise InputError(f"budget_by: unknown field '{unknown[0]}' (known: {', '.join(FINER)})")
 
     def voter_names(self) -> list[str]:
         """The voting judges' names, checked against the judges before any work: a named voter must be one

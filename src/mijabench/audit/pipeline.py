@@ -37,6 +37,7 @@ class AuditResult:
     judged: int = 0  # responses sent to judges in this run
     stage_notes: dict[str, str] = field(default_factory=dict)
     report: Any = None  # the ReportResult, for the terminal summary
+    budget: Any = None  # the BudgetedAudit of a budgeted audit
 
 
 def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = None,
@@ -46,15 +47,73 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     stage starts. ``progress``: a mode of ``StageProgress`` (auto, rich, plain, none), or True / False."""
     configs = config.model_configs()  # fail on a bad model list before any work
     voters = config.voter_names()  # and on a bad vote
+    config.check_budget()  # and on a bad target or budget
     stage = _stage_reporter(on_stage)
 
     stage("benchmark", "building or loading the prompts")
-    bench, items = _benchmark(store, config)
+    check = None
+    if config.budgeted:  # a budget under one call per cell is refused before the loaded prompts are stored
+        def check(loaded: list[BenchmarkItem]) -> None:
+            from ..run.budget import check_budget_args
+            from .budgeted import cell_count
+            check_budget_args(config.target_ci, config.budget,
+                              cell_count(loaded, len(configs), config.budget_by))
+    bench, items = _benchmark(store, config, check)
     result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
     if not items:
         raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
     result.stage_notes["benchmark"] = f"{len(items):,} items in benchmark '{bench}'"
 
+    if config.budgeted:
+        _budgeted(store, config, bench, items, configs, voters, result, stage, progress)
+    else:
+        _full(store, config, bench, items, configs, result, stage, progress)
+
+    stage("report", "statistics, bootstrap intervals, HTML")
+    from ..report import write_report
+    options = dict(config.report)
+    out_dir = Path(out or options.pop("out", None) or Path(store.path).parent / "report")
+    options.pop("out", None)
+    result.voters = voters
+    report = write_report(store, out_dir, judges=voters, bench=bench, models=result.models,
+                          demo=config.demo or None, budget=result.budget, **options)
+    result.report, result.report_html = report, report.html
+    return result
+
+
+def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
+              configs: list[ModelConfig], voters: list[str], result: AuditResult,
+              stage: Callable[[str, str], None], progress: bool | str) -> None:
+    """Generate and judge in looks, cell by cell, until the target or the budget (``audit.budgeted``)."""
+    from ..run.budget import check_budget_args
+    from .budgeted import cell_count, run_budgeted
+    target = config.target_ci / 100 if config.target_ci is not None else None
+    check_budget_args(target, config.budget, cell_count(items, len(configs), config.budget_by))
+    rule = " and ".join(x for x in (f"target {config.target_ci:g} points" if target else "",
+                                    f"budget {config.budget:,} calls" if config.budget else "") if x)
+    stage("generate", f"budgeted: {rule}; {len(items):,} items x {len(configs)} model(s), judged as drawn")
+    backends = _shared_backends(configs)
+    try:
+        audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
+                             budget=config.budget, seed=config.budget_seed, by=config.budget_by,
+                             twins=config.counterfactual, concurrency=config.concurrency,
+                             backends=backends, progress=progress)
+    finally:
+        _close(backends)
+    stage("judge", "done with each look")
+    result.budget = audit
+    result.judges = [_judge_label(j) for j in config.judges]
+    result.generated = audit.result.calls
+
+
+def _judge_label(judge: Any) -> str:
+    from .config import _judge_name
+    return _judge_name(judge)
+
+
+def _full(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
+          configs: list[ModelConfig], result: AuditResult, stage: Callable[[str, str], None],
+          progress: bool | str) -> None:
     stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
     from ..run.generate import run_items
     backends = _shared_backends(configs)
@@ -78,17 +137,6 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     result.judges = [j.judge for j in run.judges]
     result.judged = sum(j.pending for j in run.judges)
 
-    stage("report", "statistics, bootstrap intervals, HTML")
-    from ..report import write_report
-    options = dict(config.report)
-    out_dir = Path(out or options.pop("out", None) or Path(store.path).parent / "report")
-    options.pop("out", None)
-    result.voters = voters
-    report = write_report(store, out_dir, judges=voters, bench=bench, models=result.models,
-                          demo=config.demo or None, **options)
-    result.report, result.report_html = report, report.html
-    return result
-
 
 def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callable[[str, str], None]:
     def report(name: str, note: str) -> None:
@@ -97,11 +145,15 @@ def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callabl
     return report
 
 
-def _benchmark(store: Store, config: AuditConfig) -> tuple[str, list[BenchmarkItem]]:
+def _benchmark(store: Store, config: AuditConfig,
+               check: Callable[[list[BenchmarkItem]], None] | None = None) -> tuple[str, list[BenchmarkItem]]:
     bench = config.bench
     if config.benchmark:
         if not store.items(bench):
-            store.put_items(_load_benchmark(config.benchmark), bench=bench)
+            loaded = _load_benchmark(config.benchmark)
+            if check:
+                check(loaded)
+            store.put_items(loaded, bench=bench)
     else:
         _build(store, config, bench)
     items = store.items(bench)

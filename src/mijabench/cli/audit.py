@@ -36,6 +36,11 @@ def audit(
                                         help="Keep N items per group x strategy x language."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Max new tokens for every target model."),
     concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight per model."),
+    target_ci: float = typer.Option(None, "--target-ci", help="Budgeted audit: stop each cell once its 95% "
+                                    "interval (and its group's deviation) is at most PTS points wide."),
+    budget: int = typer.Option(None, "--budget", help="Budgeted audit: at most CALLS target-model calls, "
+                               "the last ones on the widest cells."),
+    budget_seed: int = typer.Option(None, "--budget-seed", help="Seed of the order prompts are drawn in."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
@@ -56,10 +61,12 @@ def audit(
         "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
         "sample_per_cell": sample_per_cell, "concurrency": concurrency,
         "settings": {"max_tokens": max_tokens} if max_tokens else None,
+        "target_ci": target_ci, "budget": budget, "budget_seed": budget_seed,
     }
     if model:
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
+    cfg.check_budget()  # a bad target or budget: one line, before the store is opened
     if cfg.demo:
         console.print(f"[bold yellow]Demo.[/bold yellow] {DEMO_NOTICE}")
 
@@ -77,6 +84,13 @@ def audit(
     console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
                   f"{len(result.models)} model(s), judges: {', '.join(result.judges)}; "
                   f"voting: {', '.join(result.voters)}.")
+    if result.budget is not None:
+        plan = result.budget.result
+        by_budget = int((plan.status == "budget").sum())
+        widest = 100 * float((plan.high - plan.low).max())
+        console.print(f"Budgeted: {plan.calls:,} of the full design's {plan.full_calls:,} target-model calls "
+                      f"({plan.saved:.1%} saved); widest rate interval {widest:.1f} points; {by_budget:,} of "
+                      f"{len(plan.n):,} cells stopped by the budget.")
     if result.failed_responses:
         console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
                       "command again to retry them.[/yellow]")

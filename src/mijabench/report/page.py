@@ -24,7 +24,7 @@ from ..analysis import Analysis, Frame
 from ..judge import vote
 from ..judge.identity import short
 from ..taxonomy import load_taxonomy
-from . import correction
+from . import budget, correction
 from .context import Example
 from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
 
@@ -45,6 +45,7 @@ class PageInput:
     subtitle: str
     heatmap_limit: float
     targets: list[dict[str, Any]] = field(default_factory=list)
+    budget: Any = None  # a budgeted audit's plan (report.budget)
 
 
 def _template(name: str) -> str:
@@ -451,6 +452,7 @@ def render(page: PageInput) -> str:
         "methods": methods(a, page.judges),
         "provenance": provenance(page.runs, page.models, a, page.targets),
         "corrected": correction.section(a),  # empty without human labels
+        "budget": budget.section(page.budget),  # empty for a full audit
     }
     nav = correction.nav(NAV) if sections["corrected"] else NAV
     style = _template("report.css") + "\n" + colours.css() + "\n"

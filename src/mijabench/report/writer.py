@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -101,7 +102,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
                  average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
                  allow_even_vote: bool = False,
-                 labels: HumanLabels | str | Path | None = None) -> ReportResult:
+                 labels: HumanLabels | str | Path | None = None, budget: Any = None) -> ReportResult:
     """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
     ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
     forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
@@ -157,7 +158,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         banners=banners, runs=context.provenance(store), judges=judge_list,
         targets=context.targets(store, table),
         models=[m for m in store.models() if m["name"] in used_models], title=title, subtitle=subtitle,
-        heatmap_limit=limit))
+        heatmap_limit=limit, budget=budget))
     html_path = out / "report.html"
     _write_bytes(html_path, scrub_text(html).encode("utf-8"))
     return ReportResult(out, html_path, table_paths, plot_paths, analysis, banners, correction)

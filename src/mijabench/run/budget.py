@@ -1,0 +1,239 @@
+"""The stopping rule of a budgeted audit: which prompts each cell draws, in stages, until its interval is
+narrow enough (``target``) or the calls run out (``budget``).
+
+Cells are (model, language, group) or finer. Each *stratum* (a cell, or with counterfactual twins a
+(model, language) whose families are drawn together) has a seeded random order of *units* (a prompt, or a
+family of twins), so any prefix is a random sample without replacement. The planner only moves prefixes
+forward; an *oracle* turns a prefix into counts (the simulation's table, or the store after the models and
+judges have answered: ``audit.budgeted``). Stages and the validity of the final interval:
+``analysis.stages``; deviations: MOVER (``analysis.intervals.deviation_limits``) on the cells' limits.
+
+The planner is a pure function of the oracle's answers, so re-running it on a store that already holds the
+answers replays the same stages without a single new call: that is how a stopped audit resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..analysis import stages
+from ..analysis.intervals import deviation_limits
+from ..analysis.stages import ALPHA, planning_rate, stage_limits
+
+PILOT = 0.04  # share of a stratum's units in the pilot look (its draws only plan; see analysis.stages)
+PILOT_MIN = 30
+MAX_LOOKS = 6
+PLAN_SHRINK = True  # plan from block-shrunk pilot rates
+PLAN_SD = 0.84  # pessimism of the plan, in posterior standard errors (a one-sided 80% bound)
+RATE_SHARE = 1.0  # MOVER deviations come out about 0.95x the rates' widths, so rates can plan to the target
+
+
+class Oracle(Protocol):
+    """What the planner needs from the data: per cell, the decided (safe or harmful) draws, their safe
+    count, and the undecided draws (failed or unparsed), among the first ``prefix[stratum]`` units of each
+    stratum. ``fetch`` is called first with the prefixes to materialise (run models and judges)."""
+
+    def fetch(self, start: np.ndarray, stop: np.ndarray) -> None: ...
+
+    def counts(self, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class Design:
+    cell_stratum: np.ndarray  # stratum index of each cell
+    cell_block: np.ndarray  # deviation block (model, language) of each cell, sorted so blocks are contiguous
+    population: np.ndarray  # prompts per cell
+    units: np.ndarray  # units per stratum
+    calls_per_unit: np.ndarray  # target-model calls one unit costs, per stratum (1, or a family's size)
+
+
+@dataclass
+class BudgetResult:
+    rate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    dev: np.ndarray
+    dev_low: np.ndarray
+    dev_high: np.ndarray
+    n: np.ndarray  # decided draws per cell
+    status: np.ndarray  # "target", "exhausted" (every prompt drawn) or "budget"
+    looks: np.ndarray  # the look whose interval is reported, per cell
+    calls: int  # target-model calls used
+    full_calls: int  # calls of the full design
+    target: float | None
+    budget: int | None
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def saved(self) -> float:
+        return 1 - self.calls / max(self.full_calls, 1)
+
+
+def check_budget_args(target: float | None, budget: int | None, cells: int) -> None:
+    """Bad input, refused before any call: a target of 0 or below, a budget under one call per cell."""
+    from ..errors import InputError
+    if target is not None and not target > 0:
+        raise InputError(f"--target-ci must be above 0 points, got {target:g}")
+    if budget is not None and budget < cells:
+        raise InputError(f"--budget {budget:,} is less than one call per cell ({cells:,} cells)")
+
+
+def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: int | None,
+             alpha: float = ALPHA) -> BudgetResult:
+    """Draw stage after stage until every cell meets ``target`` (full width of the rate's and the
+    deviation's interval, as a fraction) or ``budget`` calls are spent. Either may be None, not both."""
+    if target is None and budget is None:
+        raise ValueError("a budgeted audit needs a target, a budget or both")
+    d = design
+    cells, strata = len(d.cell_stratum), len(d.units)
+    full = int(np.sum(d.units * d.calls_per_unit))
+    prefix, start = np.zeros(strata, np.int64), np.zeros(strata, np.int64)
+    open_s = np.ones(strata, bool)
+    look_of = np.zeros(cells, np.int64)
+    rate, low, high = np.full(cells, np.nan), np.zeros(cells), np.ones(cells)
+    status = np.full(cells, "budget", dtype=object)
+    history: list[dict] = []
+    plan_width = 0.0 if target is None else target * RATE_SHARE
+    left = np.inf if budget is None else float(budget)
+    for look in range(1, MAX_LOOKS + 1):
+        if not open_s.any():
+            break
+        size = _stage_sizes(d, oracle, look, prefix, open_s, plan_width, alpha)
+        size = _fit_budget(d, oracle, look, prefix, open_s, size, left, plan_width, alpha)
+        step = np.where(open_s, size, 0)
+        if not step.any():
+            break
+        start = np.where(open_s, prefix, start)
+        prefix = prefix + step
+        oracle.fetch(prefix - step, prefix)
+        spent = float(np.sum(step * d.calls_per_unit))
+        left -= spent
+        k_n, k_s, k_u = oracle.counts(start)
+        t_n, t_s, t_u = oracle.counts(prefix)
+        pop = d.population - t_u  # undecided prompts leave the population: the rate is over decided ones
+        moved = open_s[d.cell_stratum]
+        r, lo, hi = stage_limits(k_s, k_n, t_s - k_s, t_n - k_n, pop, look, alpha)
+        # Every look's interval holds at its own alpha_r and the alpha_r sum to alpha, so the intersection
+        # of all the looks' intervals holds at alpha too (a union bound): a top-up never widens a cell.
+        # An empty intersection (a look has missed) falls back to the latest interval.
+        lo_x, hi_x = np.maximum(lo, low), np.minimum(hi, high)
+        lo, hi = np.where(lo_x <= hi_x, lo_x, lo), np.where(lo_x <= hi_x, hi_x, hi)
+        rate, low, high = np.where(moved, r, rate), np.where(moved, lo, low), np.where(moved, hi, high)
+        look_of = np.where(moved, look, look_of)
+        dev, dlo, dhi = _deviations(d, rate, low, high)
+        exhausted = (prefix >= d.units)[d.cell_stratum]
+        goal = -1.0 if target is None else target + 1e-12  # a budget alone never closes a cell early
+        met = (high - low <= goal) & (dhi + dlo <= goal)
+        done = met | exhausted
+        for s in np.flatnonzero(open_s):
+            members = d.cell_stratum == s
+            if done[members].all():
+                open_s[s] = False
+                status[members] = np.where(exhausted[members], "exhausted", "target")
+        history.append({"look": look, "calls": int(spent), "open_strata": int(open_s.sum())})
+        if left < 1:
+            break
+    dev, dlo, dhi = _deviations(d, rate, low, high)
+    calls = int(np.sum(prefix * d.calls_per_unit))
+    n, _, _ = oracle.counts(prefix)
+    return BudgetResult(rate, low, high, dev, dev - dlo, dev + dhi, n, status, look_of, calls, full,
+                        target, budget, history)
+
+
+def _stage_sizes(d: Design, oracle: Oracle, look: int, prefix: np.ndarray, open_s: np.ndarray,
+                 width: float, alpha: float, exact: bool = True) -> np.ndarray:
+    """Units each stratum draws at this look: the pilot first, then what the most demanding cell of the
+    stratum needs at its pessimistic rate (a top-up plans tighter, since the planned stage fell short)."""
+    if look == 1:
+        return np.minimum(d.units, np.maximum(np.ceil(PILOT * d.units), PILOT_MIN)).astype(np.int64)
+    if look == MAX_LOOKS:  # the last look takes what is left: the exact rate, so the target is always met
+        return d.units - prefix
+    n, s, u = oracle.counts(prefix)
+    plan = width * (1.0 if look == 2 else 0.9)
+    size = stages.exact_stage_size if exact else stages.stage_size
+    need = size(_planning_rates(d, s, n), plan, d.population - u, n, look=look, alpha=alpha)
+    per_stratum = np.zeros(len(d.units), np.int64)
+    np.maximum.at(per_stratum, d.cell_stratum, need)
+    return np.minimum(per_stratum, d.units - prefix)
+
+
+def _planning_rates(d: Design, safe: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """A pessimistic rate per cell to plan with. A pilot of a few dozen prompts is noisy, and a cell's rate
+    is close to its block's (the same model and language), so each cell's pilot estimate is shrunk toward
+    its block's mean by how much the block's cells really differ (empirical Bayes, normal approximation);
+    the plan then takes the rate closest to 1/2 within about one posterior standard error. Only the
+    efficiency of the plan depends on this: any plan made before a stage is drawn keeps its interval
+    valid."""
+    if not PLAN_SHRINK:
+        return planning_rate(safe, n)
+    starts = np.flatnonzero(np.r_[True, d.cell_block[1:] != d.cell_block[:-1]])
+    size = np.diff(np.r_[starts, len(n)])
+    nn = np.maximum(n, 1).astype(np.float64)
+    p_hat = safe / nn
+    mu = np.repeat(np.add.reduceat(safe, starts) / np.maximum(np.add.reduceat(n, starts), 1), size)
+    noise = mu * (1 - mu) / nn
+    spread = np.repeat(np.add.reduceat((p_hat - mu) ** 2 - noise, starts) / np.maximum(size - 1, 1), size)
+    tau2 = np.maximum(spread, 1e-4)
+    post_var = 1 / (1 / np.maximum(noise, 1e-6) + 1 / tau2)
+    post = post_var * (p_hat / np.maximum(noise, 1e-6) + mu / tau2)
+    sd = np.sqrt(post_var) * PLAN_SD
+    return np.clip(0.5, np.clip(post - sd, 0, 1), np.clip(post + sd, 0, 1))
+
+
+def _fit_budget(d: Design, oracle: Oracle, look: int, prefix: np.ndarray, open_s: np.ndarray,
+                size: np.ndarray, left: float, width: float, alpha: float) -> np.ndarray:
+    """Sizes within the calls left: if the plan does not fit, the widest cells get the calls, by raising
+    the planned width until the stage fits (water-filling), so every cell ends about equally wide."""
+    cost = np.sum(np.where(open_s, size, 0) * d.calls_per_unit)
+    if cost <= left:
+        return size
+    if look == 1:  # the pilot shares the budget evenly
+        each = np.floor(left / max(np.sum(open_s * d.calls_per_unit), 1))
+        return np.minimum(size, each).astype(np.int64)
+    lo, hi = max(width, 1e-4), 1.0
+    for _ in range(30):
+        mid = np.sqrt(lo * hi)
+        trial = _stage_sizes(d, oracle, look, prefix, open_s, mid, alpha, exact=False)
+        if np.sum(np.where(open_s, trial, 0) * d.calls_per_unit) <= left:
+            hi = mid
+        else:
+            lo = mid
+    size = _stage_sizes(d, oracle, look, prefix, open_s, hi, alpha, exact=False)
+    cost = np.sum(np.where(open_s, size, 0) * d.calls_per_unit)
+    if cost > left:  # the 10-draw floor of small stages can still overshoot: scale down
+        size = np.floor(size * left / cost).astype(np.int64)
+    return size
+
+
+def _deviations(d: Design, rate: np.ndarray, low: np.ndarray, high: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's deviation from its block's mean over groups, with MOVER distances below and above."""
+    starts = np.flatnonzero(np.r_[True, d.cell_block[1:] != d.cell_block[:-1]])
+    size = np.diff(np.r_[starts, len(rate)])
+    weight = 1.0 / np.repeat(size, size)
+    r = np.nan_to_num(rate, nan=0.5)
+    mean = np.add.reduceat(weight * r, starts)
+    dev = r - np.repeat(mean, size)
+    down, up = deviation_limits(r, low, high, weight, starts)
+    return dev, down, up
+
+
+class TableOracle:
+    """Labels known in advance, one row per cell in drawing order (1 safe, 0 harmful, -1 undecided): the
+    simulation's oracle, for cells that are their own strata."""
+
+    def __init__(self, labels: list[np.ndarray]):
+        self.safe = [np.r_[0, np.cumsum(x == 1)] for x in labels]
+        self.decided = [np.r_[0, np.cumsum(x >= 0)] for x in labels]
+        self.fetched = 0
+
+    def fetch(self, start: np.ndarray, stop: np.ndarray) -> None:
+        self.fetched += int(np.sum(stop - start))
+
+    def counts(self, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = np.array([d[p] for d, p in zip(self.decided, prefix, strict=True)])
+        s = np.array([c[p] for c, p in zip(self.safe, prefix, strict=True)])
+        return n, s, np.asarray(prefix) - n
