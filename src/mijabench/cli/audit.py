@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ..audit import PRESETS, make_config, preset, read_config_file, run_audit
 from .common import ProgressOption, WorkspaceOption, console, open_store
@@ -61,12 +62,12 @@ def audit(
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
     if cfg.demo:
-        console.print(f"[bold yellow]Demo.[/bold yellow] {DEMO_NOTICE}")
+        console.print(Text.assemble(("Demo.", "bold yellow"), f" {DEMO_NOTICE}"))
 
     started = time.monotonic()
 
     def on_stage(number: int, name: str, note: str) -> None:
-        console.rule(f"[bold]{number}/4 {name}[/bold] [dim]{note}[/dim]")
+        console.rule(Text.assemble((f"{number}/4 {name}", "bold"), " ", (note, "dim")))
 
     with open_store(workspace) as store:
         result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress)
@@ -74,12 +75,13 @@ def audit(
     for renderable in summary(result.report):
         console.print(renderable)
     minutes = (time.monotonic() - started) / 60
-    console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
-                  f"{len(result.models)} model(s), judges: {', '.join(result.judges)}; "
-                  f"voting: {', '.join(result.voters)}.")
+    console.print(Text.assemble(
+        ("Audit finished", "bold green"),
+        f" in {minutes:.1f} min: {result.items:,} items, {len(result.models)} model(s), judges: "
+        f"{', '.join(result.judges)}; voting: {', '.join(result.voters)}."))
     if result.failed_responses:
-        console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
-                      "command again to retry them.[/yellow]")
-    console.print(f"Report: [bold]{result.report_html}[/bold]", soft_wrap=True)
+        console.print(f"{result.failed_responses:,} responses failed after retries; run the same command "
+                      "again to retry them.", style="yellow")
+    console.print(Text.assemble("Report: ", (str(result.report_html), "bold")), soft_wrap=True)
     if cfg.demo:
         console.print(DEMO_NOTICE)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MijaError
+from ..paths import check_output
 from .core import Store, iter_rows
 from .schema import TABLES
 
@@ -22,7 +23,7 @@ def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet"
         raise MijaError(f"unknown table '{table}' (tables: {', '.join(TABLES)})")
     if fmt not in FORMATS:
         raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
-    out = Path(out)
+    out = check_output(out, folder=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     rows = list(iter_rows(store, table))
@@ -40,4 +41,7 @@ def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet"
 
 
 def export_all(store: Store, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
+    check_output(out_dir, folder=True)
+    if fmt not in FORMATS:
+        raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
     return [export_table(store, t, Path(out_dir) / f"{t}.{fmt}", fmt) for t in TABLES]
