@@ -17,6 +17,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
+from ..paths import check_output
 from ..records import BenchmarkItem
 from ..store import Store
 from .config import AuditConfig
@@ -41,15 +42,28 @@ class AuditResult:
 
 def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = None,
               on_stage: Callable[[int, str, str], None] | None = None,
-              progress: bool | str = True) -> AuditResult:
+              progress: bool | str = True, allow_model_change: bool = False) -> AuditResult:
     """Run (or resume) the audit described by ``config``. ``on_stage(number, name, note)`` is called as each
     stage starts. ``progress``: a mode of ``StageProgress`` (auto, rich, plain, none), or True / False."""
     configs = config.model_configs()  # fail on a bad model list before any work
     voters = config.voter_names()  # and on a bad vote
+    if config.report.get("out") is not None or out is not None:
+        check_output(out or config.report["out"], folder=True)
     stage = _stage_reporter(on_stage)
+    backends = _shared_backends(configs)
+    try:
+        # every target answers its check before the benchmark stage stores a single item
+        _check_servers(configs, backends)
+    except BaseException:
+        _close(backends)
+        raise
 
     stage("benchmark", "building or loading the prompts")
-    bench, items = _benchmark(store, config)
+    try:
+        bench, items = _benchmark(store, config)
+    except BaseException:
+        _close(backends)
+        raise
     result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
     if not items:
         raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
@@ -57,10 +71,9 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
 
     stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
     from ..run.generate import run_items
-    backends = _shared_backends(configs)
     try:
         stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
-                          backends=backends, progress=progress)
+                          backends=backends, progress=progress, allow_model_change=allow_model_change)
     finally:
         _close(backends)
     result.failed_responses = sum(s.failed for s in stats.values())
@@ -166,6 +179,22 @@ def _shared_backends(configs: list[ModelConfig]) -> dict[str, Backend]:
             by_source[key] = create_backend(config)
         out[config.name] = by_source[key]
     return out
+
+
+def _check_servers(configs: list[ModelConfig], backends: dict[str, Backend]) -> None:
+    """Check the HTTP servers (the targets that can be down or misnamed) in a loop of their own; local
+    backends are checked by the runner, since closing them here would drop their weights."""
+    import asyncio
+    unique = list({id(backends[c.name]): backends[c.name] for c in configs if c.scheme == "openai"}.values())
+    if not unique:
+        return
+
+    async def check_all() -> None:
+        try:
+            await asyncio.gather(*(b.check() for b in unique))
+        finally:  # the sessions belong to this loop; the runner opens its own
+            await asyncio.gather(*(b.aclose() for b in unique), return_exceptions=True)
+    asyncio.run(check_all())
 
 
 def _close(backends: dict[str, Backend]) -> None:

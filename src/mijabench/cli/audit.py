@@ -38,6 +38,10 @@ def audit(
     max_tokens: int = typer.Option(None, "--max-tokens", help="Max new tokens for every target model."),
     concurrency: int = typer.Option(None, "--concurrency", help="Requests in flight per model."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
+    allow_model_change: bool = typer.Option(
+        False, "--allow-model-change",
+        help="Resume even when a server now reports another model (id or weights path) than the stored "
+             "responses of the same model name came from."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -61,6 +65,9 @@ def audit(
     if model:
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
+    if out is not None:
+        from ..paths import check_output
+        check_output(out, folder=True)
     if cfg.demo:
         console.print(Text.assemble(("Demo.", "bold yellow"), f" {DEMO_NOTICE}"))
 
@@ -70,7 +77,8 @@ def audit(
         console.rule(Text.assemble((f"{number}/4 {name}", "bold"), " ", (note, "dim")))
 
     with open_store(workspace) as store:
-        result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress)
+        result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress,
+                           allow_model_change=allow_model_change)
     from ..report.terminal import summary
     for renderable in summary(result.report):
         console.print(renderable)

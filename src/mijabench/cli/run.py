@@ -45,6 +45,10 @@ def run(
                                    help="backend (any model string) or vllm (hf: models on GPU nodes via "
                                         "ray.data.llm; untested)."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
+    allow_model_change: bool = typer.Option(
+        False, "--allow-model-change",
+        help="Resume even when a server now reports another model (id or weights path) than the one whose "
+             "responses are stored under the same name."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -74,12 +78,15 @@ def run(
         if executor == "ray":
             from ..run.ray_mode import run_items_ray
 
+            if allow_model_change:
+                raise MijaError("--allow-model-change is for --executor local (the Ray executor checks "
+                                "models on its workers)")
             stats = run_items_ray(store, items, configs, concurrency=concurrency, policy=policy,
                                   bench=bench_name, ray_address=ray_address, num_workers=ray_workers,
                                   engine=ray_engine, num_gpus=ray_gpus, progress=progress)
         else:
             stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name,
-                              progress=progress)
+                              progress=progress, allow_model_change=allow_model_change)
     _print_summary(stats)
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:
