@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import MijaError
-from ..store.secrets import register_secret_env
+from ..store.secrets import register_secret_env, scrub_text
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
 from .urls import DEFAULT_URL, check_url, parse_target, split_credentials
 
@@ -301,7 +301,8 @@ class OpenAIBackend(Backend):
                 self.failed[base] += 1
 
     def _status_error(self, status: int, body: bytes, headers: Any, where: str) -> BackendError:
-        message = _error_message(body)
+        # a server may echo the credential it got: masked before the message reaches a log or the screen
+        message = scrub_text(_error_message(body))
         retry_after = parse_retry_after(headers.get("Retry-After"))
         text = f"HTTP {status} from {where}: {message}"
         if status == 429:
@@ -461,7 +462,7 @@ def _rejects_extras(body: bytes) -> bool:
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
+    text = scrub_text(body.decode("utf-8", errors="replace")).strip().replace("\n", " ")
     return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")
 
 

@@ -88,10 +88,13 @@ def run(
             stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name,
                               progress=progress, allow_model_change=allow_model_change)
     _print_summary(stats)
+    from ..store.secrets import scrub_text
+
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:
         for name, reason in aborted.items():
-            err_console.print(Text.assemble(("error:", "red"), f" {name}: {reason}"), soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "red"), f" {name}: {scrub_text(reason)}"),
+                              soft_wrap=True)
         raise typer.Exit(2)
     failed = sum(s.failed for s in stats.values())
     if failed:
@@ -141,7 +144,9 @@ def _print_summary(stats: dict[str, RunStats]) -> None:
     console.print(table)
     if any(s.replicas for s in stats.values()):
         console.print(_replica_table(stats))
+    from ..store.secrets import scrub_text
+
     for name, s in stats.items():  # why things failed, one line per kind of failure
         for kind, n in sorted(s.errors.items(), key=lambda kv: -kv[1]):
-            console.print(Text(f"{name}: {n:,} failed with {kind}, e.g. {s.error_examples.get(kind, '')}"),
-                          soft_wrap=True)
+            example = scrub_text(s.error_examples.get(kind, ""))  # what a server said may hold a key
+            console.print(Text(f"{name}: {n:,} failed with {kind}, e.g. {example}"), soft_wrap=True)
