@@ -4,6 +4,7 @@ hold the words that say what was wrong, printed literally (a bracket is never Ri
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -173,3 +174,31 @@ def test_bad_input_is_one_line_exit_2_and_the_store_is_unchanged(case, template,
 def test_the_matrix_is_wide_enough():
     commands = {" ".join(a for a in c[1][:2] if not a.startswith("-") and "{" not in a) for c in CASES}
     assert len(CASES) >= 30 and len(commands) >= 10, commands
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_first(tmp_path, monkeypatch):
+    # as root the permission bits are no obstacle, so the check's view of them is what is tested here
+    from mijabench import paths
+    from mijabench.errors import MijaError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(paths.os, "access", lambda p, mode: Path(p) != locked)
+    for target, folder in ((locked / "report", True), (locked / "a" / "b.jsonl", False), (locked, True)):
+        with pytest.raises(MijaError, match="permission denied"):
+            paths.check_output(target, folder=folder)
+    assert paths.check_output(tmp_path / "free" / "report", folder=True) == tmp_path / "free" / "report"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_parent_folder_is_one_line(template, tmp_path, capsys, monkeypatch):
+    ws = copy_workspace(template, tmp_path / "ws")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, out, err = invoke(capsys, monkeypatch, "report", "-w", str(ws), "-j", "rules:refusal-v1",
+                                "--out", str(locked / "r"))
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and "permission denied" in err and len((out + err).strip().splitlines()) == 1
