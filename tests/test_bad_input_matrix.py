@@ -88,6 +88,10 @@ CASES = [
     ("judge-no-workspace", ["judge", "-w", "{tmp}/nowhere"], {}, ["no workspace"]),
     # judge and judge validate
     ("judge-at-not-a-url", ["judge", "-m", "openai:j@notaurl"], {}, ["not an http"]),
+    ("judge-unreachable", ["judge", "-m", "openai:j@{dead}"], {}, ["cannot reach"]),
+    ("judge-not-served", ["judge", "-m", "openai:j@{url}", "--rules"], {}, ["'j' is not served"]),
+    ("audit-judge-unreachable-builds-nothing", ["audit", "--model", "scripted:a", "--judge",
+                                                "openai:j@{dead}", "--bench", "fresh"], {}, ["cannot reach"]),
     ("judge-model-file-unknown-field", ["judge", "-m", "{tmp}/j.yaml"],
      {"j.yaml": "model: scripted:j\nsetting: {}\n"}, ["unknown field(s) setting"]),
     ("validate-binary-labels", ["judge", "validate", "--labels", "{tmp}/labels.jsonl"],

@@ -52,8 +52,10 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     stage = _stage_reporter(on_stage)
     backends = _shared_backends(configs)
     try:
-        # every target answers its check before the benchmark stage stores a single item
-        _check_servers(configs, backends)
+        # every target and judge server answers its check before the benchmark stage stores a single item
+        servers = [backends[c.name] for c in configs if c.scheme == "openai"]
+        servers += [create_backend(c) for c in _judge_configs(config.judges) if c.scheme == "openai"]
+        _check_servers(servers)
     except BaseException:
         _close(backends)
         raise
@@ -181,18 +183,25 @@ def _shared_backends(configs: list[ModelConfig]) -> dict[str, Backend]:
     return out
 
 
-def _check_servers(configs: list[ModelConfig], backends: dict[str, Backend]) -> None:
-    """Check the HTTP servers (the targets that can be down or misnamed) in a loop of their own; local
-    backends are checked by the runner, since closing them here would drop their weights."""
+def _judge_configs(judges: list[Any]) -> list[ModelConfig]:
+    from ..backends.registry import model_from_dict
+    return [j if isinstance(j, ModelConfig) else model_from_dict(j, source="audit config judges")
+            for j in judges if not (isinstance(j, str) and j.startswith("rules:"))]
+
+
+def _check_servers(servers: list[Backend]) -> None:
+    """Check HTTP servers (what can be down or misnamed) in a loop of their own, then close their sessions
+    (the runner opens new ones in its loop). Local backends are checked by the runner: closing them here
+    would drop their weights."""
     import asyncio
-    unique = list({id(backends[c.name]): backends[c.name] for c in configs if c.scheme == "openai"}.values())
+    unique = list({id(b): b for b in servers}.values())
     if not unique:
         return
 
     async def check_all() -> None:
         try:
             await asyncio.gather(*(b.check() for b in unique))
-        finally:  # the sessions belong to this loop; the runner opens its own
+        finally:
             await asyncio.gather(*(b.aclose() for b in unique), return_exceptions=True)
     asyncio.run(check_all())
 
