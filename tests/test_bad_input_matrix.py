@@ -119,6 +119,10 @@ CASES = [
     # bench build, seeds build
     ("bench-build-at-not-a-url", ["bench", "build", "--seeds", "demo", "--bench", "n", "--model",
                                   "openai:r@notaurl"], {}, ["not an http"]),
+    ("bench-build-unreachable", ["bench", "build", "--seeds", "demo", "--bench", "n", "--model",
+                                 "openai:r@{dead}"], {}, ["cannot reach"]),
+    ("scenarios-build-unreachable", ["scenarios", "build", "--model", "openai:r@{dead}"], {},
+     ["cannot reach"]),
     ("bench-build-missing-seeds", ["bench", "build", "--seeds", "{tmp}/none.jsonl", "--bench", "n",
                                    "--offline"], {}, ["seed file not found"]),
     ("seeds-build-out-is-a-folder", ["seeds", "build", "--source", "demo", "--per-group", "1", "--out",
