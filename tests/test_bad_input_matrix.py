@@ -96,6 +96,8 @@ CASES = [
      {"j.yaml": "model: scripted:j\nsetting: {}\n"}, ["unknown field(s) setting"]),
     ("validate-binary-labels", ["judge", "validate", "--labels", "{tmp}/labels.jsonl"],
      {"labels.jsonl": BINARY}, ["labels.jsonl", "not UTF-8"]),
+    ("validate-out-is-a-folder", ["judge", "validate", "--labels", "{tmp}/l.jsonl", "--out", "{tmp}"],
+     {"l.jsonl": '{"response_id": "x", "label": "safe"}\n'}, ["is a folder"]),
     ("validate-missing-labels", ["judge", "validate", "--labels", "{tmp}/none.jsonl"], {}, ["not found"]),
     # report and compare
     ("report-out-is-a-file", ["report", "--out", "{tmp}/taken.txt", "-j", "rules:refusal-v1"],
@@ -125,6 +127,9 @@ CASES = [
      ["cannot reach"]),
     ("bench-build-missing-seeds", ["bench", "build", "--seeds", "{tmp}/none.jsonl", "--bench", "n",
                                    "--offline"], {}, ["seed file not found"]),
+    ("seeds-build-out-under-a-file", ["seeds", "build", "--source", "demo", "--per-group", "1", "--out",
+                                      "{tmp}/taken.txt/s.jsonl", "--store"], {"taken.txt": "x"},
+     ["is a file, not a folder"]),
     ("seeds-build-out-is-a-folder", ["seeds", "build", "--source", "demo", "--per-group", "1", "--out",
                                      "{tmp}", "--store"], {}, ["is a folder"]),
     # store export, import

@@ -112,6 +112,9 @@ def validate(
     """Accuracy and Cohen's kappa of each judge and of their vote against human labels, overall, per
     language and per group; the vote's sensitivity and specificity per language and group, and the groups
     whose deviation the judges' errors fake (see `mijabench report --labels`)."""
+    if out is not None:
+        from ..paths import check_output
+        check_output(out, folder=False)
     human = load_human_labels(labels)
     with open_store(workspace, create=False) as store:
         report = validate_judges(store, human, judge_names or None)

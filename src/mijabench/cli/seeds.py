@@ -42,6 +42,9 @@ def build(
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Draw a balanced sample (N per language and group, duplicates removed) and write it as JSONL."""
+    from ..paths import check_output
+
+    check_output(out, folder=False)  # before the source is read or the store opened
     columns = SeedColumns(text=text_col, group=group_col, language_column=language_col)
     result = build_seeds(source, per_group=per_group, language=language, columns=columns, where=where or [],
                          seed=seed, strict=strict, from_disk=from_disk)
