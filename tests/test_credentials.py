@@ -90,3 +90,18 @@ def test_written_credential_forms_are_masked_whatever_their_value():
     # ordinary prose is left alone
     for text in ("the basic idea", "a bearer of bad news", "mail a@b.example", "http://host/v1"):
         assert scrub_text(text, []) == text
+
+
+def test_export_masks_a_key_stored_by_an_older_version(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MIJA_CRED", KEY)
+    from mijabench.store.secrets import register_secret_env
+    register_secret_env("MIJA_CRED")
+    ws = tmp_path / "ws"
+    build_workspace(ws)
+    with Store(ws) as store:  # written straight into the table, as a version without the masking did
+        store.conn.execute("UPDATE responses SET text = ? WHERE rowid = 1", (f"echo {KEY}",))
+    code, out, err = invoke(capsys, monkeypatch, "store", "export", "-w", str(ws), "--table", "responses",
+                            "--format", "jsonl", "--out", str(tmp_path / "r.jsonl"))
+    assert code == 0, out + err
+    exported = (tmp_path / "r.jsonl").read_text()
+    assert "echo ***" in exported and KEY not in exported

@@ -110,8 +110,9 @@ def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
     check_settings(raw_settings, source)
     options = _mapping(data.get("options"), "options", source)
     if scheme == "openai":
-        from .urls import parse_target
-        parse_target(spec.split(":", 1)[1])  # a bad URL fails now, not after the items are stored
+        from .urls import parse_target, split_credentials
+        for url in parse_target(spec.split(":", 1)[1])[1]:  # a bad URL fails now, before anything is stored
+            split_credentials(url)  # registers a password written in it, wherever the backend will run
         if isinstance(options.get("api_key_env"), str):
             from ..store.secrets import register_secret_env
             register_secret_env(options["api_key_env"])  # masked from the first thing stored

@@ -14,6 +14,7 @@ from ..errors import MijaError
 from ..paths import check_output
 from .core import Store, iter_rows
 from .schema import TABLES
+from .secrets import scrub_text, secret_values
 
 FORMATS = ("parquet", "jsonl")
 
@@ -26,7 +27,9 @@ def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet"
     out = check_output(out, folder=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    rows = list(iter_rows(store, table))
+    secrets = secret_values()  # the store masks what it writes; rows from an older version may predate it
+    rows = [{k: scrub_text(v, secrets) if isinstance(v, str) else v for k, v in row.items()}
+            for row in iter_rows(store, table)]
     if fmt == "jsonl":
         with open(tmp, "w", encoding="utf-8") as fh:
             for row in rows:
