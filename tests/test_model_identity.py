@@ -66,3 +66,23 @@ def test_a_name_without_stored_responses_is_not_checked(tmp_path, capsys, monkey
     with StubServer(models=["m"], roots={"m": "/new"}) as stub:
         code, out, err = _run(capsys, monkeypatch, ws, "-m", f"openai:m@{stub.url}")
     assert code == 0, out + err
+
+
+def test_the_driver_side_check_for_ray_refuses_the_same_change(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from mijabench.backends.registry import parse_model
+    from mijabench.errors import MijaError
+    from mijabench.run.generate import check_servers
+
+    ws = tmp_path / "ws"
+    db = build_workspace(ws)
+    with StubServer(models=["m"], roots={"m": "/w/a"}) as stub:
+        assert _run(capsys, monkeypatch, ws, "-m", f"openai:m@{stub.url}")[0] == 0
+        stub.roots["m"] = "/w/b"
+        before = db.read_bytes()
+        with Store(ws) as store:
+            with pytest.raises(MijaError, match="weights '/w/b'"):
+                check_servers(store, [parse_model(f"openai:m@{stub.url}")])
+            check_servers(store, [parse_model(f"openai:m@{stub.url}")], allow_model_change=True)
+        assert db.read_bytes() == before

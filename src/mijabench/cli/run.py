@@ -78,12 +78,10 @@ def run(
         if executor == "ray":
             from ..run.ray_mode import run_items_ray
 
-            if allow_model_change:
-                raise MijaError("--allow-model-change is for --executor local (the Ray executor checks "
-                                "models on its workers)")
             stats = run_items_ray(store, items, configs, concurrency=concurrency, policy=policy,
                                   bench=bench_name, ray_address=ray_address, num_workers=ray_workers,
-                                  engine=ray_engine, num_gpus=ray_gpus, progress=progress)
+                                  engine=ray_engine, num_gpus=ray_gpus, progress=progress,
+                                  allow_model_change=allow_model_change)
         else:
             stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name,
                               progress=progress, allow_model_change=allow_model_change)

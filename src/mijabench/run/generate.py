@@ -172,6 +172,23 @@ def store_items(store: Store, items: Sequence[BenchmarkItem], bench: str | None)
             store.put_items(missing, bench=bench)
 
 
+def check_servers(store: Store, configs: Sequence[ModelConfig], *, allow_model_change: bool = False) -> None:
+    """Check the HTTP servers of ``configs`` and what they serve from this process, writing nothing: for
+    executors whose workers build the backends only once the run has started."""
+    servers = [c for c in configs if c.scheme == "openai"]
+    if not servers:
+        return
+
+    async def check() -> None:
+        ready = {c.name: create_backend(c) for c in servers}
+        try:
+            await asyncio.gather(*(b.check() for b in ready.values()))
+            check_model_identity(store, servers, ready, allow_change=allow_model_change)
+        finally:
+            await asyncio.gather(*(b.aclose() for b in ready.values()), return_exceptions=True)
+    asyncio.run(check())
+
+
 def check_model_identity(store: Store, configs: Sequence[ModelConfig], ready: dict[str, Backend], *,
                          allow_change: bool = False) -> None:
     """Refuse to resume a model name whose server now reports another model than the one recorded with its
