@@ -86,3 +86,24 @@ def test_the_driver_side_check_for_ray_refuses_the_same_change(tmp_path, capsys,
                 check_servers(store, [parse_model(f"openai:m@{stub.url}")])
             check_servers(store, [parse_model(f"openai:m@{stub.url}")], allow_model_change=True)
         assert db.read_bytes() == before
+
+
+def test_a_resumed_audit_stops_before_any_stage_on_other_weights(tmp_path):
+    import pytest
+
+    from mijabench.audit import make_config, run_audit
+    from mijabench.errors import MijaError
+
+    with StubServer(models=["m"], roots={"m": "/w/a"}) as stub:
+        config = make_config({"models": [f"openai:m@{stub.url}"], "judges": ["rules:refusal-v1"],
+                              "bench": "a", "sample_per_cell": 1, "report": {"resamples": 20}})
+        with Store(tmp_path / "ws") as store:
+            run_audit(store, config, progress=False)
+        stub.roots["m"] = "/w/b"
+        stages = []
+        with Store(tmp_path / "ws") as store:
+            counts = store.counts()
+            with pytest.raises(MijaError, match="weights '/w/a'.*weights '/w/b'|weights '/w/b'"):
+                run_audit(store, config, progress=False, on_stage=lambda n, name, note: stages.append(name))
+            assert store.counts() == counts and stages == []  # stopped before the first stage
+            run_audit(store, config, progress=False, allow_model_change=True)

@@ -53,9 +53,11 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
     backends = _shared_backends(configs)
     try:
         # every target and judge server answers its check before the benchmark stage stores a single item
-        servers = [backends[c.name] for c in configs if c.scheme == "openai"]
-        servers += [create_backend(c) for c in _judge_configs(config.judges) if c.scheme == "openai"]
-        _check_servers(servers)
+        targets = [c for c in configs if c.scheme == "openai"]
+        judges = [create_backend(c) for c in _judge_configs(config.judges) if c.scheme == "openai"]
+        _check_servers([backends[c.name] for c in targets] + judges)
+        from ..run.generate import check_model_identity
+        check_model_identity(store, targets, backends, allow_change=allow_model_change)
     except BaseException:
         _close(backends)
         raise
