@@ -86,9 +86,11 @@ def test_a_bad_url_with_credentials_is_printed_masked(tmp_path, capsys, monkeypa
 def test_written_credential_forms_are_masked_whatever_their_value():
     assert scrub_text("at https://bob:hunter2@api.example/v1", []) == "at https://***@api.example/v1"
     assert scrub_text('{"Authorization": "Basic dXNlcjpwYXNz"}', []) == '{"Authorization": "***"}'
+    assert scrub_text("authorization=Bearer sk-12345678 sent", []) == "authorization=*** sent"
     assert scrub_text("got Bearer sk-0123456789abcdef", []) == "got Bearer ***"
     # ordinary prose is left alone
-    for text in ("the basic idea", "a bearer of bad news", "mail a@b.example", "http://host/v1"):
+    for text in ("the basic idea", "a bearer of bad news", "mail a@b.example", "http://host/v1",
+                 "Authorization: the act of granting"):
         assert scrub_text(text, []) == text
 
 

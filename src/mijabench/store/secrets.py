@@ -24,9 +24,10 @@ MIN_SECRET_LEN = 8
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@")
 # a bare bearer token: long and holding a digit, dash or underscore, so "Bearer of bad news" stays as it is
 _AUTH_VALUE = re.compile(r"\b(Bearer)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9_-])[A-Za-z0-9._~+/=-]{12,}")
-# "Authorization: Basic abc", "authorization": "Bearer x": the value, scheme word included
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)"
-                          r"[^\s\"',}]+(?:\s+[^\s\"',}]+)?")
+# "Authorization: Basic abc...", "authorization": "Bearer x...": the value, scheme word included; prose such
+# as "authorization: the act of granting" is left alone (a credential is one long unbroken token)
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)"
+                          r"(?:(?:bearer|basic|token|digest|apikey)\s+)?[A-Za-z0-9._~+/=:-]{8,}")
 _MARKERS = ("://", "Bearer", "uthorization")
 
 # secrets a backend announced while it was built: names of environment variables read live, and values
