@@ -132,7 +132,7 @@ _FIELD_RULES: dict[str, tuple[Any, str]] = {
     "benchmark": (lambda v: isinstance(v, str), "a file or hub repo"),
     "rewriter": (lambda v: isinstance(v, str), "'template' or a model string"),
     "scenarios": (lambda v: v in ("builtin", "store"), "builtin or store"),
-    "strategies": (lambda v: isinstance(v, str), "a strategy mix such as persona_assignment=2"),
+    "strategies": (lambda v: isinstance(v, str | dict), "a strategy mix such as persona_assignment=2"),
     "counterfactual": (lambda v: isinstance(v, bool), "true or false"),
     "rng_seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
     "sample_per_cell": (_positive_int, "a whole number of at least 1"),
