@@ -76,10 +76,10 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     by model name (tests, notebooks); the others are built from their configs. Every backend is checked
     (``Backend.check``) before anything is sent, so an unreachable server or a wrong model name fails fast
     with a MijaError; so does a server that now reports another model (id or weights) than the one whose
-    responses are stored under the same name, unless ``allow_model_change``.
-    A model whose calls fail for a reason more calls will not fix (bad key, unknown model)
-    stops early; its stats carry the reason in ``aborted``. ``progress`` is a display, a mode of
-    ``StageProgress`` (auto, rich, plain, none), or True (auto) / False (none).
+    responses are stored under the same name, unless ``allow_model_change``. Nothing is stored before. A
+    model whose calls fail for a reason more calls will not fix (bad key, unknown model) stops early; its
+    stats carry the reason in ``aborted``. ``progress`` is a display, a mode of ``StageProgress`` (auto,
+    rich, plain, none), or True (auto) / False (none).
     """
     policy = policy or RetryPolicy()
     # nothing is written until every model is built, reachable and still the model stored runs used
