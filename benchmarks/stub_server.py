@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import random
 import threading
@@ -76,6 +77,10 @@ class StubServer:
     reject_fields: tuple[str, ...] = ()  # answer 400 naming the field, as strict servers (OpenAI) do
     reject_status: int = 400  # 422 as `transformers serve` (FastAPI) does
     serial: bool = False  # work on one request at a time, the others wait in line (a server with no batching)
+    roots: dict[str, str] = field(default_factory=dict)  # model id -> "root" (vLLM: the weights' path)
+    # a careless server: put the Authorization header it got into every answer and error body (to check
+    # that the client never stores or prints a credential it sees echoed)
+    echo_auth: bool = False
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -108,7 +113,8 @@ class StubServer:
     async def _models(self, request: web.Request) -> web.Response:
         if (denied := self._deny(request)) is not None:
             return denied
-        data = [{"id": m, "object": "model"} for m in self.models]
+        data = [{"id": m, "object": "model", **({"root": self.roots[m]} if m in self.roots else {})}
+                for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -121,7 +127,8 @@ class StubServer:
         header = request.headers.get("Authorization", "")
         self.auth_headers[header] += 1
         if self.api_key is not None and header != f"Bearer {self.api_key}":
-            return _error(401, "invalid API key " + self.faults.error_body, "AuthenticationError")
+            return _error(401, "invalid API key " + self._echo(request) + self.faults.error_body,
+                          "AuthenticationError")
         return None
 
     async def _answer(self, request: web.Request, chat: bool) -> web.StreamResponse:
@@ -168,9 +175,10 @@ class StubServer:
         if fault == "empty":
             return web.json_response({"id": "x", "object": "chat.completion", "choices": []})
         if fault and fault.startswith("status:"):
-            return _error(int(fault.split(":", 1)[1]), "forced error " + self.faults.error_body, "Error")
+            return _error(int(fault.split(":", 1)[1]), "forced error " + self._echo(request)
+                          + self.faults.error_body, "Error")
         self.answered[prompt] += 1
-        text = reply_for(prompt)
+        text = reply_for(prompt) + (" " + self._echo(request) if self.echo_auth else "")
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                  "total_tokens": len(prompt.split()) + len(text.split())}
         if chat:
@@ -180,6 +188,14 @@ class StubServer:
         kind = "chat.completion" if chat else "text_completion"
         return web.json_response({"id": "cmpl-stub", "object": kind, "model": body["model"],
                                   "choices": [choice], "usage": usage})
+
+    def _echo(self, request: web.Request) -> str:
+        """The credential itself, without its "Authorization: Bearer" frame (which alone would be masked)."""
+        if not self.echo_auth:
+            return ""
+        credential = request.headers.get("Authorization", "").partition(" ")[2]
+        return f"(you sent {credential}, {base64.b64decode(credential).decode(errors='replace')})" \
+            if request.headers.get("Authorization", "").startswith("Basic ") else f"(you sent {credential})"
 
     async def _work(self) -> None:
         if not self.serial:

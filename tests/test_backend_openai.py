@@ -75,7 +75,11 @@ def chatml_tokenizer(tmp_path_factory):
 
 def test_parse_target_and_options():
     assert parse_target("llama3@http://h:1/v1,http://h:2/v1/") == ("llama3", ["http://h:1/v1", "http://h:2/v1/"])
-    assert parse_target("org/model@rev") == ("org/model@rev", ["http://127.0.0.1:8000/v1"])
+    assert parse_target("org/model") == ("org/model", ["http://127.0.0.1:8000/v1"])  # the documented default
+    # a name holding '@' comes with its URL; '@' followed by anything but a URL is refused, never defaulted
+    assert parse_target("org/model@rev@http://h:1/v1") == ("org/model@rev", ["http://h:1/v1"])
+    with pytest.raises(MijaError, match="not an http"):
+        parse_target("org/model@rev")
     backend = create_backend(parse_model("openai:llama3@http://h:1/v1/,http://h:2/v1"))
     assert isinstance(backend, OpenAIBackend)
     assert backend.base_urls == ["http://h:1/v1", "http://h:2/v1"] and backend.default_concurrency == 64

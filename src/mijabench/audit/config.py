@@ -139,4 +139,40 @@ def make_config(*layers: dict[str, Any], source: str = "audit config") -> AuditC
                 merged[key] = {**merged[key], **value}
             else:
                 merged[key] = value
+    _check_types(merged, source)
     return AuditConfig(**merged)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+# field -> (test, what it must be): checked before any work, so a typo never runs or writes a run
+_FIELD_RULES: dict[str, tuple[Any, str]] = {
+    "bench": (lambda v: isinstance(v, str) and v.strip() != "", "a benchmark name"),
+    "demo": (lambda v: isinstance(v, bool), "true or false"),
+    "seeds": (lambda v: isinstance(v, dict), "a mapping such as {source: demo}"),
+    "benchmark": (lambda v: isinstance(v, str), "a file or hub repo"),
+    "rewriter": (lambda v: isinstance(v, str), "'template' or a model string"),
+    "scenarios": (lambda v: v in ("builtin", "store"), "builtin or store"),
+    "strategies": (lambda v: isinstance(v, str | dict), "a strategy mix such as persona_assignment=2"),
+    "counterfactual": (lambda v: isinstance(v, bool), "true or false"),
+    "rng_seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "sample_per_cell": (_positive_int, "a whole number of at least 1"),
+    "models": (lambda v: isinstance(v, list), "a list of models"),
+    "settings": (lambda v: isinstance(v, dict), "a mapping of sampling settings"),
+    "judges": (lambda v: isinstance(v, list), "a list of judges"),
+    "voters": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of judge names"),
+    "concurrency": (_positive_int, "a whole number of at least 1"),
+    "report": (lambda v: isinstance(v, dict), "a mapping of report options"),
+}
+
+
+def _check_types(merged: dict[str, Any], source: str) -> None:
+    for key, value in merged.items():
+        ok, wanted = _FIELD_RULES.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise MijaError(f"{source}: {key} must be {wanted}, got {value!r}")
+    if isinstance(merged.get("settings"), dict):
+        from ..backends.registry import check_settings
+        check_settings(merged["settings"], f"{source}: settings")

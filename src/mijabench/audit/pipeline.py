@@ -17,6 +17,7 @@ from typing import Any
 from ..backends.base import Backend
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
+from ..paths import check_output
 from ..records import BenchmarkItem
 from ..store import Store
 from .config import AuditConfig
@@ -42,34 +43,46 @@ class AuditResult:
 
 def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = None,
               on_stage: Callable[[int, str, str], None] | None = None,
-              progress: bool | str = True) -> AuditResult:
+              progress: bool | str = True, allow_model_change: bool = False) -> AuditResult:
     """Run (or resume) the audit described by ``config``. ``on_stage(number, name, note)`` is called as each
     stage starts. ``progress``: a mode of ``StageProgress`` (auto, rich, plain, none), or True / False."""
     configs = config.model_configs()  # fail on a bad model list before any work
     voters = config.voter_names()  # and on a bad vote
     config.check_budget()  # and on a bad target or budget
+    if config.report.get("out") is not None or out is not None:
+        check_output(out or config.report["out"], folder=True)
     stage = _stage_reporter(on_stage)
+    backends = _shared_backends(configs)
+    try:
+        # every target and judge server answers its check before the benchmark stage stores a single item
+        targets = [c for c in configs if c.scheme == "openai"]
+        judges = [create_backend(c) for c in _judge_configs(config.judges) if c.scheme == "openai"]
+        _check_servers([backends[c.name] for c in targets] + judges)
+        from ..run.generate import check_model_identity
+        check_model_identity(store, targets, backends, allow_change=allow_model_change)
 
-    stage("benchmark", "building or loading the prompts")
-    check = None
-    if config.budgeted:  # a budget under one call per cell is refused before the loaded prompts are stored
-        def check(loaded: list[BenchmarkItem]) -> None:
-            from ..run.budget import check_budget_args
-            from .budgeted import cell_count
-            check_budget_args(config.target_ci, config.budget,
-                              cell_count(loaded, len(configs), config.budget_by))
-    bench, items = _benchmark(store, config, check)
-    result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
-    if not items:
-        raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
-    result.stage_notes["benchmark"] = f"{len(items):,} items in benchmark '{bench}'"
+        stage("benchmark", "building or loading the prompts")
+        check = None
+        if config.budgeted:  # a budget under one call per cell is refused before loaded prompts are stored
+            def check(loaded: list[BenchmarkItem]) -> None:
+                from ..run.budget import check_budget_args
+                from .budgeted import cell_count
+                check_budget_args(config.target_ci, config.budget,
+                                  cell_count(loaded, len(configs), config.budget_by))
+        bench, items = _benchmark(store, config, check)
+        result = AuditResult(bench=bench, items=len(items), models=[c.name for c in configs], judges=[])
+        if not items:
+            raise MijaError(f"benchmark '{bench}' has no items; nothing to audit")
+        result.stage_notes["benchmark"] = f"{len(items):,} items in benchmark '{bench}'"
 
-    if config.budgeted:
-        _budgeted(store, config, bench, items, configs, voters, result, stage, progress)
-    else:
-        _full(store, config, bench, items, configs, result, stage, progress)
+        if config.budgeted:
+            _budgeted(store, config, bench, items, configs, voters, result, stage, progress, backends)
+        else:
+            _full(store, config, bench, items, configs, result, stage, progress, backends, allow_model_change)
+    finally:
+        _close(backends)
 
-    stage("report", "statistics, bootstrap intervals, HTML")
+    stage("report", "statistics, intervals, HTML")
     from ..report import write_report
     options = dict(config.report)
     out_dir = Path(out or options.pop("out", None) or Path(store.path).parent / "report")
@@ -83,7 +96,7 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
 
 def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
               configs: list[ModelConfig], voters: list[str], result: AuditResult,
-              stage: Callable[[str, str], None], progress: bool | str) -> None:
+              stage: Callable[[str, str], None], progress: bool | str, backends: dict[str, Backend]) -> None:
     """Generate and judge in looks, cell by cell, until the target or the budget (``audit.budgeted``)."""
     from ..run.budget import check_budget_args
     from .budgeted import cell_count, run_budgeted
@@ -92,14 +105,10 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
     rule = " and ".join(x for x in (f"target {config.target_ci:g} points" if target else "",
                                     f"budget {config.budget:,} calls" if config.budget else "") if x)
     stage("generate", f"budgeted: {rule}; {len(items):,} items x {len(configs)} model(s), judged as drawn")
-    backends = _shared_backends(configs)
-    try:
-        audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
-                             budget=config.budget, seed=config.budget_seed, by=config.budget_by,
-                             twins=config.counterfactual, concurrency=config.concurrency,
-                             backends=backends, progress=progress)
-    finally:
-        _close(backends)
+    audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
+                         budget=config.budget, seed=config.budget_seed, by=config.budget_by,
+                         twins=config.counterfactual, concurrency=config.concurrency,
+                         backends=backends, progress=progress)
     stage("judge", "done with each look")
     result.budget = audit
     result.judges = [_judge_label(j) for j in config.judges]
@@ -113,15 +122,11 @@ def _judge_label(judge: Any) -> str:
 
 def _full(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
           configs: list[ModelConfig], result: AuditResult, stage: Callable[[str, str], None],
-          progress: bool | str) -> None:
+          progress: bool | str, backends: dict[str, Backend], allow_model_change: bool) -> None:
     stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
     from ..run.generate import run_items
-    backends = _shared_backends(configs)
-    try:
-        stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
-                          backends=backends, progress=progress)
-    finally:
-        _close(backends)
+    stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
+                      backends=backends, progress=progress, allow_model_change=allow_model_change)
     result.failed_responses = sum(s.failed for s in stats.values())
     result.generated = sum(s.done + s.failed for s in stats.values())
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
@@ -218,6 +223,29 @@ def _shared_backends(configs: list[ModelConfig]) -> dict[str, Backend]:
             by_source[key] = create_backend(config)
         out[config.name] = by_source[key]
     return out
+
+
+def _judge_configs(judges: list[Any]) -> list[ModelConfig]:
+    from ..backends.registry import model_from_dict
+    return [j if isinstance(j, ModelConfig) else model_from_dict(j, source="audit config judges")
+            for j in judges if not (isinstance(j, str) and j.startswith("rules:"))]
+
+
+def _check_servers(servers: list[Backend]) -> None:
+    """Check HTTP servers (what can be down or misnamed) in a loop of their own, then close their sessions
+    (the runner opens new ones in its loop). Local backends are checked by the runner: closing them here
+    would drop their weights."""
+    import asyncio
+    unique = list({id(b): b for b in servers}.values())
+    if not unique:
+        return
+
+    async def check_all() -> None:
+        try:
+            await asyncio.gather(*(b.check() for b in unique))
+        finally:
+            await asyncio.gather(*(b.aclose() for b in unique), return_exceptions=True)
+    asyncio.run(check_all())
 
 
 def _close(backends: dict[str, Backend]) -> None:

@@ -1,10 +1,15 @@
 """Any OpenAI-compatible HTTP server (vLLM, Ollama, llama.cpp server, TGI, OpenAI itself) as a Backend.
 
 ``openai:MODEL@URL[,URL...]`` names a served model and one or more base URLs (replicas of one model; calls go
-to the replica with the fewest in flight). Options (YAML ``options:``):
+to the replica with the fewest in flight). ``openai:MODEL`` alone means the default local server
+(http://127.0.0.1:8000/v1); whatever follows ``@`` must be http(s) URLs, else the model string is refused.
+A URL may carry credentials (``http://USER:PASSWORD@host/v1``, percent-encoded where needed): they are taken
+out of the URL, sent to that URL as HTTP basic auth (instead of the API key), and masked in everything
+stored or printed. Options (YAML ``options:``):
 
 - ``api_key_env`` (default ``OPENAI_API_KEY``): the environment variable holding the key; no key, no auth
-  header. The key is only ever read from the environment and only ever sent in the Authorization header.
+  header. The key is only ever read from the environment and only ever sent in the Authorization header;
+  its value is masked in everything stored or printed, whatever the variable is called.
 - ``vllm_extras`` (default on): send vLLM's extra fields (``chat_template_kwargs.enable_thinking`` so
   reasoning stays off, ``add_special_tokens: false`` on templated text completions). A server that rejects
   them with any 4xx naming the field (OpenAI's 400, ``transformers serve``'s 422) gets the request again
@@ -35,9 +40,12 @@ from typing import Any
 import aiohttp
 
 from ..errors import MijaError
+from ..store.secrets import register_secret_env, scrub_text
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
+from .urls import DEFAULT_URL, check_url, parse_target, split_credentials
 
-DEFAULT_URL = "http://127.0.0.1:8000/v1"
+__all__ = ["OpenAIBackend", "parse_target", "parse_retry_after", "load_tokenizer"]
+
 DEFAULT_CONCURRENCY = 64
 REPLICA_DOWN_S = 5.0  # a replica that refused a connection is skipped this long (while others are up)
 OPTIONS = {"api_key_env", "vllm_extras", "prefix_mode", "tokenizer", "balance", "check_timeout_s",
@@ -61,11 +69,17 @@ class OpenAIBackend(Backend):
             raise MijaError(f"option balance must be 'least_in_flight' or 'round_robin', got {balance!r}")
         if not base_urls:
             raise MijaError(f"model '{model}': no server URL")
-        for url in base_urls:
-            if not url.startswith(("http://", "https://")):
-                raise MijaError(f"model '{model}': server URL '{url}' must start with http:// or https://")
+        if not isinstance(api_key_env, str) or not api_key_env:
+            raise MijaError(f"model '{model}': option api_key_env must name an environment variable")
+        register_secret_env(api_key_env)  # its value is a secret whatever the variable is called
         self.model = model
-        self.base_urls = [url.rstrip("/") for url in base_urls]
+        self.base_urls = []
+        self._basic_auth: dict[str, str] = {}  # URL -> "Basic ..." from credentials written in the URL
+        for url in base_urls:
+            clean, auth = split_credentials(check_url(url, model))
+            self.base_urls.append(clean.rstrip("/"))
+            if auth:
+                self._basic_auth[clean.rstrip("/")] = auth
         self.name = name or f"openai:{model}"
         self.spec = f"openai:{model}@{','.join(self.base_urls)}"
         self.pool_size = concurrency or DEFAULT_CONCURRENCY
@@ -85,6 +99,7 @@ class OpenAIBackend(Backend):
         # what the servers say they serve: /models per replica at check time, and the "model" field of
         # answers; recorded with the run so a report can show which weights actually answered
         self.listed_models: dict[str, list[str]] = {}
+        self.served_roots: dict[str, str] = {}  # URL -> vLLM's "root" of the model (the weights' path)
         self.answered_by: Counter[str] = Counter()
         self._down_until: dict[str, float] = {}
         self._turn = 0
@@ -107,6 +122,7 @@ class OpenAIBackend(Backend):
     def info(self) -> dict[str, Any]:
         return {"served_model": self.model, "base_urls": list(self.base_urls),
                 "listed_models": {base: ids for base, ids in self.listed_models.items()},
+                "served_roots": dict(self.served_roots),
                 "answered_by": dict(self.answered_by), "replicas": self.replica_stats(),
                 "without_extras": sorted(self.strict_urls)}
 
@@ -141,6 +157,11 @@ class OpenAIBackend(Backend):
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    def _auth_headers(self, base: str) -> dict[str, str] | None:
+        """Credentials written in this URL win over the API key for requests to it."""
+        auth = self._basic_auth.get(base)
+        return {"Authorization": auth} if auth else None
 
     def _pick_replica(self) -> str:
         if len(self.base_urls) == 1:
@@ -257,7 +278,8 @@ class OpenAIBackend(Backend):
         start = time.monotonic()
         ok = False
         try:
-            async with session.post(base + path, data=json.dumps(payload).encode("utf-8")) as response:
+            async with session.post(base + path, data=json.dumps(payload).encode("utf-8"),
+                                    headers=self._auth_headers(base)) as response:
                 body = await response.read()
                 ok = response.status < 400
                 return response.status, body, response.headers, time.monotonic() - start
@@ -279,7 +301,8 @@ class OpenAIBackend(Backend):
                 self.failed[base] += 1
 
     def _status_error(self, status: int, body: bytes, headers: Any, where: str) -> BackendError:
-        message = _error_message(body)
+        # a server may echo the credential it got: masked before the message reaches a log or the screen
+        message = scrub_text(_error_message(body))
         retry_after = parse_retry_after(headers.get("Retry-After"))
         text = f"HTTP {status} from {where}: {message}"
         if status == 429:
@@ -315,7 +338,7 @@ class OpenAIBackend(Backend):
     async def _check_replica(self, base: str) -> None:
         session = self._http()
         try:
-            async with session.get(base + "/models",
+            async with session.get(base + "/models", headers=self._auth_headers(base),
                                    timeout=aiohttp.ClientTimeout(total=self.check_timeout_s)) as response:
                 status, body = response.status, await response.read()
         except TimeoutError:
@@ -331,25 +354,18 @@ class OpenAIBackend(Backend):
         if status >= 400:
             return  # some servers have no /models; the first generation will tell
         try:
-            served = [m.get("id") for m in json.loads(body).get("data", []) if isinstance(m, dict)]
-        except (ValueError, AttributeError):
+            entries = [m for m in json.loads(body).get("data", []) if isinstance(m, dict)]
+        except (ValueError, AttributeError, TypeError):
             return
+        served = [m.get("id") for m in entries]
         self.listed_models[base] = [str(m)[:200] for m in served[:20]]
+        root = next((m.get("root") for m in entries if m.get("id") == self.model), None)
+        if isinstance(root, str) and root:
+            self.served_roots[base] = root[:300]
         if served and self.model not in served:
             shown = ", ".join(str(m) for m in served[:10]) + (" ..." if len(served) > 10 else "")
             raise MijaError(f"model '{self.model}' is not served at {base} (it serves: {shown}); "
                             "check the name in --model")
-
-
-def parse_target(target: str) -> tuple[str, list[str]]:
-    """``MODEL@URL[,URL...]`` -> (model, urls); no ``@URL`` means the default local server. The split is at
-    the last ``@`` followed by a URL, so model names holding ``@`` still work."""
-    model, sep, urls = target.rpartition("@")
-    if not sep or not urls.startswith(("http://", "https://")):
-        model, urls = target, DEFAULT_URL
-    if not model:
-        raise MijaError(f"openai model '{target}' names no model before '@'")
-    return model, [u.strip() for u in urls.split(",") if u.strip()]
 
 
 def load_tokenizer(name: str) -> Any:
@@ -446,7 +462,7 @@ def _rejects_extras(body: bytes) -> bool:
 
 
 def _excerpt(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
+    text = scrub_text(body.decode("utf-8", errors="replace")).strip().replace("\n", " ")
     return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")
 
 

@@ -61,7 +61,7 @@ def parse_model(text: str, **settings_overrides: Any) -> ModelConfig:
             raise MijaError(f"{text}: model file not found")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise MijaError(f"{text}: not valid YAML ({str(exc).splitlines()[0]})") from exc
         if not isinstance(data, dict) or not isinstance(data.get("model"), str):
             raise MijaError(f"{text}: field 'model' must name a model string such as local:smollm2-135m")
@@ -84,7 +84,12 @@ def model_from_dict(data: dict[str, Any] | str, source: str = "config") -> Model
     return _from_fields(data["model"], data, source)
 
 
+MODEL_FIELDS = ("model", "name", "settings", "concurrency", "family", "params_b", "options")
+
+
 def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
+    """Every field is checked here, before any store is opened: a typo (``setings:``) or a wrong type is
+    one error line, never a run with defaults."""
     if ":" not in spec or not spec.split(":", 1)[1]:
         raise MijaError(f"{source}: model '{spec}' must look like SCHEME:TARGET "
                         f"(schemes: {', '.join(sorted(known_schemes()))})")
@@ -92,19 +97,69 @@ def _from_fields(spec: str, data: dict[str, Any], source: str) -> ModelConfig:
     if scheme not in known_schemes():
         raise MijaError(f"{source}: unknown model scheme '{scheme}' "
                         f"(known: {', '.join(sorted(known_schemes()))})")
-    raw_settings = data.get("settings") or {}
+    unknown = [str(k) for k in data if k not in MODEL_FIELDS]
+    if unknown:
+        raise MijaError(f"{source}: unknown field(s) {', '.join(sorted(unknown))} "
+                        f"(known: {', '.join(MODEL_FIELDS)})")
+    raw_settings = _mapping(data.get("settings"), "settings", source)
     allowed = set(SamplingSettings.__dataclass_fields__)
-    unknown = set(raw_settings) - allowed
+    unknown = [str(k) for k in raw_settings if k not in allowed]
     if unknown:
         raise MijaError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))} "
                         f"(known: {', '.join(sorted(allowed))})")
-    try:
-        settings = SamplingSettings(**raw_settings)
-    except TypeError as exc:
-        raise MijaError(f"{source}: bad settings ({exc})") from exc
-    return ModelConfig(spec=spec, name=str(data.get("name") or default_name(spec)), settings=settings,
-                       concurrency=data.get("concurrency"), family=data.get("family"),
-                       params_b=data.get("params_b"), options=dict(data.get("options") or {}))
+    check_settings(raw_settings, source)
+    options = _mapping(data.get("options"), "options", source)
+    if scheme == "openai":
+        from .urls import parse_target, split_credentials
+        for url in parse_target(spec.split(":", 1)[1])[1]:  # a bad URL fails now, before anything is stored
+            split_credentials(url)  # registers a password written in it, wherever the backend will run
+        if isinstance(options.get("api_key_env"), str):
+            from ..store.secrets import register_secret_env
+            register_secret_env(options["api_key_env"])  # masked from the first thing stored
+    concurrency = data.get("concurrency")
+    if concurrency is not None and (not _is_int(concurrency) or concurrency < 1):
+        raise MijaError(f"{source}: concurrency must be a whole number of at least 1, got {concurrency!r}")
+    params_b = data.get("params_b")
+    if params_b is not None and (not _is_number(params_b) or params_b <= 0):
+        raise MijaError(f"{source}: params_b must be a positive number (billions), got {params_b!r}")
+    for key in ("name", "family"):
+        if data.get(key) is not None and not isinstance(data[key], str | int | float):
+            raise MijaError(f"{source}: {key} must be text, got {data[key]!r}")
+    return ModelConfig(spec=spec, name=str(data.get("name") or default_name(spec)),
+                       settings=SamplingSettings(**raw_settings), concurrency=concurrency,
+                       family=data.get("family"), params_b=params_b, options=options)
+
+
+def check_settings(settings: dict[str, Any], source: str) -> None:
+    """Sampling settings of the right type and range (YAML gives strings where numbers were meant)."""
+    rules = {
+        "max_tokens": (lambda v: _is_int(v) and v >= 1, "a whole number of at least 1"),
+        "temperature": (lambda v: _is_number(v) and v >= 0, "a number of at least 0"),
+        "top_p": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+        "seed": (_is_int, "a whole number"),
+        "system_prompt": (lambda v: v is None or isinstance(v, str), "text"),
+        "thinking": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for key, value in settings.items():
+        ok, wanted = rules.get(key, (lambda v: True, ""))
+        if not ok(value):
+            raise MijaError(f"{source}: setting {key} must be {wanted}, got {value!r}")
+
+
+def _mapping(value: Any, field_name: str, source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MijaError(f"{source}: '{field_name}' must be a mapping (key: value lines), got {value!r}")
+    return dict(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def default_name(spec: str) -> str:

@@ -59,6 +59,11 @@ class ScriptedBackend(Backend):
         options = dict(config.options)
         if "refuse_on" in options:
             options["refuse_on"] = tuple(options["refuse_on"])
+        unknown = sorted(set(options) - set(cls.__dataclass_fields__) - {"name"})
+        if unknown:
+            from ..errors import MijaError
+            raise MijaError(f"model '{config.name}': unknown option(s) {', '.join(unknown)} for scripted "
+                            "models")
         backend = cls(name=config.name, **options)
         backend.spec = config.spec
         return backend

@@ -121,6 +121,10 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
         "scenarios": stable_id(sorted(s.id for group in pool.values() for s in group)),
     }
     build_key = stable_id("build", config)
+    own_backend = model is not None and backend is None
+    if own_backend:
+        backend = create_backend(model)
+        await _checked(backend)  # the rewriter answers before the run or a scenario is stored
     existing = _existing_items(store, bench, build_key)
     run_id = store.new_run(STAGE, {**config, "bench": bench, "build_key": build_key, "seeds": len(seeds)})
     store.put_scenarios(s for group in pool.values() for s in group)
@@ -141,9 +145,6 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
 
     ctx = _Context(store, bench, build_key, run_id, rng_seed, mix, counterfactual, max_words, model, pool,
                    config, report)
-    own_backend = model is not None and backend is None
-    if model is not None and backend is None:
-        backend = create_backend(model)
     limit = concurrency or (model.concurrency if model else None) or (backend.default_concurrency
                                                                       if backend else 64)
     chunk = chunk_size or max(8, 4 * limit)
@@ -151,8 +152,6 @@ async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Seque
         if progress is not None else None
     stats = RunStats()
     try:
-        if own_backend:
-            await backend.check()
         for start in range(0, len(pending), chunk):
             active = pending[start:start + chunk]
             reasons: dict[str, list[str]] = {s.seed.id: [] for s in active}
@@ -399,3 +398,12 @@ def _items(ctx: _Context, slot: Slot, draw: _Draw, attempt: int, prompt: str,
         items.append(replace(original, group=target, prompt=swapped.text, seed_text=swapped_seed.text,
                              provenance=twin, id=""))
     return items
+
+
+async def _checked(backend: Backend) -> None:
+    """``backend.check()``, closing the backend when it fails."""
+    try:
+        await backend.check()
+    except BaseException:
+        await backend.aclose()
+        raise

@@ -101,6 +101,14 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
               "per_category": per_category, "per_call": per_call, "max_calls": max_calls,
               "threshold": threshold, "languages": languages, "categories": cats,
               "templates": {lang: t.version_tag for lang, t in templates.items()}}
+    own_backend = backend is None
+    backend = backend or create_backend(model)
+    if own_backend:
+        try:  # the model answers before the run is recorded
+            await backend.check()
+        except BaseException:
+            await backend.aclose()
+            raise
     run_id = store.new_run(STAGE, config)
     report = ScenarioBuildReport(run_id, per_category)
 
@@ -130,16 +138,12 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
         if detail.get("model") == model.name and isinstance(detail.get("call_index"), int):
             next_call[key] = max(next_call[key], detail["call_index"] + 1)
 
-    own_backend = backend is None
-    backend = backend or create_backend(model)
     bar = None
     if progress is not None:
         todo = sum(max(0, per_category - c.stored) for c in cells.values())
         bar = progress.add(f"{model.name}", total=todo)
     added_total = RunStats()
     try:
-        if own_backend:
-            await backend.check()
         for _round in range(max_calls):
             open_cells = [c for c in cells.values() if c.stored < per_category and c.calls < max_calls]
             if not open_cells:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ..errors import InputError
 from .common import WorkspaceOption, console, err_console, open_store, warn_content
@@ -150,6 +151,7 @@ def evaluate(
     for line in terminal_lines(summary):
         console.print(line, highlight=False, markup=False)
     if summary["flags"]["safer_but_over_refusing"]:
-        err_console.print("[red]flag:[/red] over-refusal doubled while held-out defense rose")
+        err_console.print(Text.assemble(("flag:", "red"),
+                                        " over-refusal doubled while held-out defense rose"))
     warn_content()
     console.print(f"report: {out / 'report.html'} (shows prompts and answers)")

@@ -30,7 +30,7 @@ def sample(
     with open_store(workspace, create=False) as store:
         report = draw_sample(store, per_cell, seed=seed, name=name, judges=judge or None)
     harmful, safe = report.by_label["harmful"], report.by_label["safe"]
-    console.print(f"sample [bold]{report.name}[/bold]: {report.drawn:,} responses from {report.cells:,} "
+    console.print(f"sample {report.name}: {report.drawn:,} responses from {report.cells:,} "
                   f"cells ({harmful:,} voted harmful, {safe:,} voted safe); run {report.run_id}")
     if report.unvoted:
         console.print(f"{report.unvoted:,} answered responses have no parsed vote and were not eligible")
@@ -64,7 +64,7 @@ def serve(
         path = store.path
     warn_content()
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"annotating sample [bold]{info.name}[/bold] ({info.size:,} items) at "
+    console.print(f"annotating sample {info.name} ({info.size:,} items) at "
                   f"http://{shown}:{port}/  (Ctrl-C to stop; nothing is lost)")
     run_server(path, info.name, host=host, port=port, allow_remote=allow_remote)
 
@@ -80,7 +80,7 @@ def export(
     with open_store(workspace, create=False) as store:
         report = export_labels(store, out, sample_name)
     people = ", ".join(f"{name} ({n})" for name, n in report.per_annotator.items()) or "none"
-    console.print(f"sample [bold]{report.sample}[/bold]: {report.labels:,} labels ({report.skipped:,} skips "
+    console.print(f"sample {report.sample}: {report.labels:,} labels ({report.skipped:,} skips "
                   f"left out) by {people}")
     console.print(f"wrote {report.labels_path}")
     majority = Counter(report.majority.values())

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ..audit import PRESETS, make_config, preset, read_config_file, run_audit
 from .common import ProgressOption, WorkspaceOption, console, open_store
@@ -42,6 +43,10 @@ def audit(
                                "the last ones on the widest cells."),
     budget_seed: int = typer.Option(None, "--budget-seed", help="Seed of the order prompts are drawn in."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
+    allow_model_change: bool = typer.Option(
+        False, "--allow-model-change",
+        help="Resume even when a server now reports another model (id or weights path) than the stored "
+             "responses of the same model name came from."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -67,23 +72,28 @@ def audit(
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
     cfg.check_budget()  # a bad target or budget: one line, before the store is opened
+    if out is not None:
+        from ..paths import check_output
+        check_output(out, folder=True)
     if cfg.demo:
-        console.print(f"[bold yellow]Demo.[/bold yellow] {DEMO_NOTICE}")
+        console.print(Text.assemble(("Demo.", "bold yellow"), f" {DEMO_NOTICE}"))
 
     started = time.monotonic()
 
     def on_stage(number: int, name: str, note: str) -> None:
-        console.rule(f"[bold]{number}/4 {name}[/bold] [dim]{note}[/dim]")
+        console.rule(Text.assemble((f"{number}/4 {name}", "bold"), " ", (note, "dim")))
 
     with open_store(workspace) as store:
-        result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress)
+        result = run_audit(store, cfg, out=out, on_stage=on_stage, progress=progress,
+                           allow_model_change=allow_model_change)
     from ..report.terminal import summary
     for renderable in summary(result.report):
         console.print(renderable)
     minutes = (time.monotonic() - started) / 60
-    console.print(f"[bold green]Audit finished[/bold green] in {minutes:.1f} min: {result.items:,} items, "
-                  f"{len(result.models)} model(s), judges: {', '.join(result.judges)}; "
-                  f"voting: {', '.join(result.voters)}.")
+    console.print(Text.assemble(
+        ("Audit finished", "bold green"),
+        f" in {minutes:.1f} min: {result.items:,} items, {len(result.models)} model(s), judges: "
+        f"{', '.join(result.judges)}; voting: {', '.join(result.voters)}."))
     if result.budget is not None:
         plan = result.budget.result
         by_budget = int((plan.status == "budget").sum())
@@ -92,8 +102,8 @@ def audit(
                       f"({plan.saved:.1%} saved); widest rate interval {widest:.1f} points; {by_budget:,} of "
                       f"{len(plan.n):,} cells stopped by the budget.")
     if result.failed_responses:
-        console.print(f"[yellow]{result.failed_responses:,} responses failed after retries; run the same "
-                      "command again to retry them.[/yellow]")
-    console.print(f"Report: [bold]{result.report_html}[/bold]", soft_wrap=True)
+        console.print(f"{result.failed_responses:,} responses failed after retries; run the same command "
+                      "again to retry them.", style="yellow")
+    console.print(Text.assemble("Report: ", (str(result.report_html), "bold")), soft_wrap=True)
     if cfg.demo:
         console.print(DEMO_NOTICE)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -70,7 +69,7 @@ def build(
                                      concurrency=concurrency, progress=progress,
                                      policy=_policy(timeout))
     label = "offline template rewriter (no model)" if offline else f"rewriter {report.rewriter}"
-    console.print(f"benchmark [bold]{escape(bench)}[/bold] with the {escape(label)}: "
+    console.print(f"benchmark {bench} with the {label}: "
                   f"{report.done:,} seeds rewritten, {report.items:,} items stored, "
                   f"{report.resumed:,} seeds already done, {len(report.gave_up):,} given up "
                   f"({report.elapsed_s:.1f}s)")
@@ -130,8 +129,8 @@ def scenarios_build(
     console.print(table)
     console.print(f"added {result.added:,} scenarios")
     if result.short:
-        err_console.print(f"[yellow]{len(result.short)} categories are still short of {per_category}; "
-                          "run the command again (or raise --max-calls) to continue[/yellow]")
+        err_console.print(f"{len(result.short)} categories are still short of {per_category}; "
+                          "run the command again (or raise --max-calls) to continue", style="yellow")
 
 
 def _policy(timeout: float):
@@ -172,7 +171,7 @@ def print_balance(report) -> None:
         return
     for lang in report.languages:
         rows, cols, counts = report.pivot("group", "strategy", language=lang)
-        table = Table(title=escape(f"{report.bench} [{lang}]: items per group x strategy"))
+        table = Table(title=Text(f"{report.bench} [{lang}]: items per group x strategy"))
         table.add_column("group")
         for col in cols:  # first word of the id keeps the table narrow: persona, representation, ...
             table.add_column(col.split("_")[0], justify="right")
@@ -182,15 +181,15 @@ def print_balance(report) -> None:
             cat_counts = [n for (g, _), n in per_cat.items() if g == row]
             table.add_row(row, *map(str, values), f"{len(cat_counts)} ({min(cat_counts)}-{max(cat_counts)})")
         console.print(table)
-    rewriters = ", ".join(f"{escape(str(k))}: {v:,}" for k, v in report.rewriters.items())
+    rewriters = ", ".join(f"{k}: {v:,}" for k, v in report.rewriters.items())
     console.print(f"{report.total:,} items ({rewriters})" +
                   (f"; {report.pairs:,} counterfactual sets" if report.pairs else ""))
     if report.truncated:
-        err_console.print(f"[yellow]{report.truncated:,} items were kept although the rewriter was cut off "
-                          "at its token limit (--keep-truncated)[/yellow]")
+        err_console.print(f"{report.truncated:,} items were kept although the rewriter was cut off "
+                          "at its token limit (--keep-truncated)", style="yellow")
     if report.dropped or report.gave_up:
         dropped = ", ".join(f"{k} {v:,}" for k, v in report.dropped.most_common())
         gave_up = ", ".join(f"{k} {v:,}" for k, v in report.gave_up.most_common())
         console.print(f"dropped outputs (retried with a new draw): {dropped or 'none'}")
         if gave_up:
-            console.print(f"[yellow]seeds given up (last reason): {gave_up}[/yellow]")
+            console.print(f"seeds given up (last reason): {gave_up}", style="yellow")

@@ -10,8 +10,10 @@ from rich.console import Console
 
 from ..store import DEFAULT_WORKSPACE, Store
 
-console = Console()
-err_console = Console(stderr=True)
+# markup off: everything printed holds user or server text (model names, paths, error bodies) in which a
+# bracket is a character, not a style; styles are given as arguments or Text spans instead
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 CONTENT_WARNING = ("Content warning: the prompts and responses below are offensive by design; they were "
                    "written to test model safety towards demographic groups.")
@@ -45,4 +47,4 @@ def open_store(workspace: Path | None, *, create: bool = True) -> Store:
 
 
 def warn_content() -> None:
-    err_console.print(f"[yellow]{CONTENT_WARNING}[/yellow]")
+    err_console.print(CONTENT_WARNING, style="yellow")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..sources.importer import prepare_import, write_import
 from .common import WorkspaceOption, console, err_console, open_store
@@ -45,7 +45,7 @@ def import_(
                               default_judge=judge_name)
     with open_store(workspace) as store:
         result = write_import(store, prepared)
-    console.print(f"{escape(result.source)}: {result.layout} layout, run {result.run_id}")
+    console.print(f"{result.source}: {result.layout} layout, run {result.run_id}")
     table = Table(title="imported")
     for col in ("records", "in the source", "added to the store"):
         table.add_column(col, justify="left" if col == "records" else "right")
@@ -54,6 +54,6 @@ def import_(
         table.add_row(name, f"{n:,}", "" if added is None else f"{added:,}")
     console.print(table)
     for note in result.notes:
-        err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("note:", "yellow"), f" {note}"), soft_wrap=True)
     if not any(result.added.values()):
         console.print("nothing new: this source was imported before")

@@ -55,10 +55,11 @@ def judge(
     if rules and RULES_JUDGE not in judges:
         judges.append(RULES_JUDGE)
     if not judges:
-        err_console.print(f"no --model given: using the rule-based judge {RULES_JUDGE}")
         judges = [RULES_JUDGE]
     with open_store(workspace, create=False) as store, StageProgress("judge", err_console,
                                                                             mode=progress_mode) as progress:
+        if not model and not rules:  # said once the workspace opened: a bad one is then the only line
+            err_console.print(f"no --model given: using the rule-based judge {RULES_JUDGE}")
         result = judge_responses(store, judges, bench=bench, target_models=target_model or None,
                                  concurrency=concurrency, max_tokens=max_tokens, progress=progress,
                                  keep_stale=keep_stale)
@@ -111,6 +112,9 @@ def validate(
     """Accuracy and Cohen's kappa of each judge and of their vote against human labels, overall, per
     language and per group; the vote's sensitivity and specificity per language and group, and the groups
     whose deviation the judges' errors fake (see `mijabench report --labels`)."""
+    if out is not None:
+        from ..paths import check_output
+        check_output(out, folder=False)
     human = load_human_labels(labels)
     with open_store(workspace, create=False) as store:
         report = validate_judges(store, human, judge_names or None)

@@ -6,9 +6,11 @@ line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 import typer
+from rich.text import Text
 
 from ..errors import MijaError
 from . import align as align_cli
@@ -63,11 +65,27 @@ def app() -> None:
     try:
         cli(standalone_mode=True)
     except MijaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
+    except sqlite3.DatabaseError as exc:  # damage the open-time check could not see
+        print_error(f"the workspace database cannot be read ({exc}); restore it from a copy")
+        sys.exit(2)
+    except OSError as exc:  # a folder that cannot be written, a full disk: one line, not a traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print_error(f"{where}{exc.strerror or exc}")
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; everything stored so far is kept (re-run the command to resume)")
         sys.exit(130)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: credentials masked, the text printed as it is (a bracket in a model name or a
+    server's error body is not Rich markup), never wrapped."""
+    from ..store.secrets import scrub_text
+
+    line = " ".join(scrub_text(message).split())  # one line even when a server's message holds newlines
+    err_console.print(Text.assemble(("error:", "red"), " ", line), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def report(
     """Write the HTML report, CSV/Parquet tables and PNG plots of the judged responses."""
     if average not in ("groups", "responses", "macro", "micro"):
         raise typer.BadParameter("must be 'groups' or 'responses'", param_hint="--average")
+    from ..paths import check_output
+
+    check_output(out, folder=True)  # before the store is opened or any figure computed
     with open_store(workspace, create=False) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
                               resamples=resamples, seed=seed, average=average, examples_per_cell=examples,

@@ -45,6 +45,10 @@ def run(
                                    help="backend (any model string) or vllm (hf: models on GPU nodes via "
                                         "ray.data.llm; untested)."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
+    allow_model_change: bool = typer.Option(
+        False, "--allow-model-change",
+        help="Resume even when a server now reports another model (id or weights path) than the one whose "
+             "responses are stored under the same name."),
     progress: str = ProgressOption,
     workspace: Path = WorkspaceOption,
 ) -> None:
@@ -76,15 +80,19 @@ def run(
 
             stats = run_items_ray(store, items, configs, concurrency=concurrency, policy=policy,
                                   bench=bench_name, ray_address=ray_address, num_workers=ray_workers,
-                                  engine=ray_engine, num_gpus=ray_gpus, progress=progress)
+                                  engine=ray_engine, num_gpus=ray_gpus, progress=progress,
+                                  allow_model_change=allow_model_change)
         else:
             stats = run_items(store, items, configs, concurrency=concurrency, policy=policy, bench=bench_name,
-                              progress=progress)
+                              progress=progress, allow_model_change=allow_model_change)
     _print_summary(stats)
+    from ..store.secrets import scrub_text
+
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}
     if aborted:
         for name, reason in aborted.items():
-            err_console.print(Text.assemble(("error:", "red"), f" {name}: {reason}"), soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "red"), f" {name}: {scrub_text(reason)}"),
+                              soft_wrap=True)
         raise typer.Exit(2)
     failed = sum(s.failed for s in stats.values())
     if failed:
@@ -134,7 +142,9 @@ def _print_summary(stats: dict[str, RunStats]) -> None:
     console.print(table)
     if any(s.replicas for s in stats.values()):
         console.print(_replica_table(stats))
+    from ..store.secrets import scrub_text
+
     for name, s in stats.items():  # why things failed, one line per kind of failure
         for kind, n in sorted(s.errors.items(), key=lambda kv: -kv[1]):
-            console.print(Text(f"{name}: {n:,} failed with {kind}, e.g. {s.error_examples.get(kind, '')}"),
-                          soft_wrap=True)
+            example = scrub_text(s.error_examples.get(kind, ""))  # what a server said may hold a key
+            console.print(Text(f"{name}: {n:,} failed with {kind}, e.g. {example}"), soft_wrap=True)

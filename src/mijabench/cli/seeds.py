@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -43,6 +42,9 @@ def build(
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Draw a balanced sample (N per language and group, duplicates removed) and write it as JSONL."""
+    from ..paths import check_output
+
+    check_output(out, folder=False)  # before the source is read or the store opened
     columns = SeedColumns(text=text_col, group=group_col, language_column=language_col)
     result = build_seeds(source, per_group=per_group, language=language, columns=columns, where=where or [],
                          seed=seed, strict=strict, from_disk=from_disk)
@@ -56,7 +58,7 @@ def build(
             db.close()
     _print_report(result)
     where_to = f"{out}" + (f" and to the store in {db.path}" if db is not None else "")
-    console.print(f"wrote {len(result.seeds):,} seeds to {escape(where_to)}")
+    console.print(f"wrote {len(result.seeds):,} seeds to {where_to}", soft_wrap=True)
 
 
 def _store(db, result: SeedBuild, out: Path, per_group: int, seed: int, where: list[str]) -> None:
@@ -73,18 +75,18 @@ def _print_report(result: SeedBuild) -> None:
     stats = result.stats
     dropped = f", {stats.filtered_out:,} filtered out" if stats.filtered_out else ""
     other = f", {stats.other_language:,} in another language" if stats.other_language else ""
-    console.print(f"{escape(result.source)}: {stats.read:,} rows read{dropped}{other}")
+    console.print(f"{result.source}: {stats.read:,} rows read{dropped}{other}")
     for note in stats.notes:
-        console.print(f"{escape(result.source)}: {escape(note)}")
+        console.print(f"{result.source}: {note}")
     table = Table(title="seeds per language and group")
     for col in ("language", "group", "rows", "duplicates", "taken", "short"):
         table.add_column(col, justify="left" if col in ("language", "group") else "right")
     for g in result.sample.report:
-        short = f"[yellow]{g.short}[/yellow]" if g.short else ""
+        short = Text(str(g.short), style="yellow") if g.short else ""
         table.add_row(g.language, g.group, str(g.rows), str(g.duplicates), str(g.taken), short)
     console.print(table)
     for message in result.sample.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("warning:", "yellow"), f" {message}"), soft_wrap=True)
 
 
 @app.command()
@@ -96,7 +98,7 @@ def show(
     seeds = load_seed_file(file)
     counts = Counter((s.language, s.group) for s in seeds)
     warn_content()
-    table = Table(title=escape(f"{file}: {len(seeds):,} seeds"), show_lines=True)
+    table = Table(title=Text(f"{file}: {len(seeds):,} seeds"), show_lines=True)
     for col in ("language", "group", "seeds", "examples"):
         table.add_column(col)
     for (lang, group), n in sorted(counts.items()):

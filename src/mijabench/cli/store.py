@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from ..errors import MijaError
 from ..store import export_all, export_table
 from ..store.export import FORMATS
 from .common import WorkspaceOption, console, open_store
@@ -18,16 +20,17 @@ app = typer.Typer(help="Inspect and export the workspace store.", no_args_is_hel
 def info(workspace: Path = WorkspaceOption) -> None:
     """Row counts per table, benchmarks, models and runs."""
     with open_store(workspace, create=False) as store:
-        table = Table(title=f"{store.path} (schema v{store.schema_version})")
+        table = Table(title=Text(f"{store.path} (schema v{store.schema_version})"))
         table.add_column("table")
         table.add_column("rows", justify="right")
         for name, count in store.counts().items():
             table.add_row(name, f"{count:,}")
         console.print(table)
+        # names and specs are the user's text: Text, so a bracket is printed, not read as markup
         for bench, n in store.benches().items():
-            console.print(f"benchmark [bold]{bench}[/bold]: {n:,} items")
+            console.print(Text.assemble("benchmark ", (bench, "bold"), f": {n:,} items"), soft_wrap=True)
         for m in store.models():
-            console.print(f"model [bold]{m['name']}[/bold]: {m['spec']}")
+            console.print(Text.assemble("model ", (m["name"], "bold"), f": {m['spec']}"), soft_wrap=True)
 
 
 @app.command()
@@ -38,7 +41,12 @@ def export(
     workspace: Path = WorkspaceOption,
 ) -> None:
     """Export tables to Parquet or JSONL."""
+    from ..paths import check_output
+
+    check_output(out, folder=not table)  # before the store is opened
+    if fmt not in FORMATS:
+        raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
     with open_store(workspace, create=False) as store:
         paths = [export_table(store, table, out, fmt)] if table else export_all(store, out, fmt)
     for p in paths:
-        console.print(f"wrote {p}")
+        console.print(Text(f"wrote {p}"), soft_wrap=True)

@@ -162,14 +162,14 @@ async def ajudge_responses(store: Store, judges: Sequence[str | ModelConfig | Ba
         items = store.get_items({r.item_id for r in responses})
         missing = sum(1 for r in responses if r.item_id not in items)
         responses = [r for r in responses if r.item_id in items]
+        for j in resolved:  # every judge reachable before the run is recorded
+            if j.backend is not None:
+                await j.backend.check()
         run_id = store.new_run("judge", {
             "judges": [{"name": j.name, "spec": j.spec, "fingerprint": j.identity.fingerprint,
                         "identity": j.identity.parts} for j in resolved],
             "bench": bench, "target_models": list(target_models or []), "concurrency": concurrency,
             "responses": len(responses), "keep_stale": keep_stale})
-        for j in resolved:
-            if j.backend is not None:
-                await j.backend.check()
         stats = await asyncio.gather(*(
             _run_judge(store, j, responses, items, run_id, concurrency, policy, progress, keep_stale)
             for j in resolved))

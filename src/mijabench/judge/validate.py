@@ -42,7 +42,13 @@ def load_human_labels(path: str | Path) -> HumanLabels:
     path = Path(path)
     if not path.is_file():
         raise InputError("label file not found", file=str(path))
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start}); a label file is JSONL or CSV",
+                         file=str(path)) from None
+    if "\x00" in text:
+        raise InputError("holds NUL bytes: a binary file, not JSONL or CSV", file=str(path))
     is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or (
         path.suffix.lower() != ".csv" and text.lstrip().startswith("{"))
     records = _jsonl_rows(text, str(path)) if is_jsonl else _csv_rows(text, str(path))

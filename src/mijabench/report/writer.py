@@ -24,6 +24,7 @@ from ..analysis.correction import Correction, corrected_rates
 from ..analysis.table import DEFAULT_EMPTY_RULE
 from ..errors import MijaError
 from ..judge.validate import HumanLabels, load_human_labels
+from ..paths import check_output
 from ..store import Store
 from ..store.secrets import scrub_text, secret_values
 from ..taxonomy import load_taxonomy
@@ -111,6 +112,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     written."""
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
+    check_output(out_dir, folder=True)
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
                         allow_even_vote=allow_even_vote)
     voters = table.meta["voters"]

@@ -51,20 +51,23 @@ def pending_items(store: Store, items: Sequence[BenchmarkItem], model: str,
 def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
               concurrency: int | None = None, policy: RetryPolicy | None = None,
               progress: bool | str | StageProgress = True, bench: str | None = None,
-              backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
+              backends: dict[str, Backend] | None = None,
+              allow_model_change: bool = False) -> dict[str, RunStats]:
     """Send every item to every model; returns RunStats per model name. See ``run_items_async``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(run_items_async(store, items, configs, concurrency=concurrency, policy=policy,
-                                           progress=progress, bench=bench, backends=backends))
+                                           progress=progress, bench=bench, backends=backends,
+                                           allow_model_change=allow_model_change))
     raise RuntimeError("run_items was called inside a running event loop; use `await run_items_async(...)`")
 
 
 async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
                           concurrency: int | None = None, policy: RetryPolicy | None = None,
                           progress: bool | str | StageProgress = True, bench: str | None = None,
-                          backends: dict[str, Backend] | None = None) -> dict[str, RunStats]:
+                          backends: dict[str, Backend] | None = None,
+                          allow_model_change: bool = False) -> dict[str, RunStats]:
     """The runner itself.
 
     ``concurrency`` overrides every model's limit (default: the model config's, else the backend's). Items
@@ -72,12 +75,15 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     (recorded with the run) and stores those not yet stored under it. ``backends`` supplies ready backends
     by model name (tests, notebooks); the others are built from their configs. Every backend is checked
     (``Backend.check``) before anything is sent, so an unreachable server or a wrong model name fails fast
-    with a MijaError. A model whose calls fail for a reason more calls will not fix (bad key, unknown model)
-    stops early; its stats carry the reason in ``aborted``. ``progress`` is a display, a mode of
-    ``StageProgress`` (auto, rich, plain, none), or True (auto) / False (none).
+    with a MijaError; so does a server that now reports another model (id or weights) than the one whose
+    responses are stored under the same name, unless ``allow_model_change``. Nothing is stored before. A
+    model whose calls fail for a reason more calls will not fix (bad key, unknown model) stops early; its
+    stats carry the reason in ``aborted``. ``progress`` is a display, a mode of ``StageProgress`` (auto,
+    rich, plain, none), or True (auto) / False (none).
     """
     policy = policy or RetryPolicy()
-    items, configs = prepare_run(store, items, configs, concurrency=concurrency, bench=bench)
+    # nothing is written until every model is built, reachable and still the model stored runs used
+    items, configs = plan_run(items, configs, concurrency=concurrency)
 
     ready = dict(backends or {})
     built: list[Backend] = []
@@ -87,9 +93,11 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
                 ready[config.name] = create_backend(config)
                 built.append(ready[config.name])
         await asyncio.gather(*(ready[c.name].check() for c in configs))
+        check_model_identity(store, configs, ready, allow_change=allow_model_change)
     except BaseException:
         await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
         raise
+    store_items(store, items, bench)
 
     run_id = store.new_run("generate", {
         "bench": bench, "items": len(items), "policy": asdict(policy),
@@ -135,8 +143,16 @@ def record_models(store: Store, configs: Sequence[ModelConfig], ready: dict[str,
 
 def prepare_run(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
                 concurrency: int | None, bench: str | None) -> tuple[list[BenchmarkItem], list[ModelConfig]]:
-    """What every executor does first: drop repeated items, apply a concurrency override, refuse a model
-    name given twice, and store the items under ``bench`` so later stages can join responses to them."""
+    """``plan_run`` then ``store_items``: for executors that check their models elsewhere (Ray workers)."""
+    items, configs = plan_run(items, configs, concurrency=concurrency)
+    store_items(store, items, bench)
+    return items, configs
+
+
+def plan_run(items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+             concurrency: int | None) -> tuple[list[BenchmarkItem], list[ModelConfig]]:
+    """Drop repeated items, apply a concurrency override and refuse a model name given twice; writes
+    nothing."""
     items = list({item.id: item for item in items}.values())  # the same item twice is one item
     configs = list(configs)
     if concurrency is not None:
@@ -144,12 +160,69 @@ def prepare_run(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise MijaError(f"the same model name is given twice ({', '.join(names)}); give each a distinct name")
+    return items, configs
+
+
+def store_items(store: Store, items: Sequence[BenchmarkItem], bench: str | None) -> None:
+    """Store the items not yet filed under ``bench``, so later stages can join responses to them."""
     if bench:
         stored = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", (bench,))}
         missing = [item for item in items if item.id not in stored]
         if missing:
             store.put_items(missing, bench=bench)
-    return items, configs
+
+
+def check_servers(store: Store, configs: Sequence[ModelConfig], *, allow_model_change: bool = False) -> None:
+    """Check the HTTP servers of ``configs`` and what they serve from this process, writing nothing: for
+    executors whose workers build the backends only once the run has started."""
+    servers = [c for c in configs if c.scheme == "openai"]
+    if not servers:
+        return
+
+    async def check() -> None:
+        ready = {c.name: create_backend(c) for c in servers}
+        try:
+            await asyncio.gather(*(b.check() for b in ready.values()))
+            check_model_identity(store, servers, ready, allow_change=allow_model_change)
+        finally:
+            await asyncio.gather(*(b.aclose() for b in ready.values()), return_exceptions=True)
+    asyncio.run(check())
+
+
+def check_model_identity(store: Store, configs: Sequence[ModelConfig], ready: dict[str, Backend], *,
+                         allow_change: bool = False) -> None:
+    """Refuse to resume a model name whose server now reports another model than the one recorded with its
+    stored responses: the served model id, or the weights' path (vLLM's ``root``) at any URL recorded
+    both times. Mixing answers of two models under one name would make every figure a blend."""
+    if allow_change:
+        return
+    stored = {m["name"]: m["meta"] for m in store.models()}
+    for config in configs:
+        before = stored.get(config.name)
+        if not before or not store.query("SELECT 1 FROM responses WHERE model=? LIMIT 1", (config.name,)):
+            continue
+        now = ready[config.name].info()
+        change = _identity_change(before, now)
+        if change:
+            raise MijaError(f"model '{config.name}': the server now reports {change[1]} where the stored "
+                            f"responses came from {change[0]}; use another --model name, or pass "
+                            "--allow-model-change to add to them anyway")
+
+
+def _identity_change(before: dict[str, Any], now: dict[str, Any]) -> tuple[str, str] | None:
+    """(was, is) of the first difference in what identifies the served model, else None."""
+    old_id, new_id = before.get("served_model"), now.get("served_model")
+    if old_id and new_id and old_id != new_id:
+        return f"model id '{old_id}'", f"model id '{new_id}'"
+    old_roots, new_roots = before.get("served_roots") or {}, now.get("served_roots") or {}
+    for url in sorted(set(old_roots) & set(new_roots)):
+        if old_roots[url] != new_roots[url]:
+            return f"weights '{old_roots[url]}' at {url}", f"weights '{new_roots[url]}'"
+    old_set, new_set = set(old_roots.values()), set(new_roots.values())
+    if not set(old_roots) & set(new_roots) and old_set and new_set and not old_set & new_set:
+        # other URLs (a moved server): the weights must still be among those seen before
+        return f"weights '{', '.join(sorted(old_set))}'", f"weights '{', '.join(sorted(new_set))}'"
+    return None
 
 
 async def _run_model(store: Store, items: list[BenchmarkItem], config: ModelConfig, backend: Backend,

@@ -84,7 +84,7 @@ class StageProgress:
         self.interval_s = interval_s
         self.bars: list[_Bar] = []
         self.progress = Progress(
-            TextColumn(f"[bold]{stage}[/bold] {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(f"{stage} {{task.description}}", markup=False), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console,
             disable=mode != "rich", transient=False)
         self._stop = threading.Event()

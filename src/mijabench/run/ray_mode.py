@@ -42,7 +42,15 @@ from ..errors import MijaError
 from ..records import BenchmarkItem, Response
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
-from .generate import FATAL_KINDS, _summary, build_messages, pending_items, prepare_run, progress_display
+from .generate import (
+    FATAL_KINDS,
+    _summary,
+    build_messages,
+    check_servers,
+    pending_items,
+    prepare_run,
+    progress_display,
+)
 from .progress import StageProgress
 
 ENGINES = ("backend", "vllm")
@@ -168,7 +176,7 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
                   progress: bool | str | StageProgress = True, bench: str | None = None,
                   ray_address: str | None = None, num_workers: int = 2, block_size: int | None = None,
                   engine: str = "backend", num_cpus: float = 1.0,
-                  num_gpus: float = 0.0) -> dict[str, RunStats]:
+                  num_gpus: float = 0.0, allow_model_change: bool = False) -> dict[str, RunStats]:
     """``run_items`` on Ray: the same arguments and results (RunStats per model name), plus where and how.
 
     ``ray_address``: a cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); ``None`` uses the Ray
@@ -185,6 +193,9 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
         raise MijaError("the Ray executor needs at least one worker")
     ray = _import_ray()
     policy = policy or RetryPolicy()
+    # the workers check their own backends, but only after the driver has stored the items: the HTTP
+    # servers (what can be down, misnamed or serving other weights) are checked here first
+    check_servers(store, configs, allow_model_change=allow_model_change)
     items, configs = prepare_run(store, items, configs, concurrency=concurrency, bench=bench)
 
     started = connect(ray_address, num_workers * num_cpus)

@@ -40,16 +40,41 @@ class Store:
         self.path = path if path.suffix in (".sqlite", ".db") else path / DB_NAME
         if not self.path.exists() and not create:
             raise MijaError(f"no workspace at {self.path} (run a build or pass --workspace)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise MijaError(f"{self.path}: is a folder, not a workspace database")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MijaError(f"cannot create the workspace folder {self.path.parent} "
+                            f"({exc.strerror or exc})") from None
         self._lock = threading.RLock()
+        self.conn = None
         try:
             self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._check_health()
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=30000")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise MijaError(f"{self.path}: not a usable mijabench database ({exc})") from exc
+            if self.conn is not None:
+                self.conn.close()
+            raise MijaError(f"{self.path}: not a usable mijabench database ({exc})") from None
+        except MijaError:
+            self.conn.close()
+            raise
+
+    def _check_health(self) -> None:
+        """Refuse a damaged file before anything reads or writes it: a page of garbage in the middle is
+        otherwise only noticed by the query that reaches it, possibly after this command has written.
+        quick_check reads every page once (about a second per GB), a price paid once per command."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return  # a new database
+        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+        if rows != [("ok",)]:
+            detail = str(rows[0][0]) if rows else "no answer"
+            raise MijaError(f"{self.path}: the workspace database is damaged ({detail[:120]}); restore it "
+                            "from a copy (or export what `store export` can still read)")
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:

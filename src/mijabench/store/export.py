@@ -11,8 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MijaError
+from ..paths import check_output
 from .core import Store, iter_rows
 from .schema import TABLES
+from .secrets import scrub_text, secret_values
 
 FORMATS = ("parquet", "jsonl")
 
@@ -22,10 +24,12 @@ def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet"
         raise MijaError(f"unknown table '{table}' (tables: {', '.join(TABLES)})")
     if fmt not in FORMATS:
         raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
-    out = Path(out)
+    out = check_output(out, folder=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    rows = list(iter_rows(store, table))
+    secrets = secret_values()  # the store masks what it writes; rows from an older version may predate it
+    rows = [{k: scrub_text(v, secrets) if isinstance(v, str) else v for k, v in row.items()}
+            for row in iter_rows(store, table)]
     if fmt == "jsonl":
         with open(tmp, "w", encoding="utf-8") as fh:
             for row in rows:
@@ -40,4 +44,7 @@ def export_table(store: Store, table: str, out: str | Path, fmt: str = "parquet"
 
 
 def export_all(store: Store, out_dir: str | Path, fmt: str = "parquet") -> list[Path]:
+    check_output(out_dir, folder=True)
+    if fmt not in FORMATS:
+        raise MijaError(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
     return [export_table(store, t, Path(out_dir) / f"{t}.{fmt}", fmt) for t in TABLES]
