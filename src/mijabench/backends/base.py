@@ -64,6 +64,9 @@ class Backend(ABC):
     spec: str = ""
     default_concurrency: int = 8
     supports_prefix: bool = True
+    # whether the runner should adapt the calls in flight to the server (429s, queueing). A local backend
+    # batches what it is given and gains from a full queue, so it is sent its full concurrency instead.
+    adaptive_concurrency: bool = True
 
     @abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation:

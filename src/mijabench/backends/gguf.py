@@ -137,6 +137,8 @@ class LlamaCppBackend(Backend):
     """A GGUF file run by llama.cpp. One model instance is not thread-safe, so calls go through a
     single-thread executor; the default concurrency is small for the same reason."""
 
+    adaptive_concurrency = False  # it batches locally: keep its queue full (see Backend)
+
     default_concurrency = 2
 
     def __init__(self, gguf_path: Path, *, name: str, spec: str, n_ctx: int = 4096,

@@ -50,6 +50,8 @@ class _Job:
 class TransformersBackend(Backend):
     """A causal LM loaded with AutoModelForCausalLM from a local folder or a hub id."""
 
+    adaptive_concurrency = False  # it batches locally: keep its queue full (see Backend)
+
     def __init__(self, source: str | Path | None, *, name: str | None = None, spec: str | None = None,
                  device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
                  batch_wait_ms: float = 20.0, threads: int | None = None, concurrency: int | None = None,

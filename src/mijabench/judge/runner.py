@@ -233,7 +233,8 @@ async def _run_judge(store: Store, judge: _Judge, responses: list[Response], ite
 
             await execute(_requests(todo, items, settings, run_stats), judge.backend, on_result,
                           concurrency=concurrency or judge.concurrency, policy=policy,
-                          on_progress=bar.update if bar else None, adaptive=True, stats=run_stats)
+                          on_progress=bar.update if bar else None,
+                          adaptive=judge.backend.adaptive_concurrency, stats=run_stats)
             if bar:
                 bar.update(run_stats)
             stats.retries, stats.errors = run_stats.retries, dict(run_stats.errors)

@@ -252,7 +252,7 @@ async def _run_model(store: Store, items: list[BenchmarkItem], config: ModelConf
     limit = config.concurrency or backend.default_concurrency
     try:
         await execute(requests(), backend, on_result, concurrency=limit, policy=policy,
-                      on_progress=bar.update, adaptive=True, stats=stats)
+                      on_progress=bar.update, adaptive=backend.adaptive_concurrency, stats=stats)
     finally:
         stats.replicas = backend.info().get("replicas") or {}
     bar.update(stats)

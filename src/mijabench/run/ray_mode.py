@@ -140,7 +140,8 @@ class BlockGenerator:
                 self.fatal = str(outcome.error)
 
         self.loop.run_until_complete(execute(requests(), self.backend, on_result, concurrency=self.limit,
-                                             policy=self.policy, adaptive=True))
+                                             policy=self.policy,
+                                             adaptive=self.backend.adaptive_concurrency))
         out: dict[str, list[Any]] = {name: [] for name in _OUT_COLUMNS}
         for outcome in outcomes:
             gen, err = outcome.generation, outcome.error
