@@ -111,7 +111,8 @@ def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[60_000, 600_000])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="keep corpora, workspaces and reports under this folder")
@@ -131,7 +132,8 @@ def main() -> None:
             print(f"{rows:>9,} rows  {name:<7} wall {r[name]['wall']:6.1f} s  cpu {r[name]['cpu']:6.1f} s  "
                   f"peak {r[name]['rss_mb']:6.0f} MB", flush=True)
         print(f"{rows:>9,} rows  store   {r['store_mb']['size']:.0f} MB on disk", flush=True)
-    print("\n| rows | import wall / cpu / peak | report wall / cpu / peak | judge selection wall / cpu / peak |")
+    print("\n| rows | import wall / cpu / peak | report wall / cpu / peak "
+          "| judge selection wall / cpu / peak |")
     print("|---:|---|---|---|")
     for rows, r in results.items():
         cells = [f"{r[n]['wall']:.1f} s / {r[n]['cpu']:.1f} s / {r[n]['rss_mb']:.0f} MB"

@@ -307,8 +307,10 @@ class Store:
         return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
-        """Read-only escape hatch for analysis code that needs a join."""
-        return self.conn.execute(sql, tuple(args)).fetchall()
+        """Read-only escape hatch for analysis code that needs a join. Under the store's lock: a judge run
+        reads in batches from a worker thread while other judges write."""
+        with self._lock:
+            return self.conn.execute(sql, tuple(args)).fetchall()
 
 
 class _Transaction:
