@@ -191,6 +191,19 @@ class JudgedTable:
         codes = np.where(relabel, np.int32(categories.index(rule)), label.codes).astype(np.int32)
         return JudgedTable({**self.columns, "label": Categorical(codes, categories)}, meta)
 
+    @classmethod
+    def from_arrow(cls, table: pa.Table, meta: dict | None = None) -> JudgedTable:
+        """The inverse of ``to_arrow``: dictionary columns back to categoricals, the rest to numpy."""
+        columns: dict[str, Categorical | np.ndarray] = {}
+        for name in table.column_names:
+            col = table.column(name).combine_chunks()
+            if pa.types.is_dictionary(col.type):
+                codes = col.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+                columns[name] = Categorical(codes, tuple(col.dictionary.to_pylist()))
+            else:
+                columns[name] = col.to_numpy(zero_copy_only=False)
+        return cls(columns, meta)
+
     def to_arrow(self) -> pa.Table:
         arrays = {}
         for name, col in self.columns.items():
@@ -226,12 +239,25 @@ def _placeholders(values: Sequence[str]) -> str:
 
 def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = None,
                 models: Sequence[str] | None = None, *, empty_as: str = DEFAULT_EMPTY_RULE,
-                allow_even_vote: bool = False) -> JudgedTable:
+                allow_even_vote: bool = False, snapshot: bool = False) -> JudgedTable:
     """Every stored response (of ``bench``'s items and ``models`` when given) with the vote of ``judges``.
 
     ``judges`` may be None only when the selection's store holds one judge (see ``analysis.voters``: the
     voters are never guessed). Responses without a vote are kept with label ``unjudged``. ``models`` are
-    stored model names; each model's settings variants become separate targets (``analysis.variants``)."""
+    stored model names; each model's settings variants become separate targets (``analysis.variants``).
+    With ``snapshot``, the table of an unchanged store and selection is read from the snapshot beside the
+    store (``analysis.snapshot``), and written there when there is none."""
+    if snapshot:
+        from . import snapshot as snap
+        path = snap.snapshot_path(store, {"judges": list(judges or []), "bench": bench,
+                                          "models": list(models or []), "empty_as": empty_as,
+                                          "allow_even_vote": allow_even_vote})
+        table = snap.read(path)
+        if table is None:
+            table = load_judged(store, judges, bench, models, empty_as=empty_as,
+                                allow_even_vote=allow_even_vote)
+            snap.write(path, table)
+        return table
     models = list(models or [])
     if bench and bench not in store.benches():
         raise InputError(f"unknown benchmark '{bench}' (benchmarks: {', '.join(store.benches()) or 'none'})",

@@ -306,6 +306,15 @@ class Store:
         from .schema import TABLES
         return {t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
 
+    def state(self) -> tuple:
+        """Changes whenever the store's content does: the generation every write transaction moves on, and
+        the last rowid of the tables analysis reads (rows added by a tool other than mijabench)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT (SELECT value FROM meta WHERE key='generation'), (SELECT MAX(rowid) FROM responses), "
+                "(SELECT MAX(rowid) FROM verdicts), (SELECT MAX(rowid) FROM items)").fetchone()
+        return (str(self.path.resolve()), *row)
+
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
         """Read-only escape hatch for analysis code that needs a join. Under the store's lock: a judge run
         reads in batches from a worker thread while other judges write."""
@@ -327,6 +336,9 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            if not exc_type:  # every write moves the generation on: what a snapshot of the store keys on
+                self.cur.execute("INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE SET "
+                                 "value = CAST(value AS INTEGER) + 1")
             self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.store._lock.release()
