@@ -82,35 +82,59 @@ def write_corpus(path: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
+# Peak memory is read by the child itself (VmHWM, at exit): the kernel's ru_maxrss of a child also counts the
+# parent's memory at the fork, which here holds the generated corpus.
+PEAK = """
+import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as fh, open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in fh if line.startswith("VmHWM")))
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__") if sys.argv[0].endswith(".py") else \
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
 def run(args: list[str], cwd: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "120"}
+    peak_file = cwd / "peak.txt"
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "120", "PEAK_FILE": str(peak_file)}
     env.pop("MIJABENCH_WORKSPACE", None)
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # wait4 gives this child's own rusage (peak RSS included), unlike RUSAGE_CHILDREN's running maximum
+    proc = subprocess.Popen([sys.executable, "-c", PEAK, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    # wait4: this child's own CPU time, unlike RUSAGE_CHILDREN's running total
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(args[:5])} failed:\n{err[-3000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
-            "stdout": out}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": int(peak_file.read_text()) / 1024, "stdout": out}
 
 
 NAMES = ("import", "report", "warm", "select")
 
 
 def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
-    cli = [sys.executable, "-m", "mijabench.cli.main"]
-    corpus = write_corpus(folder / "corpus.parquet", rows)
+    cli = ["mijabench.cli.main"]
+    corpus = folder / "corpus.parquet"
     ws = folder / "ws"
     voters = [a for j in JUDGES for a in ("--judge", j)]
-    out = {"import": run([*cli, "import", str(corpus), "-w", str(ws), "--bench", "paper"], folder)}
+    out = {}
+    if ws.exists():  # --reuse: time the reading commands on a workspace imported before
+        shutil.rmtree(ws / "mijabench.sqlite.judged", ignore_errors=True)
+        out["import"] = {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan")}
+    else:
+        write_corpus(corpus, rows)
+        out["import"] = run([*cli, "import", str(corpus), "-w", str(ws), "--bench", "paper"], folder)
     report = [*cli, "report", "-w", str(ws), "--out", str(folder / "report"), *voters, "--resamples",
               str(resamples)]
     out["report"] = run(report, folder)  # cold: loads from SQLite and writes the judged-table snapshot
     out["warm"] = run(report, folder)  # the store unchanged: the snapshot is read
-    out["select"] = run([sys.executable, "-c", SELECT, str(ws)], folder)
+    select = folder / "judge_selection.py"  # not select.py: the script's folder would hide the stdlib's
+    select.write_text(SELECT)
+    out["select"] = run([str(select), str(ws)], folder)
     if int(out["select"]["stdout"].split()[-1]) != rows:
         sys.exit(f"judge selection found {out['select']['stdout']!r} responses, expected {rows}")
     out["store_mb"] = {"size": (ws / "mijabench.sqlite").stat().st_size / 2**20}
@@ -123,16 +147,21 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[60_000, 600_000])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--keep", type=Path, help="keep corpora, workspaces and reports under this folder")
+    parser.add_argument("--reuse", type=Path, help="a kept folder (paperN-...) whose workspace is timed "
+                        "again, without generating or importing")
+    parser.add_argument("--src", help="the mijabench source folder to time (default: this checkout's)")
     args = parser.parse_args()
+    global SRC
+    SRC = args.src or SRC
     results = {}
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     for rows in args.rows:
-        folder = Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
+        folder = args.reuse or Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
         try:
             results[rows] = measure(rows, folder, args.resamples)
         finally:
-            if args.keep is None:
+            if args.keep is None and args.reuse is None:
                 shutil.rmtree(folder, ignore_errors=True)
         r = results[rows]
         for name in NAMES:
