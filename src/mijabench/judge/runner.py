@@ -11,6 +11,7 @@ is not retried (it is a result: that judge could not decide).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -120,6 +121,7 @@ def resolve_judges(judges: Sequence[str | ModelConfig | Backend | RefusalRules],
 
 
 SELECT_BATCH = 2000  # responses per read: memory stays flat whatever the corpus size
+ITEM_CACHE = 50_000  # items kept parsed while streaming (the paper's corpus has 43,961)
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,25 @@ def pending_responses(store: Store, judge: str, fingerprint: str | None = None, 
     sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store._RESP_COLS.split(','))}, "
            f"{Store._ITEM_COLS} FROM responses r JOIN items i ON i.id = r.item_id "
            f"WHERE {selection.where} AND NOT {done} AND r.rowid > ? ORDER BY r.rowid LIMIT {SELECT_BATCH}")
+    # Items are shared by every model's reply, and settings by a whole run: each is parsed once. The item
+    # cache is bounded, so memory stays flat however many prompts the corpus has.
+    items: dict[str, BenchmarkItem] = {}
+    settings: dict[str, dict] = {}
     last = -1
     while True:
         rows = store.query(sql, [*selection.args, judge, *done_args, last])
         for row in rows:
-            yield Store._response(row[1:13]), Store._item(row[13:])
+            item = items.get(row[13])
+            if item is None:
+                if len(items) >= ITEM_CACHE:
+                    items.clear()
+                item = items[row[13]] = Store._item(row[13:])
+            parsed = settings.get(row[4])
+            if parsed is None:
+                parsed = settings[row[4]] = json.loads(row[4])
+            yield Response(id=row[1], item_id=row[2], model=row[3], settings=parsed, text=row[5],
+                           prompt_tokens=row[6], completion_tokens=row[7], latency_s=row[8],
+                           finish_reason=row[9], error=row[10], attempts=row[11], run_id=row[12]), item
         if len(rows) < SELECT_BATCH:
             return
         last = rows[-1][0]
