@@ -124,9 +124,12 @@ def _write(store: Store, bench: str, corpus: Corpus) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
+    # into an empty table nothing can be stored already (the corpus holds each id once): no lookups
+    fresh = {t: not store.query(f"SELECT 1 FROM {t} LIMIT 1") for t in ("responses", "verdicts")}
     with _bulk_if_large(store, len(corpus.responses), len(corpus.verdicts)):
-        _put_new(store, "responses", list(corpus.responses.values()), store.put_responses)
-        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts)
+        _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
+                 check=not fresh["responses"])
+        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"])
 
 
 def _bulk_if_large(store: Store, responses: int, verdicts: int):
@@ -138,11 +141,14 @@ def _bulk_if_large(store: Store, responses: int, verdicts: int):
     return store.bulk(large) if large else contextlib.nullcontext()
 
 
-def _put_new(store: Store, table: str, records: list, put) -> None:
+def _put_new(store: Store, table: str, records: list, put, check: bool = True) -> None:
     """Write the records the store lacks, in batches. Stored ones are left alone: the store would otherwise
     count a stored failure as one more attempt and restamp it, and a second import must change nothing."""
     for start in range(0, len(records), BATCH):
         batch = records[start:start + BATCH]
+        if not check:
+            put(batch)
+            continue
         ids = [r.id for r in batch]
         marks = ",".join("?" * len(ids))
         stored = {row[0] for row in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)}
