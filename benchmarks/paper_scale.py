@@ -4,12 +4,13 @@ the selection of responses a judge still has to judge.
 The corpus is synthetic, in the long layout `import` reads: 14 models answer the same prompts (615,454 rows
 at paper scale is 14 x 43,961), 13 English and 9 Portuguese group cells, 4 strategies, 21 scenario
 categories, three judges' plain labels per reply. Prompts and replies are short, mild placeholder text.
-Every command runs as its own process and is measured by the kernel (``os.wait4``): wall time, CPU time
-(user + system, the honest figure on a shared machine) and peak resident memory.
+Every command runs as its own process: wall time, CPU time (user + system, from ``os.wait4``: the honest
+figure on a shared machine) and peak resident memory (the child's own high-water mark, VmHWM).
 Targets at 615,454 rows: import under 20 s; report (load, every table, intervals, plots, HTML) under 3 s
 wall and 1 GB peak; judge selection with memory flat in corpus size.
 
-    .venv/bin/python benchmarks/paper_scale.py --rows 60000 600000 [--keep DIR] [--resamples B]
+    .venv/bin/python benchmarks/paper_scale.py --rows 60000 600000 [6000000] [--keep DIR] [--resamples B]
+    .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reuse DIR/paper600000-x --src OTHER/src
 
 Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
 wall / CPU / peak RSS. `report` runs twice: cold (from SQLite, writing the judged-table snapshot) and
