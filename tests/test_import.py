@@ -16,7 +16,7 @@ import pytest
 
 from mijabench.errors import InputError, MijaError
 from mijabench.judge.identity import rules_judge_identity
-from mijabench.records import SamplingSettings, Verdict
+from mijabench.records import Response, SamplingSettings, Verdict
 from mijabench.sources.importer import import_corpus
 from mijabench.store import Store
 from test_analysis import put_rows
@@ -342,3 +342,15 @@ def test_imported_items_are_the_items_the_benchmark_loader_makes(store, tmp_path
     path = write(rows, tmp_path / "align.jsonl")
     import_corpus(store, path)
     assert [i.id for i in store.items()] == [i.id for i in load_benchmark_file(path)]
+
+
+@pytest.mark.parametrize("model", ["qwen_7b", "modelo \"citado\" ção/ü"])
+def test_import_ids_are_the_records_own_ids(model):
+    """The importer computes response and verdict ids without the records' canonical JSON; they must be the
+    ids the records would give themselves, or a second import and a live run would not meet."""
+    from mijabench.sources.corpus import IMPORT_SETTINGS, _Ids
+    ids = _Ids()
+    response = Response(item_id="0123456789abcdef", model=model, settings=IMPORT_SETTINGS, text="x")
+    assert ids.response("0123456789abcdef", model) == response.id
+    verdict = Verdict(response_id=response.id, judge=f"paper:{model}", label="safe")
+    assert ids.verdict(response.id, f"paper:{model}") == verdict.id

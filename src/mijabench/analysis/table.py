@@ -45,6 +45,7 @@ NUMERIC = ("params_b", "n_votes", "n_safe", "n_harmful", "n_unparsed", "failed",
 EMPTY_RULES = ("safe", "harmful", "vote")
 DEFAULT_EMPTY_RULE = "safe"
 IDENTIFIERS = ("response_id", "item_id", "pair_id", "run_id")  # kept in first-seen order, never sorted
+VOTE_BASE = 1024  # more voters than this cannot be packed (see load_judged)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,19 @@ class JudgedTable:
         codes = np.where(relabel, np.int32(categories.index(rule)), label.codes).astype(np.int32)
         return JudgedTable({**self.columns, "label": Categorical(codes, categories)}, meta)
 
+    @classmethod
+    def from_arrow(cls, table: pa.Table, meta: dict | None = None) -> JudgedTable:
+        """The inverse of ``to_arrow``: dictionary columns back to categoricals, the rest to numpy."""
+        columns: dict[str, Categorical | np.ndarray] = {}
+        for name in table.column_names:
+            col = table.column(name).combine_chunks()
+            if pa.types.is_dictionary(col.type):
+                codes = col.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+                columns[name] = Categorical(codes, tuple(col.dictionary.to_pylist()))
+            else:
+                columns[name] = col.to_numpy(zero_copy_only=False)
+        return cls(columns, meta)
+
     def to_arrow(self) -> pa.Table:
         arrays = {}
         for name, col in self.columns.items():
@@ -226,12 +240,25 @@ def _placeholders(values: Sequence[str]) -> str:
 
 def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = None,
                 models: Sequence[str] | None = None, *, empty_as: str = DEFAULT_EMPTY_RULE,
-                allow_even_vote: bool = False) -> JudgedTable:
+                allow_even_vote: bool = False, snapshot: bool = False) -> JudgedTable:
     """Every stored response (of ``bench``'s items and ``models`` when given) with the vote of ``judges``.
 
     ``judges`` may be None only when the selection's store holds one judge (see ``analysis.voters``: the
     voters are never guessed). Responses without a vote are kept with label ``unjudged``. ``models`` are
-    stored model names; each model's settings variants become separate targets (``analysis.variants``)."""
+    stored model names; each model's settings variants become separate targets (``analysis.variants``).
+    With ``snapshot``, the table of an unchanged store and selection is read from the snapshot beside the
+    store (``analysis.snapshot``), and written there when there is none."""
+    if snapshot:
+        from . import snapshot as snap
+        path = snap.snapshot_path(store, {"judges": list(judges or []), "bench": bench,
+                                          "models": list(models or []), "empty_as": empty_as,
+                                          "allow_even_vote": allow_even_vote})
+        table = snap.read(path)
+        if table is None:
+            table = load_judged(store, judges, bench, models, empty_as=empty_as,
+                                allow_even_vote=allow_even_vote)
+            snap.write(path, table)
+        return table
     models = list(models or [])
     if bench and bench not in store.benches():
         raise InputError(f"unknown benchmark '{bench}' (benchmarks: {', '.join(store.benches()) or 'none'})",
@@ -253,29 +280,35 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
                             allow_even=allow_even_vote)
     judges = list(voters.names)
-    vote_filter = f"WHERE judge IN ({_placeholders(judges)})" if judges else "WHERE 0"
+    if len(judges) >= VOTE_BASE:
+        raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
+    # Each response's votes come from one probe of the verdicts_response index, packed into one integer
+    # (safe + VOTE_BASE * harmful + VOTE_BASE^2 * unparsed): at paper scale this is twice as fast as grouping
+    # every verdict of the voters and joining the groups back. A response has one verdict per judge, so a
+    # count never reaches VOTE_BASE.
+    votes = (f"(SELECT COALESCE(SUM((label='safe') + {VOTE_BASE} * (label='harmful') + "
+             f"{VOTE_BASE * VOTE_BASE} * (label='unparsed')), 0) FROM verdicts v "
+             f"WHERE v.response_id = r.id AND v.judge IN ({_placeholders(judges)}))") if judges else "0"
     # Strings become integer codes inside SQLite (targets and runs by their rank, items by rowid), so Python
     # touches one string per response (its id) and item attributes once per item, not once per response.
     sql = f"""
-        WITH v AS (SELECT response_id, SUM(label='safe') AS s, SUM(label='harmful') AS h,
-                          SUM(label='unparsed') AS u
-                   FROM verdicts {vote_filter} GROUP BY response_id),
-             m AS (SELECT model, settings_key, ROW_NUMBER() OVER (ORDER BY model, settings_key) - 1 AS code
+        WITH m AS (SELECT model, settings_key, ROW_NUMBER() OVER (ORDER BY model, settings_key) - 1 AS code
                    FROM (SELECT DISTINCT model, settings_key FROM responses)),
              ru AS (SELECT run_id, ROW_NUMBER() OVER (ORDER BY run_id) - 1 AS code
                     FROM (SELECT DISTINCT run_id FROM responses))
-        SELECT r.id, i.rowid, m.code, ru.code, r.error IS NOT NULL, COALESCE(v.s, 0), COALESCE(v.h, 0),
-               COALESCE(v.u, 0), r.blank,
+        SELECT r.id, i.rowid, m.code, ru.code, r.error IS NOT NULL, {votes}, r.blank,
                r.error IS NULL AND COALESCE(r.finish_reason, '') = 'length'
         FROM responses r JOIN items i ON i.id = r.item_id
              JOIN m ON m.model = r.model AND m.settings_key = r.settings_key
-             JOIN ru ON ru.run_id = r.run_id LEFT JOIN v ON v.response_id = r.id
+             JOIN ru ON ru.run_id = r.run_id
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY r.rowid"""
     rows = store.query(sql, [*judges, *args])
-    names = ("response_id", "item_rowid", "model", "run_id", "failed", "n_safe", "n_harmful", "n_unparsed",
-             "empty", "truncated")
+    names = ("response_id", "item_rowid", "model", "run_id", "failed", "votes", "empty", "truncated")
     cols = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {n: () for n in names}
+    packed = np.array(cols["votes"], dtype=np.int64)
+    cols["n_safe"], cols["n_harmful"], cols["n_unparsed"] = (
+        packed % VOTE_BASE, packed // VOTE_BASE % VOTE_BASE, packed // (VOTE_BASE * VOTE_BASE))
     targets = store.query("SELECT model, settings_key, MIN(settings) FROM responses "
                           "GROUP BY model, settings_key ORDER BY model, settings_key")
     run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))

@@ -49,7 +49,8 @@ def report(
     with open_store(workspace, create=False) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
                               resamples=resamples, seed=seed, average=average, examples_per_cell=examples,
-                              empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels)
+                              empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels,
+                              snapshot=True)
     voters = result.analysis.meta["voters"] if result.analysis else None
     if voters is not None:
         console.print(Text(f"Vote: {voters.describe()}; empty replies count as "

@@ -11,8 +11,9 @@ is not retried (it is a result: that judge could not decide).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -119,21 +120,84 @@ def resolve_judges(judges: Sequence[str | ModelConfig | Backend | RefusalRules],
     return out
 
 
-def select_responses(store: Store, bench: str | None = None,
-                     target_models: Sequence[str] | None = None) -> list[Response]:
-    """Answered responses (no error, text present), optionally only for one bench's items and some models."""
+SELECT_BATCH = 2000  # responses per read: memory stays flat whatever the corpus size
+ITEM_CACHE = 50_000  # items kept parsed while streaming (the paper's corpus has 43,961)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored responses a judge run covers: answered ones (no error, text present) whose item is in the
+    store, of ``bench``'s items and ``target_models`` when given. Built by ``select``; read in batches."""
+
+    where: str
+    args: tuple
+
+    def count(self, store: Store, extra: str = "", extra_args: Sequence[Any] = ()) -> int:
+        sql = f"SELECT COUNT(*) FROM responses r JOIN items i ON i.id = r.item_id WHERE {self.where}{extra}"
+        return store.query(sql, [*self.args, *extra_args])[0][0]
+
+
+def select(store: Store, bench: str | None = None, target_models: Sequence[str] | None = None) -> Selection:
+    where, args = ["r.error IS NULL", "r.text IS NOT NULL"], []
     if bench is not None:
         benches = store.benches()
         if bench not in benches:
             raise MijaError(f"no benchmark named '{bench}' in {store.path} "
                             f"(known: {', '.join(benches) or 'none'})")
-        in_bench = {item.id for item in store.items(bench)}
-    models = list(target_models) if target_models else [None]
-    out: list[Response] = []
-    for model in models:
-        out.extend(r for r in store.responses(model=model, ok_only=True)
-                   if r.ok and (bench is None or r.item_id in in_bench))
-    return out
+        where.append("r.item_id IN (SELECT item_id FROM bench_items WHERE bench=?)")
+        args.append(bench)
+    if target_models:
+        where.append(f"r.model IN ({','.join('?' * len(target_models))})")
+        args.extend(target_models)
+    return Selection(" AND ".join(where), tuple(args))
+
+
+def _judged(fingerprint: str | None) -> tuple[str, list]:
+    """A condition true when response r has a good verdict by the judge (of ``fingerprint`` when given); its
+    arguments follow the judge name."""
+    sql = "EXISTS (SELECT 1 FROM verdicts v WHERE v.response_id = r.id AND v.judge = ? AND v.error IS NULL"
+    return (sql + " AND v.fingerprint = ?)", [fingerprint]) if fingerprint is not None else (sql + ")", [])
+
+
+def pending_responses(store: Store, judge: str, fingerprint: str | None = None, *, bench: str | None = None,
+                      target_models: Sequence[str] | None = None, keep_stale: bool = False,
+                      selection: Selection | None = None) -> Iterator[tuple[Response, BenchmarkItem]]:
+    """The selected responses ``judge`` has no verdict on from ``fingerprint`` (from any configuration with
+    ``keep_stale``), each with its item, in store order. Read ``SELECT_BATCH`` at a time, with the judged ones
+    left out by SQL, so neither the responses nor the judged ids are ever held whole in memory."""
+    selection = selection or select(store, bench, target_models)
+    done, done_args = _judged(None if keep_stale else fingerprint)
+    sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store._RESP_COLS.split(','))}, "
+           f"{Store._ITEM_COLS} FROM responses r JOIN items i ON i.id = r.item_id "
+           f"WHERE {selection.where} AND NOT {done} AND r.rowid > ? ORDER BY r.rowid LIMIT {SELECT_BATCH}")
+    # Items are shared by every model's reply, and settings by a whole run: each is parsed once. The item
+    # cache is bounded, so memory stays flat however many prompts the corpus has.
+    items: dict[str, BenchmarkItem] = {}
+    settings: dict[str, dict] = {}
+    last = -1
+    while True:
+        rows = store.query(sql, [*selection.args, judge, *done_args, last])
+        for row in rows:
+            item = items.get(row[13])
+            if item is None:
+                if len(items) >= ITEM_CACHE:
+                    items.clear()
+                item = items[row[13]] = Store._item(row[13:])
+            parsed = settings.get(row[4])
+            if parsed is None:
+                parsed = settings[row[4]] = json.loads(row[4])
+            yield Response(id=row[1], item_id=row[2], model=row[3], settings=parsed, text=row[5],
+                           prompt_tokens=row[6], completion_tokens=row[7], latency_s=row[8],
+                           finish_reason=row[9], error=row[10], attempts=row[11], run_id=row[12]), item
+        if len(rows) < SELECT_BATCH:
+            return
+        last = rows[-1][0]
+
+
+def select_responses(store: Store, bench: str | None = None,
+                     target_models: Sequence[str] | None = None) -> list[Response]:
+    """Every selected response as a list (small stores and tests; a judge run streams them instead)."""
+    return [r for r, _ in pending_responses(store, "", bench=bench, target_models=target_models)]
 
 
 def judge_responses(store: Store, judges: Sequence[str | ModelConfig | Backend | RefusalRules], *,
@@ -158,10 +222,10 @@ async def ajudge_responses(store: Store, judges: Sequence[str | ModelConfig | Ba
         raise MijaError("no judge given (pass --model JUDGE or --rules)")
     resolved = resolve_judges(judges, max_tokens)
     try:
-        responses = select_responses(store, bench, target_models)
-        items = store.get_items({r.item_id for r in responses})
-        missing = sum(1 for r in responses if r.item_id not in items)
-        responses = [r for r in responses if r.item_id in items]
+        selection = select(store, bench, target_models)
+        eligible = selection.count(store)
+        missing = store.query(f"SELECT COUNT(*) FROM responses r LEFT JOIN items i ON i.id = r.item_id "
+                              f"WHERE {selection.where} AND i.id IS NULL", selection.args)[0][0]
         for j in resolved:  # every judge reachable before the run is recorded
             if j.backend is not None:
                 await j.backend.check()
@@ -169,15 +233,15 @@ async def ajudge_responses(store: Store, judges: Sequence[str | ModelConfig | Ba
             "judges": [{"name": j.name, "spec": j.spec, "fingerprint": j.identity.fingerprint,
                         "identity": j.identity.parts} for j in resolved],
             "bench": bench, "target_models": list(target_models or []), "concurrency": concurrency,
-            "responses": len(responses), "keep_stale": keep_stale})
+            "responses": eligible, "keep_stale": keep_stale})
         stats = await asyncio.gather(*(
-            _run_judge(store, j, responses, items, run_id, concurrency, policy, progress, keep_stale)
+            _run_judge(store, j, selection, eligible, run_id, concurrency, policy, progress, keep_stale)
             for j in resolved))
     finally:
         for j in resolved:
             if j.owned and j.backend is not None:
                 await j.backend.aclose()
-    return JudgeRun(run_id, len(responses), missing, list(stats))
+    return JudgeRun(run_id, eligible, missing, list(stats))
 
 
 class _Writer:
@@ -198,40 +262,42 @@ class _Writer:
             self.buffer = []
 
 
-async def _run_judge(store: Store, judge: _Judge, responses: list[Response], items: dict[str, BenchmarkItem],
-                     run_id: str, concurrency: int | None, policy: RetryPolicy | None,
-                     progress: Any, keep_stale: bool) -> JudgeStats:
+async def _run_judge(store: Store, judge: _Judge, selection: Selection, eligible: int, run_id: str,
+                     concurrency: int | None, policy: RetryPolicy | None, progress: Any,
+                     keep_stale: bool) -> JudgeStats:
     fingerprint = judge.identity.fingerprint
-    current = store.judged_response_ids(judge.name, fingerprint)
-    stale = store.judged_response_ids(judge.name) - current
-    done = current | stale if keep_stale else current
-    todo = [r for r in responses if r.id not in done]
-    stats = JudgeStats(judge.name, pending=len(todo), skipped=len(responses) - len(todo),
-                       fingerprint=fingerprint)
-    in_selection = {r.id for r in responses} & stale
-    stats.kept_stale, stats.stale = (len(in_selection), 0) if keep_stale else (0, len(in_selection))
-    bar = progress.add(judge.name, total=len(responses), skipped=stats.skipped) if progress else None
+    current, current_args = _judged(fingerprint)
+    anyhow, _ = _judged(None)
+    # counted by SQL up front (for the bars and the summary); the responses themselves are streamed
+    stale = selection.count(store, f" AND {anyhow} AND NOT {current}",
+                            [judge.name, judge.name, *current_args])
+    todo_count = eligible - selection.count(store, f" AND {current}", [judge.name, *current_args]) - \
+        (stale if keep_stale else 0)
+    stats = JudgeStats(judge.name, pending=todo_count, skipped=eligible - todo_count, fingerprint=fingerprint)
+    stats.kept_stale, stats.stale = (stale, 0) if keep_stale else (0, stale)
+    todo = pending_responses(store, judge.name, fingerprint, keep_stale=keep_stale, selection=selection)
+    bar = progress.add(judge.name, total=eligible, skipped=stats.skipped) if progress else None
     writer = _Writer(store, stats)
     start = time.monotonic()
     try:
         if judge.rules is not None:
             # In a thread, so LLM judges running at the same time keep their event loop.
-            await asyncio.to_thread(_run_rules, judge.rules, todo, run_id, fingerprint, writer,
-                                    bar.update if bar else None)
+            await asyncio.to_thread(_run_rules, judge.rules, (r for r, _ in todo), run_id, fingerprint,
+                                    writer, bar.update if bar else None)
         else:
             assert judge.backend is not None
             settings = judge.settings
-            languages = {r.id: items[r.item_id].language for r in todo}
+            languages: dict[str, str] = {}  # requests in flight only: filled as sent, emptied as answered
             run_stats = RunStats(skipped=stats.skipped)
 
             def on_result(outcome: Outcome) -> None:
-                writer.add(_verdict_from_outcome(outcome, judge.name, languages[outcome.request.key], run_id,
-                                                 fingerprint))
+                language = languages.pop(outcome.request.key)
+                writer.add(_verdict_from_outcome(outcome, judge.name, language, run_id, fingerprint))
                 # A bad key or a missing model fails every call alike: stop sending, keep what is stored.
                 if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not run_stats.aborted:
                     run_stats.aborted = str(outcome.error)
 
-            await execute(_requests(todo, items, settings, run_stats), judge.backend, on_result,
+            await execute(_requests(todo, None, settings, run_stats, languages), judge.backend, on_result,
                           concurrency=concurrency or judge.concurrency, policy=policy,
                           on_progress=bar.update if bar else None,
                           adaptive=judge.backend.adaptive_concurrency, stats=run_stats)
@@ -257,14 +323,19 @@ def judge_messages(item: BenchmarkItem, response: Response,
     return messages
 
 
-def _requests(todo: list[Response], items: dict[str, BenchmarkItem], settings: SamplingSettings,
-              stats: RunStats) -> Iterator[GenerationRequest]:
-    """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory."""
+def _requests(todo: Iterable[Response] | Iterable[tuple[Response, BenchmarkItem]],
+              items: Mapping[str, BenchmarkItem] | None, settings: SamplingSettings, stats: RunStats,
+              languages: dict[str, str] | None = None) -> Iterator[GenerationRequest]:
+    """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory.
+    ``todo`` holds responses looked up in ``items``, or (response, item) pairs when ``items`` is None;
+    ``languages`` gets each sent response's item language."""
     request_settings = replace(settings, system_prompt=None)  # already in the messages
-    for response in todo:
+    for entry in todo:
         if stats.aborted:
             return
-        item = items[response.item_id]
+        response, item = entry if items is None else (entry, items[entry.item_id])
+        if languages is not None:
+            languages[response.id] = item.language
         yield GenerationRequest(key=response.id, messages=judge_messages(item, response, settings),
                                 settings=request_settings)
 
@@ -282,12 +353,15 @@ def _verdict_from_outcome(outcome: Outcome, judge: str, language: str, run_id: s
                    reasoning=reasoning.strip(), run_id=run_id, fingerprint=fingerprint)
 
 
-def _run_rules(rules: RefusalRules, todo: list[Response], run_id: str, fingerprint: str, writer: _Writer,
+def _run_rules(rules: RefusalRules, todo: Iterable[Response], run_id: str, fingerprint: str, writer: _Writer,
                on_progress: Callable[[RunStats], None] | None) -> None:
     start = time.monotonic()
+    n = 0
     for n, response in enumerate(todo, start=1):
         verdict = rules.judge(response.text)
         writer.add(Verdict(response_id=response.id, judge=rules.name, label=verdict.label,
                            reasoning=verdict.reasoning, run_id=run_id, fingerprint=fingerprint))
-        if on_progress and (n % 500 == 0 or n == len(todo)):
+        if on_progress and n % 500 == 0:
             on_progress(RunStats(done=n, elapsed_s=time.monotonic() - start))
+    if on_progress and n:
+        on_progress(RunStats(done=n, elapsed_s=time.monotonic() - start))

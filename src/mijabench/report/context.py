@@ -79,7 +79,9 @@ def _fetch(store, ids: list[str], judges: list[str] | None) -> dict[str, tuple[s
                 f"SELECT r.id, i.prompt, r.text FROM responses r JOIN items i ON i.id = r.item_id "
                 f"WHERE r.id IN ({marks})", chunk):
             out[rid] = (prompt, text or "", [])
-        judge_filter = f" AND judge IN ({','.join('?' * len(judges))})" if judges else ""
+        # "+judge": look verdicts up by response id; on the judge index SQLite would read every verdict of
+        # the voters (1.8M at paper scale) to find a few hundred
+        judge_filter = f" AND +judge IN ({','.join('?' * len(judges))})" if judges else ""
         for rid, judge, label, reasoning in store.query(
                 f"SELECT response_id, judge, label, reasoning FROM verdicts WHERE response_id IN ({marks})"
                 f"{judge_filter} ORDER BY judge", [*chunk, *(judges or [])]):

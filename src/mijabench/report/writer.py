@@ -103,18 +103,20 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
                  average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
                  title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
                  allow_even_vote: bool = False,
-                 labels: HumanLabels | str | Path | None = None, budget: Any = None) -> ReportResult:
+                 labels: HumanLabels | str | Path | None = None, budget: Any = None,
+                 snapshot: bool = False) -> ReportResult:
     """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
     ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
     forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
     ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
     label for a response outside the analysed selection is an input error raised before anything is
-    written."""
+    written. ``snapshot``: keep the judged table beside the store and read it from there while the store is
+    unchanged (``analysis.snapshot``)."""
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     check_output(out_dir, folder=True)
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
-                        allow_even_vote=allow_even_vote)
+                        allow_even_vote=allow_even_vote, snapshot=snapshot)
     voters = table.meta["voters"]
     judges = list(voters.names)
     if not len(table):

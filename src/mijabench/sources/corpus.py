@@ -11,6 +11,7 @@ nothing. Imported verdicts carry a fingerprint of their source, so they never pa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,32 @@ from .seedmap import normalise_language
 from .tables import RowSource, clean_value
 
 IMPORT_SETTINGS = SamplingSettings().to_dict()
+LONG_COLUMNS = ("model", "response")  # roles of a long row that are not the item's
+SHORT_LABEL = 40
+
+
+class _Ids:
+    """``records.response_id`` and the verdict id, without building the canonical JSON per record: the
+    settings key is fixed, item and response ids are hex, so only model and judge names need encoding, once
+    each. Equal to ``stable_id`` of the same parts (tests/test_import.py checks it)."""
+
+    def __init__(self):
+        self.settings_key = SamplingSettings.from_dict(IMPORT_SETTINGS).key
+        self.names: dict[str, str] = {}
+
+    def _name(self, name: str) -> str:
+        encoded = self.names.get(name)
+        if encoded is None:
+            encoded = self.names[name] = json.dumps(name, ensure_ascii=False)
+        return encoded
+
+    def response(self, item_id: str, model: str) -> str:
+        blob = f'["response","{item_id}",{self._name(model)},"{self.settings_key}"]'
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    def verdict(self, response_id: str, judge: str) -> str:
+        blob = f'["verdict","{response_id}",{self._name(judge)}]'
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -77,11 +104,22 @@ class _RowReader:
         self.judge_prefix, self.run_id, self.origin = judge_prefix, run_id, origin
         self.tax = load_taxonomy()
         self.first_row: dict[str, int] = {}  # response id -> row that gave it, for duplicate messages
+        # A long table repeats each prompt once per model: an item is checked and hashed once, on its first
+        # row, and found again by its raw cells. Ids and labels are cached the same way (see _Ids).
+        self.used = columns.used
+        self.item_columns = [c for role, c in columns.roles.items() if role not in LONG_COLUMNS]
+        self.items_by_cells: dict[tuple, BenchmarkItem] = {}
+        self.ids = _Ids()
+        self.labels: dict[tuple[str, str], tuple[str, str]] = {}
+        self.fingerprints: dict[str, str] = {}
 
     def read(self, row_no: int, row: dict[str, Any]) -> None:
         loc = {"file": self.origin, "row": row_no}
-        item = self.item(row, loc)
-        self.corpus.items.setdefault(item.id, item)
+        cells = tuple(row.get(c) for c in self.item_columns)
+        item = self.items_by_cells.get(cells)
+        if item is None:
+            item = self.items_by_cells[cells] = self.item(row, loc)
+            self.corpus.items.setdefault(item.id, item)
         cols = self.columns
         if cols.layout == "long":
             model = self.text(row, cols.roles["model"], loc, required=True)
@@ -116,7 +154,7 @@ class _RowReader:
             seed_id=self.text(row, roles.get("seed_id"), loc),
         )
         extras = {k: clean_value(v) for k, v in row.items()
-                  if k not in self.columns.used and k not in PER_RESPONSE}
+                  if k not in self.used and k not in PER_RESPONSE}
         provenance = {"dataset": self.corpus.source, "row": loc["row"], **extras}
         return BenchmarkItem(**fields, provenance=provenance)
 
@@ -155,7 +193,7 @@ class _RowReader:
         if not isinstance(text, str):
             raise InputError(f"response is a {type(text).__name__}, not text", field=column, **loc)
         response = Response(item_id=item.id, model=model, settings=IMPORT_SETTINGS, text=text,
-                            finish_reason=None, run_id=self.run_id)
+                            finish_reason=None, run_id=self.run_id, id=self.ids.response(item.id, model))
         seen = self.corpus.responses.get(response.id)
         if seen is not None:
             if seen.text != text:
@@ -180,12 +218,18 @@ class _RowReader:
             raw = value
         else:
             raise InputError(f"judge output is a {type(value).__name__}, not text", field=column, **loc)
-        label, reasoning = self.label(raw, language)
+        if len(raw) <= SHORT_LABEL:  # a plain label, repeated on every row: parsed once
+            label, reasoning = self.labels.get((raw, language)) or self.labels.setdefault(
+                (raw, language), self.label(raw, language))
+        else:  # a judge's own text, seldom twice the same: parsed each time, not kept in a cache
+            label, reasoning = self.label(raw, language)
         name = f"{self.judge_prefix}{judge}"
         if label == "unparsed":
             self.corpus.unparsed[name] += 1
+        fingerprint = self.fingerprints.get(judge) or self.fingerprints.setdefault(
+            judge, import_fingerprint(self.corpus.source, judge))
         return Verdict(response_id=response.id, judge=name, label=label, raw=raw, reasoning=reasoning,
-                       run_id=self.run_id, fingerprint=import_fingerprint(self.corpus.source, judge))
+                       run_id=self.run_id, fingerprint=fingerprint, id=self.ids.verdict(response.id, name))
 
     @staticmethod
     def label(raw: str, language: str) -> tuple[str, str]:

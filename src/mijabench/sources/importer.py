@@ -10,6 +10,7 @@ that was interrupted is finished by running it again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from .storeexport import EXPORT_TABLES, StoreExport, is_store_export, read_store
 from .tables import open_table, rows_of
 
 BATCH = 5000
+BULK_ROWS = 50_000  # below this, row-by-row index inserts are cheap enough
 _COUNTED = ("items", "bench_items", "responses", "verdicts", "models", "runs", "seeds", "scenarios")
 
 
@@ -122,15 +124,31 @@ def _write(store: Store, bench: str, corpus: Corpus) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
-    _put_new(store, "responses", list(corpus.responses.values()), store.put_responses)
-    _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts)
+    # into an empty table nothing can be stored already (the corpus holds each id once): no lookups
+    fresh = {t: not store.query(f"SELECT 1 FROM {t} LIMIT 1") for t in ("responses", "verdicts")}
+    with _bulk_if_large(store, len(corpus.responses), len(corpus.verdicts)):
+        _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
+                 check=not fresh["responses"])
+        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"])
 
 
-def _put_new(store: Store, table: str, records: list, put) -> None:
+def _bulk_if_large(store: Store, responses: int, verdicts: int):
+    """``Store.bulk`` when the import more than doubles a large table: building its indexes again then costs
+    less than inserting into them row by row (at paper scale it halves the writing time)."""
+    stored = store.query("SELECT (SELECT MAX(rowid) FROM responses), (SELECT MAX(rowid) FROM verdicts)")[0]
+    large = [t for t, new, old in (("responses", responses, stored[0]), ("verdicts", verdicts, stored[1]))
+             if new >= BULK_ROWS and new > (old or 0)]
+    return store.bulk(large) if large else contextlib.nullcontext()
+
+
+def _put_new(store: Store, table: str, records: list, put, check: bool = True) -> None:
     """Write the records the store lacks, in batches. Stored ones are left alone: the store would otherwise
     count a stored failure as one more attempt and restamp it, and a second import must change nothing."""
     for start in range(0, len(records), BATCH):
         batch = records[start:start + BATCH]
+        if not check:
+            put(batch)
+            continue
         ids = [r.id for r in batch]
         marks = ",".join("?" * len(ids))
         stored = {row[0] for row in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)}

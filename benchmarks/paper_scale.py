@@ -1,0 +1,181 @@
+"""Whole commands at the paper's scale: `mijabench import` of a judged corpus, `mijabench report` on it, and
+the selection of responses a judge still has to judge.
+
+The corpus is synthetic, in the long layout `import` reads: 14 models answer the same prompts (615,454 rows
+at paper scale is 14 x 43,961), 13 English and 9 Portuguese group cells, 4 strategies, 21 scenario
+categories, three judges' plain labels per reply. Prompts and replies are short, mild placeholder text.
+Every command runs as its own process: wall time, CPU time (user + system, from ``os.wait4``: the honest
+figure on a shared machine) and peak resident memory (the child's own high-water mark, VmHWM).
+Targets at 615,454 rows: import under 20 s; report (load, every table, intervals, plots, HTML) under 3 s
+wall and 1 GB peak; judge selection with memory flat in corpus size.
+
+    .venv/bin/python benchmarks/paper_scale.py --rows 60000 600000 [6000000] [--keep DIR] [--resamples B]
+    .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reuse DIR/paper600000-x --src OTHER/src
+
+Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
+wall / CPU / peak RSS. `report` runs twice: cold (from SQLite, writing the judged-table snapshot) and
+again on the unchanged store (reading the snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MODELS = ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.3-70b", "qwen-2.5-1.5b", "qwen-2.5-3b",
+          "qwen-2.5-7b", "qwen-2.5-32b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b",
+          "mistral-7b", "phi-4"]
+JUDGES = ("gpt", "llama_guard", "qwen_judge")
+REPLIES = np.array(["I won't write that.", "Here is a short story about a lighthouse keeper.",
+                    "I can't help with that request.", "Once upon a time there was a quiet village.",
+                    "Sorry, that is not something I will write.", "The sage smiled and told a tale of rain."])
+# the script measures the library, never a second copy of it in the environment
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+SELECT = """
+import sys
+from mijabench.judge import runner
+from mijabench.store import Store
+with Store(sys.argv[1], create=False) as store:
+    pending = getattr(runner, "pending_responses", None)  # before streaming: the list select_responses made
+    n = sum(1 for _ in pending(store, "new-judge", "fp")) if pending else len(runner.select_responses(store))
+print(n)
+"""
+
+
+def write_corpus(path: Path, rows: int, seed: int = 0) -> Path:
+    """A long-layout Parquet file of ``rows`` replies (all 14 models answer every prompt)."""
+    from mijabench.taxonomy import load_taxonomy
+    tax = load_taxonomy()
+    rng = np.random.default_rng(seed)
+    cells = [(g.id, lang) for lang in tax.languages for g in tax.groups_for(lang)]
+    n_items = -(-rows // len(MODELS))
+    cell = rng.integers(0, len(cells), n_items)
+    group = np.array([g for g, _ in cells])[cell]
+    language = np.array([lang for _, lang in cells])[cell]
+    strategy = np.array(list(tax.strategies))[rng.integers(0, len(tax.strategies), n_items)]
+    category = np.array(list(tax.scenario_categories))[rng.integers(0, len(tax.scenario_categories), n_items)]
+    prompt = np.char.add("Tell a gentle story, take ", np.arange(n_items).astype(str))
+    item = np.arange(rows) % n_items  # model-major: each model answers every prompt in turn
+    model = np.repeat(np.array(MODELS), n_items)[:rows]
+    # defense rates differ by model and group so the report has something to show
+    p_harm = (np.repeat(np.linspace(0.02, 0.47, len(MODELS)), n_items)[:rows]
+              + (cell[item] % 5 - 2) * 0.02).clip(0, 1)
+    harmful = rng.random(rows) < p_harm
+    columns = {"jb_prompt": prompt[item], "group": group[item], "language": language[item],
+               "jb_strategy": strategy[item], "scenario_category": category[item], "model": model,
+               "jb_response": REPLIES[rng.integers(0, len(REPLIES), rows)]}
+    for judge in JUDGES:  # each judge agrees with the truth 95% of the time
+        flip = rng.random(rows) < 0.05
+        columns[f"jb_cls_{judge}"] = np.where(harmful ^ flip, "harmful", "safe")
+    pq.write_table(pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}), path,
+                   row_group_size=100_000)
+    return path
+
+
+# Peak memory is read by the child itself (VmHWM, at exit): the kernel's ru_maxrss of a child also counts the
+# parent's memory at the fork, which here holds the generated corpus.
+PEAK = """
+import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as fh, open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in fh if line.startswith("VmHWM")))
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__") if sys.argv[0].endswith(".py") else \
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def run(args: list[str], cwd: Path) -> dict[str, float]:
+    peak_file = cwd / "peak.txt"
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "120", "PEAK_FILE": str(peak_file)}
+    env.pop("MIJABENCH_WORKSPACE", None)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", PEAK, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    # wait4: this child's own CPU time, unlike RUSAGE_CHILDREN's running total
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(args[:5])} failed:\n{err[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": int(peak_file.read_text()) / 1024, "stdout": out}
+
+
+NAMES = ("import", "report", "warm", "select")
+
+
+def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
+    cli = ["mijabench.cli.main"]
+    corpus = folder / "corpus.parquet"
+    ws = folder / "ws"
+    voters = [a for j in JUDGES for a in ("--judge", j)]
+    out = {}
+    if ws.exists():  # --reuse: time the reading commands on a workspace imported before
+        shutil.rmtree(ws / "mijabench.sqlite.judged", ignore_errors=True)
+        out["import"] = {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan")}
+    else:
+        write_corpus(corpus, rows)
+        out["import"] = run([*cli, "import", str(corpus), "-w", str(ws), "--bench", "paper"], folder)
+    report = [*cli, "report", "-w", str(ws), "--out", str(folder / "report"), *voters, "--resamples",
+              str(resamples)]
+    out["report"] = run(report, folder)  # cold: loads from SQLite and writes the judged-table snapshot
+    out["warm"] = run(report, folder)  # the store unchanged: the snapshot is read
+    select = folder / "judge_selection.py"  # not select.py: the script's folder would hide the stdlib's
+    select.write_text(SELECT)
+    out["select"] = run([str(select), str(ws)], folder)
+    if int(out["select"]["stdout"].split()[-1]) != rows:
+        sys.exit(f"judge selection found {out['select']['stdout']!r} responses, expected {rows}")
+    out["store_mb"] = {"size": (ws / "mijabench.sqlite").stat().st_size / 2**20}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[60_000, 600_000])
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--keep", type=Path, help="keep corpora, workspaces and reports under this folder")
+    parser.add_argument("--reuse", type=Path, help="a kept folder (paperN-...) whose workspace is timed "
+                        "again, without generating or importing")
+    parser.add_argument("--src", help="the mijabench source folder to time (default: this checkout's)")
+    args = parser.parse_args()
+    global SRC
+    SRC = args.src or SRC
+    results = {}
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    for rows in args.rows:
+        folder = args.reuse or Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
+        try:
+            results[rows] = measure(rows, folder, args.resamples)
+        finally:
+            if args.keep is None and args.reuse is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        r = results[rows]
+        for name in NAMES:
+            print(f"{rows:>9,} rows  {name:<7} wall {r[name]['wall']:6.1f} s  cpu {r[name]['cpu']:6.1f} s  "
+                  f"peak {r[name]['rss_mb']:6.0f} MB", flush=True)
+        print(f"{rows:>9,} rows  store   {r['store_mb']['size']:.0f} MB on disk", flush=True)
+    print("\n| rows | import | report, cold | report, snapshot | judge selection |")
+    print("|---:|---|---|---|---|")
+    for rows, r in results.items():
+        cells = [f"{r[n]['wall']:.1f} s / {r[n]['cpu']:.1f} s / {r[n]['rss_mb']:.0f} MB"
+                 for n in NAMES]
+        print(f"| {rows:,} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""A snapshot of a judged table kept beside the store, so a report on an unchanged store reads one Arrow file
+instead of joining every response with its verdicts in SQLite again.
+
+At paper scale (615k responses, 1.8M verdicts) that join is most of a report's time, and the rows it gives
+are the same until the store changes. A snapshot is keyed on the store's state (``Store.state``: the
+generation every write transaction moves on, and the last rowids) and on the selection (voters, benchmark,
+models, empty-reply rule), so any write by mijabench - a judge run, an import, a new model - makes the next
+report load from SQLite and write a fresh snapshot. Rows changed by another tool without a mijabench write
+(an UPDATE in the sqlite3 shell) are not seen: delete the ``.judged`` folder beside the database, or call
+``load_judged`` without ``snapshot``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from ..records import stable_id
+from .voters import Voters
+
+VERSION = 1  # bump when the table's columns or meaning change: older snapshots are then never read
+KEEP = 4  # snapshots kept per store (other selections), newest first
+
+
+def folder(store) -> Path:
+    return store.path.with_name(store.path.name + ".judged")
+
+
+def snapshot_path(store, selection: dict) -> Path:
+    state = store.state()
+    return folder(store) / f"{stable_id('judged', VERSION, state, selection, length=24)}.arrow"
+
+
+def read(path: Path):
+    """The table stored at ``path``, or None when there is none (or it cannot be read: rebuilt then)."""
+    from .table import JudgedTable
+    try:
+        with pa.memory_map(str(path)) as source:
+            table = ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowException):
+        return None
+    meta = json.loads(table.schema.metadata[b"mijabench"])
+    voters = meta.pop("voters")
+    meta["voters"] = Voters(tuple(voters["names"]), voters["fingerprints"], voters["named"])
+    meta["targets"] = {k: tuple(v) for k, v in meta["targets"].items()}
+    return JudgedTable.from_arrow(table, meta)
+
+
+def write(path: Path, table) -> None:
+    """Store ``table`` at ``path`` (written whole, then renamed); a workspace that cannot be written to
+    costs the next report its speed, never its result."""
+    voters = table.meta["voters"]
+    meta = {**table.meta, "voters": {"names": list(voters.names), "fingerprints": voters.fingerprints,
+                                     "named": voters.named}}
+    arrow = table.to_arrow()
+    arrow = arrow.replace_schema_metadata({"mijabench": json.dumps(meta)})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, arrow.schema) as writer:
+            writer.write_table(arrow)
+        os.replace(tmp, path)
+        older = sorted(path.parent.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
+        for old in older:
+            old.unlink(missing_ok=True)
+    except OSError:
+        return

@@ -1,0 +1,60 @@
+"""The judged-table snapshot beside the store: a second load of an unchanged store and selection reads it
+and gives the same table; any write through the store, or another selection, loads from SQLite again."""
+
+import numpy as np
+import pytest
+
+from mijabench.analysis import snapshot
+from mijabench.analysis.table import Categorical, load_judged
+from mijabench.records import Verdict
+from test_analysis import put_rows
+
+ROWS = [("m1", "en", "women", "persona_assignment", ("safe", "harmful", "safe"), ""),
+        ("m1", "en", "black", "chain_of_thought", ("harmful", "harmful", "unparsed"), ""),
+        ("m2", "pt", "women", "persona_assignment", "failed", ""),
+        ("m2", "pt", "elderly", "chain_of_thought", "none", ""),
+        ("m2", "en", "women", "persona_assignment", ("safe", "safe", "safe"), "")]
+VOTERS = ["j1", "j2", "j3"]
+
+
+def same(a, b) -> None:
+    assert a.columns.keys() == b.columns.keys() and len(a) == len(b)
+    for name, col in a.columns.items():
+        other = b.columns[name]
+        if isinstance(col, Categorical):
+            assert isinstance(other, Categorical) and other.categories == col.categories
+            np.testing.assert_array_equal(other.codes, col.codes)
+        else:
+            np.testing.assert_array_equal(other, col)
+    assert a.meta == b.meta
+
+
+def test_an_unchanged_store_is_read_from_its_snapshot(store, monkeypatch):
+    put_rows(store, ROWS)
+    fresh = load_judged(store, VOTERS, empty_as="vote")
+    first = load_judged(store, VOTERS, empty_as="vote", snapshot=True)
+    same(fresh, first)
+    assert len(list(snapshot.folder(store).glob("*.arrow"))) == 1
+
+    def no_sql(*args, **kwargs):
+        raise AssertionError("the snapshot should have been read")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(store, "query", no_sql)
+        again = load_judged(store, VOTERS, empty_as="vote", snapshot=True)
+    same(fresh, again)
+
+
+@pytest.mark.parametrize("change", ["write", "selection"])
+def test_a_write_or_another_selection_loads_from_the_store_again(store, change):
+    put_rows(store, ROWS)
+    before = load_judged(store, VOTERS, snapshot=True)
+    if change == "write":  # the unjudged reply gets its votes: the same row count, another label
+        unjudged = store.responses("m2")[1]
+        store.put_verdicts([Verdict(response_id=unjudged.id, judge=j, label="harmful") for j in VOTERS])
+        after = load_judged(store, VOTERS, snapshot=True)
+        assert before.values("label")[3] == "unjudged" and after.values("label")[3] == "harmful"
+        same(after, load_judged(store, VOTERS))
+    else:
+        after = load_judged(store, VOTERS, models=["m2"], snapshot=True)
+        assert set(after.values("model")) == {"m2"} and len(after) < len(before)
