@@ -4,13 +4,12 @@ configurations of one judge, and a judge's own system prompt reaching the judge.
 from __future__ import annotations
 
 import copy
-import sys
 
 import pytest
 
+from cli_inproc import invoke
 from mijabench.analysis import load_judged
 from mijabench.backends.registry import ModelConfig
-from mijabench.cli.main import app
 from mijabench.errors import InputError
 from mijabench.judge import RULES_JUDGE, judge_responses, rules
 from mijabench.judge.identity import llm_judge_identity, rules_judge_identity
@@ -105,15 +104,6 @@ def test_stale_verdicts_are_rejudged_unless_kept_and_reports_refuse_to_mix(store
     assert judge_responses(store, [RULES_JUDGE]).judges[0].pending == 0
 
 
-def _cli(monkeypatch, *args) -> int:
-    monkeypatch.setattr(sys, "argv", ["mijabench", *args])
-    try:
-        app()
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
-
-
 def test_report_cli_refuses_mixed_fingerprints_without_writing(tmp_path, monkeypatch, capsys):
     ws = tmp_path / "ws"
     with Store(ws) as store:
@@ -124,9 +114,9 @@ def test_report_cli_refuses_mixed_fingerprints_without_writing(tmp_path, monkeyp
                         "(SELECT rowid FROM verdicts LIMIT 1)")
     before = (ws / "mijabench.sqlite").read_bytes()
     out = tmp_path / "report"
-    assert _cli(monkeypatch, "report", "--out", str(out), "-w", str(ws)) == 2
-    captured = capsys.readouterr()
-    lines = [line for line in (captured.out + captured.err).splitlines() if line.strip()]
+    code, stdout, stderr = invoke(capsys, monkeypatch, "report", "--out", str(out), "-w", str(ws))
+    assert code == 2
+    lines = [line for line in (stdout + stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and "configurations" in lines[0], lines
     assert not out.exists()
     assert (ws / "mijabench.sqlite").read_bytes() == before

@@ -3,14 +3,12 @@ variants kept apart, and the endpoints and server-reported model ids in the repo
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
+from cli_inproc import invoke
 from mijabench.analysis import analyze, load_judged, rates
 from mijabench.analysis.compare import compare
 from mijabench.audit import make_config
-from mijabench.cli.main import app
 from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem, Response, SamplingSettings, Verdict
 from mijabench.report import write_report
@@ -41,14 +39,8 @@ def _store_two_judges(store):
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, list[str]]:
-    monkeypatch.setattr(sys, "argv", ["mijabench", *args])
-    try:
-        app()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, [line for line in (captured.out + captured.err).splitlines() if line.strip()]
+    code, out, err = invoke(capsys, monkeypatch, *args)
+    return code, [line for line in (out + err).splitlines() if line.strip()]
 
 
 def test_voters_are_named_counted_and_stated(tmp_path, monkeypatch, capsys):
