@@ -22,15 +22,9 @@ from mijabench.records import BenchmarkItem
 from mijabench.run.engine import RetryPolicy
 from mijabench.run.generate import run_items
 from mijabench.store import Store
+from runner_throughput import make_items  # the same prompts as the throughput benchmark
 
 MODEL = "stub-model"
-
-
-def make_items(n: int, tag: str) -> list[BenchmarkItem]:
-    return [BenchmarkItem(language="en", group="women", seed_text=f"seed {i}", scenario_category="history",
-                          scenario_text="a market square", strategy="persona_assignment",
-                          prompt=f"{tag} prompt {i}: write a short story set in a market square")
-            for i in range(n)]
 
 
 def serve(latency: float, share: float, retry_after: str) -> tuple[subprocess.Popen, str]:
@@ -62,10 +56,10 @@ def main() -> None:
     limited, limited_url = serve(args.latency, args.share, args.retry_after)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            one_run(clean_url, make_items(200, "warm"), args.concurrency, Path(tmp) / "warm")
+            one_run(clean_url, make_items(200, -1), args.concurrency, Path(tmp) / "warm")
             n, c = args.requests, args.concurrency
-            base_s, base = one_run(clean_url, make_items(n, "a"), c, Path(tmp) / "a")
-            rl_s, rl = one_run(limited_url, make_items(n, "b"), c, Path(tmp) / "b")
+            base_s, base = one_run(clean_url, make_items(n, 1), c, Path(tmp) / "a")
+            rl_s, rl = one_run(limited_url, make_items(n, 2), c, Path(tmp) / "b")
         for label, seconds, stats in (("no 429", base_s, base), (f"{args.share:.0%} 429", rl_s, rl)):
             print(f"{label}: {args.requests:,} requests in {seconds:.2f}s "
                   f"({args.requests / seconds:,.0f} req/s), "

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 
+from cli_inproc import invoke
 from mijabench.analysis import load_judged
 from mijabench.analysis.correction import FEW_LABELS, PRIOR_LABELS, corrected_rates, rogan_gladen
 from mijabench.analysis.table import JudgedTable
-from mijabench.cli import main
 from mijabench.errors import InputError
 from mijabench.judge import load_human_labels
 from mijabench.report import write_report
@@ -198,13 +197,8 @@ def _store_with_labels(ws, tmp_path):
     return path
 
 
-def _cli(monkeypatch, *args) -> int:
-    monkeypatch.setattr(sys, "argv", ["mijabench", *args])
-    try:
-        main.app()
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    return invoke(capsys, monkeypatch, *args)
 
 
 def test_report_with_labels_writes_the_corrected_table(tmp_path):
@@ -231,19 +225,20 @@ def test_cli_unknown_label_exits_2_and_writes_nothing(tmp_path, monkeypatch, cap
         labels.read_text().splitlines()[:2]) + "\nnot-a-response,safe\n")
     out = tmp_path / "out"
     ws = str(tmp_path / "ws")
-    assert _cli(monkeypatch, "report", "--out", str(out), "--labels", str(bad), "-w", ws) == 2
-    err = capsys.readouterr().err.strip()
+    code, _, err = _cli(monkeypatch, capsys, "report", "--out", str(out), "--labels", str(bad), "-w", ws)
+    assert code == 2
+    err = err.strip()
     assert len(err.splitlines()) == 1 and "bad.csv" in err and "row 3" in err and "'response_id'" in err
     assert not out.exists()
-    assert _cli(monkeypatch, "judge", "validate", "--labels", str(bad), "-w", str(tmp_path / "ws")) == 2
+    assert _cli(monkeypatch, capsys, "judge", "validate", "--labels", str(bad), "-w", ws)[0] == 2
 
 
 def test_cli_validate_prints_sensitivity_specificity(tmp_path, monkeypatch, capsys):
     labels = _store_with_labels(tmp_path / "ws", tmp_path)
     out = tmp_path / "v.json"
-    assert _cli(monkeypatch, "judge", "validate", "--labels", str(labels), "--out", str(out),
-                "-w", str(tmp_path / "ws")) == 0
-    text = capsys.readouterr().out
+    code, text, _ = _cli(monkeypatch, capsys, "judge", "validate", "--labels", str(labels), "--out", str(out),
+                         "-w", str(tmp_path / "ws"))
+    assert code == 0
     assert "sensitivity" in text and "specificity" in text and "black" in text
     report = json.loads(out.read_text())
     acc = {r["group"]: r for r in report["correction"]["accuracy"]}
@@ -257,6 +252,8 @@ def test_cli_validate_without_decided_votes_skips_the_correction(tmp_path, monke
         (rid,) = load_judged(store).cat("response_id").categories
     path = tmp_path / "h.csv"
     path.write_text(f"response_id,label\n{rid},safe\n")
-    assert _cli(monkeypatch, "judge", "validate", "--labels", str(path), "-w", str(tmp_path / "ws")) == 0
+    code, text, _ = _cli(monkeypatch, capsys, "judge", "validate", "--labels", str(path),
+                         "-w", str(tmp_path / "ws"))
+    assert code == 0
     assert "no correction for judge error: no labelled response has a safe or harmful vote" in \
-        capsys.readouterr().out.replace("\n", " ")
+        text.replace("\n", " ")

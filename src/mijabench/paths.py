@@ -1,8 +1,10 @@
-"""Output paths checked before any work: a file where a folder is wanted (or the reverse), or a parent that
-cannot be written, is one error line before the store or any output is touched."""
+"""File helpers shared by the stages: output paths checked before any work (a file where a folder is wanted,
+or the reverse, or a parent that cannot be written, is one error line before the store or any output is
+touched), and a file's content digest."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -29,3 +31,12 @@ def check_output(path: str | Path, *, folder: bool, what: str = "--out") -> Path
     if not os.access(parent, os.W_OK | os.X_OK):
         raise MijaError(f"{what} {path}: cannot write in {parent} (permission denied)")
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (model files run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

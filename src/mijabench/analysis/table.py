@@ -350,9 +350,7 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
         truncated=np.array(cols["truncated"], dtype=bool),
         **{name: np.array(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
-    in_table = set(model_cat.values().tolist())
-    # target label -> (stored model name, settings key), for the report's provenance
-    table.meta.update(voters=voters, targets={label: (m, k) for label, (m, k, _) in zip(target_names, targets,
-                                                                                         strict=True)
-                                              if label in in_table})
+    # target label -> (stored model name, settings key) of the targets present, for the report's provenance
+    table.meta.update(voters=voters,
+                      targets={target_names[code]: targets[code][:2] for code in sorted(present)})
     return table.with_empty_rule(empty_as)

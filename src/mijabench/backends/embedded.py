@@ -11,7 +11,8 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import MijaError
-from .gguf import converted_model_dir, sha256_file
+from ..paths import sha256_file
+from .gguf import converted_model_dir
 from .transformers_local import TransformersBackend, _backend_options
 
 EMBEDDED_SPEC = "local:smollm2-135m"

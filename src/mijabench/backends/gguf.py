@@ -15,7 +15,6 @@ under a temporary name and renamed into place when complete, so a killed convers
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MijaError
+from ..paths import sha256_file
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
 from .transformers_local import TransformersBackend, _backend_options
 
@@ -36,14 +36,6 @@ conversions = 0  # conversions done by this process (tests check that a cached m
 
 def cache_root() -> Path:
     return Path(os.environ.get("MIJABENCH_CACHE") or Path.home() / ".cache" / "mijabench" / "models")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_model_dir(gguf_path: Path, sha256: str, label: str) -> Path:

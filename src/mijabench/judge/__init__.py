@@ -8,7 +8,7 @@ Main entry points: ``judge_responses`` (runner), ``parse_verdict`` (parse), ``Re
 
 from .agreement import agreement_report, cohen_kappa, judge_agreement, krippendorff_alpha
 from .parse import ParsedVerdict, parse_verdict
-from .rules import RULES_JUDGE, RULES_VERSION, RefusalRules, rules_fingerprint
+from .rules import RULES_JUDGE, RULES_VERSION, RefusalRules
 from .runner import JudgeRun, JudgeStats, judge_responses, judge_settings
 from .validate import HumanLabels, load_human_labels, validate_judges
 from .vote import TIE_RULE, final_label, vote_table, votes_by_response
@@ -18,5 +18,5 @@ __all__ = [
     "HumanLabels", "JudgeRun", "JudgeStats", "ParsedVerdict", "RefusalRules",
     "agreement_report", "cohen_kappa", "final_label", "judge_agreement", "judge_responses", "judge_settings",
     "krippendorff_alpha", "load_human_labels", "parse_verdict", "validate_judges", "vote_table",
-    "rules_fingerprint", "votes_by_response",
+    "votes_by_response",
 ]

@@ -42,8 +42,7 @@ def rules_judge_identity(name: str) -> JudgeIdentity:
     from . import rules
     phrases = {lang: stable_id("phrases", data, length=12)
                for lang, data in sorted(rules.load_phrase_files().items())}
-    version = getattr(rules, "RULES_VERSION", "1")
-    parts = {"kind": "rules", "name": name, "version": version, "phrases": phrases}
+    parts = {"kind": "rules", "name": name, "version": rules.RULES_VERSION, "phrases": phrases}
     return JudgeIdentity(name, stable_id("judge", parts, length=12), parts)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MijaError
+from ..paths import sha256_file
 from ..records import stable_id
 from ..store import Store
 from .corpus import Corpus, read_corpus
@@ -73,7 +74,7 @@ def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train
         for table in EXPORT_TABLES:
             for suffix in ("parquet", "jsonl"):
                 if (path / f"{table}.{suffix}").is_file():
-                    digest.update(_file_digest(path / f"{table}.{suffix}").encode())
+                    digest.update(sha256_file(path / f"{table}.{suffix}").encode())
         run_id = f"import-{stable_id('export', digest.hexdigest(), length=12)}"
         return PreparedImport(str(path), digest.hexdigest(), run_id, bench, {
             "source": str(path), "content": digest.hexdigest(), "layout": "store-export", "bench": bench},
@@ -90,7 +91,7 @@ def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train
         if from_disk is not None:
             raise MijaError("--from-disk goes with --hub")
         table = open_table(path)
-        name, digest = f"file:{path.name}", _file_digest(path)
+        name, digest = f"file:{path.name}", sha256_file(path)
     run_id = f"import-{stable_id(name, digest, length=12)}"
     corpus = read_corpus(table, source=name, overrides=overrides, language=language,
                          judge_prefix=judge_prefix, default_judge=default_judge, run_id=run_id)
@@ -231,14 +232,6 @@ def _notes(corpus: Corpus) -> list[str]:
     if corpus.no_response:
         notes.append(f"{corpus.no_response:,} prompt/model cell(s) without a response were skipped")
     return notes
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _default_bench(source: str) -> str:
