@@ -10,7 +10,7 @@ dev=0
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extras="local,hub,train,annotate"
-[ $dev = 1 ] && extras="$extras,dev,ray"
+[ $dev = 1 ] && extras="$extras,dev,ray,inspect"
 stamp=".venv/.mijabench-setup-$(sha256sum pyproject.toml | cut -c1-16)-$extras"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
