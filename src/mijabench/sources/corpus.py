@@ -65,6 +65,8 @@ class Corpus:
     rows: int = 0
     unparsed: Counter = field(default_factory=Counter)  # judge -> judge outputs the parser could not read
     no_response: int = 0  # (prompt, model) cells without a reply
+    model_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its provenance, if known
+    notes: list[str] = field(default_factory=list)  # what the reader wants the user told
 
     @property
     def models(self) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MijaError
+from ..integrations.inspect.logfiles import is_inspect_source
 from ..paths import sha256_file
 from ..records import stable_id
 from ..store import Store
@@ -66,6 +67,10 @@ def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train
                    default_judge: str = "imported") -> PreparedImport:
     """Read and check everything; raises InputError/MijaError before any store is touched."""
     path = Path(source)
+    if not hub and not is_store_export(path) and is_inspect_source(path):
+        if from_disk is not None:
+            raise MijaError("--from-disk goes with --hub")
+        return _prepare_inspect(path, bench, parse_overrides(columns), language, judge_prefix)
     if not hub and is_store_export(path):
         if columns or language or judge_prefix:
             raise MijaError("--columns, --language and --judge-prefix do not apply to a store export")
@@ -102,6 +107,28 @@ def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train
     return PreparedImport(name, digest, run_id, bench, record, corpus=corpus)
 
 
+def _prepare_inspect(path: Path, bench: str | None, overrides: dict[str, str], language: str | None,
+                     judge_prefix: str) -> PreparedImport:
+    """Inspect logs (the ``inspect`` extra reads them): items, responses and verdicts, as a corpus."""
+    try:
+        from ..integrations.inspect import logs
+    except ImportError:
+        raise MijaError(f"{path}: reading Inspect logs needs inspect-ai: pip install 'mijabench[inspect]'") \
+            from None
+    paths = logs.log_paths(path)
+    name, digest = f"inspect:{path.name}", logs.digest_of(paths)
+    run_id = logs.run_id_of(name, digest)
+    corpus, records = logs.read_logs(paths, source=name, overrides=overrides, language=language,
+                                     judge_prefix=judge_prefix, run_id=run_id)
+    benches = {i.provenance.get("bench") for i in corpus.items.values()}
+    if not bench:  # the benchmark the task ran, when all samples name the same one
+        bench = benches.pop() if len(benches) == 1 and None not in benches else _default_bench(str(path))
+    record = {"source": name, "content": digest, "layout": "inspect", "bench": bench, "columns": overrides,
+              "language": language, "judge_prefix": judge_prefix, "logs": records, "models": corpus.models,
+              "judges": corpus.judges}
+    return PreparedImport(name, digest, run_id, bench, record, corpus=corpus)
+
+
 def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
     if prepared.export is not None:
         return _import_export(store, prepared)
@@ -114,7 +141,8 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
     known = {m["name"] for m in store.models()}
     for model in corpus.models:
         if model not in known:  # a model the store knows keeps its own spec, family and size
-            store.put_model(model, f"imported:{prepared.name}", meta={"imported_from": prepared.name})
+            store.put_model(model, f"imported:{prepared.name}",
+                            meta=corpus.model_meta.get(model) or {"imported_from": prepared.name})
     read = {"rows": corpus.rows, "items": len(corpus.items), "responses": len(corpus.responses),
             "verdicts": len(corpus.verdicts)}
     return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
@@ -228,7 +256,7 @@ def _added(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 def _notes(corpus: Corpus) -> list[str]:
     notes = [f"{n:,} output(s) of judge '{j}' could not be parsed: stored as unparsed (they abstain)"
-             for j, n in sorted(corpus.unparsed.items())]
+             for j, n in sorted(corpus.unparsed.items())] + corpus.notes
     if corpus.no_response:
         notes.append(f"{corpus.no_response:,} prompt/model cell(s) without a response were skipped")
     return notes
