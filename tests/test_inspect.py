@@ -298,3 +298,43 @@ def test_the_entry_point_registers_mijabench_slash_mijabench(tmp_path, monkeypat
     bench = _write(tmp_path / "bench.jsonl", items())
     [task] = load_tasks(["mijabench/mijabench"], {"benchmark": str(bench), "language": "en"})
     assert task.name == "mijabench/mijabench" and len(task.dataset) == 8
+
+
+def test_a_json_file_that_is_not_an_inspect_log_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "results.json"
+    bad.write_text('{"accuracy": 0.9}', encoding="utf-8")
+    code, _, err = invoke(capsys, monkeypatch, "import", str(bad), "-w", str(tmp_path / "ws"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert str(bad) in err and "not a readable Inspect log" in err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_without_inspect_installed_a_log_import_says_which_extra_to_install(tmp_path, capsys, monkeypatch):
+    log = tmp_path / "run.eval"
+    log.write_bytes(b"PK")
+    monkeypatch.setitem(sys.modules, "inspect_ai", None)  # `import inspect_ai` now fails as if absent
+    monkeypatch.setitem(sys.modules, "inspect_ai.log", None)
+    monkeypatch.delitem(sys.modules, "mijabench.integrations.inspect.logs", raising=False)
+    monkeypatch.delattr(importlib.import_module("mijabench.integrations.inspect"), "logs", raising=False)
+    code, _, err = invoke(capsys, monkeypatch, "import", str(log), "-w", str(tmp_path / "ws"))
+    assert code == 2 and "pip install 'mijabench[inspect]'" in err
+
+
+def test_only_the_integration_imports_inspect_ai_and_what_the_core_loads_of_it_does_not():
+    """The core installs without inspect-ai: no module outside integrations/inspect imports it, and the
+    modules of the integration that the core loads (its package and the log-file check) do not either."""
+    import ast
+
+    package = ROOT / "src" / "mijabench"
+    integration = package / "integrations" / "inspect"
+    loaded_by_core = {integration / "__init__.py", integration / "logfiles.py", integration / "items.py",
+                      package / "integrations" / "__init__.py"}
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "inspect_ai" or n.startswith("inspect_ai.") for n in names):
+                importers.add(path)
+    assert importers and all(integration in p.parents for p in importers)
+    assert not importers & loaded_by_core
