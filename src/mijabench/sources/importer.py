@@ -113,7 +113,8 @@ def _prepare_inspect(path: Path, bench: str | None, overrides: dict[str, str], l
     try:
         from ..integrations.inspect import logs
     except ImportError:
-        raise MijaError(f"{path}: reading Inspect logs needs inspect-ai: pip install 'mijabench[inspect]'") \
+        raise MijaError(f"{path}: .eval/.json files and folders of them are read as Inspect logs, which "
+                        "needs inspect-ai: pip install 'mijabench[inspect]'") \
             from None
     paths = logs.log_paths(path)
     name, digest = f"inspect:{path.name}", logs.digest_of(paths)
