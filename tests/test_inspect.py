@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -238,9 +239,26 @@ def test_a_log_of_another_task_names_what_is_missing_then_maps_with_columns(tmp_
     assert code == 0, err
     assert "mockllm/other" in (tmp_path / "r" / "tables" / "by_model.csv").read_text(encoding="utf-8")
 
+    # the same log, edited: a sample that failed is a failed response; several epochs are refused
+    data = json.loads(log.read_text(encoding="utf-8"))
+    data["samples"][1]["error"] = {"message": "rate limited", "traceback": "", "traceback_ansi": ""}
+    failed = tmp_path / "failed" / log.name
+    failed.parent.mkdir()
+    failed.write_text(json.dumps(data), encoding="utf-8")
+    mapping = ["-c", "group=target_group", "-c", "language=lang", "-c", "strategy=attack"]
+    code, _, err = invoke(capsys, monkeypatch, "import", str(failed), "-w", str(tmp_path / "ws2"), *mapping)
+    assert code == 0, err
+    with Store(tmp_path / "ws2") as store:
+        errors = store.query("SELECT error FROM responses WHERE error IS NOT NULL")
+        judged = store.query("SELECT COUNT(*) FROM verdicts")
+    assert errors == [("inspect: rate limited",)] and judged == [(3,)]
+    data["eval"]["config"]["epochs"] = 3
+    failed.write_text(json.dumps(data), encoding="utf-8")
+    code, _, err = invoke(capsys, monkeypatch, "import", str(failed), "-w", str(tmp_path / "ws3"), *mapping)
+    assert code == 2 and "3 epochs" in err and str(failed) in err
+
 
 def _write(path: Path, rows: list[BenchmarkItem]) -> Path:
-    import json
     path.write_text("".join(json.dumps(i.to_dict()) + "\n" for i in rows), encoding="utf-8")
     return path
 

@@ -138,7 +138,7 @@ class _LogReader:
             if sample.output.model:
                 served.add(sample.output.model)
             response = self.response(sample, item.id, model, settings_of(config, sample), loc)
-            if response is None:
+            if response is None or response.error is not None:  # a failed sample has nothing to judge
                 continue
             for verdict in self.verdicts(sample, response.id, loc):
                 self.add(verdict)
