@@ -245,7 +245,8 @@ def test_a_log_of_another_task_names_what_is_missing_then_maps_with_columns(tmp_
     failed = tmp_path / "failed" / log.name
     failed.parent.mkdir()
     failed.write_text(json.dumps(data), encoding="utf-8")
-    mapping = ["-c", "group=target_group", "-c", "language=lang", "-c", "strategy=attack"]
+    mapping = ["-c", "group=target_group", "-c", "language=lang", "-c", "strategy=attack",
+               "-c", "judge:classifier=score.refusal_classifier"]
     code, _, err = invoke(capsys, monkeypatch, "import", str(failed), "-w", str(tmp_path / "ws2"), *mapping)
     assert code == 0, err
     with Store(tmp_path / "ws2") as store:
