@@ -28,7 +28,8 @@ from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from ...errors import InputError
 from ...paths import sha256_file
 from ...records import LABELS, Response, SamplingSettings, Verdict, stable_id
-from ...sources.corpus import Corpus, _RowReader, import_fingerprint
+from ...sources.corpus import Corpus, import_fingerprint
+from ...sources.corpus import _RowReader as CorpusRows  # a corpus row's item and label reading, shared
 from ...sources.corpuscols import resolve_columns
 from ...sources.seedmap import normalise_language
 from .scorers import VERDICTS_KEY
@@ -123,7 +124,7 @@ class _LogReader:
         rows = [self.row(sample, model) for sample in log.samples]
         names = list(dict.fromkeys(k for row in rows for k in row))
         columns = resolve_columns(names, origin, self.overrides, fixed_language=self.language is not None)
-        items = _RowReader(self.corpus, columns, self.language, self.judge_prefix, self.run_id, origin)
+        items = CorpusRows(self.corpus, columns, self.language, self.judge_prefix, self.run_id, origin)
         items.used = columns.used | {n for n in names if n.startswith(SCORE_PREFIX)}
         judges = {r.split(":", 1)[1]: c for r, c in self.overrides.items() if r.startswith("judge:")}
         served = set()
@@ -209,7 +210,7 @@ class _LogReader:
                               error=v.get("error") or None, run_id=self.run_id,
                               fingerprint=v.get("fingerprint") or "")
 
-    def mapped(self, items: _RowReader, row: dict[str, Any], column: str, judge: str, response_id: str,
+    def mapped(self, items: CorpusRows, row: dict[str, Any], column: str, judge: str, response_id: str,
                language: str, loc: dict[str, Any]) -> Verdict | None:
         """A score (or any column) named with --columns judge:NAME=COLUMN, read as a label or judge JSON."""
         value = row.get(column)
