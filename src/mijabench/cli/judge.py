@@ -19,9 +19,9 @@ from ..judge.runner import JUDGE_MAX_TOKENS
 from ..judge.validate import VOTE, json_safe, load_human_labels
 from ..report.html import ci, pct, pts
 from ..run.progress import StageProgress
-from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, command_group, console, err_console, open_store
 
-app = typer.Typer(help="Judge stored responses; validate judges against human labels; judge agreement.")
+app = command_group(help="Judge stored responses; validate judges against human labels; judge agreement.")
 
 
 @app.callback(invoke_without_command=True)
