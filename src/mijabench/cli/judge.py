@@ -29,7 +29,8 @@ def judge(
     ctx: typer.Context,
     model: list[str] = typer.Option(
         None, "--model", "-m", help="Judge model string or YAML file (repeat for an ensemble); "
-                                    f"'{RULES_JUDGE}' names the rule judge."),
+                                    f"'{RULES_JUDGE}' names the rule judge, NAME:TARGET a plugin's judge "
+                                    "(docs/plugins.md)."),
     rules: bool = typer.Option(False, "--rules", help=f"Also run the rule-based judge {RULES_JUDGE}."),
     bench: str = typer.Option(None, "--bench", "-b", help="Only responses to this benchmark's items."),
     target_model: list[str] = typer.Option(None, "--target-model", "-t",
