@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mijabench
+from mijabench.api import RULE_JUDGE
+from mijabench.judge import RULES_JUDGE
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "python-api.md"
@@ -50,3 +54,15 @@ def test_the_api_names_and_a_light_import():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_bad_input_is_one_error_and_no_workspace(tmp_path):
+    ws = mijabench.Workspace(tmp_path / "ws")
+    with pytest.raises(mijabench.InputError, match="nope.jsonl: no such file"):
+        ws.build("b", seeds=tmp_path / "nope.jsonl")
+    with pytest.raises(mijabench.MijaError, match="scenarios must be 'builtin', 'store'"):
+        ws.build("b", scenarios="elsewhere")
+    with pytest.raises(mijabench.MijaError, match="no workspace at"):
+        ws.run("b", "scripted:x")
+    assert not (tmp_path / "ws" / "mijabench.sqlite").exists()  # nothing was created by a failed call
+    assert RULE_JUDGE == RULES_JUDGE  # the API's default judge is the rule judge

@@ -58,18 +58,21 @@ class Workspace:
               rng_seed: int = 0, counterfactual: bool = False, **options: Any) -> BuildReport:
         """``mijabench bench build``: one attack prompt per seed, stored as benchmark ``bench``.
 
-        ``seeds``: ``"demo"``, a seed file (JSONL/CSV/Parquet) or Seed records. ``rewriter``: ``"template"``
-        (offline, no model), a model string or a ModelConfig. ``scenarios``: ``"builtin"``, ``"store"`` (built
-        by ``mijabench scenarios build``) or Scenario records. ``options`` go to ``bench.build_benchmark``
-        (max_attempts, dedup_threshold, max_words, keep_truncated, concurrency, policy, backend, ...)."""
+        ``seeds``: ``"demo"``, a seed file (JSONL/CSV/Parquet), ``"toxigen"``/``"toxsyn"`` (the hub) or Seed
+        records; ``language`` keeps one language. ``rewriter``: ``"template"`` (offline, no model), a model
+        string or a ModelConfig. ``scenarios``: ``"builtin"``, ``"store"`` (built by ``mijabench scenarios
+        build``) or Scenario records. ``options`` go to ``bench.build_benchmark`` (max_attempts,
+        dedup_threshold, max_words, keep_truncated, concurrency, policy, backend, ...)."""
         from .bench import build_benchmark
 
         seed_list = _seeds(seeds, language)
         if isinstance(rewriter, str) and rewriter != "template":
             from .backends.registry import parse_model
             rewriter = parse_model(rewriter)
+        languages = {s.language for s in seed_list}
+        pool = None if scenarios == "store" else _scenarios(scenarios, None, languages)  # checked first
         with self.store(create=True) as store:
-            pool = _scenarios(scenarios, store, {s.language for s in seed_list})
+            pool = pool if pool is not None else _scenarios(scenarios, store, languages)
             return build_benchmark(store, seed_list, pool, rewriter, bench=bench, rng_seed=rng_seed,
                                    strategies=strategies, counterfactual=counterfactual, **options)
 
@@ -185,24 +188,21 @@ def _model(model: str | Path | ModelConfig, settings: dict[str, Any]) -> ModelCo
 
 
 def _seeds(seeds: str | Path | Sequence[Seed], language: str | None) -> list[Seed]:
-    from .sources import demo_seeds, load_seed_file
-    from .sources.seedmap import SeedColumns
+    from .sources import load_source
 
-    if isinstance(seeds, str) and seeds == "demo":
-        return demo_seeds(language)
-    if isinstance(seeds, str | Path):
-        if not Path(seeds).is_file():
-            raise MijaError(f"{seeds}: seed file not found (or pass seeds='demo')")
-        return load_seed_file(seeds, SeedColumns(language=language))
+    if isinstance(seeds, str | Path):  # "demo", a hub source or a file: what `seeds build --source` reads
+        return load_source(str(seeds), language=language)
     return [s for s in seeds if language is None or s.language == language]
 
 
-def _scenarios(scenarios: str | Sequence[Scenario], store: Store, languages: set[str]) -> list[Scenario]:
+def _scenarios(scenarios: str | Sequence[Scenario], store: Store | None,
+               languages: set[str]) -> list[Scenario]:
+    """The scenario pool; ``store`` is needed only for ``"store"``."""
     from .bench import builtin_scenarios
 
     if scenarios == "builtin":
         return builtin_scenarios(sorted(languages))
-    if scenarios == "store":
+    if scenarios == "store" and store is not None:
         pool = [s for s in store.scenarios() if s.language in languages]
         missing = languages - {s.language for s in pool}
         if missing:
