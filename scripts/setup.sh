@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (or refresh) the project's virtual environment in .venv. Idempotent: a second run with the same
 # pyproject.toml does nothing. Usage: bash scripts/setup.sh [--dev]
-#   --dev   also the test tools and Debian's chromium + chromedriver for the browser tests
+#   --dev   also the test tools and Debian's chromium + chromedriver for the browser tests (fails when
+#           they cannot be installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -23,10 +24,6 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-if [ $dev = 1 ] && ! command -v chromedriver >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
-      >/dev/null 2>&1 || echo "setup: could not install chromium; browser tests will be skipped" >&2
-  fi
-fi
+# the browser tests' chromium and chromedriver: a failed install stops here, it does not skip them later
+if [ $dev = 1 ]; then bash scripts/install-browser.sh; fi
 echo "setup: ready (.venv)"

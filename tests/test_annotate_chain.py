@@ -8,10 +8,8 @@ import re
 
 import pytest
 
-pytest.importorskip("starlette")
+pytest.importorskip("starlette")  # the annotate extra; the project's own modules are imported plainly
 pytest.importorskip("httpx2")
-validate = pytest.importorskip("mijabench.judge.validate",
-                               reason="the judges' validation (mijabench.judge.validate) is not there yet")
 
 from starlette.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -21,7 +19,7 @@ from mijabench.annotate.web import create_app  # noqa: E402
 from mijabench.backends.registry import parse_model  # noqa: E402
 from mijabench.backends.scripted import DEFAULT_REFUSAL, ScriptedBackend  # noqa: E402
 from mijabench.cli.main import cli  # noqa: E402
-from mijabench.judge import RULES_JUDGE, RefusalRules, judge_responses  # noqa: E402
+from mijabench.judge import RULES_JUDGE, RefusalRules, judge_responses, validate  # noqa: E402
 from mijabench.records import BenchmarkItem  # noqa: E402
 from mijabench.run.generate import run_items  # noqa: E402
 from mijabench.store import Store  # noqa: E402

@@ -93,8 +93,9 @@ class AuditConfig:
 
 def _judge_name(judge: Any) -> str:
     """The name a judge's verdicts are stored under, without building its backend."""
-    if isinstance(judge, str) and judge.startswith("rules:"):
-        return judge
+    from ..judge.plugins import is_plugin_judge
+    if isinstance(judge, str) and (judge.startswith("rules:") or is_plugin_judge(judge)):
+        return judge  # a judge without a model: its string is its name
     if isinstance(judge, ModelConfig):
         return judge.name
     if isinstance(judge, str):

@@ -227,8 +227,9 @@ def _shared_backends(configs: list[ModelConfig]) -> dict[str, Backend]:
 
 def _judge_configs(judges: list[Any]) -> list[ModelConfig]:
     from ..backends.registry import model_from_dict
+    from ..judge.plugins import is_plugin_judge
     return [j if isinstance(j, ModelConfig) else model_from_dict(j, source="audit config judges")
-            for j in judges if not (isinstance(j, str) and j.startswith("rules:"))]
+            for j in judges if not (isinstance(j, str) and (j.startswith("rules:") or is_plugin_judge(j)))]
 
 
 def _check_servers(servers: list[Backend]) -> None:

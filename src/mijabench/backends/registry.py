@@ -4,7 +4,8 @@ Model strings: ``local:smollm2-135m`` (the embedded default), ``hf:PATH_OR_ID`` 
 ``openai:MODEL@URL[,URL...]`` (any OpenAI-compatible server; several URLs spread load over replicas),
 ``gguf:PATH`` (a GGUF file), ``scripted:NAME`` (rule-based, for tests). A YAML file names one of these under
 ``model:`` and adds sampling settings and options. Third-party backends register a factory under the entry
-point group ``mijabench.backends`` (scheme -> ``callable(ModelConfig) -> Backend``).
+point group ``mijabench.backends`` (scheme -> ``callable(ModelConfig) -> Backend``); the built-in schemes
+cannot be taken over (``mijabench.plugins``, docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -171,17 +171,22 @@ def default_name(spec: str) -> str:
 
 
 def known_schemes() -> set[str]:
-    return set(BUILTIN_FACTORIES) | {ep.name for ep in entry_points(group="mijabench.backends")}
+    from ..plugins import backend_plugins
+
+    return set(BUILTIN_FACTORIES) | set(backend_plugins())
 
 
 def create_backend(config: ModelConfig) -> Backend:
-    """Build the backend for a config. Heavy modules are imported here, not before."""
-    for ep in entry_points(group="mijabench.backends"):
-        if ep.name == config.scheme:
-            return ep.load()(config)
+    """Build the backend for a config. Heavy modules are imported here, not before. A built-in scheme is
+    always served by the built-in backend: plugins only add schemes."""
     target = BUILTIN_FACTORIES.get(config.scheme)
     if target is None:
-        raise MijaError(f"unknown model scheme '{config.scheme}'")
+        from ..plugins import backend_plugins
+
+        plugin = backend_plugins().get(config.scheme)
+        if plugin is None:
+            raise MijaError(f"unknown model scheme '{config.scheme}'")
+        return plugin.load()(config)
     module_name, attr_path = target.split(":")
     try:
         obj: Any = importlib.import_module(module_name)

@@ -9,9 +9,9 @@ import typer
 from rich.text import Text
 
 from ..errors import InputError
-from .common import WorkspaceOption, console, err_console, open_store, warn_content
+from .common import WorkspaceOption, command_group, console, err_console, open_store, warn_content
 
-app = typer.Typer(help="Alignment: judged corpus, preference pairs, DPO training, re-audit.",
+app = command_group(help="Alignment: judged corpus, preference pairs, DPO training, re-audit.",
                   no_args_is_help=True)
 
 

@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from ..annotate import draw_sample, export_labels, resolve_sample
-from .common import WorkspaceOption, console, open_store, warn_content
+from .common import WorkspaceOption, command_group, console, open_store, warn_content
 
-app = typer.Typer(help="Human labels for judge validation: sample, label in a browser, export.",
+app = command_group(help="Human labels for judge validation: sample, label in a browser, export.",
                   no_args_is_help=True)
 
 SHOWN_SHORTFALLS = 20

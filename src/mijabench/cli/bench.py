@@ -10,9 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import MijaError
-from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, command_group, console, err_console, open_store
 
-app = typer.Typer(help="Build benchmarks: adversarial rewrites of seeds, counterfactual twins, balance.",
+app = command_group(help="Build benchmarks: adversarial rewrites of seeds, counterfactual twins, balance.",
                   no_args_is_help=True)
 
 

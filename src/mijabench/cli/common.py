@@ -18,6 +18,15 @@ err_console = Console(stderr=True, markup=False, highlight=False)
 CONTENT_WARNING = ("Content warning: the prompts and responses below are offensive by design; they were "
                    "written to test model safety towards demographic groups.")
 
+
+
+def command_group(**options) -> typer.Typer:
+    """A Typer app whose help is plain text. Typer's default (``rich_markup_mode="rich"`` once Rich is
+    installed) parses every help string as Rich markup, so ``mijabench[ray]`` or ``[default: ...]`` lost
+    their bracketed words; like every other printout here, help is shown as written."""
+    return typer.Typer(rich_markup_mode=None, **options)
+
+
 WorkspaceOption = typer.Option(
     None, "--workspace", "-w", envvar="MIJABENCH_WORKSPACE",
     help=f"Workspace folder holding the store (default: ./{DEFAULT_WORKSPACE}).")

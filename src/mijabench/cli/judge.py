@@ -19,9 +19,9 @@ from ..judge.runner import JUDGE_MAX_TOKENS
 from ..judge.validate import VOTE, json_safe, load_human_labels
 from ..report.html import ci, pct, pts
 from ..run.progress import StageProgress
-from .common import ProgressOption, WorkspaceOption, console, err_console, open_store
+from .common import ProgressOption, WorkspaceOption, command_group, console, err_console, open_store
 
-app = typer.Typer(help="Judge stored responses; validate judges against human labels; judge agreement.")
+app = command_group(help="Judge stored responses; validate judges against human labels; judge agreement.")
 
 
 @app.callback(invoke_without_command=True)
@@ -29,7 +29,8 @@ def judge(
     ctx: typer.Context,
     model: list[str] = typer.Option(
         None, "--model", "-m", help="Judge model string or YAML file (repeat for an ensemble); "
-                                    f"'{RULES_JUDGE}' names the rule judge."),
+                                    f"'{RULES_JUDGE}' names the rule judge, NAME:TARGET a plugin's judge "
+                                    "(docs/plugins.md)."),
     rules: bool = typer.Option(False, "--rules", help=f"Also run the rule-based judge {RULES_JUDGE}."),
     bench: str = typer.Option(None, "--bench", "-b", help="Only responses to this benchmark's items."),
     target_model: list[str] = typer.Option(None, "--target-model", "-t",

@@ -24,9 +24,9 @@ from . import run as run_cli
 from . import seeds as seeds_cli
 from . import store as store_cli
 from . import taxonomy as taxonomy_cli
-from .common import err_console
+from .common import command_group, err_console
 
-cli = typer.Typer(
+cli = command_group(
     name="mijabench",
     help="Demographic safety audits for language models: for whom is a model safe?",
     no_args_is_help=True,
@@ -47,7 +47,7 @@ cli.add_typer(annotate_cli.app, name="annotate")
 cli.add_typer(seeds_cli.app, name="seeds")
 cli.add_typer(align_cli.app, name="align")
 
-scenarios_app = typer.Typer(help="Scenario categories (no sub-command: list them) and scenario building.")
+scenarios_app = command_group(help="Scenario categories (no sub-command: list them) and scenario building.")
 cli.add_typer(scenarios_app, name="scenarios")
 cli.add_typer(bench_cli.app, name="bench")
 scenarios_app.command("build")(bench_cli.scenarios_build)

@@ -12,9 +12,9 @@ from rich.text import Text
 from ..sources import SeedColumns, build_seeds, load_seed_file, write_seeds_jsonl
 from ..sources.build import SeedBuild
 from ..sources.sampling import DEFAULT_PER_GROUP
-from .common import WorkspaceOption, console, err_console, open_store, warn_content
+from .common import WorkspaceOption, command_group, console, err_console, open_store, warn_content
 
-app = typer.Typer(help="Build and inspect seed sets (hateful statements per group).", no_args_is_help=True)
+app = command_group(help="Build and inspect seed sets (hateful statements per group).", no_args_is_help=True)
 
 
 @app.command()

@@ -11,9 +11,9 @@ from rich.text import Text
 from ..errors import MijaError
 from ..store import export_all, export_table
 from ..store.export import FORMATS
-from .common import WorkspaceOption, console, open_store
+from .common import WorkspaceOption, command_group, console, open_store
 
-app = typer.Typer(help="Inspect and export the workspace store.", no_args_is_help=True)
+app = command_group(help="Inspect and export the workspace store.", no_args_is_help=True)
 
 
 @app.command()

@@ -7,7 +7,9 @@ also records a fingerprint, a short hash of everything that decides it:
 - an LLM judge: its model string (endpoint included), the text of every judge prompt file, the parser's
   vocabulary (part of those files), its sampling settings (max_tokens, temperature, top_p, seed, system
   prompt) and its backend options;
-- the rule judge: its name, its rules version and the content of its phrase files.
+- the rule judge: its name, its rules version and the content of its phrase files;
+- a plugin judge (``judge.plugins``): its judge string, the version it states, and its package's name and
+  version.
 
 ``judge`` re-judges verdicts whose fingerprint differs from the judge's current one (unless told to keep
 them), and analysis refuses to mix two fingerprints of one judge.
@@ -43,6 +45,11 @@ def rules_judge_identity(name: str) -> JudgeIdentity:
     phrases = {lang: stable_id("phrases", data, length=12)
                for lang, data in sorted(rules.load_phrase_files().items())}
     parts = {"kind": "rules", "name": name, "version": rules.RULES_VERSION, "phrases": phrases}
+    return JudgeIdentity(name, stable_id("judge", parts, length=12), parts)
+
+
+def plugin_judge_identity(name: str, version: str, package: str) -> JudgeIdentity:
+    parts = {"kind": "plugin", "name": name, "version": version, "package": package}
     return JudgeIdentity(name, stable_id("judge", parts, length=12), parts)
 
 

@@ -26,6 +26,7 @@ from ..run.generate import FATAL_KINDS
 from ..store import Store
 from .identity import JudgeIdentity, llm_judge_identity, rules_judge_identity
 from .parse import parse_verdict
+from .plugins import PluginJudge, is_plugin_judge, load_plugin_judge
 from .prompts import load_judge_prompt
 from .rules import RULES_JUDGE, RefusalRules
 
@@ -81,6 +82,7 @@ class _Judge:
     identity: JudgeIdentity
     settings: SamplingSettings = field(default_factory=judge_settings)
     rules: RefusalRules | None = None
+    plugin: PluginJudge | None = None  # a judge from another package (judge.plugins)
     backend: Backend | None = None
     owned: bool = False  # created here, so closed here
     concurrency: int | None = None
@@ -88,7 +90,8 @@ class _Judge:
 
 def resolve_judges(judges: Sequence[str | ModelConfig | Backend | RefusalRules],
                    max_tokens: int = JUDGE_MAX_TOKENS) -> list[_Judge]:
-    """Turn model strings, configs, ready backends or a RefusalRules into judges; names must be unique.
+    """Turn model strings, configs, ready backends, a RefusalRules or plugin judge strings into judges;
+    names must be unique.
 
     An LLM judge decodes greedily with a fixed seed within ``max_tokens``, whatever its config says; its
     system prompt, when the config has one, goes before the judge prompt's own system message."""
@@ -100,6 +103,9 @@ def resolve_judges(judges: Sequence[str | ModelConfig | Backend | RefusalRules],
             settings, spec = judge_settings(max_tokens), judge.spec or judge.name
             out.append(_Judge(judge.name, spec, llm_judge_identity(judge.name, spec, settings.to_dict(), {}),
                               settings, backend=judge))
+        elif is_plugin_judge(judge):
+            plugin = load_plugin_judge(judge)
+            out.append(_Judge(plugin.name, plugin.name, plugin.identity, plugin=plugin))
         elif isinstance(judge, str) and judge.startswith("rules:"):
             if judge != RULES_JUDGE:
                 raise MijaError(f"--model {judge}: unknown rule judge (known: {RULES_JUDGE})")
@@ -280,9 +286,9 @@ async def _run_judge(store: Store, judge: _Judge, selection: Selection, eligible
     writer = _Writer(store, stats)
     start = time.monotonic()
     try:
-        if judge.rules is not None:
+        if judge.rules is not None or judge.plugin is not None:
             # In a thread, so LLM judges running at the same time keep their event loop.
-            await asyncio.to_thread(_run_rules, judge.rules, (r for r, _ in todo), run_id, fingerprint,
+            await asyncio.to_thread(_run_in_process, _decider(judge), judge.name, todo, run_id, fingerprint,
                                     writer, bar.update if bar else None)
         else:
             assert judge.backend is not None
@@ -353,14 +359,29 @@ def _verdict_from_outcome(outcome: Outcome, judge: str, language: str, run_id: s
                    reasoning=reasoning.strip(), run_id=run_id, fingerprint=fingerprint)
 
 
-def _run_rules(rules: RefusalRules, todo: Iterable[Response], run_id: str, fingerprint: str, writer: _Writer,
-               on_progress: Callable[[RunStats], None] | None) -> None:
+def _decider(judge: _Judge) -> Callable[[Response, BenchmarkItem], tuple[str, str]]:
+    """(response, item) -> (label, reasoning) for a judge that runs in this process."""
+    if judge.plugin is not None:
+        plugin = judge.plugin
+        return lambda response, item: plugin.decide(response.text or "", item.prompt, item.language)
+    rules = judge.rules
+    assert rules is not None
+
+    def decide(response: Response, item: BenchmarkItem) -> tuple[str, str]:
+        verdict = rules.judge(response.text)
+        return verdict.label, verdict.reasoning
+    return decide
+
+
+def _run_in_process(decide: Callable[[Response, BenchmarkItem], tuple[str, str]], name: str,
+                    todo: Iterable[tuple[Response, BenchmarkItem]], run_id: str, fingerprint: str,
+                    writer: _Writer, on_progress: Callable[[RunStats], None] | None) -> None:
     start = time.monotonic()
     n = 0
-    for n, response in enumerate(todo, start=1):
-        verdict = rules.judge(response.text)
-        writer.add(Verdict(response_id=response.id, judge=rules.name, label=verdict.label,
-                           reasoning=verdict.reasoning, run_id=run_id, fingerprint=fingerprint))
+    for n, (response, item) in enumerate(todo, start=1):
+        label, reasoning = decide(response, item)
+        writer.add(Verdict(response_id=response.id, judge=name, label=label, reasoning=reasoning,
+                           run_id=run_id, fingerprint=fingerprint))
         if on_progress and n % 500 == 0:
             on_progress(RunStats(done=n, elapsed_s=time.monotonic() - start))
     if on_progress and n:
