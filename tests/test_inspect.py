@@ -360,3 +360,37 @@ def test_only_the_integration_imports_inspect_ai_and_what_the_core_loads_of_it_d
                 importers.add(path)
     assert importers and all(integration in p.parents for p in importers)
     assert not importers & loaded_by_core
+
+
+def test_inspect_eval_on_the_command_line_against_a_server_then_import(tmp_path, capsys, monkeypatch):
+    """The command a user types, `inspect eval mijabench/mijabench --model openai-api/...`, against a real
+    OpenAI-compatible server (the stub, over HTTP), then the log into `mijabench import`: every reply is the
+    server's answer to its item's prompt, and each sample kept its group and its rule-judge verdict."""
+    import os
+    import subprocess
+
+    from stub_server import StubServer, reply_for
+
+    bench = _write(tmp_path / "bench.jsonl", items())
+    inspect_cli = Path(sys.executable).with_name("inspect")
+    logs = tmp_path / "logs"
+    with StubServer() as server:
+        env = {**os.environ, "STUB_BASE_URL": server.url, "STUB_API_KEY": "k", "INSPECT_LOG_DIR": str(logs)}
+        done = subprocess.run([str(inspect_cli), "eval", "mijabench/mijabench", "--model",
+                               "openai-api/stub/stub-model", "-T", f"benchmark={bench}", "-T", "language=pt",
+                               "--display", "none"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ws = tmp_path / "ws"
+    code, out, err = invoke(capsys, monkeypatch, "import", str(logs), "--workspace", str(ws))
+    assert code == 0, out + err
+    with Store(ws, create=False) as store:
+        [bench_name] = list(store.benches())
+        stored = {i.id: i for i in store.items(bench_name)}
+        responses = list(store.responses())
+        judged = {v.response_id: v.label for v in store.verdicts()}
+    expected = {i.id: i for i in items() if i.language == "pt"}
+    assert set(stored) == set(expected) and len(responses) == 8
+    for r in responses:
+        assert r.text == reply_for(expected[r.item_id].prompt)
+        assert stored[r.item_id].group == expected[r.item_id].group
+        assert judged[r.id] in ("safe", "harmful")
