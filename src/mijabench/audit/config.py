@@ -66,7 +66,7 @@ class AuditConfig:
         """The voting judges' names, checked against the judges before any work: a named voter must be one
         of the judges, and an even number of voters needs ``report: {allow_even_vote: true}``."""
         from ..analysis.voters import check_vote_size
-        names = [_judge_name(j) for j in self.judges]
+        names = [judge_name(j) for j in self.judges]
         if self.voters:
             unknown = [v for v in self.voters if v not in names]
             if unknown:
@@ -91,7 +91,7 @@ class AuditConfig:
         return configs
 
 
-def _judge_name(judge: Any) -> str:
+def judge_name(judge: Any) -> str:
     """The name a judge's verdicts are stored under, without building its backend."""
     if isinstance(judge, str) and judge.startswith("rules:"):
         return judge
