@@ -148,6 +148,13 @@ class Store:
             cur.execute("INSERT INTO runs VALUES (?,?,?,?)", (run_id, kind, now(), _dumps(redact(config))))
         return run_id
 
+    def put_run(self, run_id: str, kind: str, config: dict[str, Any], created_at: str | None = None) -> None:
+        """Record a run under a given id (an imported one keeps its own), once: a second import of the same
+        content finds it there."""
+        with self.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?)",
+                        (run_id, kind, created_at or now(), _dumps(redact(config))))
+
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT id, kind, created_at, config FROM runs", ()
         if kind:
