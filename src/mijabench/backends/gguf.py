@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import MijaError
 from ..paths import sha256_file
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
-from .transformers_local import TransformersBackend, _backend_options
+from .transformers_local import TransformersBackend, local_backend_options
 
 MANIFEST = "mijabench-cache.json"  # written last inside the temporary folder: marks a complete conversion
 conversions = 0  # conversions done by this process (tests check that a cached model is not converted again)
@@ -284,4 +284,4 @@ def create_gguf_backend(config) -> Backend:
 
     return GGUFTransformersBackend(
         path, name=config.name, spec=config.spec, concurrency=config.concurrency, family=config.family,
-        params_b=config.params_b, **_backend_options(replace(config, options=options)))
+        params_b=config.params_b, **local_backend_options(replace(config, options=options)))

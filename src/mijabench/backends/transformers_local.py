@@ -89,7 +89,7 @@ class TransformersBackend(Backend):
     def from_config(cls, config) -> TransformersBackend:
         """``hf:PATH_OR_ID``: a local folder (offline) or a hub id (needs network the first time)."""
         return cls(config.target, name=config.name, spec=config.spec, concurrency=config.concurrency,
-                   family=config.family, params_b=config.params_b, **_backend_options(config))
+                   family=config.family, params_b=config.params_b, **local_backend_options(config))
 
     # ---- loading ---------------------------------------------------------------------------------------
 
@@ -424,7 +424,9 @@ def _eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def _backend_options(config) -> dict[str, Any]:
+def local_backend_options(config) -> dict[str, Any]:
+    """The options of an in-process backend (transformers, GGUF, embedded), checked: an unknown one is an
+    error naming the model, not silently ignored."""
     known = {"device", "dtype", "batch_size", "batch_wait_ms", "threads"}
     unknown = set(config.options) - known
     if unknown:
