@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends.base import Backend, BackendError, Generation, GenerationRequest
 from .limiter import AdaptiveLimiter
@@ -65,6 +66,13 @@ class RunStats:
     @property
     def throughput(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The figures a run logs as its 'summary' event (the in-flight gauges are left out)."""
+        return {"answered": self.done, "failed": self.failed, "skipped": self.skipped,
+                "retries": self.retries, "attempts": self.attempts, "timeouts": self.timeouts,
+                "elapsed_s": round(self.elapsed_s, 3), "errors": self.errors,
+                "error_examples": self.error_examples, "aborted": self.aborted, "replicas": self.replicas}
 
 
 async def call_with_retries(backend: Backend, request: GenerationRequest, policy: RetryPolicy,

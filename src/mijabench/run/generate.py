@@ -117,7 +117,7 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     finally:
         await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
     record_models(store, configs, ready)  # again: a backend learns what its server reports as it answers
-    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
+    store.log_events(run_id, "generate", [(name, "summary", s.summary()) for name, s in results.items()]
                      + [(c.name, "endpoints", ready[c.name].info()) for c in configs])
     return results
 
@@ -270,9 +270,3 @@ def _response(rid: str, item_id: str, model: str, settings: dict[str, Any], outc
                     latency_s=generation.latency_s, finish_reason=generation.finish_reason,
                     attempts=outcome.attempts, run_id=run_id)
 
-
-def _summary(stats: RunStats) -> dict[str, Any]:
-    return {"answered": stats.done, "failed": stats.failed, "skipped": stats.skipped,
-            "retries": stats.retries, "attempts": stats.attempts, "timeouts": stats.timeouts,
-            "elapsed_s": round(stats.elapsed_s, 3), "errors": stats.errors,
-            "error_examples": stats.error_examples, "aborted": stats.aborted, "replicas": stats.replicas}

@@ -44,7 +44,6 @@ from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .generate import (
     FATAL_KINDS,
-    _summary,
     build_messages,
     check_servers,
     pending_items,
@@ -218,7 +217,7 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
     finally:
         if started:
             ray.shutdown()
-    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
+    store.log_events(run_id, "generate", [(name, "summary", s.summary()) for name, s in results.items()]
                      + [(name, "ray_timing", t) for name, t in timing.items() if t])
     return results
 
