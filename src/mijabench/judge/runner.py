@@ -167,8 +167,8 @@ def pending_responses(store: Store, judge: str, fingerprint: str | None = None, 
     left out by SQL, so neither the responses nor the judged ids are ever held whole in memory."""
     selection = selection or select(store, bench, target_models)
     done, done_args = _judged(None if keep_stale else fingerprint)
-    sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store._RESP_COLS.split(','))}, "
-           f"{Store._ITEM_COLS} FROM responses r JOIN items i ON i.id = r.item_id "
+    sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store.RESPONSE_COLUMNS.split(','))}, "
+           f"{Store.ITEM_COLUMNS} FROM responses r JOIN items i ON i.id = r.item_id "
            f"WHERE {selection.where} AND NOT {done} AND r.rowid > ? ORDER BY r.rowid LIMIT {SELECT_BATCH}")
     # Items are shared by every model's reply, and settings by a whole run: each is parsed once. The item
     # cache is bounded, so memory stays flat however many prompts the corpus has.
@@ -182,7 +182,7 @@ def pending_responses(store: Store, judge: str, fingerprint: str | None = None, 
             if item is None:
                 if len(items) >= ITEM_CACHE:
                     items.clear()
-                item = items[row[13]] = Store._item(row[13:])
+                item = items[row[13]] = Store.item_from_row(row[13:])
             parsed = settings.get(row[4])
             if parsed is None:
                 parsed = settings[row[4]] = json.loads(row[4])
