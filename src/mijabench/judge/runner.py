@@ -297,7 +297,8 @@ async def _run_judge(store: Store, judge: _Judge, selection: Selection, eligible
                 if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not run_stats.aborted:
                     run_stats.aborted = str(outcome.error)
 
-            await execute(_requests(todo, None, settings, run_stats, languages), judge.backend, on_result,
+            requests = judge_requests(todo, None, settings, run_stats, languages)
+            await execute(requests, judge.backend, on_result,
                           concurrency=concurrency or judge.concurrency, policy=policy,
                           on_progress=bar.update if bar else None,
                           adaptive=judge.backend.adaptive_concurrency, stats=run_stats)
@@ -323,12 +324,13 @@ def judge_messages(item: BenchmarkItem, response: Response,
     return messages
 
 
-def _requests(todo: Iterable[Response] | Iterable[tuple[Response, BenchmarkItem]],
-              items: Mapping[str, BenchmarkItem] | None, settings: SamplingSettings, stats: RunStats,
-              languages: dict[str, str] | None = None) -> Iterator[GenerationRequest]:
-    """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory.
-    ``todo`` holds responses looked up in ``items``, or (response, item) pairs when ``items`` is None;
-    ``languages`` gets each sent response's item language."""
+def judge_requests(todo: Iterable[Response] | Iterable[tuple[Response, BenchmarkItem]],
+                   items: Mapping[str, BenchmarkItem] | None, settings: SamplingSettings, stats: RunStats,
+                   languages: dict[str, str] | None = None) -> Iterator[GenerationRequest]:
+    """The requests that ask a judge about each response, built lazily: the engine pulls requests as
+    workers free up, so a large backlog costs no memory. ``todo`` holds responses looked up in ``items``,
+    or (response, item) pairs when ``items`` is None; ``languages`` gets each sent response's item
+    language."""
     request_settings = replace(settings, system_prompt=None)  # already in the messages
     for entry in todo:
         if stats.aborted:
