@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.base import Backend, GenerationRequest
+from ..backends.errorkind import FATAL_KINDS
 from ..backends.registry import ModelConfig, create_backend, parse_model
 from ..errors import MijaError
 from ..records import HARMFUL, SAFE, UNPARSED, BenchmarkItem, Response, SamplingSettings, Verdict
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
-from ..run.generate import FATAL_KINDS
 from ..store import Store
 from .identity import JudgeIdentity, llm_judge_identity, rules_judge_identity
 from .parse import parse_verdict

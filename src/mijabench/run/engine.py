@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, BackendError, Generation, GenerationRequest
+from ..backends.errorkind import ErrorKind
 from .limiter import AdaptiveLimiter
 
 
@@ -95,11 +96,12 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
             async with asyncio.timeout(policy.timeout_s):  # unlike wait_for, no extra task per attempt
                 generation = await backend.generate(request)
         except TimeoutError:
-            error = BackendError(f"no answer within {policy.timeout_s:g}s", retryable=True, kind="timeout")
+            error = BackendError(f"no answer within {policy.timeout_s:g}s", retryable=True,
+                                 kind=ErrorKind.TIMEOUT)
         except BackendError as exc:
             error = exc
         except Exception as exc:  # a backend bug must not take the whole run down: record it, go on
-            error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False, kind="internal")
+            error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False, kind=ErrorKind.INTERNAL)
         else:
             if limiter:
                 limiter.succeeded(started, sent_with)
@@ -110,10 +112,10 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
             if limiter:
                 limiter.release()
         if on_attempt:
-            on_attempt(error.kind == "timeout")
-        if limiter and (error.status == 429 or error.kind == "rate_limited"):
+            on_attempt(error.kind == ErrorKind.TIMEOUT)
+        if limiter and (error.status == 429 or error.kind == ErrorKind.RATE_LIMITED):
             limiter.overloaded(started, error.retry_after)
-        elif limiter and error.kind == "timeout":
+        elif limiter and error.kind == ErrorKind.TIMEOUT:
             limiter.timed_out(started)
         elapsed = time.monotonic() - start
         wait = policy.delay(attempt, error.retry_after)

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from ..backends.base import Backend, Generation, GenerationRequest
+from ..backends.errorkind import FATAL_KINDS
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response, SamplingSettings, stable_id
@@ -23,9 +24,6 @@ from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .progress import StageProgress
 from .writer import ResponseWriter
-
-# Errors that will not go away by sending the rest of the items: the model stops, the run goes on.
-FATAL_KINDS = frozenset({"auth", "model_not_found", "not_found", "config"})
 
 
 def build_messages(item: BenchmarkItem, settings: SamplingSettings) -> list[dict[str, str]]:
