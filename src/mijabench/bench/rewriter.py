@@ -8,7 +8,7 @@ the token limit, a refusal by the rewriter, an empty one, a near duplicate of a 
 counterfactual builds, one that never names the group) is dropped and the seed tried again with a new draw,
 up to ``max_attempts``; a seed that runs out of attempts is recorded as given up.
 
-Seeds go through in chunks; within a chunk results are judged in input order, so the kept prompts depend
+Seeds go through in chunks; within a chunk outputs are screened in input order, so the kept prompts depend
 only on the RNG seed and the model's answers, not on which answer came back first. Each chunk's items are
 stored before the next starts: a killed build loses at most one chunk, and re-running the same build skips
 every seed that already has an item (or gave up) under the same build configuration.
@@ -186,7 +186,7 @@ def _start_build(store: Store, bench: str, seeds: list[Seed], pool: dict[tuple[s
                          seeds=len(seeds), resumed=len(seeds) - len(pending))
     ctx = _Build(store=store, bench=bench, model=model, options=options, pool=pool, config=config,
                  build_key=build_key, run_id=run_id, report=report)
-    # Near duplicates are judged among the rewrites themselves (twins are near copies by design).
+    # Near duplicates are looked for among the rewrites themselves (twins are near copies by design).
     for item in existing:
         if item.provenance.get("counterfactual", {}).get("role", "original") == "original":
             _index(ctx, item.language).add(item.id, item.prompt)
@@ -303,7 +303,7 @@ async def _attempt(ctx: _Build, active: list[Slot], attempt: int, reasons: dict[
     retry, items, events = [], [], []
     for slot in active:  # input order: independent of the order answers arrived in
         index = _index(ctx, slot.seed.language)
-        result = _judge(ctx, slot, draws[slot.seed.id], attempt, outputs[slot.seed.id], index)
+        result = _screen_output(ctx, slot, draws[slot.seed.id], attempt, outputs[slot.seed.id], index)
         if isinstance(result, list):
             items.extend(result)
             index.add(result[0].id, result[0].prompt)
@@ -388,9 +388,10 @@ async def _rewrite(ctx: _Build, slots: list[Slot], draws: dict[str, _Draw], atte
     return outcomes
 
 
-def _judge(ctx: _Build, slot: Slot, draw: _Draw, attempt: int, output: Any,
-           index: NearDuplicateIndex) -> list[BenchmarkItem] | tuple[str, dict[str, Any]]:
-    """The items for a kept output, or (drop reason, detail)."""
+def _screen_output(ctx: _Build, slot: Slot, draw: _Draw, attempt: int, output: Any,
+                   index: NearDuplicateIndex) -> list[BenchmarkItem] | tuple[str, dict[str, Any]]:
+    """Keep or drop one rewriter output (not the judge stage: this checks the prompt a rewriter wrote, not a
+    target model's answer): the items for a kept output, or (drop reason, detail)."""
     lang = slot.seed.language
     truncated = False
     if ctx.model is None:
