@@ -51,21 +51,21 @@ def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[Mo
               progress: bool | str | StageProgress = True, bench: str | None = None,
               backends: dict[str, Backend] | None = None,
               allow_model_change: bool = False) -> dict[str, RunStats]:
-    """Send every item to every model; returns RunStats per model name. See ``run_items_async``."""
+    """Send every item to every model; returns RunStats per model name. See ``arun_items``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_items_async(store, items, configs, concurrency=concurrency, policy=policy,
-                                           progress=progress, bench=bench, backends=backends,
-                                           allow_model_change=allow_model_change))
-    raise RuntimeError("run_items was called inside a running event loop; use `await run_items_async(...)`")
+        return asyncio.run(arun_items(store, items, configs, concurrency=concurrency, policy=policy,
+                                      progress=progress, bench=bench, backends=backends,
+                                      allow_model_change=allow_model_change))
+    raise RuntimeError("run_items was called inside a running event loop; use `await arun_items(...)`")
 
 
-async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
-                          concurrency: int | None = None, policy: RetryPolicy | None = None,
-                          progress: bool | str | StageProgress = True, bench: str | None = None,
-                          backends: dict[str, Backend] | None = None,
-                          allow_model_change: bool = False) -> dict[str, RunStats]:
+async def arun_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+                     concurrency: int | None = None, policy: RetryPolicy | None = None,
+                     progress: bool | str | StageProgress = True, bench: str | None = None,
+                     backends: dict[str, Backend] | None = None,
+                     allow_model_change: bool = False) -> dict[str, RunStats]:
     """The runner itself.
 
     ``concurrency`` overrides every model's limit (default: the model config's, else the backend's). Items
