@@ -6,7 +6,7 @@ twins, and the balance report.
 
 from .balance import BalanceReport, balance_report
 from .counterfactual import SwapResult, counterfactual_groups, find_mentions, swap_group
-from .data import builtin_scenarios, example_scenarios, group_terms
+from .datafiles import builtin_scenarios, example_scenarios, group_terms
 from .draws import assign_slots, parse_strategy_mix
 from .parsing import ParsedList, parse_text_list
 from .postprocess import clean_rewrite, is_refusal, strip_prefix

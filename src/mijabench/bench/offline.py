@@ -12,7 +12,7 @@ import string
 
 from ..records import Scenario, Seed
 from .counterfactual import find_mentions
-from .data import OfflineTemplate, group_terms, offline_templates
+from .datafiles import OfflineTemplate, group_terms, offline_templates
 
 _END_PUNCT = ".!?…;:"
 

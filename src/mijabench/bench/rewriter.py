@@ -34,7 +34,7 @@ from ..templates import load_template
 from . import offline
 from .balance import BalanceReport, balance_report
 from .counterfactual import counterfactual_groups, find_mentions, swap_group
-from .data import FewShot, OfflineTemplate, fewshot_examples, group_terms, rewriter_data
+from .datafiles import FewShot, OfflineTemplate, fewshot_examples, group_terms, rewriter_data
 from .draws import Slot, assign_slots, attempt_rng, parse_strategy_mix
 from .postprocess import clean_rewrite, is_refusal, word_count
 from .textsim import NearDuplicateIndex

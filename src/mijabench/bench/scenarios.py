@@ -25,7 +25,7 @@ from ..run.engine import Outcome, RetryPolicy, RunStats, execute
 from ..store import Store
 from ..taxonomy import load_taxonomy
 from ..templates import PromptTemplate, load_template
-from .data import example_scenarios
+from .datafiles import example_scenarios
 from .parsing import parse_text_list
 from .textsim import NearDuplicateIndex
 
