@@ -30,13 +30,13 @@ from ..records import BenchmarkItem, Scenario, Seed, stable_id
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
 from ..store import Store
 from ..taxonomy import load_taxonomy
-from ..templates import load_template
 from . import offline
 from .balance import BalanceReport, balance_report
 from .counterfactual import counterfactual_groups, find_mentions, swap_group
 from .datafiles import FewShot, OfflineTemplate, fewshot_examples, group_terms, rewriter_data
 from .draws import Slot, assign_slots, attempt_rng, parse_strategy_mix
 from .postprocess import clean_rewrite, is_refusal, word_count
+from .prompts import load_prompt
 from .textsim import NearDuplicateIndex
 
 STAGE = "bench"
@@ -225,7 +225,7 @@ def _template_version(language: str, offline_mode: bool) -> str:
         return offline.offline_version(language)
     examples = [f.__dict__ for fs in fewshot_examples(language).values() for f in fs]
     fewshot_version = stable_id(examples, length=8)
-    return (f"{load_template('rewriter', language).version_tag}; fewshot {fewshot_version}; "
+    return (f"{load_prompt('rewriter', language).version_tag}; fewshot {fewshot_version}; "
             f"rewriter-data v{rewriter_data(language).version}")
 
 
@@ -364,7 +364,7 @@ def _messages(ctx: _Build, slot: Slot, draw: _Draw) -> list[dict[str, str]]:
         "\n".join(f"{label}: {value}" for label, value in
                   zip(labels, (ex.scenario, ex.group, ex.statement, ex.message), strict=True))
         for ex in draw.fewshot)
-    return load_template("rewriter", lang).render(
+    return load_prompt("rewriter", lang).render(
         strategy_name=strategy.name(lang), strategy_description=" ".join(strategy.descriptions[lang].split()),
         examples=examples, scenario=draw.scenario.text, group=group_terms(lang).groups[slot.seed.group].name,
         statement=" ".join(slot.seed.text.split()), max_words=str(ctx.options.max_words))

@@ -24,9 +24,9 @@ from ..records import Scenario
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
 from ..store import Store
 from ..taxonomy import load_taxonomy
-from ..templates import PromptTemplate, load_template
 from .datafiles import example_scenarios
 from .parsing import parse_text_list
+from .prompts import BenchPrompt, load_prompt
 from .textsim import NearDuplicateIndex
 
 STAGE = "scenarios"
@@ -97,7 +97,7 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
     if per_category < 1 or per_call < 1:
         raise MijaError("--per-category and --per-call must be at least 1")
     max_calls = max_calls or 3 * math.ceil(per_category / per_call) + 2
-    templates = {lang: load_template("scenarios", lang) for lang in languages}
+    templates = {lang: load_prompt("scenarios", lang) for lang in languages}
     config = {"model": model.name, "spec": model.spec, "settings": model.settings.to_dict(),
               "per_category": per_category, "per_call": per_call, "max_calls": max_calls,
               "threshold": threshold, "languages": languages, "categories": cats,
@@ -138,7 +138,7 @@ class _ScenarioBuild:
     store: Store
     run_id: str
     model: ModelConfig
-    templates: dict[str, PromptTemplate]  # language -> the scenario-writing prompt
+    templates: dict[str, BenchPrompt]  # language -> the scenario-writing prompt
     per_category: int
     per_call: int
     report: ScenarioBuildReport
