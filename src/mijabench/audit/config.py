@@ -24,7 +24,7 @@ class AuditConfig:
     demo: bool = False  # the report says this is a demo of the machinery
     seeds: dict[str, Any] = field(default_factory=lambda: {"source": "demo"})
     benchmark: str | None = None  # load prompts (file or hub repo) instead of building them from seeds
-    rewriter: str = "template"  # "template" (offline) or a model string
+    rewriter: str = "template"  # "template" (the offline rewriter, bench.OFFLINE_REWRITER) or a model string
     scenarios: str = "builtin"  # "builtin" or "store"
     strategies: str | None = None  # a mix such as "persona_assignment=2,chain_of_thought=1"; uniform if None
     counterfactual: bool = False

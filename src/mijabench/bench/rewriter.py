@@ -1,5 +1,5 @@
 """Building a benchmark: one jailbreak prompt per seed, written by a rewriter model or by the offline
-templates, optionally multiplied into counterfactual twins for every group of the language.
+rewriter (no model), optionally multiplied into counterfactual twins for every group of the language.
 
 Per seed: the strategy and scenario category it was dealt (``draws.assign_slots``), then per attempt a
 scenario of that category, two few-shot examples of the strategy and an affirmative prefix for the assistant
@@ -40,7 +40,9 @@ from .prompts import load_prompt
 from .textsim import NearDuplicateIndex
 
 STAGE = "bench"
-TEMPLATE_REWRITER = "template"
+# The offline rewriter (bench/offline.py, no model). Its stored name, in item provenance, build keys and
+# audit configs, stays "template": changing it would orphan every build made so far.
+OFFLINE_REWRITER = "template"
 
 
 @dataclass
@@ -48,7 +50,7 @@ class BuildReport:
     bench: str
     build_key: str
     run_id: str
-    rewriter: str  # "template" or the rewriter model's name
+    rewriter: str  # OFFLINE_REWRITER ("template") or the rewriter model's name
     seeds: int  # seeds given
     resumed: int  # seeds already done (or given up) under this build before the run
     done: int = 0  # seeds that got an item in this run
@@ -70,7 +72,7 @@ class _Draw:
 
 
 def build_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Scenario],
-                    rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
+                    rewriter: ModelConfig | str = OFFLINE_REWRITER, *, bench: str, rng_seed: int = 0,
                     strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
                     max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
                     keep_truncated: bool = False, backend: Backend | None = None,
@@ -78,7 +80,8 @@ def build_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Sce
                     chunk_size: int | None = None, progress=None) -> BuildReport:
     """Build (or resume) the benchmark ``bench`` from ``seeds``; see the module doc.
 
-    ``rewriter`` is a ModelConfig, a model string, or ``"template"`` for the offline rewriter.
+    ``rewriter`` is a ModelConfig, a model string, or ``OFFLINE_REWRITER`` (``"template"``) for the offline
+    rewriter.
     ``strategies`` is a mix ("uniform", "a,b", "a=2,b=1" or a dict). ``keep_truncated`` keeps outputs cut at
     the token limit instead of dropping them, marked ``truncated`` in provenance: only for tiny local models
     that never stop on their own. ``backend`` replaces the one the config would create (tests pass a
@@ -92,7 +95,7 @@ def build_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Sce
 
 
 async def abuild_benchmark(store: Store, seeds: Sequence[Seed], scenarios: Sequence[Scenario],
-                           rewriter: ModelConfig | str = TEMPLATE_REWRITER, *, bench: str, rng_seed: int = 0,
+                           rewriter: ModelConfig | str = OFFLINE_REWRITER, *, bench: str, rng_seed: int = 0,
                            strategies: str | dict[str, float] | None = None, counterfactual: bool = False,
                            max_attempts: int = 3, dedup_threshold: float = 0.85, max_words: int = 150,
                            keep_truncated: bool = False, backend: Backend | None = None,
@@ -148,8 +151,8 @@ class _Options:
 
 
 def _rewriter_model(rewriter: ModelConfig | str) -> ModelConfig | None:
-    """The rewriter model, or None for the offline template rewriter."""
-    if isinstance(rewriter, str) and rewriter == TEMPLATE_REWRITER:
+    """The rewriter model, or None for the offline rewriter."""
+    if isinstance(rewriter, str) and rewriter == OFFLINE_REWRITER:
         return None
     return rewriter if isinstance(rewriter, ModelConfig) else parse_model(rewriter)
 
@@ -158,7 +161,7 @@ def _build_config(model: ModelConfig | None, options: _Options,
                   pool: dict[tuple[str, str], list[Scenario]]) -> dict[str, Any]:
     """Everything that identifies a build: the build key is its hash."""
     return {
-        "rewriter": TEMPLATE_REWRITER if model is None else "model",
+        "rewriter": OFFLINE_REWRITER if model is None else "model",
         "model": None if model is None else model.name, "spec": None if model is None else model.spec,
         "settings": None if model is None else model.settings.to_dict(),
         **asdict(options),
@@ -182,7 +185,7 @@ def _start_build(store: Store, bench: str, seeds: list[Seed], pool: dict[tuple[s
     categories = {lang: sorted({c for (lg, c) in pool if lg == lang}) for lang in {s.language for s in seeds}}
     slots = assign_slots(seeds, options.strategies, categories, options.rng_seed)
     pending = [s for s in slots if s.seed.id not in done and s.seed.id not in gave_up_before]
-    report = BuildReport(bench, build_key, run_id, TEMPLATE_REWRITER if model is None else model.name,
+    report = BuildReport(bench, build_key, run_id, OFFLINE_REWRITER if model is None else model.name,
                          seeds=len(seeds), resumed=len(seeds) - len(pending))
     ctx = _Build(store=store, bench=bench, model=model, options=options, pool=pool, config=config,
                  build_key=build_key, run_id=run_id, report=report)
@@ -255,7 +258,7 @@ class _Build:
     """One build under way: what it is, fixed before the first call, and what it has done so far."""
     store: Store
     bench: str
-    model: ModelConfig | None  # None: the offline template rewriter
+    model: ModelConfig | None  # None: the offline rewriter
     options: _Options
     pool: dict[tuple[str, str], list[Scenario]]  # (language, category) -> scenarios
     config: dict[str, Any]  # what the build key hashes
@@ -420,7 +423,7 @@ def _items(ctx: _Build, slot: Slot, draw: _Draw, attempt: int, prompt: str,
            truncated: bool = False) -> list[BenchmarkItem]:
     seed, scenario = slot.seed, draw.scenario
     provenance: dict[str, Any] = {
-        "rewriter": TEMPLATE_REWRITER if ctx.model is None else "model",
+        "rewriter": OFFLINE_REWRITER if ctx.model is None else "model",
         "build_key": ctx.build_key, "bench": ctx.bench, "run_id": ctx.run_id,
         "rng_seed": ctx.options.rng_seed, "attempt": attempt, "seed_id": seed.id, "scenario_id": scenario.id,
         "strategy": slot.strategy, "strategy_mix": ctx.options.strategies,
