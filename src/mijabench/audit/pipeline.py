@@ -148,9 +148,9 @@ def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callabl
 def _benchmark(store: Store, config: AuditConfig,
                check: Callable[[list[BenchmarkItem]], None] | None = None) -> tuple[str, list[BenchmarkItem]]:
     bench = config.bench
-    if config.benchmark:
+    if config.prompts_from:
         if not store.items(bench):
-            loaded = _load_benchmark(config.benchmark)
+            loaded = _load_benchmark(config.prompts_from)
             if check:
                 check(loaded)
             store.put_items(loaded, bench=bench)
