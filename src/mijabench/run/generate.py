@@ -23,7 +23,7 @@ from ..records import BenchmarkItem, Response, SamplingSettings, stable_id
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .progress import StageProgress
-from .writer import ResponseWriter
+from .responsewriter import ResponseWriter
 
 
 def build_messages(item: BenchmarkItem, settings: SamplingSettings) -> list[dict[str, str]]:
