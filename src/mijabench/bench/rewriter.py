@@ -165,7 +165,8 @@ def _build_config(model: ModelConfig | None, options: _Options,
         "model": None if model is None else model.name, "spec": None if model is None else model.spec,
         "settings": None if model is None else model.settings.to_dict(),
         **asdict(options),
-        "templates": {lang: _template_version(lang, model is None) for lang in load_taxonomy().languages},
+        # per language, the version of what the rewriter writes from (a stored key: its name stays)
+        "templates": {lang: _rewriter_version(lang, model is None) for lang in load_taxonomy().languages},
         "scenarios": stable_id(sorted(s.id for group in pool.values() for s in group)),
     }
 
@@ -223,7 +224,8 @@ def _scenario_pool(scenarios: Sequence[Scenario]) -> dict[tuple[str, str], list[
     return {k: sorted(v, key=lambda s: s.id) for k, v in sorted(pool.items())}
 
 
-def _template_version(language: str, offline_mode: bool) -> str:
+def _rewriter_version(language: str, offline_mode: bool) -> str:
+    """The offline patterns' version, or the rewriter prompt's, few-shot examples' and rewriter data's."""
     if offline_mode:
         return offline.offline_version(language)
     examples = [f.__dict__ for fs in fewshot_examples(language).values() for f in fs]
