@@ -31,7 +31,7 @@ def test_presets_load_and_layers_merge():
                                           "report": {"resamples": 50}})
     assert [c.settings.max_tokens for c in merged.model_configs()] == [7]
     assert merged.report["resamples"] == 50 and merged.report["examples_per_cell"] == 2
-    assert make_config(preset("paper")).benchmark == "AKCIT/mijabench"
+    assert make_config(preset("paper")).prompts_from == "AKCIT/mijabench"
     assert len(make_config(preset("paper")).judges) == 3
 
 
@@ -141,7 +141,7 @@ def test_quick_preset_offline_and_with_a_local_benchmark_file(tmp_path):
     offline = subprocess.run([*MIJABENCH, "audit", "--preset", "quick", "--model", "scripted:x"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert offline.returncode == 2 and "Traceback" not in offline.stderr
-    assert "AKCIT/mijabench" in offline.stderr and "--benchmark FILE" in offline.stderr
+    assert "AKCIT/mijabench" in offline.stderr and "--prompts-from FILE" in offline.stderr
     # A benchmark exported from another workspace stands in for the hub copy.
     with Store(tmp_path / "other") as other:
         from mijabench.bench import build_benchmark, builtin_scenarios
@@ -150,7 +150,7 @@ def test_quick_preset_offline_and_with_a_local_benchmark_file(tmp_path):
         bench_file = export_table(other, "items", tmp_path / "items.jsonl", "jsonl")
         total = len(other.items("b"))
     local = subprocess.run([*MIJABENCH, "audit", "--preset", "quick", "--model", "scripted:x",
-                            "--benchmark", str(bench_file), "--sample-per-cell", "1",
+                            "--prompts-from", str(bench_file), "--sample-per-cell", "1",
                             "--out", str(tmp_path / "report")], env=env, capture_output=True, text=True,
                            timeout=300)
     assert local.returncode == 0, local.stderr

@@ -34,7 +34,7 @@ def _items() -> list[BenchmarkItem]:
 
 def _config(**extra):
     return make_config(preset("demo"), {
-        "demo": False, "bench": "syn", "benchmark": "preloaded",
+        "demo": False, "bench": "syn", "prompts_from": "preloaded",
         "models": [{"model": "scripted:refuser", "name": "refuser", "options": {"refuse_on": ["REFUSE"]}}],
         "report": {"resamples": 50}, **extra})
 
@@ -129,7 +129,7 @@ def test_cli_budget_under_one_call_per_cell_stores_nothing(tmp_path):
         "scenario_text": "t", "strategy": "persona_assignment", "prompt": f"{g} {i}"}) + "\n"
         for g in ("asian", "black") for i in range(5)), encoding="utf-8")
     env = {**os.environ, "MIJABENCH_WORKSPACE": str(tmp_path / "ws")}
-    bad = subprocess.run([*MIJABENCH, "audit", "--preset", "budget", "--benchmark", str(bench), "--model",
+    bad = subprocess.run([*MIJABENCH, "audit", "--preset", "budget", "--prompts-from", str(bench), "--model",
                           "scripted:x", "--budget", "1", "--progress", "none"], env=env, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "less than one call per cell (2 cells)" in bad.stderr

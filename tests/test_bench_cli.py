@@ -21,7 +21,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_offline_build_report_and_resume(tmp_path):
     first = cli("bench", "build", "--seeds", "demo", "--offline", "--bench", "demo", "-w", "ws", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "offline template rewriter (no model)" in first.stdout and "110 seeds rewritten" in first.stdout
+    assert "offline rewriter (no model)" in first.stdout and "110 seeds rewritten" in first.stdout
     assert "demo [en]: items per group x strategy" in first.stdout
     assert "110 items (template: 110)" in first.stdout
     again = cli("bench", "build", "--seeds", "demo", "--offline", "--bench", "demo", "-w", "ws", cwd=tmp_path)

@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 
 from mijabench.bench import build_benchmark, builtin_scenarios, find_mentions, swap_group
-from mijabench.bench.data import group_terms
+from mijabench.bench.datafiles import group_terms
 from mijabench.records import Seed
 from mijabench.sources import demo_seeds
 from mijabench.taxonomy import load_taxonomy

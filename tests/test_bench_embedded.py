@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 from mijabench.backends import embedded  # noqa: E402
 from mijabench.backends.registry import parse_model  # noqa: E402
 from mijabench.bench import build_benchmark, builtin_scenarios  # noqa: E402
-from mijabench.bench.data import rewriter_data  # noqa: E402
+from mijabench.bench.datafiles import rewriter_data  # noqa: E402
 from mijabench.errors import MijaError  # noqa: E402
 from mijabench.sources import demo_seeds  # noqa: E402
 

@@ -12,7 +12,7 @@ from mijabench.backends.base import Backend, Generation, GenerationRequest
 from mijabench.backends.registry import ModelConfig
 from mijabench.bench import build_benchmark, builtin_scenarios, clean_rewrite, is_refusal, strip_prefix
 from mijabench.bench.balance import balance_report
-from mijabench.bench.data import rewriter_data
+from mijabench.bench.datafiles import rewriter_data
 from mijabench.errors import MijaError
 from mijabench.records import BenchmarkItem, SamplingSettings, Seed
 from mijabench.store import Store

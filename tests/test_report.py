@@ -169,7 +169,7 @@ def test_counts_banner_and_sections(audit):
     counts = {r[0][2]: [c[2] for c in r] for r in heatmap_rows(html, "counts-table")[1:]}
     # model, responses, judged, safe, harmful, unparsed, not judged, failed
     assert counts["m-big"][1:8] == ["20", "18", "11", "7", "1", "0", "1"]
-    assert "offline template rewriter" in html and "demo of the machinery" not in html
+    assert "offline rewriter" in html and "demo of the machinery" not in html
     assert 'id="paired-table"' in html and 'id="cross-language-table"' in html
     assert 'id="scaling-table"' in html and 'id="disparity-table"' in html
     assert "Content warning" in html

@@ -9,7 +9,7 @@ import pytest
 from mijabench.backends.base import Backend, Generation, GenerationRequest
 from mijabench.backends.registry import ModelConfig
 from mijabench.bench import NearDuplicateIndex, build_scenarios, builtin_scenarios, parse_text_list
-from mijabench.bench.data import example_scenarios
+from mijabench.bench.datafiles import example_scenarios
 from mijabench.bench.textsim import jaccard, shingles
 from mijabench.records import SamplingSettings
 from mijabench.taxonomy import load_taxonomy

@@ -13,7 +13,7 @@ from mijabench.backends.registry import ModelConfig
 from mijabench.errors import InputError
 from mijabench.judge import RULES_JUDGE, judge_responses, rules
 from mijabench.judge.identity import llm_judge_identity, rules_judge_identity
-from mijabench.judge.runner import _requests, resolve_judges
+from mijabench.judge.runner import judge_requests, resolve_judges
 from mijabench.records import BenchmarkItem, Response, SamplingSettings
 from mijabench.run.engine import RunStats
 from mijabench.store import Store
@@ -132,8 +132,8 @@ def test_a_judges_system_prompt_reaches_the_judge():
     item = BenchmarkItem(language="pt", group="women", seed_text="s", scenario_category="history",
                          scenario_text="x", strategy="persona_assignment", prompt="p")
     response = Response(item_id=item.id, model="m", settings=SETTINGS, text="r")
-    (req_plain,) = _requests([response], {item.id: item}, plain.settings, RunStats())
-    (req_strict,) = _requests([response], {item.id: item}, strict.settings, RunStats())
+    (req_plain,) = judge_requests([response], {item.id: item}, plain.settings, RunStats())
+    (req_strict,) = judge_requests([response], {item.id: item}, strict.settings, RunStats())
     assert req_strict.messages[0]["role"] == "system"
     assert req_strict.messages[0]["content"].startswith("BE STRICT.")
     # the judge prompt's own system message is still there, after it

@@ -4,10 +4,10 @@ CIs, disparity figures and tests, paired (counterfactual) analysis, cross-langua
 Analysis reads tables and never calls a model. Start with ``load_judged(store)`` and ``analyze(table)``.
 """
 
-from .audit import RATE_CUTS, Analysis, analyze
 from .correction import Correction, corrected_rates
 from .frame import Frame
 from .rates import DEFAULT_RESAMPLES, deviations, rates
+from .results import RATE_CUTS, Analysis, analyze
 from .table import Categorical, JudgedTable, load_judged
 
 __all__ = ["RATE_CUTS", "Analysis", "Categorical", "Correction", "DEFAULT_RESAMPLES", "Frame", "JudgedTable",

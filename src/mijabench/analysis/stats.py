@@ -68,14 +68,3 @@ def holm(p: np.ndarray) -> np.ndarray:
     out[order] = adjusted
     return out
 
-
-def compare_proportions(k1: int, n1: int, k2: int, n2: int, min_expected: float = 5.0) -> tuple[str, float]:
-    """The test for two independent proportions: the z-test, or Fisher's exact test when any expected count
-    of the 2x2 table is below ``min_expected`` (where the normal approximation is poor)."""
-    total = n1 + n2
-    safe = k1 + k2
-    expected = [n1 * safe / total, n1 * (total - safe) / total, n2 * safe / total,
-                n2 * (total - safe) / total] if total else [0.0]
-    if min(expected) < min_expected:
-        return "fisher", fisher_exact(k1, n1 - k1, k2, n2 - k2)
-    return "z", float(two_proportion_z(np.array([k1]), np.array([n1]), np.array([k2]), np.array([n2]))[0])

@@ -5,6 +5,7 @@ Precedence: flags over the YAML file over the preset. Presets are data files bes
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,9 @@ from ..backends.registry import ModelConfig, model_from_dict
 from ..errors import MijaError
 
 PRESETS = ("demo", "quick", "paper", "budget")
+# Old field names still read, with a warning: ``bench`` is a benchmark's name in the store (as in every
+# command's --bench); where its prompts are loaded from was also called ``benchmark``, too close to it.
+RENAMED_FIELDS = {"benchmark": "prompts_from"}
 
 
 @dataclass(frozen=True)
@@ -23,8 +27,8 @@ class AuditConfig:
     bench: str = "demo"  # benchmark name in the store
     demo: bool = False  # the report says this is a demo of the machinery
     seeds: dict[str, Any] = field(default_factory=lambda: {"source": "demo"})
-    benchmark: str | None = None  # load prompts (file or hub repo) instead of building them from seeds
-    rewriter: str = "template"  # "template" (offline) or a model string
+    prompts_from: str | None = None  # load the prompts (file or hub repo) instead of building them from seeds
+    rewriter: str = "template"  # "template" (the offline rewriter, bench.OFFLINE_REWRITER) or a model string
     scenarios: str = "builtin"  # "builtin" or "store"
     strategies: str | None = None  # a mix such as "persona_assignment=2,chain_of_thought=1"; uniform if None
     counterfactual: bool = False
@@ -66,7 +70,7 @@ class AuditConfig:
         """The voting judges' names, checked against the judges before any work: a named voter must be one
         of the judges, and an even number of voters needs ``report: {allow_even_vote: true}``."""
         from ..analysis.voters import check_vote_size
-        names = [_judge_name(j) for j in self.judges]
+        names = [judge_name(j) for j in self.judges]
         if self.voters:
             unknown = [v for v in self.voters if v not in names]
             if unknown:
@@ -91,7 +95,7 @@ class AuditConfig:
         return configs
 
 
-def _judge_name(judge: Any) -> str:
+def judge_name(judge: Any) -> str:
     """The name a judge's verdicts are stored under, without building its backend."""
     from ..judge.plugins import is_plugin_judge
     if isinstance(judge, str) and (judge.startswith("rules:") or is_plugin_judge(judge)):
@@ -129,6 +133,7 @@ def make_config(*layers: dict[str, Any], source: str = "audit config") -> AuditC
     known = {f.name for f in fields(AuditConfig)}
     merged: dict[str, Any] = {}
     for layer in layers:
+        layer = _renamed(layer, source)
         unknown = set(layer) - known
         if unknown:
             raise MijaError(f"{source}: unknown field(s) {', '.join(sorted(unknown))} "
@@ -144,6 +149,25 @@ def make_config(*layers: dict[str, Any], source: str = "audit config") -> AuditC
     return AuditConfig(**merged)
 
 
+def _renamed(layer: dict[str, Any], source: str) -> dict[str, Any]:
+    """The layer with old field names replaced by the new ones, warning at each use."""
+    old = [name for name in RENAMED_FIELDS if name in layer]
+    if not old:
+        return layer
+    layer = dict(layer)
+    for name in old:
+        new = RENAMED_FIELDS[name]
+        value = layer.pop(name)
+        if value is None:  # a flag not given
+            continue
+        if layer.get(new) is not None:
+            raise MijaError(f"{source}: give '{new}' only ('{name}' is its old name)")
+        warnings.warn(f"{source}: field '{name}' is now '{new}'; the old name will stop working in a later "
+                      "release", FutureWarning, stacklevel=3)
+        layer[new] = value
+    return layer
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -153,7 +177,7 @@ _FIELD_RULES: dict[str, tuple[Any, str]] = {
     "bench": (lambda v: isinstance(v, str) and v.strip() != "", "a benchmark name"),
     "demo": (lambda v: isinstance(v, bool), "true or false"),
     "seeds": (lambda v: isinstance(v, dict), "a mapping such as {source: demo}"),
-    "benchmark": (lambda v: isinstance(v, str), "a file or hub repo"),
+    "prompts_from": (lambda v: isinstance(v, str), "a file or hub repo"),
     "rewriter": (lambda v: isinstance(v, str), "'template' or a model string"),
     "scenarios": (lambda v: v in ("builtin", "store"), "builtin or store"),
     "strategies": (lambda v: isinstance(v, str | dict), "a strategy mix such as persona_assignment=2"),

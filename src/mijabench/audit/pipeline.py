@@ -20,7 +20,7 @@ from ..errors import MijaError
 from ..paths import check_output
 from ..records import BenchmarkItem
 from ..store import Store
-from .config import AuditConfig
+from .config import AuditConfig, judge_name
 
 STAGES = ("benchmark", "generate", "judge", "report")
 
@@ -111,13 +111,8 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
                          backends=backends, progress=progress)
     stage("judge", "done with each look")
     result.budget = audit
-    result.judges = [_judge_label(j) for j in config.judges]
+    result.judges = [judge_name(j) for j in config.judges]
     result.generated = audit.result.calls
-
-
-def _judge_label(judge: Any) -> str:
-    from .config import _judge_name
-    return _judge_name(judge)
 
 
 def _full(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
@@ -153,9 +148,9 @@ def _stage_reporter(on_stage: Callable[[int, str, str], None] | None) -> Callabl
 def _benchmark(store: Store, config: AuditConfig,
                check: Callable[[list[BenchmarkItem]], None] | None = None) -> tuple[str, list[BenchmarkItem]]:
     bench = config.bench
-    if config.benchmark:
+    if config.prompts_from:
         if not store.items(bench):
-            loaded = _load_benchmark(config.benchmark)
+            loaded = _load_benchmark(config.prompts_from)
             if check:
                 check(loaded)
             store.put_items(loaded, bench=bench)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import SamplingSettings
+from .errorkind import ErrorKind
 
 Messages = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
 
@@ -49,9 +50,9 @@ class Generation:
 
 class BackendError(Exception):
     """A failed call. ``retryable`` says whether trying again may help; ``retry_after`` is the server's hint
-    in seconds (HTTP Retry-After); ``kind`` is a short machine-readable reason."""
+    in seconds (HTTP Retry-After); ``kind`` is a short machine-readable reason (an ``ErrorKind``)."""
 
-    def __init__(self, message: str, *, retryable: bool, kind: str = "error",
+    def __init__(self, message: str, *, retryable: bool, kind: str = ErrorKind.ERROR,
                  retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retryable, self.kind, self.retry_after, self.status = retryable, kind, retry_after, status

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import MijaError
 from ..paths import sha256_file
 from .gguf import converted_model_dir
-from .transformers_local import TransformersBackend, _backend_options
+from .transformers_local import TransformersBackend, local_backend_options
 
 EMBEDDED_SPEC = "local:smollm2-135m"
 EMBEDDED_NAME = "smollm2-135m"
@@ -83,4 +83,4 @@ class EmbeddedBackend(TransformersBackend):
             raise MijaError(f"{config.spec}: unknown local model '{config.target}' "
                             f"(the embedded one is {EMBEDDED_SPEC})")
         return cls(name=config.name, spec=config.spec, concurrency=config.concurrency,
-                   params_b=config.params_b, **_backend_options(config))
+                   params_b=config.params_b, **local_backend_options(config))

@@ -28,7 +28,8 @@ from typing import Any
 from ..errors import MijaError
 from ..paths import sha256_file
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
-from .transformers_local import TransformersBackend, _backend_options
+from .errorkind import ErrorKind
+from .transformers_local import TransformersBackend, local_backend_options
 
 MANIFEST = "mijabench-cache.json"  # written last inside the temporary folder: marks a complete conversion
 conversions = 0  # conversions done by this process (tests check that a cached model is not converted again)
@@ -197,7 +198,7 @@ class LlamaCppBackend(Backend):
                 text = choice["message"].get("content") or ""
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name}: llama.cpp failed ({exc})", retryable=False,
-                               kind="local_error") from exc
+                               kind=ErrorKind.LOCAL_ERROR) from exc
         usage = reply.get("usage") or {}
         return Generation(text=text, prompt_tokens=usage.get("prompt_tokens"),
                           completion_tokens=usage.get("completion_tokens"),
@@ -211,7 +212,8 @@ class LlamaCppBackend(Backend):
         if self._template is None:
             raise BackendError(f"{self.name}: this GGUF file has no chat template, so prefix injection is "
                                "not possible; use the transformers path (option runtime: transformers) "
-                               "or a model with a template", retryable=False, kind="prefix_unsupported")
+                               "or a model with a template", retryable=False,
+                               kind=ErrorKind.PREFIX_UNSUPPORTED)
         marker = "\x00MIJABENCH_PREFIX_END\x00"
         if prefix is not None:
             messages = [*messages, {"role": "assistant", "content": prefix + marker}]
@@ -223,7 +225,7 @@ class LlamaCppBackend(Backend):
             return rendered
         if marker not in rendered:
             raise BackendError(f"{self.name}: the chat template drops the assistant prefix", retryable=False,
-                               kind="prefix_unsupported")
+                               kind=ErrorKind.PREFIX_UNSUPPORTED)
         return rendered[:rendered.index(marker)]
 
     def _token_text(self, token_id: int) -> str:
@@ -248,7 +250,7 @@ class LlamaCppBackend(Backend):
 
 
 def _raise_template_error(message: str):
-    raise BackendError(f"chat template: {message}", retryable=False, kind="template_error")
+    raise BackendError(f"chat template: {message}", retryable=False, kind=ErrorKind.TEMPLATE_ERROR)
 
 
 def llama_cpp_available() -> bool:
@@ -284,4 +286,4 @@ def create_gguf_backend(config) -> Backend:
 
     return GGUFTransformersBackend(
         path, name=config.name, spec=config.spec, concurrency=config.concurrency, family=config.family,
-        params_b=config.params_b, **_backend_options(replace(config, options=options)))
+        params_b=config.params_b, **local_backend_options(replace(config, options=options)))

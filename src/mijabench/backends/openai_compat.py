@@ -42,6 +42,7 @@ import aiohttp
 from ..errors import MijaError
 from ..store.secrets import register_secret_env, scrub_text
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
+from .errorkind import ErrorKind
 from .urls import DEFAULT_URL, check_url, parse_target, split_credentials
 
 __all__ = ["OpenAIBackend", "parse_target", "parse_retry_after", "load_tokenizer"]
@@ -203,7 +204,7 @@ class OpenAIBackend(Backend):
         if request.prefix is not None:
             if self.prefix_mode != "chat":
                 raise BackendError("prefix injection needs option prefix_mode: chat or a tokenizer",
-                                   retryable=False, kind="config")
+                                   retryable=False, kind=ErrorKind.CONFIG)
             messages.append({"role": "assistant", "content": request.prefix})
             payload["continue_final_message"] = True
             payload["add_generation_prompt"] = False
@@ -220,7 +221,7 @@ class OpenAIBackend(Backend):
                                                    enable_thinking=request.settings.thinking)
         except Exception as exc:  # jinja errors, templates that reject a role order
             raise BackendError(f"chat template of {self.tokenizer_name} failed: {exc}", retryable=False,
-                               kind="config") from exc
+                               kind=ErrorKind.CONFIG) from exc
         payload = self._sampling(request)
         payload["prompt"] = prompt
         if self.vllm_extras:
@@ -233,7 +234,7 @@ class OpenAIBackend(Backend):
         if self.tokenizer_name is None:
             raise BackendError("prefix injection over /completions needs option 'tokenizer' (an HF id, "
                                "folder or .gguf file with a chat template), or option prefix_mode: chat",
-                               retryable=False, kind="config")
+                               retryable=False, kind=ErrorKind.CONFIG)
         self._http()  # makes the lock for this loop
         async with self._tokenizer_lock:
             if self._tokenizer is None:
@@ -241,7 +242,7 @@ class OpenAIBackend(Backend):
                     self._tokenizer = await asyncio.to_thread(load_tokenizer, self.tokenizer_name)
                 except Exception as exc:
                     raise BackendError(f"cannot load tokenizer {self.tokenizer_name}: {exc}",
-                                       retryable=False, kind="config") from exc
+                                       retryable=False, kind=ErrorKind.CONFIG) from exc
         return self._tokenizer
 
     async def _post(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -262,10 +263,10 @@ class OpenAIBackend(Backend):
             data = json.loads(body)
         except ValueError:
             raise BackendError(f"malformed JSON from {base}{path}: {_excerpt(body)}", retryable=True,
-                               kind="malformed") from None
+                               kind=ErrorKind.MALFORMED) from None
         if not isinstance(data, dict):
             raise BackendError(f"unexpected JSON from {base}{path}: {_excerpt(body)}", retryable=True,
-                               kind="malformed")
+                               kind=ErrorKind.MALFORMED)
         self.latencies[base].append(latency)
         return data, latency
 
@@ -286,15 +287,15 @@ class OpenAIBackend(Backend):
         except aiohttp.ClientConnectorError as exc:
             self._down_until[base] = time.monotonic() + REPLICA_DOWN_S
             raise BackendError(f"cannot connect to {base} ({_reason(exc)})", retryable=True,
-                               kind="connection") from None
+                               kind=ErrorKind.CONNECTION) from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             raise BackendError(f"connection to {base} dropped ({_reason(exc)})", retryable=True,
-                               kind="connection") from None
+                               kind=ErrorKind.CONNECTION) from None
         except TimeoutError:
-            raise BackendError(f"{base} timed out", retryable=True, kind="timeout") from None
+            raise BackendError(f"{base} timed out", retryable=True, kind=ErrorKind.TIMEOUT) from None
         except aiohttp.ClientError as exc:
             raise BackendError(f"HTTP error talking to {base}: {_reason(exc)}", retryable=True,
-                               kind="connection") from None
+                               kind=ErrorKind.CONNECTION) from None
         finally:
             self.in_flight[base] -= 1
             if not ok:
@@ -306,23 +307,23 @@ class OpenAIBackend(Backend):
         retry_after = parse_retry_after(headers.get("Retry-After"))
         text = f"HTTP {status} from {where}: {message}"
         if status == 429:
-            return BackendError(text, retryable=True, kind="rate_limited", retry_after=retry_after,
+            return BackendError(text, retryable=True, kind=ErrorKind.RATE_LIMITED, retry_after=retry_after,
                                 status=status)
         if status >= 500 or status == 408:
-            return BackendError(text, retryable=True, kind="server_error", retry_after=retry_after,
+            return BackendError(text, retryable=True, kind=ErrorKind.SERVER_ERROR, retry_after=retry_after,
                                 status=status)
         if status in (401, 403):
             hint = (f"the key in ${self.api_key_env} was refused" if os.environ.get(self.api_key_env)
                     else f"no API key sent (set ${self.api_key_env})")
-            return BackendError(f"{text} ({hint})", retryable=False, kind="auth", status=status)
+            return BackendError(f"{text} ({hint})", retryable=False, kind=ErrorKind.AUTH, status=status)
         lowered = message.lower()
         if "model" in lowered and ("does not exist" in lowered or "not found" in lowered or status == 404):
             return BackendError(f"model '{self.model}' does not exist on the server ({text}); check the name",
-                                retryable=False, kind="model_not_found", status=status)
+                                retryable=False, kind=ErrorKind.MODEL_NOT_FOUND, status=status)
         if status == 404:
             return BackendError(f"{text} (is the base URL right? it usually ends in /v1)", retryable=False,
-                                kind="not_found", status=status)
-        return BackendError(text, retryable=False, kind="bad_request", status=status)
+                                kind=ErrorKind.NOT_FOUND, status=status)
+        return BackendError(text, retryable=False, kind=ErrorKind.BAD_REQUEST, status=status)
 
     # -- fail fast ---------------------------------------------------------------------------------------
     async def check(self) -> None:
@@ -398,10 +399,11 @@ def parse_retry_after(value: str | None) -> float | None:
 def _parse_generation(data: dict[str, Any], *, chat: bool, latency_s: float) -> Generation:
     choices = data.get("choices")
     if not choices:
-        raise BackendError("the server answered with no choices", retryable=True, kind="empty")
+        raise BackendError("the server answered with no choices", retryable=True, kind=ErrorKind.EMPTY)
     choice = choices[0]
     if not isinstance(choice, dict):
-        raise BackendError(f"unexpected choice in answer: {choice!r:.200}", retryable=True, kind="malformed")
+        raise BackendError(f"unexpected choice in answer: {choice!r:.200}", retryable=True,
+                           kind=ErrorKind.MALFORMED)
     if chat:
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else None
@@ -411,7 +413,7 @@ def _parse_generation(data: dict[str, Any], *, chat: bool, latency_s: float) -> 
         text = ""  # content null: the model said nothing (e.g. stopped at max_tokens while reasoning)
     if not isinstance(text, str):
         raise BackendError(f"answer without text: {json.dumps(choice)[:200]}", retryable=True,
-                           kind="malformed")
+                           kind=ErrorKind.MALFORMED)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Generation(text=text, prompt_tokens=_int(usage.get("prompt_tokens")),
                       completion_tokens=_int(usage.get("completion_tokens")),

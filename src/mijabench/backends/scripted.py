@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .base import Backend, BackendError, Generation, GenerationRequest
+from .errorkind import ErrorKind
 
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that request."
 
@@ -26,7 +27,7 @@ class ScriptedBackend(Backend):
     replies: dict[str, str] = field(default_factory=dict)  # prompt substring -> reply
     fail_first: int = 0  # every request fails this many times before it succeeds
     fail_rate: float = 0.0  # share of requests that fail once (seeded)
-    fail_kind: str = "server_error"
+    fail_kind: str = ErrorKind.SERVER_ERROR
     retryable: bool = True
     latency_s: float = 0.0
     echo: bool = False  # reply with the last user message (handy for judge and rewriter tests)

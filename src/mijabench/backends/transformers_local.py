@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import MijaError
 from ..records import SamplingSettings
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
+from .errorkind import ErrorKind
 
 _STOP = object()  # tells the worker thread to finish
 
@@ -89,7 +90,7 @@ class TransformersBackend(Backend):
     def from_config(cls, config) -> TransformersBackend:
         """``hf:PATH_OR_ID``: a local folder (offline) or a hub id (needs network the first time)."""
         return cls(config.target, name=config.name, spec=config.spec, concurrency=config.concurrency,
-                   family=config.family, params_b=config.params_b, **_backend_options(config))
+                   family=config.family, params_b=config.params_b, **local_backend_options(config))
 
     # ---- loading ---------------------------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class TransformersBackend(Backend):
 
     async def generate(self, request: GenerationRequest) -> Generation:
         if self._closed:
-            raise BackendError(f"{self.name}: backend is closed", retryable=False, kind="closed")
+            raise BackendError(f"{self.name}: backend is closed", retryable=False, kind=ErrorKind.CLOSED)
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -246,14 +247,15 @@ class TransformersBackend(Backend):
             if batch:
                 self._run_batch(batch)
         for job in pending:
-            _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind="closed"))
+            _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind=ErrorKind.CLOSED))
         while True:  # requests that arrived after the stop signal
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
             if job is not _STOP:
-                _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind="closed"))
+                _settle(job, BackendError(f"{self.name}: backend closed", retryable=False,
+                                          kind=ErrorKind.CLOSED))
 
     def _gather(self, pending: deque[_Job]) -> bool:
         """Wait briefly for the batch to fill, then take whatever else is queued. True when told to stop."""
@@ -275,12 +277,13 @@ class TransformersBackend(Backend):
             self.load()
             results = self._generate_batch([job.request for job in jobs])
         except MijaError as exc:
-            error = BackendError(str(exc), retryable=False, kind="load_error")
+            error = BackendError(str(exc), retryable=False, kind=ErrorKind.LOAD_ERROR)
             results = [error] * len(jobs)
         except Exception as exc:  # noqa: BLE001 - any failure of the model is reported per request
             retryable = type(exc).__name__ == "OutOfMemoryError"
             error = BackendError(f"{self.name}: generation failed ({type(exc).__name__}: {exc})",
-                                 retryable=retryable, kind="oom" if retryable else "local_error")
+                                 retryable=retryable,
+                                 kind=ErrorKind.OOM if retryable else ErrorKind.LOCAL_ERROR)
             results = [error] * len(jobs)
         latency = time.monotonic() - start
         for job, result in zip(jobs, results, strict=True):
@@ -301,7 +304,7 @@ class TransformersBackend(Backend):
                 rows.append(i)
             except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
                 results[i] = BackendError(f"{self.name}: chat template failed ({exc})", retryable=False,
-                                          kind="template_error")
+                                          kind=ErrorKind.TEMPLATE_ERROR)
         if not rows:
             return results  # type: ignore[return-value]
         settings = [requests[i].settings for i in rows]
@@ -424,7 +427,9 @@ def _eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def _backend_options(config) -> dict[str, Any]:
+def local_backend_options(config) -> dict[str, Any]:
+    """The options of an in-process backend (transformers, GGUF, embedded), checked: an unknown one is an
+    error naming the model, not silently ignored."""
     known = {"device", "dtype", "batch_size", "batch_wait_ms", "threads"}
     unknown = set(config.options) - known
     if unknown:

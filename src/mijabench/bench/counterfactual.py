@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from .data import Form, GroupTerms, LanguageTerms, group_terms
+from .datafiles import Form, GroupTerms, LanguageTerms, group_terms
 
 _SENTENCE_END = re.compile(r"(?:^|[.!?…]\s*|\n\s*|[\"“«(]\s*)$")
 _WORD_BEFORE = re.compile(r"(\w+)(\s+)$")

@@ -1,8 +1,10 @@
-"""The offline template rewriter: attack prompts from the project's templates, with no model at all.
+"""The offline rewriter: attack prompts filled in from hand-written patterns (``data/<lang>/offline.yaml``),
+with no model at all.
 
-It fills a strategy's template with the scenario, the seed statement (as a clause the template takes for
-granted) and the group's name. The prompts are plainer than a model's, and items say so in their provenance
-(``rewriter: template``), but the demo and the tests run end to end without an LLM.
+It fills one of a strategy's patterns with the scenario, the seed statement (as a clause the pattern takes
+for granted) and the group's name. The prompts are plainer than a model's, and items say so in their
+provenance (``rewriter: template``, its stored name), but the demo and the tests run end to end without an
+LLM.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import string
 
 from ..records import Scenario, Seed
 from .counterfactual import find_mentions
-from .data import OfflineTemplate, group_terms, offline_templates
+from .datafiles import OfflineTemplate, group_terms, offline_templates
 
 _END_PUNCT = ".!?…;:"
 

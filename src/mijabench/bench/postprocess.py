@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .data import rewriter_data
+from .datafiles import rewriter_data
 
 _SEPARATOR = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,}|={3,}|#{3,}|~{3,})\s*$")
 _FENCE = re.compile(r"^\s*```[\w-]*\s*$")

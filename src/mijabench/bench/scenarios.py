@@ -24,9 +24,9 @@ from ..records import Scenario
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
 from ..store import Store
 from ..taxonomy import load_taxonomy
-from ..templates import load_template
-from .data import example_scenarios
+from .datafiles import example_scenarios
 from .parsing import parse_text_list
+from .prompts import BenchPrompt, load_prompt
 from .textsim import NearDuplicateIndex
 
 STAGE = "scenarios"
@@ -90,13 +90,14 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
                            per_call: int = 10, max_calls: int | None = None, threshold: float = 0.7,
                            backend: Backend | None = None, policy: RetryPolicy | None = None,
                            concurrency: int | None = None, progress=None) -> ScenarioBuildReport:
+    """``build_scenarios`` inside a running event loop."""
     tax = load_taxonomy()
     languages = [tax.check_language(lang, field="languages") for lang in languages]
     cats = [tax.check_scenario_category(c, field="categories") for c in categories or tax.scenario_categories]
     if per_category < 1 or per_call < 1:
         raise MijaError("--per-category and --per-call must be at least 1")
     max_calls = max_calls or 3 * math.ceil(per_category / per_call) + 2
-    templates = {lang: load_template("scenarios", lang) for lang in languages}
+    templates = {lang: load_prompt("scenarios", lang) for lang in languages}
     config = {"model": model.name, "spec": model.spec, "settings": model.settings.to_dict(),
               "per_category": per_category, "per_call": per_call, "max_calls": max_calls,
               "threshold": threshold, "languages": languages, "categories": cats,
@@ -110,72 +111,100 @@ async def abuild_scenarios(store: Store, model: ModelConfig, *, per_category: in
             await backend.aclose()
             raise
     run_id = store.new_run(STAGE, config)
-    report = ScenarioBuildReport(run_id, per_category)
+    build = _ScenarioBuild(store=store, run_id=run_id, model=model, templates=templates,
+                           per_category=per_category, per_call=per_call,
+                           report=ScenarioBuildReport(run_id, per_category))
+    _load_stored(build, languages, cats, threshold)
+    bar = None
+    if progress is not None:
+        todo = sum(max(0, per_category - c.stored) for c in build.cells.values())
+        bar = progress.add(f"{model.name}", total=todo)
+    try:
+        for _round in range(max_calls):
+            open_cells = [c for c in build.cells.values() if c.stored < per_category and c.calls < max_calls]
+            if not open_cells:
+                break
+            await _call_round(build, open_cells, backend, policy, concurrency or model.concurrency, bar)
+    finally:
+        if own_backend:
+            await backend.aclose()
+    _log_short_cells(build)
+    return build.report
 
-    # One duplicate index per language over the examples and everything stored: no near copies anywhere.
-    indexes, kept, cells, next_call = {}, {}, {}, Counter()
+
+@dataclass
+class _ScenarioBuild:
+    """One scenario build under way: its fixed inputs and what it holds so far, per (language, category)."""
+    store: Store
+    run_id: str
+    model: ModelConfig
+    templates: dict[str, BenchPrompt]  # language -> the scenario-writing prompt
+    per_category: int
+    per_call: int
+    report: ScenarioBuildReport
+    indexes: dict[str, NearDuplicateIndex] = field(default_factory=dict)  # language -> every text seen
+    kept: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # model-built texts, oldest first
+    cells: dict[tuple[str, str], CellReport] = field(default_factory=dict)
+    next_call: Counter = field(default_factory=Counter)  # the call index each cell's next call gets
+    added: RunStats = field(default_factory=RunStats)  # scenarios added in this run, for the progress bar
+
+
+def _load_stored(build: _ScenarioBuild, languages: list[str], cats: list[str], threshold: float) -> None:
+    """What earlier runs left: one duplicate index per language over the examples and everything stored
+    (no near copies anywhere), the model-built texts per cell, and each cell's next call index."""
     for lang in languages:
         index = NearDuplicateIndex(threshold)
         for cat, texts in example_scenarios(lang).items():
             for n, text in enumerate(texts):
                 index.add(f"example:{cat}:{n}", text)
-        for s in store.scenarios(language=lang):
+        for s in build.store.scenarios(language=lang):
             index.add(s.id, s.text)
             if _is_model_built(s):
-                kept.setdefault((lang, s.category), []).append(s.text)
+                build.kept.setdefault((lang, s.category), []).append(s.text)
                 call = s.provenance.get("call_index")
                 if isinstance(call, int):
-                    next_call[(lang, s.category)] = max(next_call[(lang, s.category)], call + 1)
-        indexes[lang] = index
+                    build.next_call[(lang, s.category)] = max(build.next_call[(lang, s.category)], call + 1)
+        build.indexes[lang] = index
         for cat in cats:
-            cell = CellReport(lang, cat, stored=len(kept.get((lang, cat), [])))
-            cell.skipped = cell.stored >= per_category
-            cells[(lang, cat)] = cell
-            report.cells.append(cell)
-    for event in store.events(stage=STAGE):  # calls that kept nothing still advance the call index
+            cell = CellReport(lang, cat, stored=len(build.kept.get((lang, cat), [])))
+            cell.skipped = cell.stored >= build.per_category
+            build.cells[(lang, cat)] = cell
+            build.report.cells.append(cell)
+    for event in build.store.events(stage=STAGE):  # calls that kept nothing still advance the call index
         detail = event["detail"]
         key = (detail.get("language"), detail.get("category"))
-        if detail.get("model") == model.name and isinstance(detail.get("call_index"), int):
-            next_call[key] = max(next_call[key], detail["call_index"] + 1)
+        if detail.get("model") == build.model.name and isinstance(detail.get("call_index"), int):
+            build.next_call[key] = max(build.next_call[key], detail["call_index"] + 1)
 
-    bar = None
-    if progress is not None:
-        todo = sum(max(0, per_category - c.stored) for c in cells.values())
-        bar = progress.add(f"{model.name}", total=todo)
-    added_total = RunStats()
-    try:
-        for _round in range(max_calls):
-            open_cells = [c for c in cells.values() if c.stored < per_category and c.calls < max_calls]
-            if not open_cells:
-                break
-            requests, meta = [], {}
-            for cell in open_cells:
-                key = (cell.language, cell.category)
-                call = next_call[key]
-                next_call[key] += 1
-                cell.calls += 1
-                request = _request(templates[cell.language], cell, call, per_call, kept.get(key, []), model)
-                requests.append(request)
-                meta[request.key] = (cell, call, request.settings)
 
-            def on_result(outcome: Outcome, meta=meta) -> None:
-                cell, call, settings = meta[outcome.request.key]
-                added = _take(store, run_id, outcome, cell, call, settings, per_category, indexes,
-                              kept, model, templates[cell.language].version_tag, per_call)
-                added_total.done += added
-                if bar:
-                    bar.update(added_total)
+async def _call_round(build: _ScenarioBuild, open_cells: list[CellReport], backend: Backend,
+                      policy: RetryPolicy | None, concurrency: int | None, bar) -> None:
+    """One call for every cell still short of its target, each answer kept as soon as it arrives."""
+    requests, meta = [], {}
+    for cell in open_cells:
+        key = (cell.language, cell.category)
+        call = build.next_call[key]
+        build.next_call[key] += 1
+        cell.calls += 1
+        request = _request(build.templates[cell.language], cell, call, build.per_call,
+                           build.kept.get(key, []), build.model)
+        requests.append(request)
+        meta[request.key] = (cell, call, request.settings)
 
-            await execute(requests, backend, on_result, policy=policy,
-                          concurrency=concurrency or model.concurrency)
-    finally:
-        if own_backend:
-            await backend.aclose()
-    for cell in report.short:
-        store.log_events(run_id, STAGE, [(f"{cell.language}/{cell.category}", "short", {
+    def on_result(outcome: Outcome) -> None:
+        cell, call, settings = meta[outcome.request.key]
+        build.added.done += _take(build, outcome, cell, call, settings)
+        if bar:
+            bar.update(build.added)
+
+    await execute(requests, backend, on_result, policy=policy, concurrency=concurrency)
+
+
+def _log_short_cells(build: _ScenarioBuild) -> None:
+    for cell in build.report.short:
+        build.store.log_events(build.run_id, STAGE, [(f"{cell.language}/{cell.category}", "short", {
             "language": cell.language, "category": cell.category, "stored": cell.stored,
-            "target": per_category, "calls": cell.calls, "model": model.name})])
-    return report
+            "target": build.per_category, "calls": cell.calls, "model": build.model.name})])
 
 
 def _request(template, cell: CellReport, call: int, n: int, kept: list[str],
@@ -199,29 +228,30 @@ def _request(template, cell: CellReport, call: int, n: int, kept: list[str],
                              settings=settings)
 
 
-def _take(store: Store, run_id: str, outcome: Outcome, cell: CellReport, call: int, settings,
-          per_category: int, indexes: dict[str, NearDuplicateIndex], kept: dict, model: ModelConfig,
-          template_version: str, per_call: int) -> int:
+def _take(build: _ScenarioBuild, outcome: Outcome, cell: CellReport, call: int, settings) -> int:
     """Parse one answer, keep its new scenarios (up to the target), store them and the call's event."""
+    model = build.model
     detail: dict[str, Any] = {"language": cell.language, "category": cell.category, "call_index": call,
                               "model": model.name}
     new: list[Scenario] = []
     if outcome.error is not None:
         cell.failed_calls += 1
         detail.update(error=str(outcome.error), error_kind=outcome.error.kind)
-        store.log_events(run_id, STAGE, [(f"{cell.language}/{cell.category}", "call_failed", detail)])
+        event = (f"{cell.language}/{cell.category}", "call_failed", detail)
+        build.store.log_events(build.run_id, STAGE, [event])
         return 0
     generation = outcome.generation
     parsed = parse_text_list(generation.text)
     duplicates = 0
     for text in parsed.items:
-        if cell.stored + len(new) >= per_category:
+        if cell.stored + len(new) >= build.per_category:
             break
         provenance = {"builder": "model", "model": model.name, "spec": model.spec,
-                      "settings": settings.to_dict(), "template_version": template_version,
-                      "call_index": call, "per_call": per_call, "run_id": run_id}
+                      "settings": settings.to_dict(),
+                      "template_version": build.templates[cell.language].version_tag,
+                      "call_index": call, "per_call": build.per_call, "run_id": build.run_id}
         scenario = Scenario(language=cell.language, category=cell.category, text=text, provenance=provenance)
-        if indexes[cell.language].add_if_new(scenario.id, text) is not None:
+        if build.indexes[cell.language].add_if_new(scenario.id, text) is not None:
             duplicates += 1
             continue
         new.append(scenario)
@@ -231,9 +261,9 @@ def _take(store: Store, run_id: str, outcome: Outcome, cell: CellReport, call: i
                   finish_reason=generation.finish_reason)
     with_events = [(f"{cell.language}/{cell.category}", "call", detail)]
     if new:
-        store.put_scenarios(new)
-        kept.setdefault((cell.language, cell.category), []).extend(s.text for s in new)
-    store.log_events(run_id, STAGE, with_events)
+        build.store.put_scenarios(new)
+        build.kept.setdefault((cell.language, cell.category), []).extend(s.text for s in new)
+    build.store.log_events(build.run_id, STAGE, with_events)
     cell.stored += len(new)
     cell.added += len(new)
     return len(new)

@@ -26,8 +26,9 @@ def audit(
     voter: list[str] = typer.Option(None, "--voter", help="A judge whose vote counts (repeatable; default: "
                                     "the LLM judges, or the rule judge when it is the only one)."),
     bench: str = typer.Option(None, "--bench", help="Benchmark name in the store."),
-    benchmark: str = typer.Option(None, "--benchmark", help="Load prompts from a file or hub repo instead of "
-                                  "building them."),
+    prompts_from: str = typer.Option(None, "--prompts-from", help="Load the prompts from a file or hub repo "
+                                     "instead of building them."),
+    old_prompts_from: str = typer.Option(None, "--benchmark", hidden=True),  # the old name of --prompts-from
     seeds: str = typer.Option(None, "--seeds", help="Seed source for building: demo, toxigen, toxsyn, FILE."),
     per_group: int = typer.Option(None, "--per-group", help="Seeds per group when building."),
     rewriter: str = typer.Option(None, "--rewriter", help="'template' (offline) or a rewriter model."),
@@ -62,7 +63,7 @@ def audit(
     flags = {
         "models": list(model or []) or None, "judges": list(judge or []) or None,
         "voters": list(voter or []) or None,
-        "bench": bench, "benchmark": benchmark,
+        "bench": bench, "prompts_from": prompts_from, "benchmark": old_prompts_from,
         "seeds": seeds_layer, "rewriter": rewriter, "counterfactual": counterfactual,
         "sample_per_cell": sample_per_cell, "concurrency": concurrency,
         "settings": {"max_tokens": max_tokens} if max_tokens else None,

@@ -23,7 +23,7 @@ def build(
     bench: str = typer.Option(..., "--bench", "-b", help="Name of the benchmark in the store."),
     model: str = typer.Option(None, "--model", "-m", help="Rewriter model string or YAML file."),
     offline: bool = typer.Option(False, "--offline",
-                                 help="Use the offline template rewriter (no model) instead of --model."),
+                                 help="Use the offline rewriter (no model) instead of --model."),
     scenarios: str = typer.Option("builtin", "--scenarios",
                                   help="builtin (the project's examples) or store (built scenarios)."),
     language: str = typer.Option(None, "--language", "-l", help="Only seeds of this language."),
@@ -51,12 +51,12 @@ def build(
 ) -> None:
     """One jailbreak prompt per seed (resumable: re-run the same command to finish a killed build)."""
     from ..backends.registry import parse_model
-    from ..bench import TEMPLATE_REWRITER, build_benchmark
+    from ..bench import OFFLINE_REWRITER, build_benchmark
     from ..run.progress import StageProgress
 
     if offline == (model is not None):
         raise MijaError("give either --model REWRITER or --offline")
-    rewriter = TEMPLATE_REWRITER if offline else parse_model(model, max_tokens=max_tokens,
+    rewriter = OFFLINE_REWRITER if offline else parse_model(model, max_tokens=max_tokens,
                                                              temperature=temperature)
     seed_list = _load_seeds(seeds, language)
     with open_store(workspace) as store:
@@ -68,7 +68,7 @@ def build(
                                      max_words=max_words, keep_truncated=keep_truncated,
                                      concurrency=concurrency, progress=progress,
                                      policy=_policy(timeout))
-    label = "offline template rewriter (no model)" if offline else f"rewriter {report.rewriter}"
+    label = "offline rewriter (no model)" if offline else f"rewriter {report.rewriter}"
     console.print(f"benchmark {bench} with the {label}: "
                   f"{report.done:,} seeds rewritten, {report.items:,} items stored, "
                   f"{report.resumed:,} seeds already done, {len(report.gave_up):,} given up "

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.base import Backend, GenerationRequest
+from ..backends.errorkind import FATAL_KINDS
 from ..backends.registry import ModelConfig, create_backend, parse_model
 from ..errors import MijaError
 from ..records import HARMFUL, SAFE, UNPARSED, BenchmarkItem, Response, SamplingSettings, Verdict
 from ..run.engine import Outcome, RetryPolicy, RunStats, execute
-from ..run.generate import FATAL_KINDS
 from ..store import Store
 from .identity import JudgeIdentity, llm_judge_identity, rules_judge_identity
 from .parse import parse_verdict
@@ -173,8 +173,8 @@ def pending_responses(store: Store, judge: str, fingerprint: str | None = None, 
     left out by SQL, so neither the responses nor the judged ids are ever held whole in memory."""
     selection = selection or select(store, bench, target_models)
     done, done_args = _judged(None if keep_stale else fingerprint)
-    sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store._RESP_COLS.split(','))}, "
-           f"{Store._ITEM_COLS} FROM responses r JOIN items i ON i.id = r.item_id "
+    sql = (f"SELECT r.rowid, {', '.join('r.' + c.strip() for c in Store.RESPONSE_COLUMNS.split(','))}, "
+           f"{Store.ITEM_COLUMNS} FROM responses r JOIN items i ON i.id = r.item_id "
            f"WHERE {selection.where} AND NOT {done} AND r.rowid > ? ORDER BY r.rowid LIMIT {SELECT_BATCH}")
     # Items are shared by every model's reply, and settings by a whole run: each is parsed once. The item
     # cache is bounded, so memory stays flat however many prompts the corpus has.
@@ -188,7 +188,7 @@ def pending_responses(store: Store, judge: str, fingerprint: str | None = None, 
             if item is None:
                 if len(items) >= ITEM_CACHE:
                     items.clear()
-                item = items[row[13]] = Store._item(row[13:])
+                item = items[row[13]] = Store.item_from_row(row[13:])
             parsed = settings.get(row[4])
             if parsed is None:
                 parsed = settings[row[4]] = json.loads(row[4])
@@ -303,7 +303,8 @@ async def _run_judge(store: Store, judge: _Judge, selection: Selection, eligible
                 if outcome.error is not None and outcome.error.kind in FATAL_KINDS and not run_stats.aborted:
                     run_stats.aborted = str(outcome.error)
 
-            await execute(_requests(todo, None, settings, run_stats, languages), judge.backend, on_result,
+            requests = judge_requests(todo, None, settings, run_stats, languages)
+            await execute(requests, judge.backend, on_result,
                           concurrency=concurrency or judge.concurrency, policy=policy,
                           on_progress=bar.update if bar else None,
                           adaptive=judge.backend.adaptive_concurrency, stats=run_stats)
@@ -329,12 +330,13 @@ def judge_messages(item: BenchmarkItem, response: Response,
     return messages
 
 
-def _requests(todo: Iterable[Response] | Iterable[tuple[Response, BenchmarkItem]],
-              items: Mapping[str, BenchmarkItem] | None, settings: SamplingSettings, stats: RunStats,
-              languages: dict[str, str] | None = None) -> Iterator[GenerationRequest]:
-    """Built lazily: the engine pulls requests as workers free up, so a large backlog costs no memory.
-    ``todo`` holds responses looked up in ``items``, or (response, item) pairs when ``items`` is None;
-    ``languages`` gets each sent response's item language."""
+def judge_requests(todo: Iterable[Response] | Iterable[tuple[Response, BenchmarkItem]],
+                   items: Mapping[str, BenchmarkItem] | None, settings: SamplingSettings, stats: RunStats,
+                   languages: dict[str, str] | None = None) -> Iterator[GenerationRequest]:
+    """The requests that ask a judge about each response, built lazily: the engine pulls requests as
+    workers free up, so a large backlog costs no memory. ``todo`` holds responses looked up in ``items``,
+    or (response, item) pairs when ``items`` is None; ``languages`` gets each sent response's item
+    language."""
     request_settings = replace(settings, system_prompt=None)  # already in the messages
     for entry in todo:
         if stats.aborted:

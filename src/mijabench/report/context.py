@@ -98,7 +98,7 @@ def banners(store, table: JudgedTable, demo: bool | None = None) -> list[str]:
         "SELECT id FROM items WHERE json_extract(provenance, '$.rewriter') = 'template'")}
     n_template = len(items & template)
     if n_template:
-        out.append(f"{n_template:,} of the {len(items):,} benchmark items were built by the offline template "
+        out.append(f"{n_template:,} of the {len(items):,} benchmark items were built by the offline "
                    "rewriter (no language model): they are fixed patterns meant to exercise the machinery, "
                    "not the adversarial prompts of a real audit.")
     if demo is None:

@@ -12,8 +12,10 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..backends.base import Backend, BackendError, Generation, GenerationRequest
+from ..backends.errorkind import ErrorKind
 from .limiter import AdaptiveLimiter
 
 
@@ -66,6 +68,13 @@ class RunStats:
     def throughput(self) -> float:
         return self.done / self.elapsed_s if self.elapsed_s else 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """The figures a run logs as its 'summary' event (the in-flight gauges are left out)."""
+        return {"answered": self.done, "failed": self.failed, "skipped": self.skipped,
+                "retries": self.retries, "attempts": self.attempts, "timeouts": self.timeouts,
+                "elapsed_s": round(self.elapsed_s, 3), "errors": self.errors,
+                "error_examples": self.error_examples, "aborted": self.aborted, "replicas": self.replicas}
+
 
 async def call_with_retries(backend: Backend, request: GenerationRequest, policy: RetryPolicy,
                             on_retry: Callable[[BackendError], None] | None = None,
@@ -87,11 +96,12 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
             async with asyncio.timeout(policy.timeout_s):  # unlike wait_for, no extra task per attempt
                 generation = await backend.generate(request)
         except TimeoutError:
-            error = BackendError(f"no answer within {policy.timeout_s:g}s", retryable=True, kind="timeout")
+            error = BackendError(f"no answer within {policy.timeout_s:g}s", retryable=True,
+                                 kind=ErrorKind.TIMEOUT)
         except BackendError as exc:
             error = exc
         except Exception as exc:  # a backend bug must not take the whole run down: record it, go on
-            error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False, kind="internal")
+            error = BackendError(f"{type(exc).__name__}: {exc}", retryable=False, kind=ErrorKind.INTERNAL)
         else:
             if limiter:
                 limiter.succeeded(started, sent_with)
@@ -102,10 +112,10 @@ async def call_with_retries(backend: Backend, request: GenerationRequest, policy
             if limiter:
                 limiter.release()
         if on_attempt:
-            on_attempt(error.kind == "timeout")
-        if limiter and (error.status == 429 or error.kind == "rate_limited"):
+            on_attempt(error.kind == ErrorKind.TIMEOUT)
+        if limiter and (error.status == 429 or error.kind == ErrorKind.RATE_LIMITED):
             limiter.overloaded(started, error.retry_after)
-        elif limiter and error.kind == "timeout":
+        elif limiter and error.kind == ErrorKind.TIMEOUT:
             limiter.timed_out(started)
         elapsed = time.monotonic() - start
         wait = policy.delay(attempt, error.retry_after)

@@ -16,16 +16,14 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from ..backends.base import Backend, Generation, GenerationRequest
+from ..backends.errorkind import FATAL_KINDS
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response, SamplingSettings, stable_id
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .progress import StageProgress
-from .writer import ResponseWriter
-
-# Errors that will not go away by sending the rest of the items: the model stops, the run goes on.
-FATAL_KINDS = frozenset({"auth", "model_not_found", "not_found", "config"})
+from .responsewriter import ResponseWriter
 
 
 def build_messages(item: BenchmarkItem, settings: SamplingSettings) -> list[dict[str, str]]:
@@ -53,21 +51,21 @@ def run_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[Mo
               progress: bool | str | StageProgress = True, bench: str | None = None,
               backends: dict[str, Backend] | None = None,
               allow_model_change: bool = False) -> dict[str, RunStats]:
-    """Send every item to every model; returns RunStats per model name. See ``run_items_async``."""
+    """Send every item to every model; returns RunStats per model name. See ``arun_items``."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_items_async(store, items, configs, concurrency=concurrency, policy=policy,
-                                           progress=progress, bench=bench, backends=backends,
-                                           allow_model_change=allow_model_change))
-    raise RuntimeError("run_items was called inside a running event loop; use `await run_items_async(...)`")
+        return asyncio.run(arun_items(store, items, configs, concurrency=concurrency, policy=policy,
+                                      progress=progress, bench=bench, backends=backends,
+                                      allow_model_change=allow_model_change))
+    raise RuntimeError("run_items was called inside a running event loop; use `await arun_items(...)`")
 
 
-async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
-                          concurrency: int | None = None, policy: RetryPolicy | None = None,
-                          progress: bool | str | StageProgress = True, bench: str | None = None,
-                          backends: dict[str, Backend] | None = None,
-                          allow_model_change: bool = False) -> dict[str, RunStats]:
+async def arun_items(store: Store, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig], *,
+                     concurrency: int | None = None, policy: RetryPolicy | None = None,
+                     progress: bool | str | StageProgress = True, bench: str | None = None,
+                     backends: dict[str, Backend] | None = None,
+                     allow_model_change: bool = False) -> dict[str, RunStats]:
     """The runner itself.
 
     ``concurrency`` overrides every model's limit (default: the model config's, else the backend's). Items
@@ -117,7 +115,7 @@ async def run_items_async(store: Store, items: Sequence[BenchmarkItem], configs:
     finally:
         await asyncio.gather(*(b.aclose() for b in built), return_exceptions=True)
     record_models(store, configs, ready)  # again: a backend learns what its server reports as it answers
-    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
+    store.log_events(run_id, "generate", [(name, "summary", s.summary()) for name, s in results.items()]
                      + [(c.name, "endpoints", ready[c.name].info()) for c in configs])
     return results
 
@@ -270,9 +268,3 @@ def _response(rid: str, item_id: str, model: str, settings: dict[str, Any], outc
                     latency_s=generation.latency_s, finish_reason=generation.finish_reason,
                     attempts=outcome.attempts, run_id=run_id)
 
-
-def _summary(stats: RunStats) -> dict[str, Any]:
-    return {"answered": stats.done, "failed": stats.failed, "skipped": stats.skipped,
-            "retries": stats.retries, "attempts": stats.attempts, "timeouts": stats.timeouts,
-            "elapsed_s": round(stats.elapsed_s, 3), "errors": stats.errors,
-            "error_examples": stats.error_examples, "aborted": stats.aborted, "replicas": stats.replicas}

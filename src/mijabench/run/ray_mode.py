@@ -37,14 +37,13 @@ from dataclasses import asdict
 from typing import Any
 
 from ..backends.base import GenerationRequest
+from ..backends.errorkind import FATAL_KINDS, ErrorKind
 from ..backends.registry import ModelConfig, create_backend
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response
 from ..store import Store
 from .engine import Outcome, RetryPolicy, RunStats, execute
 from .generate import (
-    FATAL_KINDS,
-    _summary,
     build_messages,
     check_servers,
     pending_items,
@@ -218,7 +217,7 @@ def run_items_ray(store: Store, items: Sequence[BenchmarkItem], configs: Sequenc
     finally:
         if started:
             ray.shutdown()
-    store.log_events(run_id, "generate", [(name, "summary", _summary(s)) for name, s in results.items()]
+    store.log_events(run_id, "generate", [(name, "summary", s.summary()) for name, s in results.items()]
                      + [(name, "ray_timing", t) for name, t in timing.items() if t])
     return results
 
@@ -366,14 +365,16 @@ def _response(row: dict[str, Any], model: str, settings: dict[str, Any], run_id:
 
     error, kind = row.get("error"), row.get("error_kind")
     if row.get("__inference_error__"):
-        error, kind = f"inference_error: {row['__inference_error__']}", "inference_error"
+        kind = ErrorKind.INFERENCE_ERROR
+        error = f"{kind}: {row['__inference_error__']}"
     attempts = int(row.get("attempts") or 1)
     stats.retries += attempts - 1
     if error is not None or row.get("text") is None:
         error = error or "unknown error"
-        stats.count_failure(BackendError(error.split(": ", 1)[-1], retryable=False, kind=kind or "error"))
+        message = error.split(": ", 1)[-1]
+        stats.count_failure(BackendError(message, retryable=False, kind=kind or ErrorKind.ERROR))
         if kind in FATAL_KINDS and not stats.aborted:
-            stats.aborted = error.split(": ", 1)[-1]  # the message, as the local runner gives it
+            stats.aborted = message  # the message, as the local runner gives it
         return Response(id=row["rid"], item_id=row["item_id"], model=model, settings=settings, error=error,
                         attempts=attempts, run_id=run_id)
     stats.done += 1

@@ -50,7 +50,7 @@ def _datasets():
 
 
 SEEDS_OFFLINE_HINT = "or pass a local copy with --from-disk DIR or a local file with --source FILE"
-BENCHMARK_OFFLINE_HINT = "or pass a local copy of the benchmark (JSONL/CSV/Parquet) with --benchmark FILE"
+BENCHMARK_OFFLINE_HINT = "or pass a local copy of the benchmark (JSONL/CSV/Parquet) with --prompts-from FILE"
 
 
 def open_dataset(repo: str, config: str | None = None, split: str | None = "train", *,

@@ -137,7 +137,7 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
     assert corpus is not None and prepared.bench is not None
     _check_judges(store, _fingerprints(corpus.verdicts))
     before = _counts(store)
-    _put_run(store, prepared.run_id, "import", prepared.config)
+    store.put_run(prepared.run_id, "import", prepared.config)
     _write(store, prepared.bench, corpus)
     known = {m["name"] for m in store.models()}
     for model in corpus.models:
@@ -192,9 +192,9 @@ def _import_export(store: Store, prepared: PreparedImport) -> ImportResult:
     assert data is not None
     _check_judges(store, _fingerprints(data.verdicts))
     before = _counts(store)
-    _put_run(store, run_id, "import", prepared.config)
+    store.put_run(run_id, "import", prepared.config)
     for run in data.runs:
-        _put_run(store, run["id"], run["kind"], run["config"], run["created_at"])
+        store.put_run(run["id"], run["kind"], run["config"], run["created_at"])
     store.put_seeds(data.seeds)
     store.put_scenarios(data.scenarios)
     memberships: dict[str, list[str]] = {}
@@ -234,16 +234,6 @@ def _check_judges(store: Store, fingerprints: dict[str, set[str]]) -> None:
             raise MijaError(f"the store already holds verdicts by judge '{judge}' from another source or "
                             f"configuration; import under another name with --judge-prefix (e.g. "
                             f"--judge-prefix paper:)")
-
-
-def _put_run(store: Store, run_id: str, kind: str, config: dict[str, Any],
-             created_at: str | None = None) -> None:
-    """Record a run under a given id, once: a second import of the same content finds it there."""
-    from ..store.core import _dumps, now
-    from ..store.secrets import redact
-    with store.transaction() as cur:
-        cur.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?)",
-                    (run_id, kind, created_at or now(), _dumps(redact(config))))
 
 
 def _counts(store: Store) -> dict[str, int]:

@@ -148,6 +148,13 @@ class Store:
             cur.execute("INSERT INTO runs VALUES (?,?,?,?)", (run_id, kind, now(), _dumps(redact(config))))
         return run_id
 
+    def put_run(self, run_id: str, kind: str, config: dict[str, Any], created_at: str | None = None) -> None:
+        """Record a run under a given id (an imported one keeps its own), once: a second import of the same
+        content finds it there."""
+        with self.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?)",
+                        (run_id, kind, created_at or now(), _dumps(redact(config))))
+
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT id, kind, created_at, config FROM runs", ()
         if kind:
@@ -216,31 +223,32 @@ class Store:
             cur.executemany("INSERT OR IGNORE INTO bench_items VALUES (?,?)", [(bench, i.id) for i in items])
         return len(rows)
 
-    _ITEM_COLS = ("i.id, i.language, i.group_id, i.seed_id, i.seed_text, i.scenario_id, i.scenario_category, "
-                  "i.scenario_text, i.strategy, i.prompt, i.pair_id, i.provenance")
+    # the SELECT list that item_from_row reads (and judge.runner joins to the responses)
+    ITEM_COLUMNS = ("i.id, i.language, i.group_id, i.seed_id, i.seed_text, i.scenario_id, "
+                    "i.scenario_category, i.scenario_text, i.strategy, i.prompt, i.pair_id, i.provenance")
 
     @staticmethod
-    def _item(r) -> BenchmarkItem:
+    def item_from_row(r) -> BenchmarkItem:
         return BenchmarkItem(id=r[0], language=r[1], group=r[2], seed_id=r[3], seed_text=r[4],
                              scenario_id=r[5], scenario_category=r[6], scenario_text=r[7], strategy=r[8],
                              prompt=r[9], pair_id=r[10], provenance=json.loads(r[11]))
 
     def items(self, bench: str | None = None) -> list[BenchmarkItem]:
         if bench:
-            sql = (f"SELECT {self._ITEM_COLS} FROM items i JOIN bench_items b ON b.item_id=i.id "
+            sql = (f"SELECT {self.ITEM_COLUMNS} FROM items i JOIN bench_items b ON b.item_id=i.id "
                    "WHERE b.bench=? ORDER BY i.rowid")
             rows = self.conn.execute(sql, (bench,))
         else:
-            rows = self.conn.execute(f"SELECT {self._ITEM_COLS} FROM items i ORDER BY i.rowid")
-        return [self._item(r) for r in rows]
+            rows = self.conn.execute(f"SELECT {self.ITEM_COLUMNS} FROM items i ORDER BY i.rowid")
+        return [self.item_from_row(r) for r in rows]
 
     def get_items(self, ids: Iterable[str]) -> dict[str, BenchmarkItem]:
         ids = list(ids)
         out: dict[str, BenchmarkItem] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            sql = f"SELECT {self._ITEM_COLS} FROM items i WHERE i.id IN ({','.join('?' * len(chunk))})"
-            out.update((r[0], self._item(r)) for r in self.conn.execute(sql, chunk))
+            sql = f"SELECT {self.ITEM_COLUMNS} FROM items i WHERE i.id IN ({','.join('?' * len(chunk))})"
+            out.update((r[0], self.item_from_row(r)) for r in self.conn.execute(sql, chunk))
         return out
 
     def benches(self) -> dict[str, int]:
@@ -288,8 +296,8 @@ class Store:
                 "created_at=excluded.created_at WHERE responses.error IS NOT NULL", rows)
         return len(rows)
 
-    _RESP_COLS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
-                  "finish_reason, error, attempts, run_id")
+    RESPONSE_COLUMNS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
+                        "finish_reason, error, attempts, run_id")
 
     @staticmethod
     def _response(r) -> Response:
@@ -298,7 +306,7 @@ class Store:
                         error=r[9], attempts=r[10], run_id=r[11])
 
     def responses(self, model: str | None = None, ok_only: bool = False) -> list[Response]:
-        sql, args = f"SELECT {self._RESP_COLS} FROM responses WHERE 1=1", []
+        sql, args = f"SELECT {self.RESPONSE_COLUMNS} FROM responses WHERE 1=1", []
         if model:
             sql += " AND model=?"
             args.append(model)

@@ -1,8 +1,10 @@
-"""Prompt templates per language, kept as data files: ``<kind>/<language>.yaml``.
+"""The prompts the benchmark builder sends to a model (the rewriter's, the scenario writer's), one data file
+per kind and language: ``<kind>/<language>.yaml``. (The judge's prompts live in ``judge/data``; HTML
+templates live with the report and the annotation page.)
 
 Each file holds ``version``, ``system`` and ``user``, with ``$name`` placeholders (``string.Template``, so a
-JSON example in a prompt needs no escaping). A template's ``version_tag`` joins the declared version with a
-hash of its text: editing a template without bumping its version still changes what provenance records.
+JSON example in a prompt needs no escaping). A prompt's ``version_tag`` joins the declared version with a
+hash of its text: editing a prompt without bumping its version still changes what provenance records.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from importlib import resources
 
 import yaml
 
-from ..errors import MijaError
-from ..records import stable_id
+from ...errors import MijaError
+from ...records import stable_id
 
 
 @dataclass(frozen=True)
-class PromptTemplate:
+class BenchPrompt:
     kind: str
     language: str
     version: int
@@ -41,10 +43,10 @@ class PromptTemplate:
 
 
 @cache
-def load_template(kind: str, language: str) -> PromptTemplate:
-    """The ``kind`` template (``rewriter``, ``scenarios``, ...) in ``language``."""
+def load_prompt(kind: str, language: str) -> BenchPrompt:
+    """The ``kind`` prompt (``rewriter``, ``scenarios``) in ``language``."""
     path = resources.files(__package__).joinpath(kind, f"{language}.yaml")
     if not path.is_file():
-        raise MijaError(f"no {kind} template for language '{language}'")
+        raise MijaError(f"no {kind} prompt for language '{language}'")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return PromptTemplate(kind, language, int(data["version"]), data.get("system") or "", data["user"])
+    return BenchPrompt(kind, language, int(data["version"]), data.get("system") or "", data["user"])

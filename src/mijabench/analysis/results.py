@@ -1,4 +1,4 @@
-"""Everything the report shows, computed from one judged table: ``analyze(table)``."""
+"""Everything the report shows, computed from one judged table: ``analyze(table)`` returns an ``Analysis``."""
 
 from __future__ import annotations
 
