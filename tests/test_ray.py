@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -218,3 +219,30 @@ def test_the_vllm_stage_is_accepted_by_rays_llm_api(tmp_path, ray_address):
     assert "vLLMEngineStage" in [type(stage).__name__ for stage in processor.stages.values()]
     with pytest.raises(MijaError, match="engine 'vllm' runs hf:MODEL"):
         vllm_stage(ModelConfig(spec="scripted:x", name="x"), num_workers=1)
+
+
+def test_a_budgeted_audit_draws_the_same_sample_on_ray_as_locally(tmp_path, ray_address):
+    # the stopping rule only sees stored answers, so Ray and the local runner take the same decisions
+    from functools import partial
+
+    from mijabench.audit.budgeted import run_budgeted
+    from mijabench.backends.registry import model_from_dict
+    config = model_from_dict({"model": "scripted:refuser", "name": "refuser",
+                              "options": {"refuse_on": ["REFUSE"]}})
+    items = [BenchmarkItem(language="en", group=g, seed_text=f"s{i}", scenario_category="history",
+                           scenario_text="t", strategy="persona_assignment",
+                           prompt=f"{g} {i}: {'REFUSE' if i % every == 0 else 'answer'}")
+             for g, every in (("women", 9), ("black", 2)) for i in range(150)]
+    results = {}
+    for name, generate in (("local", None), ("ray", partial(run_items_ray, policy=FAST, num_workers=1))):
+        with Store(tmp_path / name) as store:
+            store.put_items(items, bench="b")
+            audit = run_budgeted(store, "b", items, [config], ["rules:refusal-v1"], ["rules:refusal-v1"],
+                                 target=0.3, budget=None, seed=3, generate=generate)
+            results[name] = (audit, {r.item_id for r in store.responses("refuser")})
+            if name == "ray":
+                assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
+    (local, local_items), (on_ray, ray_items) = results["local"], results["ray"]
+    assert local_items == ray_items and 0 < len(ray_items) < len(items)
+    assert np.array_equal(local.result.n, on_ray.result.n)
+    assert np.allclose(local.result.low, on_ray.result.low)
