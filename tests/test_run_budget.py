@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from cli_inproc import invoke
 
+from cli_inproc import invoke
 from mijabench.store import Store
 
 PER_CELL = 200
@@ -21,8 +21,8 @@ def bench(tmp_path):
     for group, share in (("asian", 0.1), ("black", 0.5)):
         for i in range(PER_CELL):
             word = "REFUSE" if rng.random() < share else "answer"
-            rows.append({"language": "en", "group": group, "seed_text": f"s{i}", "scenario_category": "history",
-                         "scenario_text": "t", "strategy": "persona_assignment",
+            rows.append({"language": "en", "group": group, "seed_text": f"s{i}", "scenario_text": "t",
+                         "scenario_category": "history", "strategy": "persona_assignment",
                          "prompt": f"{group} {i}: please {word} this"})
     path = tmp_path / "bench.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
