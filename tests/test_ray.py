@@ -15,7 +15,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -221,28 +220,35 @@ def test_the_vllm_stage_is_accepted_by_rays_llm_api(tmp_path, ray_address):
         vllm_stage(ModelConfig(spec="scripted:x", name="x"), num_workers=1)
 
 
-def test_a_budgeted_audit_draws_the_same_sample_on_ray_as_locally(tmp_path, ray_address):
-    # the stopping rule only sees stored answers, so Ray and the local runner take the same decisions
-    from functools import partial
+def test_a_budgeted_run_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_address):
+    # `run --executor ray --target-ci`: the stopping rule only sees stored answers, so Ray and the local
+    # runner take the same decisions
+    import json
 
     from mijabench.audit.budgeted import run_budgeted
     from mijabench.backends.registry import model_from_dict
-    config = model_from_dict({"model": "scripted:refuser", "name": "refuser",
-                              "options": {"refuse_on": ["REFUSE"]}})
+    options = {"refuse_on": ["REFUSE"]}
     items = [BenchmarkItem(language="en", group=g, seed_text=f"s{i}", scenario_category="history",
                            scenario_text="t", strategy="persona_assignment",
                            prompt=f"{g} {i}: {'REFUSE' if i % every == 0 else 'answer'}")
              for g, every in (("women", 9), ("black", 2)) for i in range(150)]
-    results = {}
-    for name, generate in (("local", None), ("ray", partial(run_items_ray, policy=FAST, num_workers=1))):
-        with Store(tmp_path / name) as store:
-            store.put_items(items, bench="b")
-            audit = run_budgeted(store, "b", items, [config], ["rules:refusal-v1"], ["rules:refusal-v1"],
-                                 target=0.3, budget=None, seed=3, generate=generate)
-            results[name] = (audit, {r.item_id for r in store.responses("refuser")})
-            if name == "ray":
-                assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
-    (local, local_items), (on_ray, ray_items) = results["local"], results["ray"]
-    assert local_items == ray_items and 0 < len(ray_items) < len(items)
-    assert np.array_equal(local.result.n, on_ray.result.n)
-    assert np.allclose(local.result.low, on_ray.result.low)
+    with Store(tmp_path / "local") as store:
+        store.put_items(items, bench="b")
+        config = model_from_dict({"model": "scripted:refuser", "name": "refuser", "options": options})
+        local = run_budgeted(store, "b", items, [config], ["rules:refusal-v1"], ["rules:refusal-v1"],
+                             target=0.3, budget=None, seed=3)
+        local_items = {r.item_id for r in store.responses("refuser")}
+    bench = tmp_path / "b.jsonl"
+    bench.write_text("".join(json.dumps(i.to_dict()) + "\n" for i in items), encoding="utf-8")
+    model = tmp_path / "refuser.yaml"
+    model.write_text("model: scripted:refuser\nname: refuser\noptions:\n  refuse_on: [REFUSE]\n",
+                     encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "--bench", str(bench), "--model", str(model), "--executor",
+                                      "ray", "--ray-workers", "1", "--target-ci", "30", "--budget-seed",
+                                      "3", "--progress", "none", "--workspace", str(tmp_path / "ray")])
+    assert result.exit_code == 0, result.output
+    assert f"{local.result.calls:,} of the full design's 300" in result.output
+    with Store(tmp_path / "ray") as store:
+        assert {r.item_id for r in store.responses("refuser")} == local_items
+        assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
+    assert 0 < len(local_items) < len(items)
