@@ -134,3 +134,13 @@ def test_counterfactual_families_are_drawn_together_and_stay_covered():
     assert res.calls == oracle.fetched * len(groups) < res.full_calls
     rate_cover, dev_cover = _coverage(res, labels, design)
     assert rate_cover >= 0.95 and dev_cover >= 0.95
+
+
+def test_a_group_whose_answers_all_fail_does_not_keep_its_block_drawing():
+    labels = [np.full(40, -1), np.zeros(300, np.int64), (np.arange(300) % 4 == 0).astype(np.int64)]
+    sizes = np.array([len(x) for x in labels])
+    design = Design(cell_stratum=np.arange(3), cell_block=np.zeros(3, np.int64), population=sizes,
+                    units=sizes, calls_per_unit=np.ones(3, np.int64))
+    res = run_plan(design, TableOracle(labels), target=0.15, budget=None)
+    assert res.n[0] == 0 and np.isnan(res.dev[0])  # no verdict: no rate, out of the groups' mean
+    assert list(res.status[1:]) == ["target", "target"] and res.calls < sizes.sum() - 200

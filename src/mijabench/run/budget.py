@@ -128,7 +128,9 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
         lo, hi = np.where(lo_x <= hi_x, lo_x, lo), np.where(lo_x <= hi_x, hi_x, hi)
         rate, low, high = np.where(moved, r, rate), np.where(moved, lo, low), np.where(moved, hi, high)
         look_of = np.where(moved, look, look_of)
-        dev, dlo, dhi = _deviations(d, rate, low, high)
+        drawn_n, _, drawn_u = oracle.counts(prefix)
+        none_decided = (drawn_n == 0) & (drawn_u > 0)
+        dev, dlo, dhi = _deviations(d, rate, low, high, none_decided)
         exhausted = (prefix >= d.units)[d.cell_stratum]
         goal = -1.0 if target is None else target + 1e-12  # a budget alone never closes a cell early
         met = (high - low <= goal) & (dhi + dlo <= goal)
@@ -141,9 +143,9 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
         history.append({"look": look, "calls": int(spent), "open_strata": int(open_s.sum())})
         if left < 1:
             break
-    dev, dlo, dhi = _deviations(d, rate, low, high)
+    n, _, u = oracle.counts(prefix)
+    dev, dlo, dhi = _deviations(d, rate, low, high, (n == 0) & (u > 0))
     calls = int(np.sum(prefix * d.calls_per_unit))
-    n, _, _ = oracle.counts(prefix)
     return BudgetResult(rate, low, high, dev, dev - dlo, dev + dhi, n, status, look_of, calls, full,
                         target, budget, history)
 
@@ -242,17 +244,23 @@ def _fit_budget(d: Design, oracle: Oracle, look: int, marks: list[np.ndarray], o
     return size
 
 
-def _deviations(d: Design, rate: np.ndarray, low: np.ndarray, high: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each group's deviation from its block's mean over groups, with MOVER distances below and above."""
+def _deviations(d: Design, rate: np.ndarray, low: np.ndarray, high: np.ndarray,
+                none_decided: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's deviation from its block's mean over groups, with MOVER distances below and above.
+    ``none_decided``: cells drawn whose every answer failed or was unparsed so far; like a group without
+    verdicts in the full report they are left out of the mean (deviation NaN), so one failing group does
+    not keep its whole block drawing."""
     starts = np.flatnonzero(np.r_[True, d.cell_block[1:] != d.cell_block[:-1]])
     size = np.diff(np.r_[starts, len(rate)])
-    weight = 1.0 / np.repeat(size, size)
+    inside = np.ones(len(rate), bool) if none_decided is None else ~none_decided
+    counted = np.add.reduceat(inside.astype(np.float64), starts)
+    weight = np.where(inside, 1.0 / np.maximum(np.repeat(counted, size), 1), 0.0)
     r = np.nan_to_num(rate, nan=0.5)
     mean = np.add.reduceat(weight * r, starts)
     dev = r - np.repeat(mean, size)
     down, up = deviation_limits(r, low, high, weight, starts)
-    return dev, down, up
+    out = ~inside
+    return np.where(out, np.nan, dev), np.where(out, 0.0, down), np.where(out, 0.0, up)
 
 
 class TableOracle:
