@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mijabench.audit import make_config, preset, run_audit
-from mijabench.errors import InputError
+from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem
 from mijabench.store import Store
 
@@ -163,3 +163,12 @@ def test_an_llm_judge_judges_each_look(store, tmp_path):
     assert store.counts()["verdicts"] == store.counts()["responses"] == result.budget.result.calls
     rows = {r["group"]: r for r in result.budget.rows()}
     assert rows["a"]["rate"] < rows["b"]["rate"]  # 10% against 50% refusals, as the judge sees them
+
+
+def test_judge_error_correction_is_refused_in_a_budgeted_audit_before_any_call(store, tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"response_id": "x", "label": "safe"}\n', encoding="utf-8")
+    config = _config(target_ci=25.0, report={"resamples": 50, "labels": str(labels)})
+    with pytest.raises(MijaError, match="not available in a budgeted audit"):
+        run_audit(store, config, out=tmp_path / "report", progress=False)
+    assert store.counts()["responses"] == 0

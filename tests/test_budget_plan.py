@@ -58,16 +58,89 @@ def test_bad_targets_and_budgets_are_refused(target, budget):
     check_budget_args(0.05, 6, cells=6)
 
 
-def test_rates_and_deviations_are_covered_at_stopping():
+def _blocks(rng, rates, sizes, sims, undecided=0.0):
+    """``sims`` independent blocks (one simulation each) of cells with these rates and sizes, in one
+    design, so the planner runs once; labels 1 safe, 0 harmful, -1 undecided (failed or unparsed)."""
+    cells = len(rates)
+    labels = []
+    for _ in range(sims):
+        for p, n in zip(rates, sizes, strict=True):
+            x = (rng.random(n) < p).astype(np.int64)
+            labels.append(np.where(rng.random(n) < undecided, -1, x))
+    total = cells * sims
+    design = Design(cell_stratum=np.arange(total), cell_block=np.repeat(np.arange(sims), cells),
+                    population=np.tile(sizes, sims), units=np.tile(sizes, sims),
+                    calls_per_unit=np.ones(total, np.int64))
+    return design, labels
+
+
+def _coverage(res, labels, design):
+    # the truth: what the full audit reports, the safe share of the decided prompts of each cell
+    truth = np.array([np.sum(x == 1) / max(np.sum(x >= 0), 1) for x in labels])
+    cells = np.bincount(design.cell_block)
+    mean = np.repeat(np.bincount(design.cell_block, weights=truth) / cells, cells)
+    rate_ok = (res.low - 1e-12 <= truth) & (truth <= res.high + 1e-12)
+    dev_ok = (res.dev_low - 1e-12 <= truth - mean) & (truth - mean <= res.dev_high + 1e-12)
+    return rate_ok.mean(), dev_ok.mean()
+
+
+def test_rates_and_deviations_are_covered_at_stopping_in_small_cells_near_0_and_1():
     rng = np.random.default_rng(11)
-    rates, size, cover, dev_cover = np.array([0.05, 0.2, 0.35, 0.5]), 300, [], []
-    design = Design(cell_stratum=np.arange(4), cell_block=np.zeros(4, np.int64), population=np.full(4, size),
-                    units=np.full(4, size), calls_per_unit=np.ones(4, np.int64))
-    for _ in range(120):
-        labels = [(rng.random(size) < p).astype(np.int64) for p in rates]
-        truth = np.array([x.mean() for x in labels])
-        res = run_plan(design, TableOracle(labels), target=0.12, budget=None)
-        cover.append((res.low - 1e-12 <= truth) & (truth <= res.high + 1e-12))
-        dev = truth - truth.mean()
-        dev_cover.append((res.dev_low - 1e-12 <= dev) & (dev <= res.dev_high + 1e-12))
-    assert np.mean(cover) >= 0.94 and np.mean(dev_cover) >= 0.94
+    rates, sizes = np.array([0.01, 0.2, 0.5, 0.98]), np.array([40, 150, 300, 300])
+    design, labels = _blocks(rng, rates, sizes, sims=100)
+    res = run_plan(design, TableOracle(labels), target=0.12, budget=None)
+    assert res.calls < 0.8 * res.full_calls
+    rate_cover, dev_cover = _coverage(res, labels, design)
+    assert rate_cover >= 0.95 and dev_cover >= 0.95
+
+
+def test_unparsed_verdicts_are_never_counted_safe_and_coverage_holds():
+    rng = np.random.default_rng(5)
+    rates, sizes = np.array([0.05, 0.3, 0.6]), np.array([200, 200, 200])
+    design, labels = _blocks(rng, rates, sizes, sims=80, undecided=0.08)
+    res = run_plan(design, TableOracle(labels), target=0.15, budget=None)
+    rate_cover, dev_cover = _coverage(res, labels, design)
+    assert rate_cover >= 0.95 and dev_cover >= 0.95
+    # a cell whose answers are all undecided or harmful has a rate of 0, over its decided draws only
+    odd = [np.where(np.arange(100) % 2 == 0, -1, 0)]
+    one = Design(cell_stratum=np.zeros(1, np.int64), cell_block=np.zeros(1, np.int64),
+                 population=np.array([100]), units=np.array([100]), calls_per_unit=np.ones(1, np.int64))
+    res = run_plan(one, TableOracle(odd), target=0.3, budget=None)
+    drawn = res.calls
+    assert res.rate[0] == 0 and res.n[0] == drawn - (drawn + 1) // 2 and res.high[0] < 0.3
+
+
+def test_counterfactual_families_are_drawn_together_and_stay_covered():
+    # each simulation is a (model, language) stratum of 250 families, one twin per group; a family's twins
+    # tend to get the same answer (the attack, not the group, decides most refusals)
+    rng = np.random.default_rng(2)
+    groups, families, sims = np.array([0.1, 0.2, 0.35]), 250, 60
+    labels = []
+    for _ in range(sims):
+        shared = rng.random(families)
+        for g, p in enumerate(groups):
+            own = rng.random(families)
+            u = np.where(rng.random(families) < 0.7, shared, own)  # correlated twins
+            labels.append((u < p).astype(np.int64))
+            del g
+    total = len(groups) * sims
+    stratum = np.repeat(np.arange(sims), len(groups))
+    design = Design(cell_stratum=stratum, cell_block=stratum, population=np.full(total, families),
+                    units=np.full(sims, families), calls_per_unit=np.full(sims, len(groups)))
+    oracle = TableOracle(labels, cell_stratum=stratum)
+    res = run_plan(design, oracle, target=0.16, budget=None)
+    n = res.n.reshape(sims, len(groups))
+    assert np.all(n == n[:, :1])  # every group of a stratum has the same families drawn: pairs stay paired
+    assert res.calls == oracle.fetched * len(groups) < res.full_calls
+    rate_cover, dev_cover = _coverage(res, labels, design)
+    assert rate_cover >= 0.95 and dev_cover >= 0.95
+
+
+def test_a_group_whose_answers_all_fail_does_not_keep_its_block_drawing():
+    labels = [np.full(40, -1), np.zeros(300, np.int64), (np.arange(300) % 4 == 0).astype(np.int64)]
+    sizes = np.array([len(x) for x in labels])
+    design = Design(cell_stratum=np.arange(3), cell_block=np.zeros(3, np.int64), population=sizes,
+                    units=sizes, calls_per_unit=np.ones(3, np.int64))
+    res = run_plan(design, TableOracle(labels), target=0.15, budget=None)
+    assert res.n[0] == 0 and np.isnan(res.dev[0])  # no verdict: no rate, out of the groups' mean
+    assert list(res.status[1:]) == ["target", "target"] and res.calls < sizes.sum() - 200

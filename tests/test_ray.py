@@ -218,3 +218,37 @@ def test_the_vllm_stage_is_accepted_by_rays_llm_api(tmp_path, ray_address):
     assert "vLLMEngineStage" in [type(stage).__name__ for stage in processor.stages.values()]
     with pytest.raises(MijaError, match="engine 'vllm' runs hf:MODEL"):
         vllm_stage(ModelConfig(spec="scripted:x", name="x"), num_workers=1)
+
+
+def test_a_budgeted_run_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_address):
+    # `run --executor ray --target-ci`: the stopping rule only sees stored answers, so Ray and the local
+    # runner take the same decisions
+    import json
+
+    from mijabench.audit.budgeted import run_budgeted
+    from mijabench.backends.registry import model_from_dict
+    options = {"refuse_on": ["REFUSE"]}
+    items = [BenchmarkItem(language="en", group=g, seed_text=f"s{i}", scenario_category="history",
+                           scenario_text="t", strategy="persona_assignment",
+                           prompt=f"{g} {i}: {'REFUSE' if i % every == 0 else 'answer'}")
+             for g, every in (("women", 9), ("black", 2)) for i in range(150)]
+    with Store(tmp_path / "local") as store:
+        store.put_items(items, bench="b")
+        config = model_from_dict({"model": "scripted:refuser", "name": "refuser", "options": options})
+        local = run_budgeted(store, "b", items, [config], ["rules:refusal-v1"], ["rules:refusal-v1"],
+                             target=0.3, budget=None, seed=3)
+        local_items = {r.item_id for r in store.responses("refuser")}
+    bench = tmp_path / "b.jsonl"
+    bench.write_text("".join(json.dumps(i.to_dict()) + "\n" for i in items), encoding="utf-8")
+    model = tmp_path / "refuser.yaml"
+    model.write_text("model: scripted:refuser\nname: refuser\noptions:\n  refuse_on: [REFUSE]\n",
+                     encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "--bench", str(bench), "--model", str(model), "--executor",
+                                      "ray", "--ray-workers", "1", "--target-ci", "30", "--budget-seed",
+                                      "3", "--progress", "none", "--workspace", str(tmp_path / "ray")])
+    assert result.exit_code == 0, result.output
+    assert f"{local.result.calls:,} of the full design's 300" in result.output
+    with Store(tmp_path / "ray") as store:
+        assert {r.item_id for r in store.responses("refuser")} == local_items
+        assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
+    assert 0 < len(local_items) < len(items)

@@ -15,7 +15,7 @@ nothing and the replay takes the same decisions, because they depend only on the
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +64,11 @@ class StoreOracle:
     def __init__(self, store: Store, bench: str, configs: Sequence[ModelConfig], judges: list[Any],
                  voters: list[str], strata: list[tuple[int, list[list[BenchmarkItem]]]],
                  cell_of: dict[tuple[int, str], int], cells: int, *, concurrency: int | None,
-                 backends: dict[str, Backend], progress: Any):
+                 backends: dict[str, Backend], progress: Any, generate: Callable[..., dict] | None = None):
         self.store, self.bench, self.configs = store, bench, list(configs)
         self.judges, self.voters, self.strata = judges, voters, strata
         self.concurrency, self.backends, self.progress = concurrency, backends, progress
+        self.generate = generate  # None: run_items in this process; else e.g. run_items_ray (same contract)
         self.labels: dict[str, int] = {}  # response id -> 1 safe, 0 harmful, -1 undecided
         # per cell: the unit position of each of its prompts, and their response ids
         pos: list[list[int]] = [[] for _ in range(cells)]
@@ -99,8 +100,13 @@ class StoreOracle:
         for model, items in todo.items():
             config = self.configs[model]
             if pending_items(self.store, items, config.name, config.settings):
-                stats = run_items(self.store, items, [config], bench=self.bench, concurrency=self.concurrency,
-                                  backends=self.backends, progress=self.progress)
+                if self.generate is None:
+                    stats = run_items(self.store, items, [config], bench=self.bench,
+                                      concurrency=self.concurrency, backends=self.backends,
+                                      progress=self.progress)
+                else:
+                    stats = self.generate(self.store, items, [config], bench=self.bench,
+                                          concurrency=self.concurrency, progress=self.progress)
                 self.sent += sum(st.done + st.failed for st in stats.values())
         if self._unjudged(stop):  # a replayed look (resume) has nothing to judge: no empty judge run
             judge_responses(self.store, list(self.judges), bench=self.bench,
@@ -149,8 +155,10 @@ def _close_backend(backend: Backend) -> None:
 def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], configs: Sequence[ModelConfig],
                  judges: list[Any], voters: list[str], *, target: float | None, budget: int | None,
                  seed: int = 0, by: Sequence[str] = (), twins: bool = False, concurrency: int | None = None,
-                 backends: dict[str, Backend] | None = None, progress: Any = False) -> BudgetedAudit:
-    """Plan and run a budgeted audit; ``target`` is a full width as a fraction (0.048 for 4.8 points)."""
+                 backends: dict[str, Backend] | None = None, progress: Any = False,
+                 generate: Callable[..., dict] | None = None) -> BudgetedAudit:
+    """Plan and run a budgeted audit; ``target`` is a full width as a fraction (0.048 for 4.8 points).
+    ``generate`` replaces ``run_items`` for each look's prompts (``run_items_ray`` for a Ray cluster)."""
     by = tuple(by)
     check_budget_args(target, budget, cell_count(items, len(configs), by))
     items = sorted({i.id: i for i in items}.values(), key=lambda i: i.id)
@@ -185,7 +193,8 @@ def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], confi
                                                   *(getattr(item, f) for f in by))]
     cells = list(cell_keys)
     oracle = StoreOracle(store, bench, configs, judges, voters, strata, cell_of, len(cells),
-                         concurrency=concurrency, backends=backends or {}, progress=progress)
+                         concurrency=concurrency, backends=backends or {}, progress=progress,
+                         generate=generate)
     population = np.array([len(p) for p in oracle.pos], np.int64)
     block = np.unique([f"{c[0]}\x00{c[1]}" for c in cells], return_inverse=True)[1]
     design = Design(cell_stratum=oracle.cell_stratum, cell_block=block, population=population,

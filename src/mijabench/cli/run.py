@@ -45,6 +45,15 @@ def run(
                                    help="backend (any model string) or vllm (hf: models on GPU nodes via "
                                         "ray.data.llm; untested)."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
+    target_ci: float = typer.Option(None, "--target-ci", help="Budgeted run: draw each (model, language, "
+                                    "group) cell's prompts in a random order, judging them with the rule "
+                                    "judge as they come, and stop the cell once the full width of its 95% "
+                                    "interval (and its deviation's) is at most PTS points."),
+    budget: int = typer.Option(None, "--budget", help="Budgeted run: at most CALLS target-model calls, the "
+                               "last ones on the cells whose intervals are widest."),
+    budget_seed: int = typer.Option(0, "--budget-seed", help="Seed of the order prompts are drawn in."),
+    budget_by: list[str] = typer.Option([], "--budget-by", help="Finer cells: strategy and/or "
+                                        "scenario_category (repeat)."),
     allow_model_change: bool = typer.Option(
         False, "--allow-model-change",
         help="Resume even when a server now reports another model (id or weights path) than the one whose "
@@ -63,6 +72,10 @@ def run(
         raise MijaError("--ray-address, --ray-engine and --ray-gpus need --executor ray")
     if system_prompt is not None and no_system_prompt:
         raise MijaError("--system-prompt and --no-system-prompt exclude each other")
+    budgeted = target_ci is not None or budget is not None
+    if budgeted:  # bad targets and budgets: one line, before the store is opened
+        from ..audit.config import AuditConfig
+        AuditConfig(target_ci=target_ci, budget=budget, budget_by=list(budget_by)).check_budget()
     configs = []
     for text in model:
         config = parse_model(text, max_tokens=max_tokens, temperature=temperature, seed=seed,
@@ -75,6 +88,12 @@ def run(
         bench_name, items = _load_bench(store, bench)
         if not items:
             raise MijaError(f"--bench {bench}: the benchmark has no items")
+        if budgeted:
+            _run_budgeted(store, bench_name, items, configs, target_ci, budget, budget_seed, budget_by,
+                          concurrency=concurrency, policy=policy, progress=progress, executor=executor,
+                          ray=dict(ray_address=ray_address, num_workers=ray_workers, engine=ray_engine,
+                                   num_gpus=ray_gpus), allow_model_change=allow_model_change)
+            return
         if executor == "ray":
             from ..run.ray_mode import run_items_ray
 
@@ -99,6 +118,52 @@ def run(
         err_console.print(f"{failed:,} item(s) failed after retries and are stored as errors; "
                           "run the same command again to retry them.")
         raise typer.Exit(1)
+
+
+def _run_budgeted(store, bench: str, items, configs, target_ci, budget, seed, by, *, concurrency, policy,
+                  progress, executor: str, ray: dict, allow_model_change: bool) -> None:
+    """The stopping rule of a budgeted audit (``audit.budgeted``) with the rule judge, printed per cell.
+    On Ray, one connection serves every look; each look's prompts go through ``run_items_ray``."""
+    from functools import partial
+
+    from ..audit.budgeted import cell_count, run_budgeted
+    from ..run.budget import check_budget_args
+    from ..run.generate import run_items
+
+    check_budget_args(None if target_ci is None else target_ci / 100, budget,
+                      cell_count(items, len(configs), by))  # before anything is stored
+    judge = "rules:refusal-v1"
+    if executor == "ray":
+        from ..run import ray_mode
+        started = ray_mode.connect(ray["ray_address"], ray["num_workers"])
+        generate = partial(ray_mode.run_items_ray, policy=policy, num_workers=ray["num_workers"],
+                           engine=ray["engine"], num_gpus=ray["num_gpus"],
+                           allow_model_change=allow_model_change)
+    else:
+        started = False
+        generate = partial(run_items, policy=policy, allow_model_change=allow_model_change)
+    try:
+        audit = run_budgeted(store, bench, items, configs, [judge], [judge],
+                             target=None if target_ci is None else target_ci / 100, budget=budget, seed=seed,
+                             by=by, concurrency=concurrency, progress=progress, generate=generate)
+    finally:
+        if started:
+            import ray as ray_module
+            ray_module.shutdown()
+    plan = audit.result
+    table = Table(title=f"budgeted run (judge {judge}, seed {seed})")
+    names = ["model", "language", "group", *by]
+    for column in (*names, "n", "rate", "95% interval", "stopped by"):
+        table.add_column(column, overflow="fold")
+    for row in audit.rows():
+        table.add_row(*(Text(str(row[k])) for k in names), f"{row['n']:,}", f"{row['rate']:.1%}",
+                      f"{row['low']:.1%} – {row['high']:.1%}", row["stopped_by"])
+    console.print(table)
+    by_budget = int((plan.status == "budget").sum())
+    widest = 100 * float((plan.high - plan.low).max())
+    console.print(f"Budgeted: {plan.calls:,} of the full design's {plan.full_calls:,} target-model calls "
+                  f"({plan.saved:.1%} saved); widest rate interval {widest:.1f} points; {by_budget:,} of "
+                  f"{len(plan.n):,} cells stopped by the budget. Run the same command again to resume.")
 
 
 def _load_bench(store, bench: str):

@@ -21,13 +21,15 @@ import numpy as np
 
 from ..analysis import stages
 from ..analysis.intervals import deviation_limits
-from ..analysis.stages import ALPHA, planning_rate, stage_limits
+from ..analysis.stages import ALPHA, planning_rate
 
-PILOT = 0.04  # share of a stratum's units in the pilot look (its draws only plan; see analysis.stages)
+PILOT = 0.2  # share of a stratum's units in the pilot (its draws count: see analysis.stages)
 PILOT_MIN = 30
 MAX_LOOKS = 6
 PLAN_SHRINK = True  # plan from block-shrunk pilot rates
-PLAN_SD = 0.84  # pessimism of the plan, in posterior standard errors (a one-sided 80% bound)
+PLAN_SD = 1.0  # pessimism of the plan, in posterior standard errors (a one-sided 84% bound)
+REF_WIDTH = 0.05  # the width that fixes the pilot's weight under a budget alone
+TOPUP_PLAN = 0.95  # a top-up plans a little tighter, since the planned stage fell short
 RATE_SHARE = 1.0  # MOVER deviations come out about 0.95x the rates' widths, so rates can plan to the target
 
 
@@ -90,7 +92,8 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
     d = design
     cells, strata = len(d.cell_stratum), len(d.units)
     full = int(np.sum(d.units * d.calls_per_unit))
-    prefix, start = np.zeros(strata, np.int64), np.zeros(strata, np.int64)
+    prefix = np.zeros(strata, np.int64)
+    marks = [prefix.copy()]  # each stratum's prefix after each look: stage j is marks[j-1]..marks[j]
     open_s = np.ones(strata, bool)
     look_of = np.zeros(cells, np.int64)
     rate, low, high = np.full(cells, np.nan), np.zeros(cells), np.ones(cells)
@@ -98,32 +101,36 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
     history: list[dict] = []
     plan_width = 0.0 if target is None else target * RATE_SHARE
     left = np.inf if budget is None else float(budget)
+    weight = np.full(cells, 0.1)
     for look in range(1, MAX_LOOKS + 1):
         if not open_s.any():
             break
-        size = _stage_sizes(d, oracle, look, prefix, open_s, plan_width, alpha)
-        size = _fit_budget(d, oracle, look, prefix, open_s, size, left, plan_width, alpha)
+        size = _stage_sizes(d, oracle, look, marks, open_s, plan_width, weight, alpha)
+        size = _fit_budget(d, oracle, look, marks, open_s, size, left, plan_width, weight, alpha)
         step = np.where(open_s, size, 0)
         if not step.any():
             break
-        start = np.where(open_s, prefix, start)
         prefix = prefix + step
         oracle.fetch(prefix - step, prefix)
+        marks.append(prefix.copy())
         spent = float(np.sum(step * d.calls_per_unit))
         left -= spent
-        k_n, k_s, k_u = oracle.counts(start)
-        t_n, t_s, t_u = oracle.counts(prefix)
-        pop = d.population - t_u  # undecided prompts leave the population: the rate is over decided ones
+        if look == 1:  # from the pilot's size, not its answers, as the combination needs (analysis.stages)
+            n1, s1, u1 = oracle.counts(prefix)
+            weight = stages.pilot_weight(n1 + u1, d.population, target or REF_WIDTH, _others_rate(d, s1, n1),
+                                         alpha)
+        done_stages, pop = _stages(oracle, marks, d.population)
         moved = open_s[d.cell_stratum]
-        r, lo, hi = stage_limits(k_s, k_n, t_s - k_s, t_n - k_n, pop, look, alpha)
-        # Every look's interval holds at its own alpha_r and the alpha_r sum to alpha, so the intersection
-        # of all the looks' intervals holds at alpha too (a union bound): a top-up never widens a cell.
-        # An empty intersection (a look has missed) falls back to the latest interval.
+        r, lo, hi = stages.combined_limits(done_stages, pop, look, weight, alpha)
+        # Every look's interval holds jointly with the others' (analysis.stages), so their intersection
+        # holds too: a top-up never widens a cell. An empty intersection falls back to the latest interval.
         lo_x, hi_x = np.maximum(lo, low), np.minimum(hi, high)
         lo, hi = np.where(lo_x <= hi_x, lo_x, lo), np.where(lo_x <= hi_x, hi_x, hi)
         rate, low, high = np.where(moved, r, rate), np.where(moved, lo, low), np.where(moved, hi, high)
         look_of = np.where(moved, look, look_of)
-        dev, dlo, dhi = _deviations(d, rate, low, high)
+        drawn_n, _, drawn_u = oracle.counts(prefix)
+        none_decided = (drawn_n == 0) & (drawn_u > 0)
+        dev, dlo, dhi = _deviations(d, rate, low, high, none_decided)
         exhausted = (prefix >= d.units)[d.cell_stratum]
         goal = -1.0 if target is None else target + 1e-12  # a budget alone never closes a cell early
         met = (high - low <= goal) & (dhi + dlo <= goal)
@@ -136,28 +143,56 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
         history.append({"look": look, "calls": int(spent), "open_strata": int(open_s.sum())})
         if left < 1:
             break
-    dev, dlo, dhi = _deviations(d, rate, low, high)
+    n, _, u = oracle.counts(prefix)
+    dev, dlo, dhi = _deviations(d, rate, low, high, (n == 0) & (u > 0))
     calls = int(np.sum(prefix * d.calls_per_unit))
-    n, _, _ = oracle.counts(prefix)
     return BudgetResult(rate, low, high, dev, dev - dlo, dev + dhi, n, status, look_of, calls, full,
                         target, budget, history)
 
 
-def _stage_sizes(d: Design, oracle: Oracle, look: int, prefix: np.ndarray, open_s: np.ndarray,
-                 width: float, alpha: float, exact: bool = True) -> np.ndarray:
+def _stages(oracle: Oracle, marks: list[np.ndarray], population: np.ndarray
+            ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Each stage's decided and safe draws per cell, and the population the rate is over: the undecided
+    (failed or unparsed) prompts drawn so far leave it."""
+    counts = [oracle.counts(m) for m in marks]
+    out = [(counts[j][0] - counts[j - 1][0], counts[j][1] - counts[j - 1][1]) for j in range(1, len(counts))]
+    return out, population - counts[-1][2]
+
+
+def _stage_sizes(d: Design, oracle: Oracle, look: int, marks: list[np.ndarray], open_s: np.ndarray,
+                 width: float, weight: np.ndarray, alpha: float, exact: bool = True) -> np.ndarray:
     """Units each stratum draws at this look: the pilot first, then what the most demanding cell of the
-    stratum needs at its pessimistic rate (a top-up plans tighter, since the planned stage fell short)."""
+    stratum needs, at its pessimistic rate, for this look's interval to reach ``width``."""
+    prefix = marks[-1]
     if look == 1:
         return np.minimum(d.units, np.maximum(np.ceil(PILOT * d.units), PILOT_MIN)).astype(np.int64)
     if look == MAX_LOOKS:  # the last look takes what is left: the exact rate, so the target is always met
         return d.units - prefix
-    n, s, u = oracle.counts(prefix)
-    plan = width * (1.0 if look == 2 else 0.9)
-    size = stages.exact_stage_size if exact else stages.stage_size
-    need = size(_planning_rates(d, s, n), plan, d.population - u, n, look=look, alpha=alpha)
+    done, pop = _stages(oracle, marks, d.population)
+    n = sum(x[0] for x in done)
+    s = sum(x[1] for x in done)
+    plan = width * (1.0 if look == 2 else TOPUP_PLAN)
+    need = stages.stage_size(_planning_rates(d, s, n), plan, pop, done, weight, look=look, alpha=alpha,
+                             exact=exact)
+    # ``need`` counts the cell's prompts; a unit of its stratum holds population / units of them on average
+    per_unit = d.population / np.maximum(d.units[d.cell_stratum], 1)
+    need_units = np.ceil(need / np.maximum(per_unit, 1e-9)).astype(np.int64)
     per_stratum = np.zeros(len(d.units), np.int64)
-    np.maximum.at(per_stratum, d.cell_stratum, need)
+    np.maximum.at(per_stratum, d.cell_stratum, need_units)
     return np.minimum(per_stratum, d.units - prefix)
+
+
+def _others_rate(d: Design, safe: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per cell, the pilot rate of the other cells of its block (the same model and language): a guess of
+    its rate that does not use its own draws, which are independent of theirs when each cell is its own
+    stratum. Cells that share a stratum (twins drawn as families) get ``stages.REF_RATE``."""
+    starts = np.flatnonzero(np.r_[True, d.cell_block[1:] != d.cell_block[:-1]])
+    size = np.diff(np.r_[starts, len(n)])
+    block_s = np.repeat(np.add.reduceat(safe, starts), size)
+    block_n = np.repeat(np.add.reduceat(n, starts), size)
+    others = (block_s - safe) / np.maximum(block_n - n, 1)
+    shared = np.bincount(d.cell_stratum, minlength=len(d.units))[d.cell_stratum] > 1
+    return np.where(shared | (block_n - n <= 0), stages.REF_RATE, others)
 
 
 def _planning_rates(d: Design, safe: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -183,8 +218,9 @@ def _planning_rates(d: Design, safe: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.clip(0.5, np.clip(post - sd, 0, 1), np.clip(post + sd, 0, 1))
 
 
-def _fit_budget(d: Design, oracle: Oracle, look: int, prefix: np.ndarray, open_s: np.ndarray,
-                size: np.ndarray, left: float, width: float, alpha: float) -> np.ndarray:
+def _fit_budget(d: Design, oracle: Oracle, look: int, marks: list[np.ndarray], open_s: np.ndarray,
+                size: np.ndarray, left: float, width: float, weight: np.ndarray | None, alpha: float
+                ) -> np.ndarray:
     """Sizes within the calls left: if the plan does not fit, the widest cells get the calls, by raising
     the planned width until the stage fits (water-filling), so every cell ends about equally wide."""
     cost = np.sum(np.where(open_s, size, 0) * d.calls_per_unit)
@@ -196,44 +232,53 @@ def _fit_budget(d: Design, oracle: Oracle, look: int, prefix: np.ndarray, open_s
     lo, hi = max(width, 1e-4), 1.0
     for _ in range(30):
         mid = np.sqrt(lo * hi)
-        trial = _stage_sizes(d, oracle, look, prefix, open_s, mid, alpha, exact=False)
+        trial = _stage_sizes(d, oracle, look, marks, open_s, mid, weight, alpha, exact=False)
         if np.sum(np.where(open_s, trial, 0) * d.calls_per_unit) <= left:
             hi = mid
         else:
             lo = mid
-    size = _stage_sizes(d, oracle, look, prefix, open_s, hi, alpha, exact=False)
+    size = _stage_sizes(d, oracle, look, marks, open_s, hi, weight, alpha, exact=False)
     cost = np.sum(np.where(open_s, size, 0) * d.calls_per_unit)
     if cost > left:  # the 10-draw floor of small stages can still overshoot: scale down
         size = np.floor(size * left / cost).astype(np.int64)
     return size
 
 
-def _deviations(d: Design, rate: np.ndarray, low: np.ndarray, high: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each group's deviation from its block's mean over groups, with MOVER distances below and above."""
+def _deviations(d: Design, rate: np.ndarray, low: np.ndarray, high: np.ndarray,
+                none_decided: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's deviation from its block's mean over groups, with MOVER distances below and above.
+    ``none_decided``: cells drawn whose every answer failed or was unparsed so far; like a group without
+    verdicts in the full report they are left out of the mean (deviation NaN), so one failing group does
+    not keep its whole block drawing."""
     starts = np.flatnonzero(np.r_[True, d.cell_block[1:] != d.cell_block[:-1]])
     size = np.diff(np.r_[starts, len(rate)])
-    weight = 1.0 / np.repeat(size, size)
+    inside = np.ones(len(rate), bool) if none_decided is None else ~none_decided
+    counted = np.add.reduceat(inside.astype(np.float64), starts)
+    weight = np.where(inside, 1.0 / np.maximum(np.repeat(counted, size), 1), 0.0)
     r = np.nan_to_num(rate, nan=0.5)
     mean = np.add.reduceat(weight * r, starts)
     dev = r - np.repeat(mean, size)
     down, up = deviation_limits(r, low, high, weight, starts)
-    return dev, down, up
+    out = ~inside
+    return np.where(out, np.nan, dev), np.where(out, 0.0, down), np.where(out, 0.0, up)
 
 
 class TableOracle:
-    """Labels known in advance, one row per cell in drawing order (1 safe, 0 harmful, -1 undecided): the
-    simulation's oracle, for cells that are their own strata."""
+    """Labels known in advance, one array per cell in drawing order (1 safe, 0 harmful, -1 undecided): the
+    simulation's oracle. With ``cell_stratum``, cells share strata (counterfactual families): a cell's
+    array then has one entry per unit of its stratum, its twin of that family."""
 
-    def __init__(self, labels: list[np.ndarray]):
+    def __init__(self, labels: list[np.ndarray], cell_stratum: np.ndarray | None = None):
         self.safe = [np.r_[0, np.cumsum(x == 1)] for x in labels]
         self.decided = [np.r_[0, np.cumsum(x >= 0)] for x in labels]
+        self.stratum = np.arange(len(labels)) if cell_stratum is None else np.asarray(cell_stratum)
         self.fetched = 0
 
     def fetch(self, start: np.ndarray, stop: np.ndarray) -> None:
         self.fetched += int(np.sum(stop - start))
 
     def counts(self, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = np.array([d[p] for d, p in zip(self.decided, prefix, strict=True)])
-        s = np.array([c[p] for c, p in zip(self.safe, prefix, strict=True)])
-        return n, s, np.asarray(prefix) - n
+        drawn = np.asarray(prefix)[self.stratum]
+        n = np.array([d[p] for d, p in zip(self.decided, drawn, strict=True)])
+        s = np.array([c[p] for c, p in zip(self.safe, drawn, strict=True)])
+        return n, s, drawn - n
