@@ -348,8 +348,8 @@ def test_imported_items_are_the_items_the_benchmark_loader_makes(store, tmp_path
 def test_import_ids_are_the_records_own_ids(model):
     """The importer computes response and verdict ids without the records' canonical JSON; they must be the
     ids the records would give themselves, or a second import and a live run would not meet."""
-    from mijabench.sources.corpus import IMPORT_SETTINGS, _Ids
-    ids = _Ids()
+    from mijabench.sources.corpus import IMPORT_SETTINGS, RecordIds
+    ids = RecordIds()
     response = Response(item_id="0123456789abcdef", model=model, settings=IMPORT_SETTINGS, text="x")
     assert ids.response("0123456789abcdef", model) == response.id
     verdict = Verdict(response_id=response.id, judge=f"paper:{model}", label="safe")

@@ -31,7 +31,7 @@ LONG_COLUMNS = ("model", "response")  # roles of a long row that are not the ite
 SHORT_LABEL = 40
 
 
-class _Ids:
+class RecordIds:
     """``records.response_id`` and the verdict id, without building the canonical JSON per record: the
     settings key is fixed, item and response ids are hex, so only model and judge names need encoding, once
     each. Equal to ``stable_id`` of the same parts (tests/test_import.py checks it)."""
@@ -92,14 +92,17 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
     columns = resolve_columns(table.columns, table.origin, overrides, default_judge=default_judge,
                               fixed_language=fixed is not None)
     corpus = Corpus(source, columns.layout)
-    reader = _RowReader(corpus, columns, fixed, judge_prefix, run_id, table.origin)
+    reader = RowReader(corpus, columns, fixed, judge_prefix, run_id, table.origin)
     for row_no, row in table.rows:
         corpus.rows += 1
         reader.read(row_no, row)
     return corpus
 
 
-class _RowReader:
+class RowReader:
+    """Reads one corpus row into its item, response and verdicts, with the cell-level caches; shared by the
+    corpus import and the Inspect log import."""
+
     def __init__(self, corpus: Corpus, columns: CorpusColumns, language: str | None, judge_prefix: str,
                  run_id: str, origin: str):
         self.corpus, self.columns, self.language = corpus, columns, language
@@ -107,11 +110,11 @@ class _RowReader:
         self.tax = load_taxonomy()
         self.first_row: dict[str, int] = {}  # response id -> row that gave it, for duplicate messages
         # A long table repeats each prompt once per model: an item is checked and hashed once, on its first
-        # row, and found again by its raw cells. Ids and labels are cached the same way (see _Ids).
+        # row, and found again by its raw cells. Ids and labels are cached the same way (see RecordIds).
         self.used = columns.used
         self.item_columns = [c for role, c in columns.roles.items() if role not in LONG_COLUMNS]
         self.items_by_cells: dict[tuple, BenchmarkItem] = {}
-        self.ids = _Ids()
+        self.ids = RecordIds()
         self.labels: dict[tuple[str, str], tuple[str, str]] = {}
         self.fingerprints: dict[str, str] = {}
 

@@ -29,7 +29,7 @@ from ...errors import InputError
 from ...paths import sha256_file
 from ...records import LABELS, Response, SamplingSettings, Verdict, stable_id
 from ...sources.corpus import Corpus, import_fingerprint
-from ...sources.corpus import _RowReader as CorpusRows  # a corpus row's item and label reading, shared
+from ...sources.corpus import RowReader as CorpusRows  # a corpus row's item and label reading, shared
 from ...sources.corpuscols import resolve_columns
 from ...sources.seedmap import normalise_language
 from .scorers import VERDICTS_KEY
