@@ -91,3 +91,10 @@ def test_a_build_that_built_nothing_exits_1_and_shows_the_first_error(tmp_path):
     assert "0 items stored" in built.stdout
     error = " ".join(built.stderr.split())
     assert "no item was built in this run: the first error was HTTP 422 from" in error
+
+
+def test_an_unknown_scenario_pool_is_refused_before_a_workspace_is_created(tmp_path):
+    result = cli("bench", "build", "--seeds", "demo", "--offline", "--bench", "x", "--scenarios", "elsewhere",
+                 "-w", "fresh", cwd=tmp_path)
+    assert result.returncode == 2 and "must be 'builtin' or 'store', not 'elsewhere'" in result.stderr
+    assert not (tmp_path / "fresh").exists()

@@ -60,7 +60,7 @@ def test_bad_input_is_one_error_and_no_workspace(tmp_path):
     ws = mijabench.Workspace(tmp_path / "ws")
     with pytest.raises(mijabench.InputError, match="nope.jsonl: no such file"):
         ws.build("b", seeds=tmp_path / "nope.jsonl")
-    with pytest.raises(mijabench.MijaError, match="scenarios must be 'builtin', 'store'"):
+    with pytest.raises(mijabench.MijaError, match="scenarios must be 'builtin' or 'store'"):
         ws.build("b", scenarios="elsewhere")
     with pytest.raises(mijabench.MijaError, match="no workspace at"):
         ws.run("b", "scripted:x")

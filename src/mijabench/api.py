@@ -64,15 +64,18 @@ class Workspace:
         build``) or Scenario records. ``options`` go to ``bench.build_benchmark`` (max_attempts,
         dedup_threshold, max_words, keep_truncated, concurrency, policy, backend, ...)."""
         from .bench import build_benchmark
+        from .bench.datafiles import check_scenario_pool, scenario_pool
 
         seed_list = _seeds(seeds, language)
         if isinstance(rewriter, str) and rewriter != "template":
             from .backends.registry import parse_model
             rewriter = parse_model(rewriter)
         languages = {s.language for s in seed_list}
-        pool = None if scenarios == "store" else _scenarios(scenarios, None, languages)  # checked first
+        if isinstance(scenarios, str):
+            check_scenario_pool(scenarios)  # before the workspace is created
         with self.store(create=True) as store:
-            pool = pool if pool is not None else _scenarios(scenarios, store, languages)
+            pool = (scenario_pool(scenarios, store, languages) if isinstance(scenarios, str)
+                    else list(scenarios))
             return build_benchmark(store, seed_list, pool, rewriter, bench=bench, rng_seed=rng_seed,
                                    strategies=strategies, counterfactual=counterfactual, **options)
 
@@ -194,21 +197,3 @@ def _seeds(seeds: str | Path | Sequence[Seed], language: str | None) -> list[See
         return load_source(str(seeds), language=language)
     return [s for s in seeds if language is None or s.language == language]
 
-
-def _scenarios(scenarios: str | Sequence[Scenario], store: Store | None,
-               languages: set[str]) -> list[Scenario]:
-    """The scenario pool; ``store`` is needed only for ``"store"``."""
-    from .bench import builtin_scenarios
-
-    if scenarios == "builtin":
-        return builtin_scenarios(sorted(languages))
-    if scenarios == "store" and store is not None:
-        pool = [s for s in store.scenarios() if s.language in languages]
-        missing = languages - {s.language for s in pool}
-        if missing:
-            raise MijaError(f"the store holds no scenarios in {', '.join(sorted(missing))}; build them "
-                            "first (`mijabench scenarios build`) or use scenarios='builtin'")
-        return pool
-    if isinstance(scenarios, str):
-        raise MijaError(f"scenarios must be 'builtin', 'store' or Scenario records, not '{scenarios}'")
-    return list(scenarios)

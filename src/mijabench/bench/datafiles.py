@@ -165,3 +165,26 @@ def group_terms(language: str) -> LanguageTerms:
     determiners = {number: {str(k): str(v) for k, v in pairs.items()}
                    for number, pairs in (data.get("determiners") or {}).items()}
     return LanguageTerms(language, groups, determiners, int(data["version"]))
+
+
+SCENARIO_POOLS = ("builtin", "store")
+
+
+def check_scenario_pool(spec: str) -> None:
+    """Refuse a pool name before anything is opened or created (a typo must not leave a new workspace)."""
+    if spec not in SCENARIO_POOLS:
+        raise MijaError(f"scenarios must be 'builtin' or 'store', not '{spec}'")
+
+
+def scenario_pool(spec: str, store, languages: set[str]) -> list[Scenario]:
+    """The scenarios a build draws from: ``builtin`` (the project's examples) or ``store`` (those built by
+    `mijabench scenarios build`), for every language of the seeds; the CLI and the Python API share it."""
+    check_scenario_pool(spec)
+    if spec == "builtin":
+        return builtin_scenarios(sorted(languages))
+    pool = [s for s in store.scenarios() if s.language in languages]
+    missing = languages - {s.language for s in pool}
+    if missing:
+        raise MijaError(f"the store holds no scenarios in {', '.join(sorted(missing))}; build them first "
+                        "(`mijabench scenarios build`) or use the builtin scenarios")
+    return pool

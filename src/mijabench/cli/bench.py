@@ -58,9 +58,12 @@ def build(
         raise MijaError("give either --model REWRITER or --offline")
     rewriter = OFFLINE_REWRITER if offline else parse_model(model, max_tokens=max_tokens,
                                                              temperature=temperature)
+    from ..bench.datafiles import check_scenario_pool, scenario_pool
+
+    check_scenario_pool(scenarios)
     seed_list = _load_seeds(seeds, language)
     with open_store(workspace) as store:
-        pool = _load_scenarios(scenarios, store, {s.language for s in seed_list})
+        pool = scenario_pool(scenarios, store, {s.language for s in seed_list})
         with StageProgress("bench", mode=progress_mode) as progress:
             report = build_benchmark(store, seed_list, pool, rewriter, bench=bench, rng_seed=rng_seed,
                                      strategies=strategies, counterfactual=counterfactual,
@@ -148,21 +151,6 @@ def _load_seeds(spec: str, language: str | None):
     if not Path(spec).is_file():
         raise MijaError(f"{spec}: seed file not found (or pass --seeds demo)")
     return load_seed_file(spec, SeedColumns(language=language))
-
-
-def _load_scenarios(spec: str, store, languages: set[str]):
-    from ..bench import builtin_scenarios
-
-    if spec == "builtin":
-        return builtin_scenarios(sorted(languages))
-    if spec == "store":
-        pool = [s for s in store.scenarios() if s.language in languages]
-        missing = languages - {s.language for s in pool}
-        if missing:
-            raise MijaError(f"the store holds no scenarios in {', '.join(sorted(missing))}; run "
-                            "`mijabench scenarios build` first or use --scenarios builtin")
-        return pool
-    raise MijaError(f"--scenarios must be 'builtin' or 'store', not '{spec}'")
 
 
 def print_balance(report) -> None:
