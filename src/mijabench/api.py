@@ -53,21 +53,23 @@ class Workspace:
             yield store
 
     def build(self, bench: str, seeds: str | Path | Sequence[Seed] = "demo", *,
-              rewriter: str | ModelConfig = "template", scenarios: str | Sequence[Scenario] = "builtin",
+              rewriter: str | ModelConfig = "offline", scenarios: str | Sequence[Scenario] = "builtin",
               language: str | None = None, strategies: str | dict[str, float] = "uniform",
               rng_seed: int = 0, counterfactual: bool = False, **options: Any) -> BuildReport:
         """``mijabench bench build``: one attack prompt per seed, stored as benchmark ``bench``.
 
         ``seeds``: ``"demo"``, a seed file (JSONL/CSV/Parquet), ``"toxigen"``/``"toxsyn"`` (the hub) or Seed
-        records; ``language`` keeps one language. ``rewriter``: ``"template"`` (offline, no model), a model
+        records; ``language`` keeps one language. ``rewriter``: ``"offline"`` (no model), a model
         string or a ModelConfig. ``scenarios``: ``"builtin"``, ``"store"`` (built by ``mijabench scenarios
         build``) or Scenario records. ``options`` go to ``bench.build_benchmark`` (max_attempts,
         dedup_threshold, max_words, keep_truncated, concurrency, policy, backend, ...)."""
-        from .bench import build_benchmark
+        from .bench import OFFLINE_REWRITER, build_benchmark
         from .bench.datafiles import check_scenario_pool, scenario_pool
 
         seed_list = _seeds(seeds, language)
-        if isinstance(rewriter, str) and rewriter != "template":
+        if rewriter == "offline":
+            rewriter = OFFLINE_REWRITER
+        elif isinstance(rewriter, str):
             from .backends.registry import parse_model
             rewriter = parse_model(rewriter)
         languages = {s.language for s in seed_list}
