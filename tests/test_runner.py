@@ -253,7 +253,7 @@ def test_a_retry_after_delays_only_the_request_that_got_it():
             self.calls.append((request.key, time.monotonic()))
             if request.key == "0" and len([k for k, _ in self.calls if k == "0"]) == 1:
                 raise BackendError("slow down", retryable=True, kind="rate_limited", status=429,
-                                   retry_after=0.5)
+                                   retry_after=1.0)
             await asyncio.sleep(0.01)
             return Generation(text="ok")
 
@@ -265,8 +265,10 @@ def test_a_retry_after_delays_only_the_request_that_got_it():
     start = backend.calls[0][1]
     others = [t - start for key, t in backend.calls if key != "0"]
     retry = [t - start for key, t in backend.calls if key == "0"][1]
-    assert retry >= 0.45  # the request that got Retry-After waited it out ...
-    assert max(others) < 0.45  # ... while the other 39 went on at the full limit of 2 (0.2 s at 10 ms each)
+    assert retry >= 0.95  # the request that got Retry-After waited it out ...
+    # ... while the other 39 went on at the full limit of 2 (0.2 s at 10 ms each; wide margin for a loaded
+    # machine), all done before it
+    assert max(others) < min(retry, 0.9)
 
 
 def test_queueing_fit_finds_a_serial_server_and_leaves_a_batching_one_alone():
