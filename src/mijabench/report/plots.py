@@ -1,10 +1,17 @@
 """PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
-Each function returns PNG bytes; the report writes them to files and embeds them as data URIs."""
+Each function returns PNG bytes; the report writes them to files and embeds them as data URIs. Drawing is
+most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``all_plots`` draws
+in two processes when two CPUs are there."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import struct
+import sys
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -160,18 +167,99 @@ def scaling_plot(scale: Frame, size_order: list[str]) -> bytes:
     return _png(fig)
 
 
-def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
-              limit: float, size_order: list[str]) -> dict[str, bytes]:
-    plots = {}
+def _jobs(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
+          size_order: list[str]) -> list[tuple[str, float, Callable[[], bytes]]]:
+    """(plot name, rough cost, drawing function) for every plot the analysis has. The cost counts the text
+    artists, which is where matplotlib spends its time (a heatmap draws a number in every cell)."""
     dev = analysis["deviations"]
-    for lang, groups in groups_by_language.items():
-        plots[f"heatmap_{lang}"] = heatmap(dev, lang, models, groups, limit)
-    plots["strategy"] = rate_bars(analysis["by_strategy"], "strategy", "Defense rate by strategy")
-    plots["model_strategy"] = model_strategy(analysis["by_model_strategy"])
-    plots["scenario_category"] = rate_bars(analysis["by_scenario_category"], "scenario_category",
-                                           "Defense rate by scenario category", horizontal=True)
+    jobs = [(f"heatmap_{lang}", 40 + len(models) * len(groups), partial(heatmap, dev, lang, models, groups,
+                                                                         limit))
+            for lang, groups in groups_by_language.items()]
+    jobs.append(("strategy", 20 + len(analysis["by_strategy"]),
+                 partial(rate_bars, analysis["by_strategy"], "strategy", "Defense rate by strategy")))
+    jobs.append(("model_strategy", 20 + 2 * len(analysis["by_model_strategy"]),
+                 partial(model_strategy, analysis["by_model_strategy"])))
+    jobs.append(("scenario_category", 20 + 2 * len(analysis["by_scenario_category"]),
+                 partial(rate_bars, analysis["by_scenario_category"], "scenario_category",
+                         "Defense rate by scenario category", horizontal=True)))
     if len(analysis["disparity"]):
-        plots["disparity"] = disparity_plot(analysis["disparity"])
+        jobs.append(("disparity", 20 + 2 * len(analysis["disparity"]),
+                     partial(disparity_plot, analysis["disparity"])))
     if len(analysis["scaling"]):
-        plots["scaling"] = scaling_plot(analysis["scaling"], size_order)
-    return plots
+        jobs.append(("scaling", 60 + len(analysis["scaling"]), partial(scaling_plot, analysis["scaling"],
+                                                                       size_order)))
+    return jobs
+
+
+def workers_available() -> int:
+    """Processes worth drawing in: the CPUs this process may run on, at most two (the plots are few)."""
+    if not hasattr(os, "fork"):
+        return 1
+    try:
+        return max(1, min(2, len(os.sched_getaffinity(0))))
+    except AttributeError:
+        return max(1, min(2, os.cpu_count() or 1))
+
+
+def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
+              limit: float, size_order: list[str], workers: int | None = None) -> dict[str, bytes]:
+    """Every plot's PNG, by name, in a fixed order. With more than one worker (default: one per CPU, up to
+    two) a forked process draws part of them while this one draws the rest: matplotlib holds the GIL, so
+    threads would not help. Any failure in the forked part is redone here, where its error is raised."""
+    jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
+    workers = workers_available() if workers is None else workers
+    if workers < 2 or len(jobs) < 2:
+        return {name: draw() for name, _, draw in jobs}
+    # the costliest plots first, each to the less loaded share (longest processing time first)
+    shares: list[list[tuple[str, float, Callable[[], bytes]]]] = [[], []]
+    for job in sorted(jobs, key=lambda j: -j[1]):
+        min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
+    forked = _fork_drawing(shares[1])
+    drawn = {name: draw() for name, _, draw in shares[0]}
+    drawn.update(_collect(forked) or {name: draw() for name, _, draw in shares[1]})
+    return {name: drawn[name] for name, _, _ in jobs}
+
+
+def _fork_drawing(jobs: list[tuple[str, float, Callable[[], bytes]]]) -> tuple[int, int] | None:
+    """A child process that draws ``jobs`` and writes them to a pipe (name, length, bytes; no pickle):
+    (its pid, the pipe's read end), or None when it cannot be started."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    code = 1
+    try:  # the child: draw, write, and leave without running the parent's exit handlers
+        os.close(read_end)
+        with os.fdopen(write_end, "wb") as out:
+            for name, _, draw in jobs:
+                data, key = draw(), name.encode("utf-8")
+                out.write(struct.pack("<IQ", len(key), len(data)) + key + data)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _collect(forked: tuple[int, int] | None) -> dict[str, bytes] | None:
+    """The plots the child drew, or None when it failed (they are then drawn here)."""
+    if forked is None:
+        return None
+    pid, read_end = forked
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return None
+    out, pos = {}, 0
+    while pos < len(data):
+        n_key, n_data = struct.unpack_from("<IQ", data, pos)
+        pos += 12
+        name = data[pos:pos + n_key].decode("utf-8")
+        out[name] = data[pos + n_key:pos + n_key + n_data]
+        pos += n_key + n_data
+    return out
