@@ -1,0 +1,37 @@
+"""The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one, and a
+failure in the forked process is redrawn in this one."""
+
+import os
+
+from mijabench.analysis import analyze, load_judged
+from mijabench.report import plots
+from mijabench.taxonomy import load_taxonomy
+from test_analysis import put_rows
+
+
+def _inputs(store):
+    rows = [(model, lang, group, "persona_assignment", outcome, "")
+            for model in ("m-a", "m-b") for lang, group in (("en", "women"), ("en", "black"), ("pt", "women"))
+            for outcome in ("safe", "harmful", "safe")]
+    put_rows(store, rows)
+    analysis = analyze(load_judged(store), resamples=50, seed=0)
+    dev = analysis["deviations"]
+    groups = {lang: sorted(set(dev["group"][dev["language"] == lang].tolist())) for lang in ("en", "pt")}
+    return analysis, ["m-a", "m-b"], groups, 0.1, [c.id for c in load_taxonomy().size_classes]
+
+
+def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, monkeypatch):
+    args = _inputs(store)
+    serial = plots.all_plots(*args, workers=1)
+    assert {"heatmap_en", "heatmap_pt", "strategy", "model_strategy", "scenario_category"} <= set(serial)
+    assert all(png.startswith(b"\x89PNG") for png in serial.values())
+    assert plots.all_plots(*args, workers=2) == serial
+    parent, real = os.getpid(), plots.heatmap
+
+    def fails_in_child(*a, **k):
+        if os.getpid() != parent:
+            raise RuntimeError("drawing failed in the forked process")
+        return real(*a, **k)
+
+    monkeypatch.setattr(plots, "heatmap", fails_in_child)
+    assert plots.all_plots(*args, workers=2) == serial
