@@ -214,6 +214,10 @@ def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[st
     shares: list[list[tuple[str, float, Callable[[], bytes]]]] = [[], []]
     for job in sorted(jobs, key=lambda j: -j[1]):
         min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
+    # matplotlib is imported once, before the fork, not in both processes
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
     forked = _fork_drawing(shares[1])
     drawn = {name: draw() for name, _, draw in shares[0]}
     drawn.update(_collect(forked) or {name: draw() for name, _, draw in shares[1]})
