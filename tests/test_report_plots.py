@@ -3,6 +3,8 @@ failure in the forked process is redrawn in this one."""
 
 import os
 
+import pytest
+
 from mijabench.analysis import analyze, load_judged
 from mijabench.report import plots
 from mijabench.taxonomy import load_taxonomy
@@ -35,3 +37,12 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
 
     monkeypatch.setattr(plots, "heatmap", fails_in_child)
     assert plots.all_plots(*args, workers=2) == serial
+
+
+def test_a_cancelled_drawing_leaves_no_process_behind(store):
+    drawing = plots.start_plots(*_inputs(store), workers=2)
+    assert drawing.forked is not None
+    pid = drawing.forked[0]
+    drawing.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped

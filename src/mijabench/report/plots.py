@@ -1,13 +1,15 @@
 """PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
 Each function returns PNG bytes; the report writes them to files and embeds them as data URIs. Drawing is
-most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``all_plots`` draws
-in two processes when two CPUs are there."""
+most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``start_plots`` draws
+in two processes when two CPUs are there, while the report writes its tables."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -201,27 +203,65 @@ def workers_available() -> int:
         return max(1, min(2, os.cpu_count() or 1))
 
 
+Job = tuple[str, float, Callable[[], bytes]]
+OTHER_WORK = 150.0  # what the report does while the plots are drawn (tables, examples), in the jobs' units
+
+
+class Drawing:
+    """Plots being drawn: part in a forked process (matplotlib holds the GIL, so threads would not help),
+    the rest in this one when ``finish`` is called, so this process can do other work in between. Any
+    failure in the forked part is redrawn here, where its error is raised."""
+
+    def __init__(self, jobs: list[Job], workers: int, other_work: float = 0.0):
+        self.order = [name for name, _, _ in jobs]
+        self.forked: tuple[int, int] | None = None
+        if workers < 2 or len(jobs) < 2:
+            self.own, self.theirs = jobs, []
+            return
+        # the costliest plots first, each to the less loaded share (longest processing time first); this
+        # process's share starts with the other work it does before drawing
+        own: list[Job] = []
+        theirs: list[Job] = []
+        for job in sorted(jobs, key=lambda j: -j[1]):
+            (own if other_work + sum(j[1] for j in own) < sum(j[1] for j in theirs) else theirs).append(job)
+        self.own, self.theirs = own, theirs
+        # matplotlib is imported once, before the fork, not in both processes
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+        self.forked = _fork_drawing(theirs)
+
+    def finish(self) -> dict[str, bytes]:
+        """Every plot's PNG, by name, in a fixed order."""
+        drawn = {name: draw() for name, _, draw in self.own}
+        forked, self.forked = self.forked, None
+        drawn.update(_collect(forked) or {name: draw() for name, _, draw in self.theirs})
+        return {name: drawn[name] for name in self.order}
+
+    def cancel(self) -> None:
+        """Stop the forked process (the report failed before its plots were needed)."""
+        if self.forked is not None:
+            pid, read_end = self.forked
+            self.forked = None
+            os.close(read_end)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+def start_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
+                limit: float, size_order: list[str], workers: int | None = None,
+                other_work: float = OTHER_WORK) -> Drawing:
+    """Start drawing every plot; ``Drawing.finish`` gives them. ``workers``: processes to draw in (default:
+    one per CPU, up to two)."""
+    jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
+    return Drawing(jobs, workers_available() if workers is None else workers, other_work)
+
+
 def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
               limit: float, size_order: list[str], workers: int | None = None) -> dict[str, bytes]:
-    """Every plot's PNG, by name, in a fixed order. With more than one worker (default: one per CPU, up to
-    two) a forked process draws part of them while this one draws the rest: matplotlib holds the GIL, so
-    threads would not help. Any failure in the forked part is redone here, where its error is raised."""
-    jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
-    workers = workers_available() if workers is None else workers
-    if workers < 2 or len(jobs) < 2:
-        return {name: draw() for name, _, draw in jobs}
-    # the costliest plots first, each to the less loaded share (longest processing time first)
-    shares: list[list[tuple[str, float, Callable[[], bytes]]]] = [[], []]
-    for job in sorted(jobs, key=lambda j: -j[1]):
-        min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
-    # matplotlib is imported once, before the fork, not in both processes
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-
-    forked = _fork_drawing(shares[1])
-    drawn = {name: draw() for name, _, draw in shares[0]}
-    drawn.update(_collect(forked) or {name: draw() for name, _, draw in shares[1]})
-    return {name: drawn[name] for name, _, _ in jobs}
+    """Every plot's PNG, by name, in a fixed order (``start_plots``, then ``finish``)."""
+    return start_plots(analysis, models, groups_by_language, limit, size_order, workers, 0.0).finish()
 
 
 def _fork_drawing(jobs: list[tuple[str, float, Callable[[], bytes]]]) -> tuple[int, int] | None:
