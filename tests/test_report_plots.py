@@ -1,7 +1,8 @@
-"""The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one, and a
-failure in the forked process is redrawn in this one."""
+"""The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one; a failed or
+stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run."""
 
 import os
+import threading
 
 import pytest
 
@@ -37,6 +38,20 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
 
     monkeypatch.setattr(plots, "heatmap", fails_in_child)
     assert plots.all_plots(*args, workers=2) == serial
+    monkeypatch.setattr(plots, "heatmap", real)
+    monkeypatch.setattr(plots, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
+    assert plots.all_plots(*args, workers=2) == serial
+
+
+def test_no_fork_while_other_threads_run():
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert plots.workers_available() == 1
+    finally:
+        stop.set()
+        worker.join()
 
 
 def test_a_cancelled_drawing_leaves_no_process_behind(store):

@@ -9,9 +9,12 @@ import contextlib
 import io
 import math
 import os
+import select
 import signal
 import struct
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -194,8 +197,10 @@ def _jobs(analysis: Analysis, models: list[str], groups_by_language: dict[str, l
 
 
 def workers_available() -> int:
-    """Processes worth drawing in: the CPUs this process may run on, at most two (the plots are few)."""
-    if not hasattr(os, "fork"):
+    """Processes worth drawing in: the CPUs this process may run on, at most two (the plots are few). One
+    when this process runs other Python threads (an audit's servers, a judge's workers): a thread holding a
+    lock at the fork would leave it held forever in the child."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
         return 1
     try:
         return max(1, min(2, len(os.sched_getaffinity(0))))
@@ -205,6 +210,7 @@ def workers_available() -> int:
 
 Job = tuple[str, float, Callable[[], bytes]]
 OTHER_WORK = 150.0  # what the report does while the plots are drawn (tables, examples), in the jobs' units
+CHILD_TIMEOUT_S = 600.0  # the forked drawing takes seconds; past this it is stopped and redrawn here
 
 
 class Drawing:
@@ -294,8 +300,18 @@ def _collect(forked: tuple[int, int] | None) -> dict[str, bytes] | None:
     if forked is None:
         return None
     pid, read_end = forked
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
+    chunks, deadline = [], time.monotonic() + CHILD_TIMEOUT_S
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while True:  # a child stuck for any reason is stopped, and its plots drawn here
+            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = pipe.read(1 << 20) if ready else None
+            if not chunk:
+                break
+            chunks.append(chunk)
+    if chunk is None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    data = b"".join(chunks)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         return None
