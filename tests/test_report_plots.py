@@ -1,13 +1,15 @@
 """The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one; a failed or
-stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run."""
+stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run. And the
+example picker's shortcut keeps every row it could choose."""
 
 import os
 import threading
 
+import numpy as np
 import pytest
 
 from mijabench.analysis import analyze, load_judged
-from mijabench.report import plots
+from mijabench.report import context, plots
 from mijabench.taxonomy import load_taxonomy
 from test_analysis import put_rows
 
@@ -61,3 +63,22 @@ def test_a_cancelled_drawing_leaves_no_process_behind(store):
     drawing.cancel()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # killed and reaped
+
+
+def test_example_candidates_hold_every_groups_lowest_noise_rows():
+    """pick_examples sorts only the rows ``_lowest_noise`` keeps: each (cell, kind) group's ``per_cell``
+    lowest noise values must be among them, also in groups too small to reach the threshold."""
+    rng = np.random.default_rng(3)
+    n, per_cell = 60_000, 2
+    cell = np.r_[rng.integers(0, 100, n - 3), [999, 999, 998]]  # two tiny cells
+    kind = rng.integers(0, 2, n)
+    noise = rng.random(n)
+    judged = np.arange(n) + 10
+    kept, kept_cell, kept_kind, kept_noise = context._lowest_noise(judged, cell, kind, noise, per_cell)
+    assert len(kept) < n // 10  # the point: few rows left to sort
+    assert np.array_equal(judged[np.isin(judged, kept)], kept)  # a subset, in the same order
+    assert np.array_equal(kept_noise, noise[kept - 10]) and np.array_equal(kept_cell, cell[kept - 10])
+    for key in np.unique(cell * 2 + kind):
+        rows = np.flatnonzero(cell * 2 + kind == key)
+        lowest = rows[np.argsort(noise[rows])[:per_cell]] + 10
+        assert np.isin(lowest, kept).all()
