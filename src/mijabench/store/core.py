@@ -108,11 +108,12 @@ class Store:
     def _check_health(self) -> None:
         """Refuse a damaged file before anything reads or writes it: a page of garbage in the middle is
         otherwise only noticed by the query that reaches it, possibly after this command has written.
-        quick_check reads every page once (about a second per GB), a price paid once per command."""
+        quick_check reads every page once (about a second per GB), so a passed check is remembered while the
+        file is unchanged (``CHECK_MARK_MARGIN_S``)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return  # a new database
         started = time.time()
-        key = self._file_key()
+        key, written_ns = self._file_key()
         if key is not None and _read_checked(self.path) == key:
             return  # checked before, and not written since
         rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
@@ -122,22 +123,25 @@ class Store:
                             "from a copy (or export what `store export` can still read)")
         # A file modified within the last seconds is not remembered: file times tick coarsely, so a write
         # right after the check could leave them unchanged (git's "racily clean" problem).
-        if key is not None and started - max(key[2:3] + key[7:8]) / 1e9 > CHECK_MARK_MARGIN_S:
+        if key is not None and started - written_ns / 1e9 > CHECK_MARK_MARGIN_S:
             _write_checked(self.path, key)
 
-    def _file_key(self) -> list | None:
-        """What changes whenever the database's bytes can have: the main file's and the WAL's device, inode,
-        size and modification and change times. None when they cannot be read."""
+    def _file_key(self) -> tuple[list | None, int]:
+        """What changes whenever the database's bytes can have (the main file's and the WAL's device, inode,
+        size, modification and change times), and the last modification time in ns. (None, 0) when they
+        cannot be read."""
         try:
             main = os.stat(self.path)
             wal = self.path.with_name(self.path.name + "-wal")
             wal_stat = os.stat(wal) if wal.exists() else None
         except OSError:
-            return None
-        key = [main.st_size, main.st_ino, main.st_mtime_ns, main.st_ctime_ns, main.st_dev]
+            return None, 0
+        key = [main.st_dev, main.st_ino, main.st_size, main.st_mtime_ns, main.st_ctime_ns]
+        written = main.st_mtime_ns
         if wal_stat is not None and wal_stat.st_size:  # an empty WAL is what any reader leaves
-            key += [wal_stat.st_size, wal_stat.st_ino, wal_stat.st_mtime_ns, wal_stat.st_ctime_ns]
-        return key
+            key += [wal_stat.st_ino, wal_stat.st_size, wal_stat.st_mtime_ns, wal_stat.st_ctime_ns]
+            written = max(written, wal_stat.st_mtime_ns)
+        return key, written
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:
