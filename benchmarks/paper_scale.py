@@ -5,7 +5,8 @@ The corpus is synthetic, in the long layout `import` reads: 14 models answer the
 at paper scale is 14 x 43,961), 13 English and 9 Portuguese group cells, 4 strategies, 21 scenario
 categories, three judges' plain labels per reply. Prompts and replies are short, mild placeholder text.
 Every command runs as its own process: wall time, CPU time (user + system, from ``os.wait4``: the honest
-figure on a shared machine) and peak resident memory (the child's own high-water mark, VmHWM).
+figure on a shared machine; it counts the processes the command reaped, such as the report's forked
+plotting) and peak resident memory (the child's own high-water mark, VmHWM).
 Targets at 615,454 rows: import under 20 s; report (load, every table, intervals, plots, HTML) under 3 s
 wall and 1 GB peak; judge selection with memory flat in corpus size.
 

@@ -47,6 +47,7 @@ def pick_examples(store, table: JudgedTable, per_cell: int, seed: int = 0,
     # harmful before safe: status code 1 -> 0, 0 -> 1
     kind = np.where(status[judged] == ST_HARMFUL, 0, 1)
     noise = np.random.default_rng(seed).random(len(judged))
+    judged, cell, kind, noise = _lowest_noise(judged, cell, kind, noise, per_cell)
     order = np.lexsort((noise, kind, cell))
     cell_o, kind_o = cell[order], kind[order]
     group_start = np.flatnonzero(np.r_[True, (cell_o[1:] != cell_o[:-1]) | (kind_o[1:] != kind_o[:-1])])
@@ -68,6 +69,21 @@ def pick_examples(store, table: JudgedTable, per_cell: int, seed: int = 0,
                            _clip(response), cols["strategy"][i],
                            [(j, lb, _clip(r, 600)) for j, lb, r in votes]))
     return out
+
+
+def _lowest_noise(judged: np.ndarray, cell: np.ndarray, kind: np.ndarray, noise: np.ndarray,
+                  per_cell: int) -> tuple[np.ndarray, ...]:
+    """The rows that can be chosen: in each (cell, kind) group, those with the ``per_cell`` lowest noise
+    values. A group keeps its rows under a threshold that leaves a few times ``per_cell`` rows of the
+    average group, or all its rows when fewer than ``per_cell`` lie under it; sorting those few is the same
+    choice as sorting all rows (at 6M rows, seconds less)."""
+    group = cell * 2 + kind  # cell codes are small (models x languages x groups): counted directly
+    sizes = np.bincount(group)
+    threshold = min(1.0, 8.0 * per_cell * np.count_nonzero(sizes) / len(noise))
+    below = noise < threshold
+    short = np.bincount(group[below], minlength=len(sizes)) < np.minimum(per_cell, sizes)
+    keep = below | short[group]
+    return judged[keep], cell[keep], kind[keep], noise[keep]
 
 
 def _fetch(store, ids: list[str], judges: list[str] | None) -> dict[str, tuple[str, str, list]]:

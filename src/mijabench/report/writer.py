@@ -141,28 +141,33 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
     models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
     limit = heatmap_limit(analysis)
-    pngs = plots.all_plots(analysis, models_order, {lang: page.group_order(dev, lang) for lang in languages},
-                           limit, [sc.id for sc in tax.size_classes])
+    drawing = plots.start_plots(analysis, models_order,
+                                {lang: page.group_order(dev, lang) for lang in languages}, limit,
+                                [sc.id for sc in tax.size_classes])
+    try:  # the tables, examples and provenance while the plots are drawn
+        table_paths = write_tables(analysis, out / "tables")
+        banners = context.banners(store, table, demo)
+        judge_list = context.judges_used(store, judges)
+        examples = context.pick_examples(store, table, examples_per_cell, seed, judges)
+        runs, targets = context.provenance(store), context.targets(store, table)
+        used_models = set(models_order)
+        models_used = [m for m in store.models() if m["name"] in used_models]
+    except BaseException:
+        drawing.cancel()
+        raise
+    pngs = drawing.finish()
     plot_paths = {}
     for name, data in pngs.items():
         plot_paths[name] = out / "plots" / f"{name}.png"
         _write_bytes(plot_paths[name], data)
-    table_paths = write_tables(analysis, out / "tables")
-
-    banners = context.banners(store, table, demo)
-    judge_list = context.judges_used(store, judges)
     subtitle = (f"{len(table):,} responses from {len(models_order)} models; vote: {voters.describe()}; "
                 f"benchmark: {bench or 'all items'}; "
                 f"{resamples:,} draws for derived intervals and tests, seed {seed}; generated "
                 f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
-    used_models = set(models_order)
     html = page.render(page.PageInput(
-        analysis=analysis, plots=pngs,
-        examples=context.pick_examples(store, table, examples_per_cell, seed, judges),
-        banners=banners, runs=context.provenance(store), judges=judge_list,
-        targets=context.targets(store, table),
-        models=[m for m in store.models() if m["name"] in used_models], title=title, subtitle=subtitle,
-        heatmap_limit=limit, budget=budget))
+        analysis=analysis, plots=pngs, examples=examples, banners=banners, runs=runs, judges=judge_list,
+        targets=targets, models=models_used, title=title, subtitle=subtitle, heatmap_limit=limit,
+        budget=budget))
     html_path = out / "report.html"
     _write_bytes(html_path, scrub_text(html).encode("utf-8"))
     return ReportResult(out, html_path, table_paths, plot_paths, analysis, banners, correction)

@@ -7,8 +7,10 @@ database as it was before that batch. Readers get records back, never rows.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +33,33 @@ SECONDARY_INDEXES = {
                  "CREATE INDEX IF NOT EXISTS verdicts_judge ON verdicts(judge, fingerprint)"),
 }
 BULK_CACHE_KIB = 262144  # page cache of a bulk write: the primary-key indexes of a paper-scale import fit
+# Opening a store runs SQLite's quick_check (every page read: about a second per GB). Its passing is
+# remembered beside the database, keyed on the file's identity, size and times, and not repeated while
+# those are unchanged; a file written less than this many seconds before the check is not remembered.
+CHECK_MARK_MARGIN_S = 2.0
+
+
+def _checked_path(db: Path) -> Path:
+    return db.with_name(db.name + ".checked")
+
+
+def _read_checked(db: Path) -> list | None:
+    try:
+        return json.loads(_checked_path(db).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_checked(db: Path, key: list) -> None:
+    """Remember a passed check (written whole, then renamed); a workspace that cannot be written to costs
+    the next command a check, never a result."""
+    path = _checked_path(db)
+    tmp = path.with_name(path.name + f".{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps(key), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def now() -> str:
@@ -79,14 +108,40 @@ class Store:
     def _check_health(self) -> None:
         """Refuse a damaged file before anything reads or writes it: a page of garbage in the middle is
         otherwise only noticed by the query that reaches it, possibly after this command has written.
-        quick_check reads every page once (about a second per GB), a price paid once per command."""
+        quick_check reads every page once (about a second per GB), so a passed check is remembered while the
+        file is unchanged (``CHECK_MARK_MARGIN_S``)."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return  # a new database
+        started = time.time()
+        key, written_ns = self._file_key()
+        if key is not None and _read_checked(self.path) == key:
+            return  # checked before, and not written since
         rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
         if rows != [("ok",)]:
             detail = str(rows[0][0]) if rows else "no answer"
             raise MijaError(f"{self.path}: the workspace database is damaged ({detail[:120]}); restore it "
                             "from a copy (or export what `store export` can still read)")
+        # A file modified within the last seconds is not remembered: file times tick coarsely, so a write
+        # right after the check could leave them unchanged (git's "racily clean" problem).
+        if key is not None and started - written_ns / 1e9 > CHECK_MARK_MARGIN_S:
+            _write_checked(self.path, key)
+
+    def _file_key(self) -> tuple[list | None, int]:
+        """What changes whenever the database's bytes can have (the main file's and the WAL's device, inode,
+        size, modification and change times), and the last modification time in ns. (None, 0) when they
+        cannot be read."""
+        try:
+            main = os.stat(self.path)
+            wal = self.path.with_name(self.path.name + "-wal")
+            wal_stat = os.stat(wal) if wal.exists() else None
+        except OSError:
+            return None, 0
+        key = [main.st_dev, main.st_ino, main.st_size, main.st_mtime_ns, main.st_ctime_ns]
+        written = main.st_mtime_ns
+        if wal_stat is not None and wal_stat.st_size:  # an empty WAL is what any reader leaves
+            key += [wal_stat.st_ino, wal_stat.st_size, wal_stat.st_mtime_ns, wal_stat.st_ctime_ns]
+            written = max(written, wal_stat.st_mtime_ns)
+        return key, written
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,84 @@
+"""The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one; a failed or
+stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run. And the
+example picker's shortcut keeps every row it could choose."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from mijabench.analysis import analyze, load_judged
+from mijabench.report import context, plots
+from mijabench.taxonomy import load_taxonomy
+from test_analysis import put_rows
+
+
+def _inputs(store):
+    rows = [(model, lang, group, "persona_assignment", outcome, "")
+            for model in ("m-a", "m-b") for lang, group in (("en", "women"), ("en", "black"), ("pt", "women"))
+            for outcome in ("safe", "harmful", "safe")]
+    put_rows(store, rows)
+    analysis = analyze(load_judged(store), resamples=50, seed=0)
+    dev = analysis["deviations"]
+    groups = {lang: sorted(set(dev["group"][dev["language"] == lang].tolist())) for lang in ("en", "pt")}
+    return analysis, ["m-a", "m-b"], groups, 0.1, [c.id for c in load_taxonomy().size_classes]
+
+
+def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, monkeypatch):
+    args = _inputs(store)
+    serial = plots.all_plots(*args, workers=1)
+    assert {"heatmap_en", "heatmap_pt", "strategy", "model_strategy", "scenario_category"} <= set(serial)
+    assert all(png.startswith(b"\x89PNG") for png in serial.values())
+    assert plots.all_plots(*args, workers=2) == serial
+    parent, real = os.getpid(), plots.heatmap
+
+    def fails_in_child(*a, **k):
+        if os.getpid() != parent:
+            raise RuntimeError("drawing failed in the forked process")
+        return real(*a, **k)
+
+    monkeypatch.setattr(plots, "heatmap", fails_in_child)
+    assert plots.all_plots(*args, workers=2) == serial
+    monkeypatch.setattr(plots, "heatmap", real)
+    monkeypatch.setattr(plots, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
+    assert plots.all_plots(*args, workers=2) == serial
+
+
+def test_no_fork_while_other_threads_run():
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        assert plots.workers_available() == 1
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_a_cancelled_drawing_leaves_no_process_behind(store):
+    drawing = plots.start_plots(*_inputs(store), workers=2)
+    assert drawing.forked is not None
+    pid = drawing.forked[0]
+    drawing.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped
+
+
+def test_example_candidates_hold_every_groups_lowest_noise_rows():
+    """pick_examples sorts only the rows ``_lowest_noise`` keeps: each (cell, kind) group's ``per_cell``
+    lowest noise values must be among them, also in groups too small to reach the threshold."""
+    rng = np.random.default_rng(3)
+    n, per_cell = 60_000, 2
+    cell = np.r_[rng.integers(0, 100, n - 3), [999, 999, 998]]  # two tiny cells
+    kind = rng.integers(0, 2, n)
+    noise = rng.random(n)
+    judged = np.arange(n) + 10
+    kept, kept_cell, kept_kind, kept_noise = context._lowest_noise(judged, cell, kind, noise, per_cell)
+    assert len(kept) < n // 10  # the point: few rows left to sort
+    assert np.array_equal(judged[np.isin(judged, kept)], kept)  # a subset, in the same order
+    assert np.array_equal(kept_noise, noise[kept - 10]) and np.array_equal(kept_cell, cell[kept - 10])
+    for key in np.unique(cell * 2 + kind):
+        rows = np.flatnonzero(cell * 2 + kind == key)
+        lowest = rows[np.argsort(noise[rows])[:per_cell]] + 10
+        assert np.isin(lowest, kept).all()
