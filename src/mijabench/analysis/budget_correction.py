@@ -269,7 +269,7 @@ def _staged_cells(plan: dict, keys: dict[str, np.ndarray], table: JudgedTable, a
                              f"replies under this vote, the budgeted audit recorded {int(rec_s[i])} of "
                              f"{int(rec_n[i])} (another vote, --empty-as or later verdicts): rerun the "
                              "budgeted audit to bring its record up to date, report with its judges, or "
-                             f"delete {plan.get('path', 'its record')} if the workspace now holds a full audit")
+                             f"delete {plan.get('path', 'its record')} if the workspace holds a full audit")
         rows.append(i)
     pick = np.asarray(rows, np.int64)
     stage_n = [np.asarray(x, np.int64)[pick] for x in plan["stage_n"]]
