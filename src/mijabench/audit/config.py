@@ -62,10 +62,6 @@ class AuditConfig:
             raise InputError(f"target_ci must be above 0 points, got {self.target_ci:g}")
         if self.budget is not None and self.budget < 1:
             raise InputError(f"budget must be at least one call per cell, got {self.budget}")
-        if self.budgeted and self.report.get("labels") is not None:
-            raise MijaError("report.labels (judge-error correction) is not available in a budgeted audit: "
-                            "its bootstrap treats the drawn prompts as a fixed sample, which the stopping "
-                            "rule breaks (docs/statistics.md, budgeted audits)")
         unknown = [f for f in self.budget_by if f not in FINER]
         if unknown:
             raise InputError(f"budget_by: unknown field '{unknown[0]}' (known: {', '.join(FINER)})")
