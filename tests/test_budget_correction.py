@@ -76,7 +76,7 @@ def test_corrected_intervals_cover_the_true_rates_and_the_raw_ones_do_not(labels
     assert all(np.all(r["youden"] > 0) for r in runs)  # the judges are good enough for these labels
     cov = _coverage(runs)
     assert cov["rate"] >= 0.95 and cov["deviation"] >= 0.95, cov
-    assert cov["undefined_deviation"] < (0.3 if labels_per_vote < 50 else 0.01), cov
+    assert cov["undefined_deviation"] < (0.5 if labels_per_vote < 50 else 0.01), cov
     # the uncorrected staged interval covers the vote's rate, not the truth: it misses many cells here
     assert cov["raw_rate"] < 0.8 and cov["raw_deviation"] < 0.8, cov
     # and the audit did stop early: fewer prompts drawn than the full design
