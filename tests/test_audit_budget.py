@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mijabench.audit import make_config, preset, run_audit
-from mijabench.errors import InputError
+from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem
 from mijabench.store import Store
 
@@ -229,3 +229,12 @@ def test_budgeted_correction_refuses_a_stale_record_and_a_chance_level_judge(sto
     record.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(InputError, match="rerun the budgeted audit"):
         write_report(store, tmp_path / "r2", labels=labels, resamples=50)
+
+
+@pytest.mark.parametrize("ray,match", [({"workers": 0}, "ray.workers"),
+                                       ({"nodes": 2}, "unknown field 'nodes'"),
+                                       ("auto", "ray must be a mapping"), ({"engine": "x"}, "ray.engine")],
+                         ids=["workers", "unknown", "not-a-mapping", "engine"])
+def test_a_bad_ray_field_is_one_line_before_any_work(ray, match):
+    with pytest.raises(MijaError, match=match):
+        _config(target_ci=25.0, ray=ray)

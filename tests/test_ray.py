@@ -252,3 +252,27 @@ def test_a_budgeted_run_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_ad
         assert {r.item_id for r in store.responses("refuser")} == local_items
         assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
     assert 0 < len(local_items) < len(items)
+
+
+def test_a_budgeted_audit_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_address):
+    # `audit --executor ray --target-ci` (config field ray): each look's prompts go through run_items_ray
+    from mijabench.audit import make_config, preset, run_audit
+    items = [BenchmarkItem(language="en", group=g, seed_text=f"s{i}", scenario_category="history",
+                           scenario_text="t", strategy="persona_assignment",
+                           prompt=f"{g} {i}: {'REFUSE' if i % every == 0 else 'answer'}")
+             for g, every in (("women", 9), ("black", 2)) for i in range(150)]
+    base = {"demo": False, "bench": "b", "prompts_from": "preloaded", "target_ci": 30.0, "budget_seed": 3,
+            "models": [{"model": "scripted:refuser", "name": "refuser",
+                        "options": {"refuse_on": ["REFUSE"]}}],
+            "report": {"resamples": 20}}
+    drawn = {}
+    for name, extra in (("local", {}), ("ray", {"ray": {"address": ray_address, "workers": 1}})):
+        with Store(tmp_path / name) as store:
+            store.put_items(items, bench="b")
+            config = make_config(preset("demo"), {**base, **extra})
+            result = run_audit(store, config, out=tmp_path / f"r-{name}", progress=False)
+            drawn[name] = {r.item_id for r in store.responses("refuser")}
+            kinds = {r["config"].get("executor", {}).get("kind") for r in store.runs()}
+        assert result.budget is not None and len(drawn[name]) == result.budget.result.calls
+    assert drawn["ray"] == drawn["local"] and 0 < len(drawn["local"]) < len(items)
+    assert "ray" in kinds

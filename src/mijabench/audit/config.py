@@ -48,6 +48,8 @@ class AuditConfig:
     budget: int | None = None
     budget_seed: int = 0
     budget_by: list[str] = field(default_factory=list)  # finer cells: strategy, scenario_category
+    # generate on Ray (run.ray_mode): {address, workers, engine, gpus}; None: in this process
+    ray: dict[str, Any] | None = None
 
     @property
     def budgeted(self) -> bool:
@@ -198,6 +200,12 @@ def _check_types(merged: dict[str, Any], source: str) -> None:
         ok, wanted = _FIELD_RULES.get(key, (lambda v: True, ""))
         if not ok(value):
             raise MijaError(f"{source}: {key} must be {wanted}, got {value!r}")
+    if merged.get("ray") is not None:
+        if not isinstance(merged["ray"], dict):
+            raise MijaError(f"{source}: ray must be a mapping (address, workers, engine, gpus), "
+                            f"got {merged['ray']!r}")
+        from ..run.ray_mode import check_ray_options
+        check_ray_options(merged["ray"])
     if isinstance(merged.get("settings"), dict):
         from ..backends.registry import check_settings
         check_settings(merged["settings"], f"{source}: settings")
