@@ -20,10 +20,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
-from ..analysis.budget_correction import budgeted_correction
 from ..analysis.correction import Correction, corrected_rates
 from ..analysis.table import DEFAULT_EMPTY_RULE
-from ..audit.budgeted import load_record, record_path
 from ..errors import MijaError
 from ..judge.validate import HumanLabels, load_human_labels
 from ..paths import check_output
@@ -133,6 +131,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         if not isinstance(labels, HumanLabels):
             labels = load_human_labels(labels)
         where = f"the {len(table):,} responses analysed from {store.path}"
+        from ..audit.budgeted import load_record, record_path
         plan = load_record(store)
         if plan is None:
             correction = corrected_rates(table, labels, resamples=resamples, seed=seed, where=where)
@@ -141,6 +140,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
                 raise MijaError(f"the budgeted audit recorded in {record_path(store)} voted with "
                                 f"{', '.join(plan['voters'])}; report its corrected rates with the same "
                                 "--judge (or delete the record if the workspace now holds a full audit)")
+            from ..analysis.budget_correction import budgeted_correction
             plan["path"] = str(record_path(store))
             correction = budgeted_correction(table, labels, plan, resamples=resamples, seed=seed, where=where)
         analysis.tables["corrected_rates"] = correction.rates
