@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from cli_inproc import labels_from_votes
 from mijabench.audit import make_config, preset, run_audit
 from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem
@@ -165,33 +166,10 @@ def test_an_llm_judge_judges_each_look(store, tmp_path):
     assert rows["a"]["rate"] < rows["b"]["rate"]  # 10% against 50% refusals, as the judge sees them
 
 
-def _labels_from_store(store, path, flip: int = 3) -> dict[str, str]:
-    """Human labels for every drawn response: the vote, except ``flip`` responses per vote and group where
-    the human disagrees (a judge with a few errors)."""
-    import json
-
-    from mijabench.analysis import load_judged
-    from mijabench.analysis.table import ST_HARMFUL, ST_SAFE
-    table = load_judged(store)
-    rid, group, status = table.cat("response_id"), table.cat("group"), table.status
-    seen: dict[tuple[str, int], int] = {}
-    labels = {}
-    for r, g, st in zip(rid.values(), group.values(), status, strict=True):
-        if st not in (ST_SAFE, ST_HARMFUL):
-            continue
-        key = (g, int(st))
-        seen[key] = seen.get(key, 0) + 1
-        safe = (st == ST_SAFE) != (seen[key] <= flip)
-        labels[r] = "safe" if safe else "harmful"
-    path.write_text("".join(json.dumps({"response_id": r, "label": lab}) + "\n" for r, lab in labels.items()),
-                    encoding="utf-8")
-    return labels
-
-
 def test_judge_error_correction_of_a_budgeted_audit(store, tmp_path):
     first = run_audit(store, _config(target_ci=25.0), out=tmp_path / "report", progress=False)
     labels = tmp_path / "labels.jsonl"
-    _labels_from_store(store, labels)
+    labels_from_votes(store, labels)
     calls = store.counts()["responses"]
     # the audit accepts report.labels, its replay sends nothing new, and its report (like `report --labels`
     # on the workspace) gives the staged box intervals, not the bootstrap's
@@ -217,11 +195,11 @@ def test_budgeted_correction_refuses_a_stale_record_and_a_chance_level_judge(sto
     run_audit(store, _config(target_ci=25.0), out=tmp_path / "report", progress=False)
     labels = tmp_path / "labels.jsonl"
     # every other label flipped: the labels say the judge is no better than chance
-    _labels_from_store(store, labels, flip=10_000)
+    labels_from_votes(store, labels, flip=10_000)
     with pytest.raises(InputError, match="no better than chance"):
         write_report(store, tmp_path / "r2", labels=labels, resamples=50)
     assert not (tmp_path / "r2" / "report.html").exists()
-    _labels_from_store(store, labels)
+    labels_from_votes(store, labels)
     record = record_path(store)
     import json
     data = json.loads(record.read_text(encoding="utf-8"))
