@@ -12,16 +12,21 @@ from mijabench.run.budget import Design, TableOracle, run_plan
 GROUPS = [(0.10, 0.95, 0.90), (0.35, 0.85, 0.97), (0.60, 0.90, 0.80), (0.90, 0.97, 0.88)]
 
 
-def _simulate(seed: int, blocks: int, size: int, labels_per_vote: int, target: float):
-    """One budgeted audit of ``blocks`` x 4 cells: human truth, the judge's votes, the staged plan on the
-    votes, and a labelled sample of ``labels_per_vote`` drawn responses per vote and group (pooled over
-    the blocks, which share the group's judge). Returns the corrected and raw intervals and the truth."""
+def _simulate(seed: int, blocks: int, size: int, labels_per_vote: int, target: float,
+              per_model: bool = False):
+    """One budgeted audit of ``blocks`` x 4 cells (a block is a model): human truth, the judge's votes, the
+    staged plan on the votes, and a labelled sample of the drawn responses: ``labels_per_vote`` per vote and
+    group pooled over the blocks (a simple random sample per vote), or with ``per_model`` per vote, group
+    and block, as `annotate sample` draws them, the models' rates then differing by up to 16 points so the
+    labels' weights differ (Kish). Returns the corrected and raw intervals and the truth."""
     rng = np.random.default_rng(seed)
     g = len(GROUPS)
     cells = blocks * g
+    shift = np.linspace(-0.08, 0.08, blocks) if per_model else np.zeros(blocks)
     truth, votes, human = np.zeros(cells), [], []
     for c in range(cells):
         rate, sens, spec = GROUPS[c % g]
+        rate = float(np.clip(rate + shift[c // g], 0.01, 0.99))
         k = int(round(rate * size)) + int(rng.integers(-3, 4))  # blocks differ a little
         y = rng.permutation(np.r_[np.ones(k, np.int64), np.zeros(size - k, np.int64)])  # drawing order
         v = np.where(y == 1, rng.random(size) < sens, rng.random(size) >= spec).astype(np.int64)
@@ -32,16 +37,27 @@ def _simulate(seed: int, blocks: int, size: int, labels_per_vote: int, target: f
                     population=np.full(cells, size), units=np.full(cells, size),
                     calls_per_unit=np.ones(cells, np.int64))
     res = run_plan(design, TableOracle(votes), target=target, budget=None)
-    # labels: a simple random sample per (group, vote) of the drawn responses, over all blocks
-    label_k, label_n, q_lg = np.zeros((g, 2)), np.zeros((g, 2)), np.zeros(g)
+    # labels, weighted as analysis.budget_correction weighs them: judged / labelled in their stratum
+    sw, sw2, swy, q_lg = np.zeros((g, 2)), np.zeros((g, 2)), np.zeros((g, 2)), np.zeros(g)
     for j in range(g):
-        drawn_v = np.concatenate([votes[c][:res.n[c]] for c in range(j, cells, g)])
-        drawn_y = np.concatenate([human[c][:res.n[c]] for c in range(j, cells, g)])
+        members = list(range(j, cells, g))
+        strata = [[c] for c in members] if per_model else [members]
+        drawn_v = np.concatenate([votes[c][:res.n[c]] for c in members])
         q_lg[j] = drawn_v.mean()
-        for col, vote in ((0, 1), (1, 0)):
-            pool = np.flatnonzero(drawn_v == vote)
-            pick = rng.choice(pool, size=min(labels_per_vote, len(pool)), replace=False)
-            label_k[j, col], label_n[j, col] = drawn_y[pick].sum(), len(pick)
+        for stratum in strata:
+            v = np.concatenate([votes[c][:res.n[c]] for c in stratum])
+            y = np.concatenate([human[c][:res.n[c]] for c in stratum])
+            for col, vote in ((0, 1), (1, 0)):
+                pool = np.flatnonzero(v == vote)
+                if not len(pool):
+                    continue
+                pick = rng.choice(pool, size=min(labels_per_vote, len(pool)), replace=False)
+                w = len(pool) / len(pick)
+                sw[j, col] += w * len(pick)
+                sw2[j, col] += w * w * len(pick)
+                swy[j, col] += w * y[pick].sum()
+    label_n = sw ** 2 / np.maximum(sw2, 1e-12)
+    label_k = label_n * swy / np.maximum(sw, 1e-12)
     staged = staged_function(res.stage_n, res.stage_s, res.population, res.looks, res.weight)
     keys = {"language": np.zeros(cells, np.int64), "model": np.repeat(np.arange(blocks), g)}
     parent, starts = parent_index(keys, ["language", "model"])
@@ -67,16 +83,17 @@ def _coverage(runs: list[dict]) -> dict[str, float]:
             "undefined_deviation": float(np.mean(np.concatenate([np.isnan(r["dev_low"]) for r in runs])))}
 
 
-@pytest.mark.parametrize("labels_per_vote", [30, 100])
-def test_corrected_intervals_cover_the_true_rates_and_the_raw_ones_do_not(labels_per_vote):
-    # 4 audits of 10 blocks x 4 groups = 160 cells per setting, each with a fresh labelled sample; 30 labels
-    # per vote and group is about the least for which these judges' rate boxes stay above chance
-    runs = [_simulate(seed, blocks=10, size=300, labels_per_vote=labels_per_vote, target=0.12)
-            for seed in range(4)]
+@pytest.mark.parametrize("labels_per_vote,per_model", [(30, False), (8, True)], ids=["srs-30", "per-model-8"])
+def test_corrected_intervals_cover_the_true_rates_and_the_raw_ones_do_not(labels_per_vote, per_model):
+    # 4 audits of 10 blocks x 4 groups = 160 cells per setting, each with a fresh labelled sample. 30 labels
+    # per vote and group is about the least for which these judges' rate boxes stay above chance; 8 per
+    # vote, group and model is the sampler's design with 80 per vote and group, weighted
+    runs = [_simulate(seed, blocks=10, size=300, labels_per_vote=labels_per_vote, target=0.12,
+                      per_model=per_model) for seed in range(4)]
     assert all(np.all(r["youden"] > 0) for r in runs)  # the judges are good enough for these labels
     cov = _coverage(runs)
     assert cov["rate"] >= 0.95 and cov["deviation"] >= 0.95, cov
-    assert cov["undefined_deviation"] < (0.5 if labels_per_vote < 50 else 0.01), cov
+    assert cov["undefined_deviation"] < (0.5 if labels_per_vote < 50 and not per_model else 0.01), cov
     # the uncorrected staged interval covers the vote's rate, not the truth: it misses many cells here
     assert cov["raw_rate"] < 0.8 and cov["raw_deviation"] < 0.8, cov
     # and the audit did stop early: fewer prompts drawn than the full design
