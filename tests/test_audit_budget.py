@@ -207,6 +207,10 @@ def test_budgeted_correction_refuses_a_stale_record_and_a_chance_level_judge(sto
     record.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(InputError, match="rerun the budgeted audit"):
         write_report(store, tmp_path / "r2", labels=labels, resamples=50)
+    data["complete"] = False  # an audit interrupted before its end
+    record.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError, match="stopped before its end"):
+        write_report(store, tmp_path / "r2", labels=labels, resamples=50)
 
 
 @pytest.mark.parametrize("ray,match", [({"workers": 0}, "ray.workers"),

@@ -195,6 +195,9 @@ def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], confi
                 cell_of[(s, item.id)] = cell_keys[(name, item.language, item.group,
                                                   *(getattr(item, f) for f in by))]
     cells = list(cell_keys)
+    # a marker first: a report with labels must not take an interrupted budgeted audit for a full one
+    _write_record(store, {"version": RECORD_VERSION, "complete": False, "seed": seed, "by": list(by),
+                          "voters": list(voters)})
     oracle = StoreOracle(store, bench, configs, judges, voters, strata, cell_of, len(cells),
                          concurrency=concurrency, backends=backends or {}, progress=progress,
                          generate=generate)
@@ -220,11 +223,16 @@ def save_record(store: Store, audit: BudgetedAudit, voters: Sequence[str]) -> No
     """The plan's stages per cell (decided and safe draws), so a later report can rebuild the staged
     intervals at another level. Written whole or not at all (a temporary file, then a rename)."""
     r = audit.result
-    record = {"version": RECORD_VERSION, "seed": audit.seed, "target": r.target, "budget": r.budget,
+    record = {"version": RECORD_VERSION, "complete": True, "seed": audit.seed, "target": r.target,
+              "budget": r.budget,
               "by": list(audit.by), "voters": list(voters), "cells": [list(c) for c in audit.cells],
               "looks": r.looks.tolist(), "weight": np.asarray(r.weight).tolist(),
               "population": np.asarray(r.population).tolist(),
               "stage_n": [x.tolist() for x in r.stage_n], "stage_s": [x.tolist() for x in r.stage_s]}
+    _write_record(store, record)
+
+
+def _write_record(store: Store, record: dict) -> None:
     path = record_path(store)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
@@ -243,5 +251,9 @@ def load_record(store: Store) -> dict | None:
         raise InputError(f"unreadable budgeted-audit record ({exc})", file=str(path)) from None
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         raise InputError("not a budgeted-audit record of this version: rerun the budgeted audit",
+                         file=str(path))
+    if not record.get("complete"):
+        raise InputError("the budgeted audit of this workspace stopped before its end: run it again (it "
+                         "resumes where it stopped) before reporting rates corrected for judge error",
                          file=str(path))
     return record
