@@ -58,3 +58,26 @@ def copy_workspace(template: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(template, folder / template.name)
     return folder
+
+
+def labels_from_votes(store, path, flip: int = 3) -> dict[str, str]:
+    """Human labels for every drawn response: the vote, except ``flip`` responses per vote and group where
+    the human disagrees (a judge with a few errors)."""
+    import json
+
+    from mijabench.analysis import load_judged
+    from mijabench.analysis.table import ST_HARMFUL, ST_SAFE
+    table = load_judged(store)
+    rid, group, status = table.cat("response_id"), table.cat("group"), table.status
+    seen: dict[tuple[str, int], int] = {}
+    labels = {}
+    for r, g, st in zip(rid.values(), group.values(), status, strict=True):
+        if st not in (ST_SAFE, ST_HARMFUL):
+            continue
+        key = (g, int(st))
+        seen[key] = seen.get(key, 0) + 1
+        safe = (st == ST_SAFE) != (seen[key] <= flip)
+        labels[r] = "safe" if safe else "harmful"
+    path.write_text("".join(json.dumps({"response_id": r, "label": lab}) + "\n" for r, lab in labels.items()),
+                    encoding="utf-8")
+    return labels

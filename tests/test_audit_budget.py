@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from cli_inproc import labels_from_votes
 from mijabench.audit import make_config, preset, run_audit
 from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem
@@ -165,10 +166,57 @@ def test_an_llm_judge_judges_each_look(store, tmp_path):
     assert rows["a"]["rate"] < rows["b"]["rate"]  # 10% against 50% refusals, as the judge sees them
 
 
-def test_judge_error_correction_is_refused_in_a_budgeted_audit_before_any_call(store, tmp_path):
+def test_judge_error_correction_of_a_budgeted_audit(store, tmp_path):
+    first = run_audit(store, _config(target_ci=25.0), out=tmp_path / "report", progress=False)
     labels = tmp_path / "labels.jsonl"
-    labels.write_text('{"response_id": "x", "label": "safe"}\n', encoding="utf-8")
-    config = _config(target_ci=25.0, report={"resamples": 50, "labels": str(labels)})
-    with pytest.raises(MijaError, match="not available in a budgeted audit"):
-        run_audit(store, config, out=tmp_path / "report", progress=False)
-    assert store.counts()["responses"] == 0
+    labels_from_votes(store, labels)
+    calls = store.counts()["responses"]
+    # the audit accepts report.labels, its replay sends nothing new, and its report (like `report --labels`
+    # on the workspace) gives the staged box intervals, not the bootstrap's
+    again = run_audit(store, _config(target_ci=25.0, report={"resamples": 50, "labels": str(labels)}),
+                      out=tmp_path / "r2", progress=False)
+    assert store.counts()["responses"] == calls
+    rates = {r["group"]: r for r in again.report.correction.rates.rows()}
+    staged = {r["group"]: r for r in first.budget.rows()}
+    for g in ("a", "b"):
+        r = rates[g]
+        assert "budgeted: staged box interval" in r["note"]
+        assert r["ci_low"] <= r["corrected_rate"] <= r["ci_high"]
+        # wider than the vote's own staged interval: the judge's accuracy is uncertain too
+        assert r["ci_high"] - r["ci_low"] > staged[g]["high"] - staged[g]["low"]
+        assert r["deviation_ci_low"] <= r["corrected_deviation"] <= r["deviation_ci_high"]
+    html = again.report_html.read_text(encoding="utf-8")
+    assert "stay valid under the stopping rule" in html
+
+
+def test_budgeted_correction_refuses_a_stale_record_and_a_chance_level_judge(store, tmp_path):
+    from mijabench.audit.budgeted import record_path
+    from mijabench.report import write_report
+    run_audit(store, _config(target_ci=25.0), out=tmp_path / "report", progress=False)
+    labels = tmp_path / "labels.jsonl"
+    # every other label flipped: the labels say the judge is no better than chance
+    labels_from_votes(store, labels, flip=10_000)
+    with pytest.raises(InputError, match="no better than chance"):
+        write_report(store, tmp_path / "r2", labels=labels, resamples=50)
+    assert not (tmp_path / "r2" / "report.html").exists()
+    labels_from_votes(store, labels)
+    record = record_path(store)
+    import json
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["stage_s"][0][0] += 1  # the store no longer matches the record
+    record.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError, match="rerun the budgeted audit"):
+        write_report(store, tmp_path / "r2", labels=labels, resamples=50)
+    data["complete"] = False  # an audit interrupted before its end
+    record.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError, match="stopped before its end"):
+        write_report(store, tmp_path / "r2", labels=labels, resamples=50)
+
+
+@pytest.mark.parametrize("ray,match", [({"workers": 0}, "ray.workers"),
+                                       ({"nodes": 2}, "unknown field 'nodes'"),
+                                       ("auto", "ray must be a mapping"), ({"engine": "x"}, "ray.engine")],
+                         ids=["workers", "unknown", "not-a-mapping", "engine"])
+def test_a_bad_ray_field_is_one_line_before_any_work(ray, match):
+    with pytest.raises(MijaError, match=match):
+        _config(target_ci=25.0, ray=ray)

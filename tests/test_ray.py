@@ -252,3 +252,30 @@ def test_a_budgeted_run_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_ad
         assert {r.item_id for r in store.responses("refuser")} == local_items
         assert any(r["config"]["executor"]["kind"] == "ray" for r in store.runs())
     assert 0 < len(local_items) < len(items)
+
+
+def test_a_budgeted_audit_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_address):
+    # `audit --executor ray --budget` (config field ray): each look's prompts go through run_items_ray (a
+    # budget of 60 calls: the pilot look alone, to keep the test short)
+    from mijabench.audit import make_config, preset, run_audit
+    from mijabench.audit.budgeted import run_budgeted
+    from mijabench.backends.registry import model_from_dict
+    items = [BenchmarkItem(language="en", group=g, seed_text=f"s{i}", scenario_category="history",
+                           scenario_text="t", strategy="persona_assignment",
+                           prompt=f"{g} {i}: {'REFUSE' if i % every == 0 else 'answer'}")
+             for g, every in (("women", 9), ("black", 2)) for i in range(150)]
+    model = {"model": "scripted:refuser", "name": "refuser", "options": {"refuse_on": ["REFUSE"]}}
+    with Store(tmp_path / "local") as store:
+        store.put_items(items, bench="b")
+        local = run_budgeted(store, "b", items, [model_from_dict(model)], ["rules:refusal-v1"],
+                             ["rules:refusal-v1"], target=None, budget=60, seed=3)
+        local_items = {r.item_id for r in store.responses("refuser")}
+    config = make_config(preset("demo"), {
+        "demo": False, "bench": "b", "prompts_from": "preloaded", "budget": 60, "budget_seed": 3,
+        "models": [model], "report": {"resamples": 20}, "ray": {"address": ray_address, "workers": 1}})
+    with Store(tmp_path / "ray") as store:
+        store.put_items(items, bench="b")
+        result = run_audit(store, config, out=tmp_path / "report", progress=False)
+        assert {r.item_id for r in store.responses("refuser")} == local_items
+        assert any(r["config"].get("executor", {}).get("kind") == "ray" for r in store.runs())
+    assert result.budget.result.calls == local.result.calls == len(local_items) < len(items)

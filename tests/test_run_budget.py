@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_inproc import invoke
+from cli_inproc import invoke, labels_from_votes
 from mijabench.store import Store
 
 PER_CELL = 200
@@ -47,6 +47,16 @@ def test_run_stops_each_cell_at_its_target_and_resumes_with_no_new_call(bench, t
     with Store(ws) as store:
         assert code == 0 and store.counts()["responses"] == first["responses"]
         assert store.counts()["verdicts"] == first["verdicts"]
+    # `report --labels` finds the budgeted audit (its staged box intervals: test_audit_budget.py); labels
+    # saying the judge is no better than chance: one line, exit 2, no report written
+    labels = tmp_path / "labels.jsonl"
+    with Store(ws) as store:
+        labels_from_votes(store, labels, flip=10_000)
+    report = ["report", "--out", str(tmp_path / "r"), "--labels", str(labels), "--resamples", "50",
+              "--workspace", str(ws)]
+    code, _, err = invoke(capsys, monkeypatch, *report)
+    assert code == 2 and "no better than chance" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r" / "report.html").exists()
 
 
 @pytest.mark.parametrize("flags,message", [(["--target-ci", "0"], "target_ci must be above 0"),

@@ -14,9 +14,12 @@ nothing and the replay takes the same decisions, because they depend only on the
 
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,6 +195,9 @@ def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], confi
                 cell_of[(s, item.id)] = cell_keys[(name, item.language, item.group,
                                                   *(getattr(item, f) for f in by))]
     cells = list(cell_keys)
+    # a marker first: a report with labels must not take an interrupted budgeted audit for a full one
+    _write_record(store, {"version": RECORD_VERSION, "complete": False, "seed": seed, "by": list(by),
+                          "voters": list(voters)})
     oracle = StoreOracle(store, bench, configs, judges, voters, strata, cell_of, len(cells),
                          concurrency=concurrency, backends=backends or {}, progress=progress,
                          generate=generate)
@@ -200,4 +206,54 @@ def run_budgeted(store: Store, bench: str, items: Sequence[BenchmarkItem], confi
     design = Design(cell_stratum=oracle.cell_stratum, cell_block=block, population=population,
                     units=np.array(units_n, np.int64), calls_per_unit=np.array(calls))
     result = run_plan(design, oracle, target=target, budget=budget)
-    return BudgetedAudit(result, cells, by, seed)
+    audit = BudgetedAudit(result, cells, by, seed)
+    save_record(store, audit, voters)
+    return audit
+
+
+RECORD_VERSION = 1
+
+
+def record_path(store: Store) -> Path:
+    """Beside the workspace database: what `report --labels` needs to recompute the staged intervals."""
+    return store.path.with_suffix(".budget.json")
+
+
+def save_record(store: Store, audit: BudgetedAudit, voters: Sequence[str]) -> None:
+    """The plan's stages per cell (decided and safe draws), so a later report can rebuild the staged
+    intervals at another level. Written whole or not at all (a temporary file, then a rename)."""
+    r = audit.result
+    record = {"version": RECORD_VERSION, "complete": True, "seed": audit.seed, "target": r.target,
+              "budget": r.budget,
+              "by": list(audit.by), "voters": list(voters), "cells": [list(c) for c in audit.cells],
+              "looks": r.looks.tolist(), "weight": np.asarray(r.weight).tolist(),
+              "population": np.asarray(r.population).tolist(),
+              "stage_n": [x.tolist() for x in r.stage_n], "stage_s": [x.tolist() for x in r.stage_s]}
+    _write_record(store, record)
+
+
+def _write_record(store: Store, record: dict) -> None:
+    path = record_path(store)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_record(store: Store) -> dict | None:
+    """The workspace's budgeted-audit record, or None when the workspace holds a full audit."""
+    from ..errors import InputError
+    path = record_path(store)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable budgeted-audit record ({exc})", file=str(path)) from None
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        raise InputError("not a budgeted-audit record of this version: rerun the budgeted audit",
+                         file=str(path))
+    if not record.get("complete"):
+        raise InputError("the budgeted audit of this workspace stopped before its end: run it again (it "
+                         "resumes where it stopped) before reporting rates corrected for judge error",
+                         file=str(path))
+    return record

@@ -48,6 +48,8 @@ class AuditConfig:
     budget: int | None = None
     budget_seed: int = 0
     budget_by: list[str] = field(default_factory=list)  # finer cells: strategy, scenario_category
+    # generate on Ray (run.ray_mode): {address, workers, engine, gpus}; None: in this process
+    ray: dict[str, Any] | None = None
 
     @property
     def budgeted(self) -> bool:
@@ -62,10 +64,6 @@ class AuditConfig:
             raise InputError(f"target_ci must be above 0 points, got {self.target_ci:g}")
         if self.budget is not None and self.budget < 1:
             raise InputError(f"budget must be at least one call per cell, got {self.budget}")
-        if self.budgeted and self.report.get("labels") is not None:
-            raise MijaError("report.labels (judge-error correction) is not available in a budgeted audit: "
-                            "its bootstrap treats the drawn prompts as a fixed sample, which the stopping "
-                            "rule breaks (docs/statistics.md, budgeted audits)")
         unknown = [f for f in self.budget_by if f not in FINER]
         if unknown:
             raise InputError(f"budget_by: unknown field '{unknown[0]}' (known: {', '.join(FINER)})")
@@ -202,6 +200,12 @@ def _check_types(merged: dict[str, Any], source: str) -> None:
         ok, wanted = _FIELD_RULES.get(key, (lambda v: True, ""))
         if not ok(value):
             raise MijaError(f"{source}: {key} must be {wanted}, got {value!r}")
+    if merged.get("ray") is not None:
+        if not isinstance(merged["ray"], dict):
+            raise MijaError(f"{source}: ray must be a mapping (address, workers, engine, gpus), "
+                            f"got {merged['ray']!r}")
+        from ..run.ray_mode import check_ray_options
+        check_ray_options(merged["ray"])
     if isinstance(merged.get("settings"), dict):
         from ..backends.registry import check_settings
         check_settings(merged["settings"], f"{source}: settings")

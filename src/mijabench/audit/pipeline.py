@@ -76,7 +76,8 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
         result.stage_notes["benchmark"] = f"{len(items):,} items in benchmark '{bench}'"
 
         if config.budgeted:
-            _budgeted(store, config, bench, items, configs, voters, result, stage, progress, backends)
+            _budgeted(store, config, bench, items, configs, voters, result, stage, progress, backends,
+                      allow_model_change)
         else:
             _full(store, config, bench, items, configs, result, stage, progress, backends, allow_model_change)
     finally:
@@ -96,8 +97,12 @@ def run_audit(store: Store, config: AuditConfig, *, out: str | Path | None = Non
 
 def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkItem],
               configs: list[ModelConfig], voters: list[str], result: AuditResult,
-              stage: Callable[[str, str], None], progress: bool | str, backends: dict[str, Backend]) -> None:
-    """Generate and judge in looks, cell by cell, until the target or the budget (``audit.budgeted``)."""
+              stage: Callable[[str, str], None], progress: bool | str, backends: dict[str, Backend],
+              allow_model_change: bool = False) -> None:
+    """Generate and judge in looks, cell by cell, until the target or the budget (``audit.budgeted``); with
+    ``ray`` in the config each look's prompts are generated on Ray, over one connection."""
+    from contextlib import nullcontext
+
     from ..run.budget import check_budget_args
     from .budgeted import cell_count, run_budgeted
     target = config.target_ci / 100 if config.target_ci is not None else None
@@ -105,10 +110,16 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
     rule = " and ".join(x for x in (f"target {config.target_ci:g} points" if target else "",
                                     f"budget {config.budget:,} calls" if config.budget else "") if x)
     stage("generate", f"budgeted: {rule}; {len(items):,} items x {len(configs)} model(s), judged as drawn")
-    audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
-                         budget=config.budget, seed=config.budget_seed, by=config.budget_by,
-                         twins=config.counterfactual, concurrency=config.concurrency,
-                         backends=backends, progress=progress)
+    if config.ray is not None:
+        from ..run.ray_mode import ray_runner
+        runner = ray_runner(**config.ray, allow_model_change=allow_model_change)
+    else:
+        runner = nullcontext(None)  # run_items in this process, on the shared backends
+    with runner as generate:
+        audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
+                             budget=config.budget, seed=config.budget_seed, by=config.budget_by,
+                             twins=config.counterfactual, concurrency=config.concurrency,
+                             backends=backends, progress=progress, generate=generate)
     stage("judge", "done with each look")
     result.budget = audit
     result.judges = [judge_name(j) for j in config.judges]
@@ -119,9 +130,17 @@ def _full(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkIt
           configs: list[ModelConfig], result: AuditResult, stage: Callable[[str, str], None],
           progress: bool | str, backends: dict[str, Backend], allow_model_change: bool) -> None:
     stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
-    from ..run.generate import run_items
-    stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
-                      backends=backends, progress=progress, allow_model_change=allow_model_change)
+    if config.ray is not None:
+        from ..run.ray_mode import run_items_ray
+        ray = config.ray
+        stats = run_items_ray(store, items, configs, bench=bench, concurrency=config.concurrency,
+                              progress=progress, allow_model_change=allow_model_change,
+                              ray_address=ray.get("address"), num_workers=ray.get("workers", 2),
+                              engine=ray.get("engine", "backend"), num_gpus=ray.get("gpus", 0.0))
+    else:
+        from ..run.generate import run_items
+        stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,
+                          backends=backends, progress=progress, allow_model_change=allow_model_change)
     result.failed_responses = sum(s.failed for s in stats.values())
     result.generated = sum(s.done + s.failed for s in stats.values())
     aborted = {name: s.aborted for name, s in stats.items() if s.aborted}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 from rich.text import Text
 
 from ..audit import PRESETS, make_config, preset, read_config_file, run_audit
+from ..errors import MijaError
 from .common import ProgressOption, WorkspaceOption, console, open_store
 
 DEMO_NOTICE = ("This is a demo of the machinery on a 135M-parameter model with template-built prompts and a "
@@ -43,6 +45,14 @@ def audit(
     budget: int = typer.Option(None, "--budget", help="Budgeted audit: at most CALLS target-model calls, "
                                "the last ones on the widest cells."),
     budget_seed: int = typer.Option(None, "--budget-seed", help="Seed of the order prompts are drawn in."),
+    executor: str = typer.Option(None, "--executor", help="local (this process) or ray (Ray Data workers; "
+                                 "needs mijabench[ray]); a budgeted audit generates each look on Ray "
+                                 "[default: the config's ray field, else local]."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster with --executor ray (auto, "
+                                    "HOST:6379, ray://HOST:10001); default: RAY_ADDRESS, else a local one."),
+    ray_workers: int = typer.Option(None, "--ray-workers", min=1, help="Ray workers per model [default: 2]."),
+    ray_engine: str = typer.Option(None, "--ray-engine", help="backend (any model string) or vllm."),
+    ray_gpus: float = typer.Option(None, "--ray-gpus", min=0.0, help="GPUs each Ray worker reserves."),
     out: Path = typer.Option(None, "--out", "-o", help="Report folder [default: WORKSPACE/report]."),
     allow_model_change: bool = typer.Option(
         False, "--allow-model-change",
@@ -69,9 +79,19 @@ def audit(
         "settings": {"max_tokens": max_tokens} if max_tokens else None,
         "target_ci": target_ci, "budget": budget, "budget_seed": budget_seed,
     }
+    ray_flags = {k: v for k, v in (("address", ray_address), ("workers", ray_workers),
+                                   ("engine", ray_engine), ("gpus", ray_gpus)) if v is not None}
+    if executor not in (None, "local", "ray"):
+        raise MijaError(f"--executor must be local or ray, got '{executor}'")
+    if ray_flags and executor != "ray":
+        raise MijaError("--ray-address, --ray-workers, --ray-engine and --ray-gpus need --executor ray")
+    if executor == "ray":
+        flags["ray"] = ray_flags
     if model:
         flags["demo"] = False  # the user's own model: no longer the embedded demo
     cfg = make_config(*layers, flags, source=str(config or "flags"))
+    if executor == "local":  # the flag overrides a config file's ray field
+        cfg = replace(cfg, ray=None)
     cfg.check_budget()  # a bad target or budget: one line, before the store is opened
     if out is not None:
         from ..paths import check_output

@@ -124,6 +124,7 @@ def _run_budgeted(store, bench: str, items, configs, target_ci, budget, seed, by
                   progress, executor: str, ray: dict, allow_model_change: bool) -> None:
     """The stopping rule of a budgeted audit (``audit.budgeted``) with the rule judge, printed per cell.
     On Ray, one connection serves every look; each look's prompts go through ``run_items_ray``."""
+    from contextlib import nullcontext
     from functools import partial
 
     from ..audit.budgeted import cell_count, run_budgeted
@@ -134,22 +135,15 @@ def _run_budgeted(store, bench: str, items, configs, target_ci, budget, seed, by
                       cell_count(items, len(configs), by))  # before anything is stored
     judge = "rules:refusal-v1"
     if executor == "ray":
-        from ..run import ray_mode
-        started = ray_mode.connect(ray["ray_address"], ray["num_workers"])
-        generate = partial(ray_mode.run_items_ray, policy=policy, num_workers=ray["num_workers"],
-                           engine=ray["engine"], num_gpus=ray["num_gpus"],
-                           allow_model_change=allow_model_change)
+        from ..run.ray_mode import ray_runner
+        runner = ray_runner(ray["ray_address"], ray["num_workers"], ray["engine"], ray["num_gpus"],
+                            policy=policy, allow_model_change=allow_model_change)
     else:
-        started = False
-        generate = partial(run_items, policy=policy, allow_model_change=allow_model_change)
-    try:
+        runner = nullcontext(partial(run_items, policy=policy, allow_model_change=allow_model_change))
+    with runner as generate:
         audit = run_budgeted(store, bench, items, configs, [judge], [judge],
                              target=None if target_ci is None else target_ci / 100, budget=budget, seed=seed,
                              by=by, concurrency=concurrency, progress=progress, generate=generate)
-    finally:
-        if started:
-            import ray as ray_module
-            ray_module.shutdown()
     plan = audit.result
     table = Table(title=f"budgeted run (judge {judge}, seed {seed})")
     names = ["model", "language", "group", *by]

@@ -27,8 +27,8 @@ def section(audit: Any) -> Markup:
              f"fell short. {r.calls:,} of the full design's {r.full_calls:,} target-model calls were made "
              f"({pct(r.saved)} saved; judge calls scale the same way). The intervals below combine the "
              f"stages' exact p-values with group-sequential boundaries, so they hold at whichever stage "
-             f"each cell stopped (docs/statistics.md); the intervals elsewhere in this report treat the "
-             f"drawn prompts as a fixed sample.")
+             f"each cell stopped (docs/statistics.md); the intervals elsewhere in this report, except "
+             f"those corrected for judge error, treat the drawn prompts as a fixed sample.")
     warn = (f"{stopped:,} of {len(rows):,} cells were stopped by the budget before reaching the target; "
             "they are marked 'budget' below." if stopped and r.target is not None else "")
     names = ["model", "language", "group", *audit.by]

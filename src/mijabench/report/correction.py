@@ -41,6 +41,14 @@ def section(a: Analysis) -> Markup:
         "Intervals: 95% bootstrap that redraws the judged responses and the labelled sample. Flagged: a "
         f"judge bias of at least {pts(FLAG_POINTS, signed=False)} pts with its interval excluding 0, i.e. "
         "the raw deviation is the judge's doing, not the model's.")
+    if any("budgeted:" in str(r["note"]) for r in rates.rows()):
+        explain = join([explain, _p(
+            "Budgeted audit: the intervals here stay valid under the stopping rule. Each "
+            "is the range of the corrected rate over the staged 97.5% interval of the raw rate and a 97.5% "
+            "exact box for the judge's sensitivity and specificity from the labels (Clopper-Pearson on the "
+            "human-safe share of each vote's labels); deviations bound each group's box at 95% / G "
+            "(Bonferroni over the model's G groups). They are conservative; the judge-bias test is not "
+            "run (docs/statistics.md).")])
     summary = _p(f"{len(flagged)} of {len(rates)} group cells flagged." if flagged else
                  f"No group cell flagged ({len(rates)} cells).")
     acc_rows = [[display("language", r["language"]), display("group", r["group"]),

@@ -130,8 +130,19 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if labels is not None:  # checked before the first write: a bad label file leaves nothing behind
         if not isinstance(labels, HumanLabels):
             labels = load_human_labels(labels)
-        correction = corrected_rates(table, labels, resamples=resamples, seed=seed,
-                                     where=f"the {len(table):,} responses analysed from {store.path}")
+        where = f"the {len(table):,} responses analysed from {store.path}"
+        from ..audit.budgeted import load_record, record_path
+        plan = load_record(store)
+        if plan is None:
+            correction = corrected_rates(table, labels, resamples=resamples, seed=seed, where=where)
+        else:  # a budgeted audit: intervals valid under its stopping rule (analysis.budget_correction)
+            if sorted(plan["voters"]) != sorted(judges):
+                raise MijaError(f"the budgeted audit recorded in {record_path(store)} voted with "
+                                f"{', '.join(plan['voters'])}; report its corrected rates with the same "
+                                "--judge (or delete the record if the workspace now holds a full audit)")
+            from ..analysis.budget_correction import budgeted_correction
+            plan["path"] = str(record_path(store))
+            correction = budgeted_correction(table, labels, plan, resamples=resamples, seed=seed, where=where)
         analysis.tables["corrected_rates"] = correction.rates
         analysis.tables["judge_accuracy"] = correction.accuracy
     out = Path(out_dir)

@@ -68,6 +68,12 @@ class BudgetResult:
     target: float | None
     budget: int | None
     history: list[dict] = field(default_factory=list)
+    # what the staged interval is recomputed from at another level (analysis.budget_correction): each
+    # stage's decided and safe draws per cell, the decided population and the pilot weights
+    stage_n: list[np.ndarray] = field(default_factory=list)
+    stage_s: list[np.ndarray] = field(default_factory=list)
+    population: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
     @property
     def saved(self) -> float:
@@ -146,8 +152,10 @@ def run_plan(design: Design, oracle: Oracle, *, target: float | None, budget: in
     n, _, u = oracle.counts(prefix)
     dev, dlo, dhi = _deviations(d, rate, low, high, (n == 0) & (u > 0))
     calls = int(np.sum(prefix * d.calls_per_unit))
+    done_stages, pop = _stages(oracle, marks, d.population)
     return BudgetResult(rate, low, high, dev, dev - dlo, dev + dhi, n, status, look_of, calls, full,
-                        target, budget, history)
+                        target, budget, history, [x[0] for x in done_stages], [x[1] for x in done_stages],
+                        pop, np.asarray(weight, np.float64))
 
 
 def _stages(oracle: Oracle, marks: list[np.ndarray], population: np.ndarray

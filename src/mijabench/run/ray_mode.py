@@ -240,6 +240,40 @@ def connect(address: str | None = None, min_cpus: float = 1.0) -> bool:
     return True
 
 
+RAY_FIELDS = ("address", "workers", "engine", "gpus")  # an audit config's ``ray:`` mapping
+ENGINES = ("backend", "vllm")
+
+
+def check_ray_options(options: dict[str, Any]) -> None:
+    """An audit config's ``ray:`` mapping, checked before any work: one line naming the bad field."""
+    from ..errors import InputError
+    unknown = [k for k in options if k not in RAY_FIELDS]
+    if unknown:
+        raise InputError(f"ray: unknown field '{unknown[0]}' (known: {', '.join(RAY_FIELDS)})", field="ray")
+    workers, gpus = options.get("workers", 2), options.get("gpus", 0.0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"ray.workers must be a whole number of at least 1, got {workers!r}", field="ray")
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
+        raise InputError(f"ray.gpus must be a number of at least 0, got {gpus!r}", field="ray")
+    if options.get("engine", "backend") not in ENGINES:
+        raise InputError(f"ray.engine must be one of {', '.join(ENGINES)}, got {options['engine']!r}",
+                         field="ray")
+
+
+@contextmanager
+def ray_runner(address: str | None = None, workers: int = 2, engine: str = "backend", gpus: float = 0.0,
+               **run_options: Any) -> Iterator[Any]:
+    """One Ray connection for several ``run_items_ray`` calls (a budgeted audit's looks): yields a function
+    with ``run_items``'s contract, and shuts down at the end a local instance it started itself."""
+    from functools import partial
+    started = connect(address, workers)
+    try:
+        yield partial(run_items_ray, num_workers=workers, engine=engine, num_gpus=gpus, **run_options)
+    finally:
+        if started:
+            _import_ray().shutdown()
+
+
 @contextmanager
 def _data_context(ray, engine: str) -> Iterator[None]:
     """Ray Data settings for the datasets made inside (each dataset keeps a copy); the process-wide
