@@ -249,27 +249,61 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     With ``snapshot``, the table of an unchanged store and selection is read from the snapshot beside the
     store (``analysis.snapshot``), and written there when there is none."""
     if snapshot:
-        from . import snapshot as snap
-        path = snap.snapshot_path(store, {"judges": list(judges or []), "bench": bench,
-                                          "models": list(models or []), "empty_as": empty_as,
-                                          "allow_even_vote": allow_even_vote})
-        table = snap.read(path)
-        if table is None:
-            table = load_judged(store, judges, bench, models, empty_as=empty_as,
-                                allow_even_vote=allow_even_vote)
-            snap.write(path, table)
-        return table
+        return _load_through_snapshot(store, judges, bench, models, empty_as, allow_even_vote)
     models = list(models or [])
+    _check_selection(store, bench, models)
+    where, args = _selection_sql(bench, models)
+    voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
+                            allow_even=allow_even_vote)
+    judges = list(voters.names)
+    if len(judges) >= VOTE_BASE:
+        raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
+    cols = _response_columns(store, judges, where, args)
+    n = len(cols["response_id"])
+    targets = store.query("SELECT model, settings_key, MIN(settings) FROM responses "
+                          "GROUP BY model, settings_key ORDER BY model, settings_key")
+    run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    target_code = np.array(cols["model"], dtype=np.int32)
+    target_names, target_cols = _target_columns(store, targets, target_code)
+    table = JudgedTable.from_columns(
+        **_item_columns(store, np.array(cols["item_rowid"], dtype=np.int64)), **target_cols,
+        response_id=Categorical(np.arange(n, dtype=np.int32), tuple(cols["response_id"])),
+        run_id=Categorical(np.array(cols["run_id"], dtype=np.int32), run_names),
+        failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
+        truncated=np.array(cols["truncated"], dtype=bool),
+        **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
+    # target label -> (stored model name, settings key) of the targets present, for the report's provenance
+    present = sorted(set(np.unique(target_code).tolist()))
+    table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present})
+    return table.with_empty_rule(empty_as)
+
+
+def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_even_vote: bool) -> JudgedTable:
+    from . import snapshot as snap
+    path = snap.snapshot_path(store, {"judges": list(judges or []), "bench": bench,
+                                      "models": list(models or []), "empty_as": empty_as,
+                                      "allow_even_vote": allow_even_vote})
+    table = snap.read(path)
+    if table is None:
+        table = load_judged(store, judges, bench, models, empty_as=empty_as, allow_even_vote=allow_even_vote)
+        snap.write(path, table)
+    return table
+
+
+def _check_selection(store, bench: str | None, models: list[str]) -> None:
+    """Refuse a benchmark or a model the store does not hold, naming the option."""
     if bench and bench not in store.benches():
         raise InputError(f"unknown benchmark '{bench}' (benchmarks: {', '.join(store.benches()) or 'none'})",
                          field="--bench")
-    model_meta = {m["name"]: m for m in store.models()}
     if models:
         known = {r[0] for r in store.query("SELECT DISTINCT model FROM responses")}
         missing = [m for m in models if m not in known]
         if missing:
             raise InputError(f"no responses by model '{missing[0]}'", field="--model")
 
+
+def _selection_sql(bench: str | None, models: list[str]) -> tuple[list[str], list[str]]:
+    """WHERE clauses (on responses ``r``) and their arguments for the benchmark and models selected."""
     where, args = [], []
     if bench:
         where.append("r.item_id IN (SELECT item_id FROM bench_items WHERE bench=?)")
@@ -277,11 +311,12 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     if models:
         where.append(f"r.model IN ({_placeholders(models)})")
         args.extend(models)
-    voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
-                            allow_even=allow_even_vote)
-    judges = list(voters.names)
-    if len(judges) >= VOTE_BASE:
-        raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
+    return where, args
+
+
+def _response_columns(store, judges: list[str], where: list[str], args: list[str]) -> dict[str, Sequence]:
+    """One value per selected response, column by column: id, item rowid, target and run codes, failed,
+    empty, truncated, and the voters' counts of safe, harmful and unparsed verdicts."""
     # Each response's votes come from one probe of the verdicts_response index, packed into one integer
     # (safe + VOTE_BASE * harmful + VOTE_BASE^2 * unparsed): at paper scale this is twice as fast as grouping
     # every verdict of the voters and joining the groups back. A response has one verdict per judge, so a
@@ -309,11 +344,11 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     packed = np.array(cols["votes"], dtype=np.int64)
     cols["n_safe"], cols["n_harmful"], cols["n_unparsed"] = (
         packed % VOTE_BASE, packed // VOTE_BASE % VOTE_BASE, packed // (VOTE_BASE * VOTE_BASE))
-    targets = store.query("SELECT model, settings_key, MIN(settings) FROM responses "
-                          "GROUP BY model, settings_key ORDER BY model, settings_key")
-    run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    return cols
 
-    item_rowid = np.array(cols["item_rowid"], dtype=np.int64)
+
+def _item_columns(store, item_rowid: np.ndarray) -> dict[str, Categorical]:
+    """The item attributes of each response, read once per item and spread by position."""
     used = np.unique(item_rowid)
     items = store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
                         "FROM items ORDER BY rowid") if len(used) else []
@@ -324,33 +359,28 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     position = np.full(int(used.max()) + 1 if len(used) else 0, -1, dtype=np.int64)
     position[np.array(item_cols[0], dtype=np.int64)] = np.arange(len(items))
     item_index = position[item_rowid]
-    out = {name: Categorical.from_values(values).take(item_index) for name, values in
-           zip(("item_id", "pair_id", "language", "group", "strategy", "scenario_category"), item_cols[1:],
-               strict=True)}
+    return {name: Categorical.from_values(values).take(item_index) for name, values in
+            zip(("item_id", "pair_id", "language", "group", "strategy", "scenario_category"), item_cols[1:],
+                strict=True)}
 
-    target_code = np.array(cols["model"], dtype=np.int32)
+
+def _target_columns(store, targets: list[tuple], target_code: np.ndarray
+                    ) -> tuple[tuple[str, ...], dict[str, Categorical | np.ndarray]]:
+    """(target labels, columns) for each response's target: its label (a model, or a model with the
+    settings that tell its variants apart), stored model name, family, size class and parameters."""
+    model_meta = {m["name"]: m for m in store.models()}
     present = set(np.unique(target_code).tolist())
     # labels from the variants present in this selection, so a model with one settings in it keeps its name
     labels = variant_labels((m, k, s) for code, (m, k, s) in enumerate(targets) if code in present)
     target_names = tuple(labels.get((m, k), f"{m} [settings {k}]") for m, k, _ in targets)
     base_names = tuple(m for m, _, _ in targets)
-    model_cat = Categorical(target_code, target_names)
     tax = load_taxonomy()
     family = [model_meta.get(m, {}).get("family") or "" for m in base_names]
     params = [model_meta.get(m, {}).get("params_b") for m in base_names]
     size = [tax.size_class(p) or "" for p in params]
     params_b = np.array([np.nan if p is None else float(p) for p in params], dtype=np.float64)
-    table = JudgedTable.from_columns(
-        **out, model=model_cat, base_model=Categorical(target_code, base_names),
-        response_id=Categorical(np.arange(len(rows), dtype=np.int32), tuple(cols["response_id"])),
-        run_id=Categorical(np.array(cols["run_id"], dtype=np.int32), run_names),
-        family=Categorical.from_values(family).take(target_code),
-        size_class=Categorical.from_values(size).take(target_code),
-        params_b=params_b[target_code] if len(params_b) else np.zeros(len(rows)),
-        failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
-        truncated=np.array(cols["truncated"], dtype=bool),
-        **{name: np.array(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
-    # target label -> (stored model name, settings key) of the targets present, for the report's provenance
-    table.meta.update(voters=voters,
-                      targets={target_names[code]: targets[code][:2] for code in sorted(present)})
-    return table.with_empty_rule(empty_as)
+    return target_names, {
+        "model": Categorical(target_code, target_names), "base_model": Categorical(target_code, base_names),
+        "family": Categorical.from_values(family).take(target_code),
+        "size_class": Categorical.from_values(size).take(target_code),
+        "params_b": params_b[target_code] if len(params_b) else np.zeros(len(target_code))}
