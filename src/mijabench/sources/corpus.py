@@ -67,14 +67,38 @@ class Corpus:
     no_response: int = 0  # (prompt, model) cells without a reply
     model_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its provenance, if known
     notes: list[str] = field(default_factory=list)  # what the reader wants the user told
+    # read column by column (corpuscolumns): responses and verdicts as the store's columns, not as records
+    response_columns: dict[str, list] | None = None
+    verdict_columns: dict[str, list] | None = None
 
     @property
     def models(self) -> list[str]:
+        if self.response_columns is not None:
+            return sorted(set(self.response_columns["model"]))
         return sorted({r.model for r in self.responses.values()})
 
     @property
     def judges(self) -> list[str]:
+        if self.verdict_columns is not None:
+            return sorted(set(self.verdict_columns["judge"]))
         return sorted({v.judge for v in self.verdicts})
+
+    @property
+    def response_count(self) -> int:
+        return len(self.response_columns["id"]) if self.response_columns is not None else len(self.responses)
+
+    @property
+    def verdict_count(self) -> int:
+        return len(self.verdict_columns["id"]) if self.verdict_columns is not None else len(self.verdicts)
+
+    def fingerprints(self) -> dict[str, set[str]]:
+        """judge -> the fingerprints of its verdicts here."""
+        pairs = (zip(self.verdict_columns["judge"], self.verdict_columns["fingerprint"], strict=True)
+                 if self.verdict_columns is not None else ((v.judge, v.fingerprint) for v in self.verdicts))
+        out: dict[str, set[str]] = {}
+        for judge, fingerprint in set(pairs):
+            out.setdefault(judge, set()).add(fingerprint)
+        return out
 
 
 def import_fingerprint(source: str, judge: str) -> str:
@@ -91,8 +115,21 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
     fixed = normalise_language(language, field="--language") if language else None
     columns = resolve_columns(table.columns, table.origin, overrides, default_judge=default_judge,
                               fixed_language=fixed is not None)
-    corpus = Corpus(source, columns.layout)
-    reader = RowReader(corpus, columns, fixed, judge_prefix, run_id, table.origin)
+    def fresh() -> RowReader:
+        return RowReader(Corpus(source, columns.layout), columns, fixed, judge_prefix, run_id, table.origin)
+
+    reader = fresh()
+    if table.arrow is not None:
+        import pyarrow as pa
+
+        from .corpuscolumns import read_columns
+        try:
+            if read_columns(table.arrow(), reader):
+                return reader.corpus
+        except (pa.ArrowException, OSError):
+            pass  # an unreadable file: the row reader names the row where it breaks
+        reader = fresh()  # given up: the rows, one by one, from the start
+    corpus = reader.corpus
     for row_no, row in table.rows:
         corpus.rows += 1
         reader.read(row_no, row)
@@ -231,10 +268,13 @@ class RowReader:
         name = f"{self.judge_prefix}{judge}"
         if label == "unparsed":
             self.corpus.unparsed[name] += 1
-        fingerprint = self.fingerprints.get(judge) or self.fingerprints.setdefault(
-            judge, import_fingerprint(self.corpus.source, judge))
         return Verdict(response_id=response.id, judge=name, label=label, raw=raw, reasoning=reasoning,
-                       run_id=self.run_id, fingerprint=fingerprint, id=self.ids.verdict(response.id, name))
+                       run_id=self.run_id, fingerprint=self.fingerprint(judge),
+                       id=self.ids.verdict(response.id, name))
+
+    def fingerprint(self, judge: str) -> str:
+        return self.fingerprints.get(judge) or self.fingerprints.setdefault(
+            judge, import_fingerprint(self.corpus.source, judge))
 
     @staticmethod
     def label(raw: str, language: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from ..integrations.inspect.logfiles import is_inspect_source
 from ..paths import sha256_file
 from ..records import stable_id
 from ..store import Store
-from .corpus import Corpus, read_corpus
+from .corpus import IMPORT_SETTINGS, Corpus, read_corpus
 from .corpuscols import parse_overrides
 from .storeexport import EXPORT_TABLES, StoreExport, is_store_export, read_store_export
 from .tables import open_table, rows_of
@@ -135,31 +135,54 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
         return _import_export(store, prepared)
     corpus = prepared.corpus
     assert corpus is not None and prepared.bench is not None
-    _check_judges(store, _fingerprints(corpus.verdicts))
+    _check_judges(store, corpus.fingerprints())
     before = _counts(store)
     store.put_run(prepared.run_id, "import", prepared.config)
-    _write(store, prepared.bench, corpus)
+    _write(store, prepared.bench, corpus, prepared.run_id)
     known = {m["name"] for m in store.models()}
     for model in corpus.models:
         if model not in known:  # a model the store knows keeps its own spec, family and size
             store.put_model(model, f"imported:{prepared.name}",
                             meta=corpus.model_meta.get(model) or {"imported_from": prepared.name})
-    read = {"rows": corpus.rows, "items": len(corpus.items), "responses": len(corpus.responses),
-            "verdicts": len(corpus.verdicts)}
+    read = {"rows": corpus.rows, "items": len(corpus.items), "responses": corpus.response_count,
+            "verdicts": corpus.verdict_count}
     return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
                         _notes(corpus))
 
 
-def _write(store: Store, bench: str, corpus: Corpus) -> None:
+def _write(store: Store, bench: str, corpus: Corpus, run_id: str) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
     # into an empty table nothing can be stored already (the corpus holds each id once): no lookups
     fresh = {t: not store.query(f"SELECT 1 FROM {t} LIMIT 1") for t in ("responses", "verdicts")}
-    with _bulk_if_large(store, len(corpus.responses), len(corpus.verdicts)):
+    with _bulk_if_large(store, corpus.response_count, corpus.verdict_count):
+        if corpus.response_columns is not None and corpus.verdict_columns is not None:
+            _put_new_columns(store, "responses", corpus.response_columns, lambda c: store.put_answer_columns(
+                c["id"], c["item_id"], c["model"], c["text"], IMPORT_SETTINGS, run_id),
+                check=not fresh["responses"])
+            _put_new_columns(store, "verdicts", corpus.verdict_columns, lambda c: store.put_verdict_columns(
+                c["id"], c["response_id"], c["judge"], c["label"], c["raw"], c["reasoning"], c["fingerprint"],
+                run_id), check=not fresh["verdicts"])
+            return
         _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
                  check=not fresh["responses"])
         _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"])
+
+
+def _put_new_columns(store: Store, table: str, columns: dict[str, list], put, check: bool) -> None:
+    """``_put_new`` for records given as columns: batches of the columns, less the ids already stored."""
+    ids = columns["id"]
+    for start in range(0, len(ids), BATCH):
+        batch = {k: v[start:start + BATCH] for k, v in columns.items()}
+        if check:
+            marks = ",".join("?" * len(batch["id"]))
+            stored = {r[0] for r in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", batch["id"])}
+            keep = [i for i, record_id in enumerate(batch["id"]) if record_id not in stored]
+            if len(keep) < len(batch["id"]):
+                batch = {k: [v[i] for i in keep] for k, v in batch.items()}
+        if batch["id"]:
+            put(batch)
 
 
 def _bulk_if_large(store: Store, responses: int, verdicts: int):
