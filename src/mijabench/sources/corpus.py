@@ -54,6 +54,16 @@ class RecordIds:
         blob = f'["verdict","{response_id}",{self._name(judge)}]'
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
+    # the same ids for whole columns (the column reader): one comprehension, no call per id
+    def responses(self, item_ids: list[str], models: list[str]) -> list[str]:
+        sha, key, name = hashlib.sha256, self.settings_key, self._name
+        return [sha(f'["response","{i}",{name(m)},"{key}"]'.encode()).hexdigest()[:16]
+                for i, m in zip(item_ids, models, strict=True)]
+
+    def verdicts(self, response_ids: list[str], judge: str) -> list[str]:
+        sha, tail = hashlib.sha256, f",{self._name(judge)}]"
+        return [sha(f'["verdict","{r}"{tail}'.encode()).hexdigest()[:16] for r in response_ids]
+
 
 @dataclass
 class Corpus:
@@ -154,6 +164,7 @@ class RowReader:
         self.ids = RecordIds()
         self.labels: dict[tuple[str, str], tuple[str, str]] = {}
         self.fingerprints: dict[str, str] = {}
+        self.known: dict[tuple[str, str], str] = {}  # (taxonomy kind, cell) -> id, for the cells that passed
 
     def read(self, row_no: int, row: dict[str, Any]) -> None:
         loc = {"file": self.origin, "row": row_no}
@@ -183,14 +194,14 @@ class RowReader:
         category = self.text(row, roles.get("scenario_category"), loc)
         fields = dict(
             language=language,
-            group=self.tax.check_group(self.text(row, roles["group"], loc, required=True),
-                                       field=roles["group"], **loc),
-            strategy=self.tax.check_strategy(self.text(row, roles["strategy"], loc, required=True),
-                                             field=roles["strategy"], **loc),
+            group=self.checked("group", self.text(row, roles["group"], loc, required=True), roles["group"],
+                               loc),
+            strategy=self.checked("strategy", self.text(row, roles["strategy"], loc, required=True),
+                                  roles["strategy"], loc),
             prompt=self.text(row, roles["prompt"], loc, required=True),
             seed_text=self.text(row, roles.get("seed_text"), loc),
-            scenario_category=self.tax.check_scenario_category(category, field=roles["scenario_category"],
-                                                               **loc) if category else "",
+            scenario_category=self.checked("scenario_category", category, roles["scenario_category"], loc)
+            if category else "",
             scenario_text=self.text(row, roles.get("scenario_text"), loc),
             pair_id=self.text(row, roles.get("pair_id"), loc),
             seed_id=self.text(row, roles.get("seed_id"), loc),
@@ -199,6 +210,14 @@ class RowReader:
                   if k not in self.used and k not in PER_RESPONSE}
         provenance = {"dataset": self.corpus.source, "row": loc["row"], **extras}
         return BenchmarkItem(**fields, provenance=provenance)
+
+    def checked(self, kind: str, value: str, column: str, loc: dict[str, Any]) -> str:
+        """The taxonomy id a cell names; each distinct cell is looked up once (a few dozen names repeat on
+        every row), and a failed lookup raises each time, naming its own row."""
+        found = self.known.get((kind, value))
+        if found is None:
+            found = self.known[(kind, value)] = getattr(self.tax, f"check_{kind}")(value, field=column, **loc)
+        return found
 
     @staticmethod
     def text(row: dict[str, Any], column: str | None, loc: dict[str, Any], required: bool = False) -> str:

@@ -115,7 +115,7 @@ def _read(table: pa.Table, reader: RowReader) -> None:
     r_items = np.array(item_ids, dtype=object)[item_of_row[kept]].tolist()
     r_models = np.array(model_names, dtype=object)[model_of_row[kept]].tolist()
     ids = reader.ids
-    r_ids = [ids.response(i, m) for i, m in zip(r_items, r_models, strict=True)]
+    r_ids = ids.responses(r_items, r_models)
     corpus.response_columns = {"id": r_ids, "item_id": r_items, "model": r_models,
                                 "text": texts.take(kept).to_pylist()}
 
@@ -153,7 +153,7 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
         fingerprint = reader.fingerprint(judge)
         rids = response_ids[judged]
         parts["at"].append(judged * len(judges) + j)
-        parts["id"].append(np.array([reader.ids.verdict(r, name) for r in rids.tolist()], dtype=object))
+        parts["id"].append(np.array(reader.ids.verdicts(rids.tolist(), name), dtype=object))
         parts["response_id"].append(rids)
         parts["judge"].append(np.full(len(judged), name, dtype=object))
         parts["label"].append(label)
