@@ -93,3 +93,15 @@ def test_bad_input_is_named_as_the_row_reader_names_it(tmp_path, monkeypatch, ch
     with Store(tmp_path / "b") as store, pytest.raises(InputError) as slow:
         import_corpus(store, path)
     assert str(fast.value) == str(slow.value) and "bad.parquet" in str(fast.value)
+
+
+def test_column_reader_masks_secrets_as_the_store_always_does(tmp_path, monkeypatch):
+    secret = "sk-column-reader-0123456789"
+    monkeypatch.setenv("MIJA_TEST_API_KEY", secret)
+    rows = tricky_rows()
+    rows[2]["jb_response"] = f"my key is {secret}"
+    rows[1]["jb_cls_gpt"] = EN % ("no", "yes", f"saw {secret}", "dangerous")
+    with Store(tmp_path / "ws") as store:
+        assert import_corpus(store, write(rows, tmp_path / "corpus.parquet")).read["verdicts"] == 14
+        stored = repr(table_rows(store))
+    assert secret not in stored and "my key is ***" in stored and "saw ***" in stored
