@@ -56,8 +56,9 @@ class RecordIds:
 
     # the same ids for whole columns (the column reader): one comprehension, no call per id
     def responses(self, item_ids: list[str], models: list[str]) -> list[str]:
-        sha, key, name = hashlib.sha256, self.settings_key, self._name
-        return [sha(f'["response","{i}",{name(m)},"{key}"]'.encode()).hexdigest()[:16]
+        sha, key = hashlib.sha256, self.settings_key
+        name = {m: self._name(m) for m in set(models)}
+        return [sha(f'["response","{i}",{name[m]},"{key}"]'.encode()).hexdigest()[:16]
                 for i, m in zip(item_ids, models, strict=True)]
 
     def verdicts(self, response_ids: list[str], judge: str) -> list[str]:
