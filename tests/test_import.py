@@ -354,3 +354,5 @@ def test_import_ids_are_the_records_own_ids(model):
     assert ids.response("0123456789abcdef", model) == response.id
     verdict = Verdict(response_id=response.id, judge=f"paper:{model}", label="safe")
     assert ids.verdict(response.id, f"paper:{model}") == verdict.id
+    assert ids.responses(["0123456789abcdef"], [model]) == [response.id]  # the column reader's form
+    assert ids.verdicts([response.id], f"paper:{model}") == [verdict.id]

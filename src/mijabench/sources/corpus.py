@@ -54,6 +54,17 @@ class RecordIds:
         blob = f'["verdict","{response_id}",{self._name(judge)}]'
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
+    # the same ids for whole columns (the column reader): one comprehension, no call per id
+    def responses(self, item_ids: list[str], models: list[str]) -> list[str]:
+        sha, key = hashlib.sha256, self.settings_key
+        name = {m: self._name(m) for m in set(models)}
+        return [sha(f'["response","{i}",{name[m]},"{key}"]'.encode()).hexdigest()[:16]
+                for i, m in zip(item_ids, models, strict=True)]
+
+    def verdicts(self, response_ids: list[str], judge: str) -> list[str]:
+        sha, tail = hashlib.sha256, f",{self._name(judge)}]"
+        return [sha(f'["verdict","{r}"{tail}'.encode()).hexdigest()[:16] for r in response_ids]
+
 
 @dataclass
 class Corpus:
@@ -67,14 +78,38 @@ class Corpus:
     no_response: int = 0  # (prompt, model) cells without a reply
     model_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> its provenance, if known
     notes: list[str] = field(default_factory=list)  # what the reader wants the user told
+    # read column by column (corpuscolumns): responses and verdicts as the store's columns, not as records
+    response_columns: dict[str, list] | None = None
+    verdict_columns: dict[str, list] | None = None
 
     @property
     def models(self) -> list[str]:
+        if self.response_columns is not None:
+            return sorted(set(self.response_columns["model"]))
         return sorted({r.model for r in self.responses.values()})
 
     @property
     def judges(self) -> list[str]:
+        if self.verdict_columns is not None:
+            return sorted(set(self.verdict_columns["judge"]))
         return sorted({v.judge for v in self.verdicts})
+
+    @property
+    def response_count(self) -> int:
+        return len(self.response_columns["id"]) if self.response_columns is not None else len(self.responses)
+
+    @property
+    def verdict_count(self) -> int:
+        return len(self.verdict_columns["id"]) if self.verdict_columns is not None else len(self.verdicts)
+
+    def fingerprints(self) -> dict[str, set[str]]:
+        """judge -> the fingerprints of its verdicts here."""
+        pairs = (zip(self.verdict_columns["judge"], self.verdict_columns["fingerprint"], strict=True)
+                 if self.verdict_columns is not None else ((v.judge, v.fingerprint) for v in self.verdicts))
+        out: dict[str, set[str]] = {}
+        for judge, fingerprint in set(pairs):
+            out.setdefault(judge, set()).add(fingerprint)
+        return out
 
 
 def import_fingerprint(source: str, judge: str) -> str:
@@ -91,8 +126,21 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
     fixed = normalise_language(language, field="--language") if language else None
     columns = resolve_columns(table.columns, table.origin, overrides, default_judge=default_judge,
                               fixed_language=fixed is not None)
-    corpus = Corpus(source, columns.layout)
-    reader = RowReader(corpus, columns, fixed, judge_prefix, run_id, table.origin)
+    def fresh() -> RowReader:
+        return RowReader(Corpus(source, columns.layout), columns, fixed, judge_prefix, run_id, table.origin)
+
+    reader = fresh()
+    if table.arrow is not None and columns.layout == "long" and not columns.votes:  # else not worth reading
+        import pyarrow as pa
+
+        from .corpuscolumns import read_columns
+        try:
+            if read_columns(table.arrow(), reader):
+                return reader.corpus
+        except (pa.ArrowException, OSError):
+            pass  # an unreadable file: the row reader names the row where it breaks
+        reader = fresh()  # given up: the rows, one by one, from the start
+    corpus = reader.corpus
     for row_no, row in table.rows:
         corpus.rows += 1
         reader.read(row_no, row)
@@ -117,6 +165,7 @@ class RowReader:
         self.ids = RecordIds()
         self.labels: dict[tuple[str, str], tuple[str, str]] = {}
         self.fingerprints: dict[str, str] = {}
+        self.known: dict[tuple[str, str], str] = {}  # (taxonomy kind, cell) -> id, for the cells that passed
 
     def read(self, row_no: int, row: dict[str, Any]) -> None:
         loc = {"file": self.origin, "row": row_no}
@@ -146,14 +195,14 @@ class RowReader:
         category = self.text(row, roles.get("scenario_category"), loc)
         fields = dict(
             language=language,
-            group=self.tax.check_group(self.text(row, roles["group"], loc, required=True),
-                                       field=roles["group"], **loc),
-            strategy=self.tax.check_strategy(self.text(row, roles["strategy"], loc, required=True),
-                                             field=roles["strategy"], **loc),
+            group=self.checked("group", self.text(row, roles["group"], loc, required=True), roles["group"],
+                               loc),
+            strategy=self.checked("strategy", self.text(row, roles["strategy"], loc, required=True),
+                                  roles["strategy"], loc),
             prompt=self.text(row, roles["prompt"], loc, required=True),
             seed_text=self.text(row, roles.get("seed_text"), loc),
-            scenario_category=self.tax.check_scenario_category(category, field=roles["scenario_category"],
-                                                               **loc) if category else "",
+            scenario_category=self.checked("scenario_category", category, roles["scenario_category"], loc)
+            if category else "",
             scenario_text=self.text(row, roles.get("scenario_text"), loc),
             pair_id=self.text(row, roles.get("pair_id"), loc),
             seed_id=self.text(row, roles.get("seed_id"), loc),
@@ -162,6 +211,14 @@ class RowReader:
                   if k not in self.used and k not in PER_RESPONSE}
         provenance = {"dataset": self.corpus.source, "row": loc["row"], **extras}
         return BenchmarkItem(**fields, provenance=provenance)
+
+    def checked(self, kind: str, value: str, column: str, loc: dict[str, Any]) -> str:
+        """The taxonomy id a cell names; each distinct cell is looked up once (a few dozen names repeat on
+        every row), and a failed lookup raises each time, naming its own row."""
+        found = self.known.get((kind, value))
+        if found is None:
+            found = self.known[(kind, value)] = getattr(self.tax, f"check_{kind}")(value, field=column, **loc)
+        return found
 
     @staticmethod
     def text(row: dict[str, Any], column: str | None, loc: dict[str, Any], required: bool = False) -> str:
@@ -231,10 +288,13 @@ class RowReader:
         name = f"{self.judge_prefix}{judge}"
         if label == "unparsed":
             self.corpus.unparsed[name] += 1
-        fingerprint = self.fingerprints.get(judge) or self.fingerprints.setdefault(
-            judge, import_fingerprint(self.corpus.source, judge))
         return Verdict(response_id=response.id, judge=name, label=label, raw=raw, reasoning=reasoning,
-                       run_id=self.run_id, fingerprint=fingerprint, id=self.ids.verdict(response.id, name))
+                       run_id=self.run_id, fingerprint=self.fingerprint(judge),
+                       id=self.ids.verdict(response.id, name))
+
+    def fingerprint(self, judge: str) -> str:
+        return self.fingerprints.get(judge) or self.fingerprints.setdefault(
+            judge, import_fingerprint(self.corpus.source, judge))
 
     @staticmethod
     def label(raw: str, language: str) -> tuple[str, str]:

@@ -21,13 +21,16 @@ from ..integrations.inspect.logfiles import is_inspect_source
 from ..paths import sha256_file
 from ..records import stable_id
 from ..store import Store
-from .corpus import Corpus, read_corpus
+from .corpus import IMPORT_SETTINGS, Corpus, read_corpus
 from .corpuscols import parse_overrides
 from .storeexport import EXPORT_TABLES, StoreExport, is_store_export, read_store_export
 from .tables import open_table, rows_of
 
 BATCH = 5000
 BULK_ROWS = 50_000  # below this, row-by-row index inserts are cheap enough
+# rows to a transaction in a bulk write: each commit writes every index page the batch touched (random ids
+# touch most of them), so at paper scale 5,000-row batches spent more time committing than inserting
+BULK_BATCH = 100_000
 _COUNTED = ("items", "bench_items", "responses", "verdicts", "models", "runs", "seeds", "scenarios")
 
 
@@ -135,56 +138,87 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
         return _import_export(store, prepared)
     corpus = prepared.corpus
     assert corpus is not None and prepared.bench is not None
-    _check_judges(store, _fingerprints(corpus.verdicts))
+    _check_judges(store, corpus.fingerprints())
     before = _counts(store)
     store.put_run(prepared.run_id, "import", prepared.config)
-    _write(store, prepared.bench, corpus)
+    _write(store, prepared.bench, corpus, prepared.run_id)
     known = {m["name"] for m in store.models()}
     for model in corpus.models:
         if model not in known:  # a model the store knows keeps its own spec, family and size
             store.put_model(model, f"imported:{prepared.name}",
                             meta=corpus.model_meta.get(model) or {"imported_from": prepared.name})
-    read = {"rows": corpus.rows, "items": len(corpus.items), "responses": len(corpus.responses),
-            "verdicts": len(corpus.verdicts)}
+    read = {"rows": corpus.rows, "items": len(corpus.items), "responses": corpus.response_count,
+            "verdicts": corpus.verdict_count}
     return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
                         _notes(corpus))
 
 
-def _write(store: Store, bench: str, corpus: Corpus) -> None:
+def _write(store: Store, bench: str, corpus: Corpus, run_id: str) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
     # into an empty table nothing can be stored already (the corpus holds each id once): no lookups
     fresh = {t: not store.query(f"SELECT 1 FROM {t} LIMIT 1") for t in ("responses", "verdicts")}
-    with _bulk_if_large(store, len(corpus.responses), len(corpus.verdicts)):
+    large = _large(store, corpus.response_count, corpus.verdict_count)
+    size = {t: BULK_BATCH if t in large else BATCH for t in ("responses", "verdicts")}
+    with store.bulk(large) if large else contextlib.nullcontext():
+        if corpus.response_columns is not None and corpus.verdict_columns is not None:
+            _put_new_columns(store, "responses", corpus.response_columns, lambda c: store.put_answer_columns(
+                c["id"], c["item_id"], c["model"], c["text"], IMPORT_SETTINGS, run_id),
+                not fresh["responses"], size["responses"])
+            _put_new_columns(store, "verdicts", corpus.verdict_columns, lambda c: store.put_verdict_columns(
+                c["id"], c["response_id"], c["judge"], c["label"], c["raw"], c["reasoning"], c["fingerprint"],
+                run_id), not fresh["verdicts"], size["verdicts"])
+            return
         _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
-                 check=not fresh["responses"])
-        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"])
+                 check=not fresh["responses"], size=size["responses"])
+        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"],
+                 size=size["verdicts"])
 
 
-def _bulk_if_large(store: Store, responses: int, verdicts: int):
-    """``Store.bulk`` when the import more than doubles a large table: building its indexes again then costs
-    less than inserting into them row by row (at paper scale it halves the writing time)."""
+def _large(store: Store, responses: int, verdicts: int) -> list[str]:
+    """The tables for ``Store.bulk``: those the import more than doubles, when large. Building their indexes
+    again then costs less than inserting into them row by row (at paper scale it halves the writing time)."""
     stored = store.query("SELECT (SELECT MAX(rowid) FROM responses), (SELECT MAX(rowid) FROM verdicts)")[0]
-    large = [t for t, new, old in (("responses", responses, stored[0]), ("verdicts", verdicts, stored[1]))
-             if new >= BULK_ROWS and new > (old or 0)]
-    return store.bulk(large) if large else contextlib.nullcontext()
+    return [t for t, new, old in (("responses", responses, stored[0]), ("verdicts", verdicts, stored[1]))
+            if new >= BULK_ROWS and new > (old or 0)]
 
 
-def _put_new(store: Store, table: str, records: list, put, check: bool = True) -> None:
-    """Write the records the store lacks, in batches. Stored ones are left alone: the store would otherwise
-    count a stored failure as one more attempt and restamp it, and a second import must change nothing."""
-    for start in range(0, len(records), BATCH):
-        batch = records[start:start + BATCH]
-        if not check:
+def _stored(store: Store, table: str, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the table holds, asked in chunks that stay under SQLite's limit on parameters."""
+    found: set[str] = set()
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start:start + BATCH]
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
+    return found
+
+
+def _put_new(store: Store, table: str, records: list, put, check: bool = True, size: int = BATCH) -> None:
+    """Write the records the store lacks, ``size`` to a transaction. Stored ones are left alone: the store
+    would otherwise count a stored failure as one more attempt and restamp it, and a second import must
+    change nothing."""
+    for start in range(0, len(records), size):
+        batch = records[start:start + size]
+        if check:
+            stored = _stored(store, table, [r.id for r in batch])
+            batch = [r for r in batch if r.id not in stored]
+        if batch:
             put(batch)
-            continue
-        ids = [r.id for r in batch]
-        marks = ",".join("?" * len(ids))
-        stored = {row[0] for row in store.query(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)}
-        fresh = [r for r in batch if r.id not in stored]
-        if fresh:
-            put(fresh)
+
+
+def _put_new_columns(store: Store, table: str, columns: dict[str, list], put, check: bool, size: int) -> None:
+    """``_put_new`` for records given as columns."""
+    ids = columns["id"]
+    for start in range(0, len(ids), size):
+        batch = {k: v[start:start + size] for k, v in columns.items()}
+        if check:
+            stored = _stored(store, table, batch["id"])
+            keep = [i for i, record_id in enumerate(batch["id"]) if record_id not in stored]
+            if len(keep) < len(batch["id"]):
+                batch = {k: [v[i] for i in keep] for k, v in batch.items()}
+        if batch["id"]:
+            put(batch)
 
 
 def _import_export(store: Store, prepared: PreparedImport) -> ImportResult:

@@ -12,7 +12,7 @@ import csv
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ class RowSource:
     origin: str
     columns: list[str]
     rows: Iterable[Row]
+    # the whole input as one Arrow table, where it is one already (Parquet): for readers that work by column
+    arrow: Callable[[], Any] | None = None
 
 
 def open_table(path: str | Path) -> RowSource:
@@ -51,7 +53,9 @@ def open_table(path: str | Path) -> RowSource:
     elif suffix in CSV_SUFFIXES:
         rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     else:
-        rows = _parquet_rows(path)
+        source = _with_columns(origin, _parquet_rows(path))
+        source.arrow = lambda: _parquet_table(path)
+        return source
     return _with_columns(origin, rows)
 
 
@@ -148,6 +152,12 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
 
 
 # -- Parquet -----------------------------------------------------------------------------------------------
+def _parquet_table(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
 def _parquet_rows(path: Path) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq

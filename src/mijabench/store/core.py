@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,33 @@ def _write_checked(db: Path, key: list) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+# the columns a response and a verdict row are written with, in the order of the tuples both write paths build
+RESPONSE_FIELDS = ("id", "item_id", "model", "settings_key", "settings", "text", "prompt_tokens",
+                   "completion_tokens", "latency_s", "finish_reason", "error", "attempts", "run_id",
+                   "created_at", "blank")
+_RESPONSE_UPSERT = (
+    f"INSERT INTO responses ({', '.join(RESPONSE_FIELDS)}) VALUES ({','.join('?' * len(RESPONSE_FIELDS))}) "
+    "ON CONFLICT(id) DO UPDATE SET text=excluded.text, prompt_tokens=excluded.prompt_tokens, "
+    "completion_tokens=excluded.completion_tokens, latency_s=excluded.latency_s, "
+    "finish_reason=excluded.finish_reason, error=excluded.error, blank=excluded.blank, "
+    "attempts=responses.attempts+excluded.attempts, run_id=excluded.run_id, "
+    "created_at=excluded.created_at WHERE responses.error IS NOT NULL")
+VERDICT_FIELDS = ("id", "response_id", "judge", "label", "raw", "reasoning", "error", "run_id", "created_at",
+                  "fingerprint")
+_VERDICT_UPSERT = (
+    f"INSERT INTO verdicts ({', '.join(VERDICT_FIELDS)}) VALUES ({','.join('?' * len(VERDICT_FIELDS))}) "
+    "ON CONFLICT(id) DO UPDATE SET label=excluded.label, raw=excluded.raw, reasoning=excluded.reasoning, "
+    "error=excluded.error, run_id=excluded.run_id, created_at=excluded.created_at, "
+    "fingerprint=excluded.fingerprint WHERE verdicts.error IS NOT NULL OR "
+    "verdicts.fingerprint != excluded.fingerprint")
+
+
+def _scrub_all(values: list[str], secrets: list[str]) -> list[str]:
+    """``scrub_text`` of each value, once per distinct value (labels and stock replies repeat)."""
+    done: dict[str, str] = {}
+    return [done[v] if v in done else done.setdefault(v, scrub_text(v, secrets)) for v in values]
 
 
 def now() -> str:
@@ -334,21 +362,32 @@ class Store:
             if cached is None or cached[0] is not r.settings:
                 settings = SamplingSettings.from_dict(r.settings)
                 cached = seen[id(r.settings)] = (r.settings, settings.key, _dumps(settings.to_dict()))
+            # in RESPONSE_FIELDS order
             rows.append((r.id, r.item_id, r.model, cached[1], cached[2],
                          None if r.text is None else scrub_text(r.text, secrets), r.prompt_tokens,
                          r.completion_tokens, r.latency_s, r.finish_reason,
                          None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id,
                          stamp, int(r.error is None and not (r.text or "").strip())))
+        return self._upsert_responses(rows)
+
+    def put_answer_columns(self, ids: list[str], item_ids: list[str], models: list[str], texts: list[str],
+                           settings: dict[str, Any], run_id: str) -> int:
+        """Answered responses (no error, one attempt, no token counts, one settings for all) given as
+        columns: what ``put_responses`` writes for such records, without a Response per row (an import's
+        path). The row's fields are named in RESPONSE_FIELDS, so both paths fill the same columns."""
+        stamp = now()
+        sampling = SamplingSettings.from_dict(settings)
+        fixed = {"settings_key": sampling.key, "settings": _dumps(sampling.to_dict()), "prompt_tokens": None,
+                 "completion_tokens": None, "latency_s": None, "finish_reason": None, "error": None,
+                 "attempts": 1, "run_id": run_id, "created_at": stamp}
+        given = {"id": ids, "item_id": item_ids, "model": models, "text": _scrub_all(texts, secret_values()),
+                 "blank": [int(not t.strip()) for t in texts]}
+        columns = [given[f] if f in given else repeat(fixed[f]) for f in RESPONSE_FIELDS]
+        return self._upsert_responses(list(zip(*columns, strict=False)))  # the repeats are endless
+
+    def _upsert_responses(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            cur.executemany(
-                "INSERT INTO responses (id, item_id, model, settings_key, settings, text, prompt_tokens, "
-                "completion_tokens, latency_s, finish_reason, error, attempts, run_id, created_at, blank) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "text=excluded.text, prompt_tokens=excluded.prompt_tokens, "
-                "completion_tokens=excluded.completion_tokens, latency_s=excluded.latency_s, "
-                "finish_reason=excluded.finish_reason, error=excluded.error, blank=excluded.blank, "
-                "attempts=responses.attempts+excluded.attempts, run_id=excluded.run_id, "
-                "created_at=excluded.created_at WHERE responses.error IS NOT NULL", rows)
+            cur.executemany(_RESPONSE_UPSERT, rows)
         return len(rows)
 
     RESPONSE_COLUMNS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
@@ -382,16 +421,28 @@ class Store:
         one comes from another fingerprint of its judge (a changed prompt, phrase list or setting)."""
         stamp = now()
         secrets = secret_values()
+        # in VERDICT_FIELDS order
         rows = [(v.id, v.response_id, v.judge, v.label, scrub_text(v.raw, secrets),
                  scrub_text(v.reasoning, secrets), None if v.error is None else scrub_text(v.error, secrets),
                  v.run_id, stamp, v.fingerprint) for v in verdicts]
+        return self._upsert_verdicts(rows)
+
+    def put_verdict_columns(self, ids: list[str], response_ids: list[str], judges: list[str],
+                            labels: list[str], raws: list[str], reasonings: list[str],
+                            fingerprints: list[str], run_id: str) -> int:
+        """Verdicts without an error given as columns: what ``put_verdicts`` writes for such records,
+        without a Verdict per row. Labels are trusted: the caller took them from ``LABELS``."""
+        secrets = secret_values()
+        given = {"id": ids, "response_id": response_ids, "judge": judges, "label": labels,
+                 "raw": _scrub_all(raws, secrets), "reasoning": _scrub_all(reasonings, secrets),
+                 "fingerprint": fingerprints}
+        fixed = {"error": None, "run_id": run_id, "created_at": now()}
+        columns = [given[f] if f in given else repeat(fixed[f]) for f in VERDICT_FIELDS]
+        return self._upsert_verdicts(list(zip(*columns, strict=False)))  # the repeats are endless
+
+    def _upsert_verdicts(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            cur.executemany(
-                "INSERT INTO verdicts (id, response_id, judge, label, raw, reasoning, error, run_id, "
-                "created_at, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                "label=excluded.label, raw=excluded.raw, reasoning=excluded.reasoning, error=excluded.error, "
-                "run_id=excluded.run_id, created_at=excluded.created_at, fingerprint=excluded.fingerprint "
-                "WHERE verdicts.error IS NOT NULL OR verdicts.fingerprint != excluded.fingerprint", rows)
+            cur.executemany(_VERDICT_UPSERT, rows)
         return len(rows)
 
     def verdicts(self, judge: str | None = None) -> list[Verdict]:

@@ -1,0 +1,165 @@
+"""A long-layout corpus that is one Arrow table (Parquet) read column by column, to the same records.
+
+The row reader (``corpus.RowReader``) spends most of a paper-scale import in per-row Python, though a long
+table repeats each prompt once per model and each label on nearly every row. Here every check and every
+mapping runs once per distinct value: an item per distinct item cells (checked and hashed by the row reader's
+own ``item``), a model per distinct name, a label per distinct (judge output, language). What stays per row
+is the ids (one hash each) and the output lists, which the store writes without building records.
+
+The result is that of the row reader, record for record and in the same order (tests/test_import_columns.py
+compares them). Where this reader meets anything it does not handle, or bad input, it gives up (returns
+None) and the caller reads the rows one by one, which then names the first bad row exactly as before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .corpus import RowReader
+
+
+class GiveUp(Exception):
+    """The table has something only the row reader handles (or reports): read it row by row."""
+
+
+def read_columns(table: pa.Table, reader: RowReader) -> bool:
+    """Fill ``reader.corpus`` from ``table``; False when the row reader must read it instead."""
+    cols = reader.columns
+    if cols.layout != "long" or cols.votes:
+        return False
+    names = [*reader.item_columns, cols.roles["model"], cols.roles["response"], *cols.judges.values()]
+    if any(not _is_text(table.schema.field(n).type) for n in set(names)):
+        return False
+    try:
+        _read(table, reader)
+    except (GiveUp, InputError):
+        return False
+    return True
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """Each cell's index into the column's distinct values (None among them when there are nulls)."""
+    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
+
+
+def _dense(key: np.ndarray) -> np.ndarray:
+    return np.unique(key, return_inverse=True)[1].reshape(-1)
+
+
+def _read(table: pa.Table, reader: RowReader) -> None:
+    corpus, cols, origin = reader.corpus, reader.columns, reader.origin
+    corpus.rows = n = table.num_rows
+
+    # items: one per distinct tuple of raw item cells, checked and built on its first row, as the row reader
+    key = np.zeros(n, np.int64)
+    for column in reader.item_columns:
+        codes, values = _codes(table.column(column))
+        key = _dense(key * len(values) + codes)
+    _, first, cell_of_row = np.unique(key, return_index=True, return_inverse=True)
+    cell_of_row = cell_of_row.reshape(-1)
+    by_first = np.argsort(first)
+    item_of_cell = np.empty(len(first), np.int64)
+    index: dict[str, int] = {}
+    item_ids: list[str] = []
+    languages: dict[str, int] = {}
+    language_of_item: list[int] = []
+    for cell, row in zip(by_first.tolist(), table.take(first[by_first]).to_pylist(), strict=True):
+        item = reader.item(row, {"file": origin, "row": int(first[cell]) + 1})
+        if item.id not in index:
+            index[item.id] = len(item_ids)
+            item_ids.append(item.id)
+            language_of_item.append(languages.setdefault(item.language, len(languages)))
+            corpus.items[item.id] = item
+        item_of_cell[cell] = index[item.id]
+    item_of_row = item_of_cell[cell_of_row]
+    language_names = list(languages)
+
+    # models: each distinct cell checked (and stripped) once, on its first row
+    model_column = cols.roles["model"]
+    codes, values = _codes(table.column(model_column))
+    firsts = np.unique(codes, return_index=True)[1]
+    model_names: list[str] = []
+    model_of_code = np.empty(len(values), np.int64)
+    for code, value in enumerate(values):
+        loc = {"file": origin, "row": int(firsts[code]) + 1}
+        name = reader.text({model_column: value}, model_column, loc, required=True)
+        model_of_code[code] = model_names.index(name) if name in model_names else len(model_names)
+        if model_of_code[code] == len(model_names):
+            model_names.append(name)
+    model_of_row = model_of_code[codes]
+
+    # responses: the first reply of each (item, model); a repeat must say the same, and adds nothing
+    texts = table.column(cols.roles["response"]).combine_chunks()
+    answered = np.flatnonzero(~np.asarray(texts.is_null().to_numpy(zero_copy_only=False), bool))
+    corpus.no_response = n - len(answered)
+    pair = item_of_row[answered] * len(model_names) + model_of_row[answered]
+    _, first_of_pair, pair_of = np.unique(pair, return_index=True, return_inverse=True)
+    origin_row = answered[first_of_pair[pair_of.reshape(-1)]]
+    repeats = np.flatnonzero(origin_row != answered)
+    if len(repeats) and not pc.all(pc.equal(texts.take(answered[repeats]), texts.take(origin_row[repeats]))
+                                   ).as_py():
+        raise GiveUp("a second, different response")  # the row reader names the row
+    kept = np.sort(answered[first_of_pair])
+    r_items = np.array(item_ids, dtype=object)[item_of_row[kept]].tolist()
+    r_models = np.array(model_names, dtype=object)[model_of_row[kept]].tolist()
+    ids = reader.ids
+    r_ids = ids.responses(r_items, r_models)
+    corpus.response_columns = {"id": r_ids, "item_id": r_items, "model": r_models,
+                                "text": texts.take(kept).to_pylist()}
+
+    # verdicts: each judge's distinct outputs read once per item language; ordered as the row reader adds
+    # them (by response, then by judge)
+    _verdicts(table, reader, kept, np.array(language_of_item, np.int64)[item_of_row[kept]], language_names,
+              r_ids)
+
+
+def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np.ndarray,
+              language_names: list[str], r_ids: list[str]) -> None:
+    corpus, cols = reader.corpus, reader.columns
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("at", "id", "response_id", "judge", "label", "raw",
+                                                          "reasoning", "fingerprint")}
+    response_ids = np.array(r_ids, dtype=object)
+    judges = list(cols.judges.items())
+    for j, (judge, column) in enumerate(judges):
+        codes, values = _codes(table.column(column).take(kept))
+        key = codes * len(language_names) + language
+        distinct, of_cell = np.unique(key, return_inverse=True)
+        of_cell = of_cell.reshape(-1)
+        labels, reasonings = np.empty(len(distinct), object), np.empty(len(distinct), object)
+        for k, value in enumerate(distinct.tolist()):
+            raw = values[value // len(language_names)]
+            if raw is None or not raw.strip():
+                continue  # no verdict, as in the row reader
+            labels[k], reasonings[k] = reader.label(raw, language_names[value % len(language_names)])
+        label = labels[of_cell]
+        judged = np.flatnonzero(label != None)  # noqa: E711 (element-wise)
+        name = f"{reader.judge_prefix}{judge}"
+        label = label[judged]
+        unparsed = int(np.count_nonzero(label == "unparsed"))
+        if unparsed:
+            corpus.unparsed[name] += unparsed
+        fingerprint = reader.fingerprint(judge)
+        rids = response_ids[judged]
+        parts["at"].append(judged * len(judges) + j)
+        parts["id"].append(np.array(reader.ids.verdicts(rids.tolist(), name), dtype=object))
+        parts["response_id"].append(rids)
+        parts["judge"].append(np.full(len(judged), name, dtype=object))
+        parts["label"].append(label)
+        parts["raw"].append(np.array(values, dtype=object)[codes[judged]])
+        parts["reasoning"].append(reasonings[of_cell[judged]])
+        parts["fingerprint"].append(np.full(len(judged), fingerprint, dtype=object))
+    order = np.argsort(np.concatenate(parts.pop("at")) if judges else np.zeros(0, np.int64), kind="stable")
+    corpus.verdict_columns = {k: (np.concatenate(v)[order].tolist() if v else []) for k, v in parts.items()}
+

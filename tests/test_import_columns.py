@@ -1,0 +1,107 @@
+"""The column-wise reading of a long Parquet corpus (sources/corpuscolumns.py) against the row reader it
+stands in for: the same store, row for row and in the same order, and the same one-line error on bad input.
+Fixture content is mild placeholder text."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mijabench.errors import InputError
+from mijabench.sources import corpuscolumns
+from mijabench.sources.importer import import_corpus
+from mijabench.store import Store
+from test_import import EN, PT, long_rows
+
+
+def tricky_rows() -> list[dict]:
+    """The long fixture plus what the column reader must treat as the row reader does: repeats, gaps,
+    blanks, padded cells, published names, extras of other types."""
+    rows = [{**r, "n": k, "weight": 0.5 if k % 2 else math.nan} for k, r in enumerate(long_rows())]
+    first = rows[0]
+    rows += [
+        {**first, "jb_response": first["jb_response"], "jb_cls_gpt": "harmful"},  # a repeat: adds nothing
+        {**first, "jb_prompt": " " + first["jb_prompt"] + "\n", "n": 99, "model": " mistral ",
+         "jb_response": None, "jb_cls_gpt": "safe"},  # other cells, same item; no reply yet
+        {**first, "model": "mistral", "jb_response": "", "jb_cls_gpt": "  ", "jb_cls_llama_guard": None},
+        {**first, "model": "phi", "jb_response": "Sure.", "jb_cls_gpt": PT % ("não", "sim", "x", "perigosa"),
+         "jb_cls_llama_guard": "SAFE"},
+        {**rows[3], "model": "phi", "jb_response": "Okay.",
+         "jb_cls_gpt": EN % ("no", "yes", "y", "dangerous"), "jb_cls_llama_guard": "no idea at all"},
+    ]
+    return rows
+
+
+def table_rows(store: Store) -> dict[str, list[tuple]]:
+    out = {}
+    for table in ("items", "bench_items", "responses", "verdicts", "models", "runs"):
+        cur = store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
+        names = [d[0] for d in cur.description]
+        out[table] = [tuple(v for n, v in zip(names, row, strict=True) if n != "created_at") for row in cur]
+    return out
+
+
+def by_rows(monkeypatch):
+    monkeypatch.setattr(corpuscolumns, "read_columns", lambda table, reader: False)
+
+
+def write(rows: list[dict], path):
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=4)  # several chunks per column
+    return path
+
+
+def test_column_reader_writes_what_the_row_reader_writes(tmp_path, monkeypatch):
+    path = write(tricky_rows(), tmp_path / "corpus.parquet")
+    used = []
+    real = corpuscolumns.read_columns
+    monkeypatch.setattr(corpuscolumns, "read_columns", lambda t, r: used.append(real(t, r)) or used[-1])
+    with Store(tmp_path / "columns") as store:
+        fast = import_corpus(store, path, judge_prefix="paper:")
+        fast_rows = table_rows(store)
+        again = import_corpus(store, path, judge_prefix="paper:")  # into a full store: ids looked up
+        assert not any(again.added.values()) and table_rows(store) == fast_rows
+    assert used == [True, True]
+    by_rows(monkeypatch)
+    with Store(tmp_path / "rows") as store:
+        slow = import_corpus(store, path, judge_prefix="paper:")
+        assert table_rows(store) == fast_rows
+    assert (fast.read, fast.added, fast.notes) == (slow.read, slow.added, slow.notes)
+    assert fast.read == {"rows": 10, "items": 3, "responses": 8, "verdicts": 14}
+    assert any("without a response" in n for n in fast.notes) and any("paper:llama_guard" in n
+                                                                      for n in fast.notes)
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r[4].update(group="martians"),
+    lambda r: (r[1].update(model="  "), r[4].update(group="martians")),  # the first bad row is named
+    lambda r: r.append({**r[0], "jb_response": "Another reply."}),
+    lambda r: r[2].update(jb_strategy="persuasion"),
+    lambda r: [row.update(jb_cls_gpt=7) for row in r],  # not text: left to the row reader
+])
+def test_bad_input_is_named_as_the_row_reader_names_it(tmp_path, monkeypatch, change):
+    rows = tricky_rows()
+    change(rows)
+    path = write(rows, tmp_path / "bad.parquet")
+    with Store(tmp_path / "a") as store:
+        with pytest.raises(InputError) as fast:
+            import_corpus(store, path)
+        assert store.counts()["responses"] == 0 and store.counts()["runs"] == 0
+    by_rows(monkeypatch)
+    with Store(tmp_path / "b") as store, pytest.raises(InputError) as slow:
+        import_corpus(store, path)
+    assert str(fast.value) == str(slow.value) and "bad.parquet" in str(fast.value)
+
+
+def test_column_reader_masks_secrets_as_the_store_always_does(tmp_path, monkeypatch):
+    secret = "sk-column-reader-0123456789"
+    monkeypatch.setenv("MIJA_TEST_API_KEY", secret)
+    rows = tricky_rows()
+    rows[2]["jb_response"] = f"my key is {secret}"
+    rows[1]["jb_cls_gpt"] = EN % ("no", "yes", f"saw {secret}", "dangerous")
+    with Store(tmp_path / "ws") as store:
+        assert import_corpus(store, write(rows, tmp_path / "corpus.parquet")).read["verdicts"] == 14
+        stored = repr(table_rows(store))
+    assert secret not in stored and "my key is ***" in stored and "saw ***" in stored
