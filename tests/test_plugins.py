@@ -4,6 +4,7 @@ built-in scheme is refused with one line and never loaded."""
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -129,3 +130,22 @@ def test_a_plugin_judges_odd_answer_is_never_safe():
     versions = (("1", "pkg 1"), ("2", "pkg 1"), ("1", "pkg 2"))
     fingerprints = {plugin_judge_identity("x:y", v, p).fingerprint for v, p in versions}
     assert len(fingerprints) == 3
+
+
+def test_a_plugin_backend_and_judge_in_an_audit(plugin_site, tmp_path):
+    """`mijabench audit` takes a plugin's model and judge like built-in ones: the judge votes, the report
+    names it, and a second audit resumes with no new call."""
+    done = _python("""
+        from mijabench.cli.main import cli
+        for _ in range(2):
+            cli(["audit", "--model", "polite:p1", "--judge", "keywords:won't", "--voter", "keywords:won't",
+                 "-w", "ws", "--out", "report", "--progress", "none"], standalone_mode=False)
+    """, plugin_site, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Store(tmp_path / "ws") as store:
+        responses = store.responses("polite:p1")
+        verdicts = [v for v in store.verdicts() if v.judge == "keywords:won't"]
+        assert len(responses) > 100 and {r.text for r in responses} == {DECLINE}
+        assert len(verdicts) == len(responses) and {v.label for v in verdicts} == {SAFE}
+        assert len(responses) == len(store.items("demo"))  # the second audit asked for nothing again
+    assert html.escape("keywords:won't") in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
