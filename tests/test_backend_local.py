@@ -499,7 +499,7 @@ def two_rows(tiny_model_dir):
 def test_refilled_rows_reply_as_model_generate_one_at_a_time(two_rows):
     assert two_rows.decode_loop is not None and two_rows.info()["batching"] == "continuous"
     requests = [ask(p, key=str(i), max_tokens=m) for i, (p, m) in
-                enumerate(zip([*PROMPTS, "Numbers: one two", "cats"], [9, 4, 12, 6, 8, 10]))]
+                enumerate(zip([*PROMPTS, "Numbers: one two", "cats"], [9, 4, 12, 6, 8, 10], strict=True))]
     # An end token the model really emits, so some rows stop early ("stop") and are refilled mid-batch.
     ids: list[int] = []
     _generate_one(two_rows, requests[0], [two_rows.tokenizer.eos_token_id], ids)
