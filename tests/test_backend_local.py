@@ -551,3 +551,31 @@ def test_row_chooser_climbs_while_it_pays_and_stays_in_memory():
     assert tight.memory_cap(100) == 20 and measure(tight, lambda r: 0.2 + 0.002 * r) == 16
     tight.shrink()
     assert tight.rows(100) == 8 and tight.settled
+
+
+def test_an_hf_judge_decodes_in_the_same_loop(tiny_model_dir):
+    """Judges (and rewriters) are built by the same registry: an ``hf:`` judge gets the decode loop and the
+    runner sends it enough requests at once to fill it."""
+    from mijabench.judge.runner import resolve_judges
+    from mijabench.run.engine import execute
+
+    (judge,) = resolve_judges([f"hf:{tiny_model_dir}"], max_tokens=4)
+    backend = judge.backend
+    requests = [GenerationRequest(str(i), [{"role": "user", "content": p}], judge.settings)
+                for i, p in enumerate(PROMPTS * 3)]
+    outcomes, batching = [], []
+
+    async def scenario():
+        try:
+            await backend.check()
+            stats = await execute(requests, backend, outcomes.append, concurrency=judge.concurrency)
+            batching.append(backend.info()["batching"])
+            return stats
+        finally:
+            await backend.aclose()
+
+    stats = run(scenario())
+    assert isinstance(backend, TransformersBackend) and batching == ["continuous"]
+    assert stats.done == 12 and backend.default_concurrency >= 64
+    assert backend.batches_run < 12  # refills in groups, not one prompt at a time
+    assert all(o.generation.completion_tokens <= 4 for o in outcomes)
