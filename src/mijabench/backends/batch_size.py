@@ -15,7 +15,7 @@ from __future__ import annotations
 LADDER = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 GAIN = 1.08  # a bigger batch must be this much faster to be worth its memory
 STEPS_PER_TRIAL = 8  # full decode steps measured per size
-CPU_BUDGET_MB = (256, 768)  # the buffer's share of available memory is clamped to this range on CPU
+CPU_BUDGET_MB = (128, 512)  # the buffer's share of available memory is clamped to this range on CPU
 
 
 def memory_budget_bytes(device: str) -> int:

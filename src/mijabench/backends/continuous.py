@@ -278,7 +278,8 @@ class DecodeLoop:
         return 0 if self.cache is None else self.cache.keys[0].shape[0]
 
     def _resize(self, rows: int, capacity: int) -> None:
-        """A new buffer of ``rows`` x ``capacity``; the active rows move to its first slots."""
+        """A new buffer of ``rows`` x ``capacity``; the active rows move to its first slots. Layer by
+        layer, so at the peak only one layer exists twice."""
         torch = self.torch
         config = self.model.config
         layers = config.num_hidden_layers
@@ -286,27 +287,21 @@ class DecodeLoop:
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         live = [i for i, row in enumerate(self.slots) if row is not None]
         rows = max(rows, len(live))
-        old_cache, old_valid = self.cache, self.valid
         shape = (rows, heads, capacity, head_dim)
-        if old_cache is not None:  # release the old buffer's rows before allocating: peak memory
-            kept_keys = [k[live, :, :self.capacity].clone() for k in old_cache.keys] if live else []
-            kept_values = [v[live, :, :self.capacity].clone() for v in old_cache.values] if live else []
-            kept_valid = old_valid[live, :self.capacity].clone() if live else None
-            self.cache = old_cache = None
-            self.valid = old_valid = None
-        else:
-            kept_keys = kept_values = []
-            kept_valid = None
-        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(layers)]
-        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(layers)]
+        old = self.cache
+        keys = old.keys if old is not None else [None] * layers
+        values = old.values if old is not None else [None] * layers
+        used = min(self.capacity, capacity)
+        for layer in range(layers):
+            for buffers in (keys, values):
+                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                if live:
+                    fresh[:len(live), :, :used] = buffers[layer][live, :, :used]
+                buffers[layer] = fresh  # the old layer goes as soon as it is replaced
         valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
         valid[:, 0] = True  # an idle slot attends to one column, never to none
         if live:
-            used = kept_valid.shape[1]
-            for layer in range(layers):
-                keys[layer][:len(live), :, :used] = kept_keys[layer]
-                values[layer][:len(live), :, :used] = kept_values[layer]
-            valid[:len(live), :used] = kept_valid
+            valid[:len(live), :used] = self.valid[live, :used]
         self.slots = [self.slots[i] for i in live]
         self.cache, self.valid, self.capacity = _RowCache(keys, values), valid, capacity
 
