@@ -35,7 +35,7 @@ from ..records import SamplingSettings
 # take a prepared 4D mask and explicit position ids as they are.
 FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3", "smollm3",
                         "gemma"}
-PREFILL_TOKENS = 4096  # padded prompt tokens per prefill pass: bounds its activations
+PREFILL_TOKENS = 1024  # padded prompt tokens per prefill pass: bounds its activations and cache
 
 
 def supports(model) -> bool:
