@@ -17,7 +17,8 @@ Options (``ModelConfig.options``): ``device`` (auto|cpu|cuda|cuda:N), ``dtype`` 
 float16; auto = bfloat16 on GPU, float32 on CPU), ``batch_size`` (rows decoded together; default: chosen
 automatically), ``kv_cache_mb`` (memory for the decode loop's key/value buffer; default: a share of what is
 available), ``batch_wait_ms`` (how long an idle worker waits for a batch to fill, default 20), ``threads``
-(torch CPU threads).
+(torch CPU threads; default on CPU: the cores left idle by other processes when the model loads, at least
+one -- see ``idle_cpu_threads``).
 """
 
 from __future__ import annotations
@@ -126,8 +127,10 @@ class TransformersBackend(Backend):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if self.threads:
-                torch.set_num_threads(int(self.threads))
+            self.device = self._pick_device()
+            threads = self.threads or (None if self.device.startswith("cuda") else idle_cpu_threads(torch))
+            if threads:
+                torch.set_num_threads(int(threads))
             local = Path(str(source)).expanduser()
             if str(source).startswith(("/", ".", "~")) and not local.exists():
                 raise MijaError(f"{self.spec}: no such model folder '{source}'")
@@ -546,6 +549,27 @@ def _has_own_processors(model) -> bool:
         ("suppress_tokens", (None,)), ("begin_suppress_tokens", (None,)), ("sequence_bias", (None,)),
         ("encoder_repetition_penalty", (None, 1.0)), ("forced_bos_token_id", (None,)),
         ("forced_eos_token_id", (None,)), ("exponential_decay_length_penalty", (None,))))
+
+
+def idle_cpu_threads(torch) -> int:
+    """Torch threads for CPU inference: torch's own default, less the cores other processes keep busy (the
+    1-minute load average), at least 1. Torch's threads meet at a barrier after every operation; when one of
+    them waits for a core, the others spin for a whole time slice. On the 2-core test machine at load 3-4,
+    ten decode steps of three rows took 16.8 s of CPU with two threads and 0.8 s with one."""
+    import os
+
+    global _TORCH_DEFAULT_THREADS
+    if _TORCH_DEFAULT_THREADS is None:  # before any load lowered it
+        _TORCH_DEFAULT_THREADS = torch.get_num_threads()
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return _TORCH_DEFAULT_THREADS
+    cores = os.cpu_count() or 1
+    return max(1, min(_TORCH_DEFAULT_THREADS, int(cores - busy + 0.5)))
+
+
+_TORCH_DEFAULT_THREADS: int | None = None
 
 
 def _eos_token_ids(model, tokenizer) -> list[int]:
