@@ -552,20 +552,20 @@ def _has_own_processors(model) -> bool:
 
 
 def idle_cpu_threads(torch) -> int:
-    """Torch threads for CPU inference: torch's own default, less the cores other processes keep busy (the
-    1-minute load average), at least 1. Torch's threads meet at a barrier after every operation; when one of
-    them waits for a core, the others spin for a whole time slice. On the 2-core test machine at load 3-4,
-    ten decode steps of three rows took 16.8 s of CPU with two threads and 0.8 s with one."""
+    """Torch threads for CPU inference: torch's own default, less the cores other processes keep busy (CPU
+    use over a quarter second as the model loads; the load average lags by a minute), at least 1. Torch's
+    threads meet at a barrier after every operation; when one of them waits for a core, the others spin for
+    a whole time slice. On the 2-core test machine at load 3-4, ten decode steps of three rows took 16.8 s
+    of CPU with two threads and 0.8 s with one."""
     import os
+
+    import psutil
 
     global _TORCH_DEFAULT_THREADS
     if _TORCH_DEFAULT_THREADS is None:  # before any load lowered it
         _TORCH_DEFAULT_THREADS = torch.get_num_threads()
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return _TORCH_DEFAULT_THREADS
     cores = os.cpu_count() or 1
+    busy = psutil.cpu_percent(interval=0.25) / 100 * cores
     return max(1, min(_TORCH_DEFAULT_THREADS, int(cores - busy + 0.5)))
 
 
