@@ -579,3 +579,21 @@ def test_an_hf_judge_decodes_in_the_same_loop(tiny_model_dir):
     assert stats.done == 12 and backend.default_concurrency >= 64
     assert backend.batches_run < 12  # refills in groups, not one prompt at a time
     assert all(o.generation.completion_tokens <= 4 for o in outcomes)
+
+
+def test_cpu_threads_leave_out_the_cores_other_processes_use(monkeypatch):
+    import os
+
+    import psutil
+    import torch
+
+    from mijabench.backends import transformers_local
+
+    monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for percent, threads in ((0.0, 4), (50.0, 2), (60.0, 2), (90.0, 1), (100.0, 1)):
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, p=percent: p)
+        assert transformers_local.idle_cpu_threads(torch) == threads
+    monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 2)  # never more than torch's default
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    assert transformers_local.idle_cpu_threads(torch) == 2
