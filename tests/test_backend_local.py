@@ -163,11 +163,12 @@ def test_greedy_rows_are_untouched_by_sampled_neighbours(tiny):
     assert mixed[0].text == alone.text
 
 
-def test_different_max_tokens_go_to_different_batches(tiny):
+def test_different_max_tokens_share_a_batch_and_each_stops_at_its_own(tiny):
     before = tiny.batches_run
     short, long = run(gather(tiny, [ask("Hello", max_tokens=3), ask("Hello", max_tokens=9)]))
-    assert tiny.batches_run - before == 2
+    assert tiny.batches_run - before == 1  # one prefill pass: the decode loop keeps rows of any length
     assert short.completion_tokens == 3 and long.completion_tokens == 9
+    assert short.finish_reason == long.finish_reason == "length"
     assert long.text.startswith(short.text)
 
 
@@ -461,3 +462,138 @@ def test_llama_cpp_sends_a_targets_system_prompt_once(fake_llama_cpp, tmp_path):
     kind, messages, _ = fake_llama_cpp.instances[0].calls[0]
     assert kind == "chat" and messages == [{"role": "system", "content": "Be brief."},
                                            {"role": "user", "content": "Hi"}]
+
+
+# ---- the continuous decode loop --------------------------------------------------------------------------
+
+
+def _generate_one(backend, request: GenerationRequest, eos_ids: list[int], tokens: list | None = None):
+    """The reference: plain model.generate on one prompt, no padding, no neighbours. Text, completion
+    tokens, finish reason; the new token ids go into ``tokens`` when given."""
+    import torch
+
+    ids = backend.tokenizer(backend.render_prompt(request), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = backend.model.generate(**ids, max_new_tokens=request.settings.max_tokens, do_sample=False,
+                                     temperature=None, top_p=None, top_k=None, eos_token_id=eos_ids,
+                                     pad_token_id=backend.tokenizer.pad_token_id)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    if tokens is not None:
+        tokens.extend(new)
+    stop = next((k for k, t in enumerate(new) if t in eos_ids), None)
+    kept = new if stop is None else new[:stop]
+    return (backend.tokenizer.decode(kept, skip_special_tokens=True), len(new) if stop is None else stop + 1,
+            "length" if stop is None else "stop")
+
+
+@pytest.fixture
+def two_rows(tiny_model_dir):
+    """A backend decoding two rows at a time, so six requests need refills."""
+    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="two-rows",
+                                         options={"batch_size": 2}))
+    backend.load()
+    yield backend
+    run(backend.aclose())
+
+
+def test_refilled_rows_reply_as_model_generate_one_at_a_time(two_rows):
+    assert two_rows.decode_loop is not None and two_rows.info()["batching"] == "continuous"
+    requests = [ask(p, key=str(i), max_tokens=m) for i, (p, m) in
+                enumerate(zip([*PROMPTS, "Numbers: one two", "cats"], [9, 4, 12, 6, 8, 10], strict=True))]
+    # An end token the model really emits, so some rows stop early ("stop") and are refilled mid-batch.
+    ids: list[int] = []
+    _generate_one(two_rows, requests[0], [two_rows.tokenizer.eos_token_id], ids)
+    eos = [two_rows.tokenizer.eos_token_id, ids[2]]
+    two_rows._eos_ids, two_rows.decode_loop.eos_ids = eos, set(eos)
+    before = two_rows.batches_run
+    loop = run(gather(two_rows, requests))
+    assert two_rows.batches_run - before >= 3  # six requests through two rows: refilled at least twice
+    reference = [_generate_one(two_rows, r, eos) for r in requests]
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in loop] == reference
+    assert {g.finish_reason for g in loop} == {"stop", "length"}
+
+
+def test_out_of_memory_halves_the_batch_and_loses_no_request(two_rows, monkeypatch):
+    decode = two_rows.decode_loop
+    real_step = decode.step
+
+    def step_that_needs_one_row():
+        if decode.active > 1:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+        return real_step()
+
+    monkeypatch.setattr(decode, "step", step_that_needs_one_row)
+    requests = [ask(p, key=str(i)) for i, p in enumerate(PROMPTS)]
+    results = run(gather(two_rows, requests))
+    assert two_rows.chooser.current == 1 and decode.rows == 1
+    monkeypatch.setattr(decode, "step", real_step)
+    assert [g.text for g in results] == [g.text for g in run(one_by_one(two_rows, requests))]
+
+
+def test_row_chooser_climbs_while_it_pays_and_stays_in_memory():
+    from mijabench.backends.batch_size import STEPS_PER_TRIAL, RowChooser
+
+    def measure(chooser, seconds_per_step):
+        for _ in range(20):
+            rows = chooser.rows(100)
+            for _ in range(STEPS_PER_TRIAL):
+                chooser.record(rows, rows, seconds_per_step(rows), 100)
+            if chooser.settled:
+                return chooser.rows(100)
+        raise AssertionError("never settled")
+
+    # Fixed overhead 0.2 s a step plus 2 ms a row, and a penalty past 48 rows: the best is 48.
+    free = RowChooser(bytes_per_token=10, budget_bytes=10**9, start=8)
+    assert measure(free, lambda r: 0.2 + 0.002 * r + (0.05 * r if r > 48 else 0)) == 48
+    assert sorted(free.measured) == [8, 16, 24, 32, 48, 64]
+    # Memory for 20 rows of 100 columns: the climb stops below it.
+    tight = RowChooser(bytes_per_token=10, budget_bytes=20 * 100 * 10, start=8)
+    assert tight.memory_cap(100) == 20 and measure(tight, lambda r: 0.2 + 0.002 * r) == 16
+    tight.shrink()
+    assert tight.rows(100) == 8 and tight.settled
+
+
+def test_an_hf_judge_decodes_in_the_same_loop(tiny_model_dir):
+    """Judges (and rewriters) are built by the same registry: an ``hf:`` judge gets the decode loop and the
+    runner sends it enough requests at once to fill it."""
+    from mijabench.judge.runner import resolve_judges
+    from mijabench.run.engine import execute
+
+    (judge,) = resolve_judges([f"hf:{tiny_model_dir}"], max_tokens=4)
+    backend = judge.backend
+    requests = [GenerationRequest(str(i), [{"role": "user", "content": p}], judge.settings)
+                for i, p in enumerate(PROMPTS * 3)]
+    outcomes, batching = [], []
+
+    async def scenario():
+        try:
+            await backend.check()
+            stats = await execute(requests, backend, outcomes.append, concurrency=judge.concurrency)
+            batching.append(backend.info()["batching"])
+            return stats
+        finally:
+            await backend.aclose()
+
+    stats = run(scenario())
+    assert isinstance(backend, TransformersBackend) and batching == ["continuous"]
+    assert stats.done == 12 and backend.default_concurrency >= 64
+    assert backend.batches_run < 12  # refills in groups, not one prompt at a time
+    assert all(o.generation.completion_tokens <= 4 for o in outcomes)
+
+
+def test_cpu_threads_leave_out_the_cores_other_processes_use(monkeypatch):
+    import os
+
+    import psutil
+    import torch
+
+    from mijabench.backends import transformers_local
+
+    monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for percent, threads in ((0.0, 4), (50.0, 2), (60.0, 2), (90.0, 1), (100.0, 1)):
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, p=percent: p)
+        assert transformers_local.idle_cpu_threads(torch) == threads
+    monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 2)  # never more than torch's default
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    assert transformers_local.idle_cpu_threads(torch) == 2

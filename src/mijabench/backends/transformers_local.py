@@ -1,18 +1,24 @@
 """Local Hugging Face transformers backend: the model's own chat template, batched generation on CPU or GPU.
 
-``generate()`` is async, but the model runs on one worker thread. Requests wait in a queue; the worker takes
-up to ``batch_size`` of them that share ``max_tokens``, left-pads them into one batch and runs a single
-``model.generate``. So the runner's concurrency turns into batches, and the event loop never blocks on torch.
+``generate()`` is async, but the model runs on one worker thread. Requests wait in a queue. For plain decoder
+models the worker runs a continuous decode loop (``continuous.DecodeLoop``): a batch of rows decodes
+together, and a row that finishes is refilled from the queue at once, whatever the other rows' lengths or
+``max_tokens``. Its size is chosen from memory and measured throughput (``batch_size.RowChooser``). Other
+architectures (sliding windows, hybrid caches) fall back to ``model.generate`` on batches of requests that
+share ``max_tokens``. Either way the runner's concurrency turns into batches, and the event loop never blocks
+on torch.
 
 Sampling and seeds: greedy when ``temperature == 0``. Otherwise every request gets its own
-``torch.Generator`` seeded with ``settings.seed`` and draws its tokens from its own row of logits (see
-``_SeededRowSampler``). A request's sampled text therefore depends on its prompt and seed only, not on which
-other requests happened to share its batch -- the same contract as an OpenAI-style server's ``seed``.
+``torch.Generator`` seeded with ``settings.seed`` and draws its tokens from its own row of logits. A
+request's sampled text therefore depends on its prompt and seed only, not on which other requests happened
+to share its batch -- the same contract as an OpenAI-style server's ``seed``.
 
 Options (``ModelConfig.options``): ``device`` (auto|cpu|cuda|cuda:N), ``dtype`` (auto|float32|bfloat16|
-float16; auto = bfloat16 on GPU, float32 on CPU), ``batch_size`` (default 8 on CPU, 32 on GPU),
-``batch_wait_ms`` (how long the worker waits for a batch to fill, default 20), ``threads`` (torch CPU
-threads).
+float16; auto = bfloat16 on GPU, float32 on CPU), ``batch_size`` (rows decoded together; default: chosen
+automatically), ``kv_cache_mb`` (memory for the decode loop's key/value buffer; default: a share of what is
+available), ``batch_wait_ms`` (how long an idle worker waits for a batch to fill, default 20), ``threads``
+(torch CPU threads; default on CPU: the cores left idle by other processes when the model loads, at least
+one -- see ``idle_cpu_threads``).
 """
 
 from __future__ import annotations
@@ -30,17 +36,20 @@ from typing import Any
 
 from ..errors import MijaError
 from ..records import SamplingSettings
+from . import continuous
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
+from .batch_size import RowChooser, memory_budget_bytes
 from .errorkind import ErrorKind
 
 _STOP = object()  # tells the worker thread to finish
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     request: GenerationRequest
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    settled: bool = False  # a result was sent (the future itself is set later, on the event loop)
 
     @property
     def batch_key(self) -> int:
@@ -56,7 +65,7 @@ class TransformersBackend(Backend):
     def __init__(self, source: str | Path | None, *, name: str | None = None, spec: str | None = None,
                  device: str = "auto", dtype: str = "auto", batch_size: int | None = None,
                  batch_wait_ms: float = 20.0, threads: int | None = None, concurrency: int | None = None,
-                 family: str | None = None, params_b: float | None = None):
+                 family: str | None = None, params_b: float | None = None, kv_cache_mb: float | None = None):
         self.source = source
         self.spec = spec or f"hf:{source}"
         self.name = name or self.spec
@@ -64,6 +73,7 @@ class TransformersBackend(Backend):
         self.batch_wait_s = batch_wait_ms / 1000.0
         self.threads = threads
         self._batch_size_option = batch_size
+        self.kv_cache_mb = kv_cache_mb
         self._family, self._params_b = family, params_b
         self._concurrency_option = concurrency
         self.model: Any = None
@@ -73,18 +83,27 @@ class TransformersBackend(Backend):
         self._jobs: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self._closed = False
-        self.batches_run = 0  # how many model.generate calls: lets tests and benchmarks see the batching
+        self.batches_run = 0  # model.generate calls, or prefill passes of the decode loop: shows the batching
+        self.decode_loop: continuous.DecodeLoop | None = None  # None: model.generate batches
+        self.chooser: RowChooser | None = None
 
     @property
     def batch_size(self) -> int:
+        """Rows decoded together now: the ``batch_size`` option, else what the chooser has settled on."""
         if self._batch_size_option:
             return int(self._batch_size_option)
+        if self.chooser is not None and self.decode_loop is not None:
+            return self.chooser.rows(self.decode_loop.capacity or 512)
         return 32 if self._wants_cuda() else 8
 
     @property
     def default_concurrency(self) -> int:  # type: ignore[override]
-        # Twice the batch: while one batch runs, the next one fills up in the queue.
-        return self._concurrency_option or 2 * self.batch_size
+        # Enough requests to fill the largest batch the chooser may pick, plus a queue to refill from.
+        if self._concurrency_option:
+            return self._concurrency_option
+        if self._batch_size_option:
+            return 2 * int(self._batch_size_option)
+        return 160 if self._wants_cuda() else 80
 
     @classmethod
     def from_config(cls, config) -> TransformersBackend:
@@ -109,8 +128,10 @@ class TransformersBackend(Backend):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if self.threads:
-                torch.set_num_threads(int(self.threads))
+            self.device = self._pick_device()
+            threads = self.threads or (None if self.device.startswith("cuda") else idle_cpu_threads(torch))
+            if threads:
+                torch.set_num_threads(int(threads))
             local = Path(str(source)).expanduser()
             if str(source).startswith(("/", ".", "~")) and not local.exists():
                 raise MijaError(f"{self.spec}: no such model folder '{source}'")
@@ -138,6 +159,20 @@ class TransformersBackend(Backend):
             model.eval()
             self.tokenizer, self.model = tokenizer, model
             self._eos_ids = _eos_token_ids(model, tokenizer)
+            self._start_decode_loop()
+
+    def _start_decode_loop(self) -> None:
+        """The continuous decode loop, for models that support it (else ``model.generate`` batches)."""
+        self.decode_loop = self.chooser = None
+        if not continuous.supports(self.model) or _has_own_processors(self.model):
+            return
+        fixed = int(self._batch_size_option) if self._batch_size_option else None
+        budget = int(self.kv_cache_mb * 2**20) if self.kv_cache_mb else memory_budget_bytes(self.device)
+        self.chooser = RowChooser(bytes_per_token=continuous.kv_bytes_per_token(self.model),
+                                  budget_bytes=budget, start=32 if self.device.startswith("cuda") else 16,
+                                  fixed=fixed)
+        self.decode_loop = continuous.DecodeLoop(self.model, self._eos_ids, self.tokenizer.pad_token_id,
+                                                 self.chooser.rows(512))
 
     def _wants_cuda(self) -> bool:
         if self.device_option.startswith("cuda"):
@@ -173,7 +208,8 @@ class TransformersBackend(Backend):
             "family": self._family or getattr(self.model.config, "model_type", None),
             "params_b": self._params_b or float(f"{counted:.4g}"),
             "device": self.device, "dtype": str(self.model.dtype).replace("torch.", ""),
-            "batch_size": self.batch_size,
+            "batch_size": self._batch_size_option or "auto",
+            "batching": "continuous" if self.decode_loop is not None else "generate",
         }
         return info
 
@@ -222,7 +258,7 @@ class TransformersBackend(Backend):
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._worker.join)
         self._worker = None
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self.decode_loop = None
         gc.collect()
         try:
             import torch
@@ -236,16 +272,31 @@ class TransformersBackend(Backend):
     def _work(self) -> None:
         pending: deque[_Job] = deque()
         stopping = False
-        while not stopping or pending:
-            if not pending:
+        while True:
+            decoding = self.decode_loop is not None and self.decode_loop.active > 0
+            if not pending and not decoding:
+                if stopping:
+                    break
                 job = self._jobs.get()
                 if job is _STOP:
                     break
                 pending.append(job)
-            stopping = self._gather(pending) or stopping
-            batch = _take_batch(pending, self.batch_size)
-            if batch:
-                self._run_batch(batch)
+            try:
+                self.load()
+            except MijaError as exc:
+                error = BackendError(str(exc), retryable=False, kind=ErrorKind.LOAD_ERROR)
+                while pending:
+                    _settle(pending.popleft(), error)
+                continue
+            if self.decode_loop is None:
+                stopping = self._gather(pending) or stopping
+                batch = _take_batch(pending, self.batch_size)
+                if batch:
+                    self._run_batch(batch)
+            else:
+                # Idle, wait briefly for a batch to gather; decoding, only take what is already queued.
+                stopping = (self._drain(pending) if decoding else self._gather(pending)) or stopping
+                self._decode_turn(pending)
         for job in pending:
             _settle(job, BackendError(f"{self.name}: backend closed", retryable=False, kind=ErrorKind.CLOSED))
         while True:  # requests that arrived after the stop signal
@@ -256,6 +307,73 @@ class TransformersBackend(Backend):
             if job is not _STOP:
                 _settle(job, BackendError(f"{self.name}: backend closed", retryable=False,
                                           kind=ErrorKind.CLOSED))
+
+    def _drain(self, pending: deque[_Job]) -> bool:
+        """Take whatever is queued without waiting. True when told to stop."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return False
+            if job is _STOP:
+                return True
+            pending.append(job)
+
+    def _decode_turn(self, pending: deque[_Job]) -> None:
+        """Refill the decode loop's free rows from ``pending`` (first come, first served), then run one step.
+        Out of memory: the rows go back to the queue and the loop goes on with half as many."""
+        loop, chooser = self.decode_loop, self.chooser
+        assert loop is not None and chooser is not None
+        for job in [j for j in pending if j.future.done()]:  # given up on by their callers
+            pending.remove(job)
+        for job in loop.owners():
+            if job.future.done():
+                loop.drop(job)
+        loop.set_rows(chooser.rows(loop.capacity or 512))
+        free, taken = loop.free, []
+        # Refill once a few rows are free: each refill is a forward pass of its own.
+        if pending and free and (not loop.active or free >= max(1, loop.rows // 8) or len(pending) <= free):
+            taken = [pending.popleft() for _ in range(min(free, len(pending)))]
+        try:
+            if taken:
+                self._finish(loop.admit(self._row_requests(taken)))
+                self.batches_run += 1
+            if loop.active:
+                rows, active, start = loop.rows, loop.active, time.perf_counter()
+                finished = loop.step()
+                chooser.record(rows, active, time.perf_counter() - start, loop.capacity)
+                self._finish(finished)
+        except Exception as exc:  # noqa: BLE001 - a failure of the model is reported per request
+            jobs = [j for j in {id(j): j for j in [*loop.owners(), *taken]}.values() if not j.settled]
+            loop.clear()
+            if _out_of_memory(exc) and chooser.current > 1:
+                chooser.shrink()
+                pending.extendleft(reversed(jobs))  # they start again, first in line
+                return
+            kind = ErrorKind.OOM if _out_of_memory(exc) else ErrorKind.LOCAL_ERROR
+            error = BackendError(f"{self.name}: generation failed ({type(exc).__name__}: {exc})",
+                                 retryable=False, kind=kind)
+            for job in jobs:
+                _settle(job, error)
+
+    def _row_requests(self, jobs: list[_Job]) -> list[continuous.RowRequest]:
+        rows = []
+        for job in jobs:
+            try:
+                text = self.render_prompt(job.request)
+            except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
+                _settle(job, BackendError(f"{self.name}: chat template failed ({exc})", retryable=False,
+                                          kind=ErrorKind.TEMPLATE_ERROR))
+                continue
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            rows.append(continuous.RowRequest(job, ids, job.request.settings))
+        return rows
+
+    def _finish(self, results: list[continuous.RowResult]) -> None:
+        for result in results:
+            text = self.tokenizer.decode(result.tokens, skip_special_tokens=True)
+            _settle(result.owner, Generation(text, result.prompt_tokens, result.completion_tokens,
+                                             result.finish_reason, result.latency_s))
 
     def _gather(self, pending: deque[_Job]) -> bool:
         """Wait briefly for the batch to fill, then take whatever else is queued. True when told to stop."""
@@ -387,6 +505,8 @@ def _take_batch(pending: deque[_Job], size: int) -> list[_Job]:
 
 
 def _settle(job: _Job, result: Generation | BackendError) -> None:
+    job.settled = True
+
     def apply() -> None:
         if job.future.done():
             return
@@ -415,6 +535,46 @@ def _quiet_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower())
+
+
+def _has_own_processors(model) -> bool:
+    """Whether the model's generation config changes greedy picks (a repetition penalty, banned n-grams,
+    a minimum length): ``model.generate`` applies those, so the decode loop, which does not, is not used."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return False
+    return any(getattr(config, name, None) not in neutral for name, neutral in (
+        ("repetition_penalty", (None, 1.0)), ("no_repeat_ngram_size", (None, 0)),
+        ("min_new_tokens", (None, 0)), ("min_length", (None, 0)), ("bad_words_ids", (None,)),
+        ("suppress_tokens", (None,)), ("begin_suppress_tokens", (None,)), ("sequence_bias", (None,)),
+        ("encoder_repetition_penalty", (None, 1.0)), ("forced_bos_token_id", (None,)),
+        ("forced_eos_token_id", (None,)), ("exponential_decay_length_penalty", (None,))))
+
+
+def idle_cpu_threads(torch) -> int:
+    """Torch threads for CPU inference: torch's own default, less the cores other processes keep busy (CPU
+    use over a quarter second as the model loads; the load average lags by a minute), at least 1. Torch's
+    threads meet at a barrier after every operation; when one of them waits for a core, the others spin for
+    a whole time slice. On the 2-core test machine at load 3-4, ten decode steps of three rows took 16.8 s
+    of CPU with two threads and 0.8 s with one."""
+    import os
+
+    import psutil
+
+    global _TORCH_DEFAULT_THREADS
+    if _TORCH_DEFAULT_THREADS is None:  # before any load lowered it
+        _TORCH_DEFAULT_THREADS = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    busy = psutil.cpu_percent(interval=0.25) / 100 * cores
+    return max(1, min(_TORCH_DEFAULT_THREADS, int(cores - busy + 0.5)))
+
+
+_TORCH_DEFAULT_THREADS: int | None = None
+
+
 def _eos_token_ids(model, tokenizer) -> list[int]:
     ids: set[int] = set()
     configured = getattr(model.generation_config, "eos_token_id", None)
@@ -430,7 +590,7 @@ def _eos_token_ids(model, tokenizer) -> list[int]:
 def local_backend_options(config) -> dict[str, Any]:
     """The options of an in-process backend (transformers, GGUF, embedded), checked: an unknown one is an
     error naming the model, not silently ignored."""
-    known = {"device", "dtype", "batch_size", "batch_wait_ms", "threads"}
+    known = {"device", "dtype", "batch_size", "batch_wait_ms", "threads", "kv_cache_mb"}
     unknown = set(config.options) - known
     if unknown:
         raise MijaError(f"{config.spec}: unknown option(s) {', '.join(sorted(unknown))} "

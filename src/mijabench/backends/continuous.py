@@ -1,0 +1,415 @@
+"""Continuous batching for the local transformers backend: one decode loop that keeps a batch of rows full.
+
+Decoding a small model on a CPU is bound by the cost of each forward step, not by arithmetic, so the speed is
+in running many rows per step and in never letting a finished row sit idle. ``model.generate`` runs a fixed
+batch until its longest row ends, and its cache grows by concatenation: on the embedded 135M model, copying
+the cache was over half of every decode step. Here instead:
+
+* one key/value buffer per layer, ``[rows, kv_heads, capacity, head_dim]``, allocated once and written in
+  place (``_RowCache``); each row has its own write column and position, so rows at different points of
+  their replies share a step;
+* a finished row is refilled at once: the new prompts are prefilled together in a separate forward pass
+  (left-padded, with a 4D mask) and their keys and values copied into the free rows;
+* a per-row mask (``valid``) says which columns each row attends to; padding and a row's previous occupant
+  are masked out, so a row sees exactly its own tokens, at its own positions.
+
+Greedy replies are the replies of one-at-a-time ``model.generate`` (up to float rounding on near ties);
+seeded sampling uses the same per-row generators as the ``generate`` path (``_SeededRowSampler``).
+
+Transformers' own continuous batching (``generate_batch``, ``transformers serve --continuous-batching``)
+uses paged attention and measured slower than plain ``generate`` on this CPU, so it is not used.
+
+Only plain decoder models with full attention in every layer take this path (``supports``); others (sliding
+windows, hybrid caches) keep ``model.generate``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import SamplingSettings
+
+# Architectures known to build their attention from a standard (batch, heads, length, dim) cache and to
+# take a prepared 4D mask and explicit position ids as they are.
+FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3", "smollm3",
+                        "gemma"}
+PREFILL_TOKENS = 1024  # padded prompt tokens per prefill pass: bounds its activations and cache
+
+
+def supports(model) -> bool:
+    """Whether ``model`` can run in the continuous decode loop."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) not in FULL_ATTENTION_TYPES:
+        return False
+    if getattr(config, "_attn_implementation", "sdpa") not in {"sdpa", "eager"}:
+        return False
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    import inspect
+
+    if "cache" not in inspect.signature(model.forward).parameters:  # the cache argument's name before 5.x
+        return False
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(t != "full_attention" for t in layer_types):
+        return False
+    # a sliding window that is switched on (Mistral, Qwen with use_sliding_window) needs its own masks
+    window = getattr(config, "sliding_window", None)
+    return window is None or getattr(config, "use_sliding_window", None) is False
+
+
+def kv_bytes_per_token(model) -> int:
+    """Bytes of keys and values one token takes in the cache, over all layers."""
+    config = model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    element = next(model.parameters()).element_size()
+    return 2 * config.num_hidden_layers * heads * head_dim * element
+
+
+@dataclass
+class RowRequest:
+    """What the loop needs of one request: its prompt tokens, limits and sampling. ``owner`` is the
+    caller's handle (a queued job), returned with the result."""
+
+    owner: Any
+    prompt_ids: list[int]
+    settings: SamplingSettings
+
+
+@dataclass
+class RowResult:
+    owner: Any
+    tokens: list[int]  # the reply, without the end token
+    prompt_tokens: int
+    completion_tokens: int  # with the end token, when there was one
+    finish_reason: str  # "stop" or "length"
+    latency_s: float
+
+
+@dataclass
+class _Row:
+    request: RowRequest
+    position: int  # the position id of the next token to feed
+    column: int  # the cache column that token is written to
+    next_token: int
+    started: float
+    tokens: list[int] = field(default_factory=list)
+    generator: Any = None
+
+
+class DecodeLoop:
+    """Rows of one model decoding together. ``admit`` prefills new rows into free slots; ``step`` feeds
+    every active row its next token and returns the rows that finished. Not thread-safe: one worker runs it.
+
+    ``rows`` is how many rows run together; ``set_rows`` changes it (the buffer is rebuilt, active rows
+    kept). Memory: ``rows * capacity * kv_bytes_per_token`` for the buffer, plus the model."""
+
+    def __init__(self, model, eos_ids: list[int], pad_id: int, rows: int):
+        import torch
+
+        self.torch, self.model = torch, model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.eos_ids, self.pad_id = set(eos_ids), int(pad_id)
+        self.rows = max(1, int(rows))
+        self.slots: list[_Row | None] = []
+        self.cache: _RowCache | None = None
+        self.valid: Any = None  # [slots, capacity] bool: the columns each row attends to
+        self.capacity = 0
+        self.steps = self.prefills = 0
+
+    # ---- public ---------------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        return sum(row is not None for row in self.slots)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.rows - self.active)
+
+    def owners(self) -> list[Any]:
+        return [row.request.owner for row in self.slots if row is not None]
+
+    def drop(self, owner: Any) -> None:
+        """Forget a row (its caller gave up waiting)."""
+        for i, row in enumerate(self.slots):
+            if row is not None and row.request.owner is owner:
+                self._free_slot(i)
+
+    def clear(self) -> list[Any]:
+        """Drop every row and the buffer (after an out-of-memory error); returns the owners dropped."""
+        owners = self.owners()
+        self.slots, self.cache, self.valid, self.capacity = [], None, None, 0
+        return owners
+
+    def set_rows(self, rows: int) -> None:
+        self.rows = max(1, int(rows))
+
+    def admit(self, requests: list[RowRequest]) -> list[RowResult]:
+        """Prefill ``requests`` (at most ``free`` of them) into free slots. Rows that end on their first
+        token (an end token, or max_tokens 1) come back at once."""
+        done: list[RowResult] = []
+        ordered = sorted(requests, key=lambda r: len(r.prompt_ids))  # similar lengths: less padding
+        chunk: list[RowRequest] = []
+        for request in ordered:
+            width = max(len(request.prompt_ids), *(len(r.prompt_ids) for r in chunk)) if chunk else \
+                len(request.prompt_ids)
+            if chunk and width * (len(chunk) + 1) > PREFILL_TOKENS:
+                done += self._prefill(chunk)
+                chunk = []
+            chunk.append(request)
+        if chunk:
+            done += self._prefill(chunk)
+        return done
+
+    def step(self) -> list[RowResult]:
+        """One token for every active row."""
+        torch = self.torch
+        live = [i for i, row in enumerate(self.slots) if row is not None]
+        if not live:
+            return []
+        n = live[-1] + 1  # run the slots up to the last live one; empty ones in between idle harmlessly
+        tokens, positions, columns = [], [], []
+        for i in range(n):
+            row = self.slots[i]
+            if row is None:
+                tokens.append(self.pad_id)
+                positions.append(0)
+                columns.append(0)
+            else:
+                tokens.append(row.next_token)
+                positions.append(row.position)
+                columns.append(row.column)
+        cols = torch.tensor(columns, device=self.device)
+        index = torch.arange(n, device=self.device)
+        self.valid[index, cols] = True
+        span = max(columns) + 1
+        self.cache.prepare(index, cols, n, span)
+        mask = self.valid[:n, None, None, :span]
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
+                             position_ids=torch.tensor(positions, device=self.device)[:, None],
+                             attention_mask=mask, cache=self.cache, use_cache=True)
+        logits = out.logits[:, -1, :].float()
+        self.steps += 1
+        finished: list[RowResult] = []
+        picks = self._pick(logits, [self.slots[i] for i in range(n)])
+        for i in live:
+            row = self.slots[i]
+            row.position += 1
+            row.column += 1
+            result = self._advance(row, picks[i])
+            if result is not None:
+                finished.append(result)
+                self._free_slot(i)
+        return finished
+
+    # ---- prefill ---------------------------------------------------------------------------------------
+
+    def _prefill(self, requests: list[RowRequest]) -> list[RowResult]:
+        torch = self.torch
+        from transformers import DynamicCache
+
+        width = max(len(r.prompt_ids) for r in requests)
+        k = len(requests)
+        ids = torch.full((k, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((k, width), dtype=torch.long)
+        keep = torch.zeros((k, width), dtype=torch.bool)  # real (not padding) columns
+        for j, request in enumerate(requests):
+            p = len(request.prompt_ids)
+            ids[j, width - p:] = torch.tensor(request.prompt_ids)
+            positions[j, width - p:] = torch.arange(p)
+            keep[j, width - p:] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        # A padding query attends to itself only, so no row of the mask is empty (an empty one gives NaN).
+        mask = (causal[None] & keep[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
+        cache = DynamicCache()
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
+                             attention_mask=mask[:, None].to(self.device), cache=cache, use_cache=True,
+                             logits_to_keep=1)
+        self.prefills += 1
+        logits = out.logits[:, -1, :].float()
+        now = time.monotonic()
+        rows = [_Row(r, position=len(r.prompt_ids), column=width, next_token=-1, started=now)
+                for r in requests]
+        picks = self._pick(logits, rows)
+        finished: list[RowResult] = []
+        going: list[tuple[_Row, int]] = []  # rows that go on decoding, with their row in the prefill batch
+        for j, row in enumerate(rows):
+            result = self._advance(row, picks[j])
+            if result is None:
+                going.append((row, j))
+            else:
+                finished.append(result)
+        if going:
+            need = width + max(row.request.settings.max_tokens for row, _ in going)
+            wanted = self.active + len(going)
+            if need > self.capacity or wanted > self._allocated_rows():
+                self._resize(max(wanted, self.rows), max(self.capacity, _round_up(need, 64)))
+            placed = [(self._take_slot(row), j) for row, j in going]
+            self._copy_in(cache, keep, placed, width)
+        return finished
+
+    def _take_slot(self, row: _Row) -> int:
+        for i, existing in enumerate(self.slots):
+            if existing is None:
+                self.slots[i] = row
+                return i
+        self.slots.append(row)
+        return len(self.slots) - 1
+
+    def _copy_in(self, prefill_cache, keep, placed: list[tuple[int, int]], width: int) -> None:
+        torch = self.torch
+        slots = torch.tensor([s for s, _ in placed], device=self.device)
+        rows = torch.tensor([j for _, j in placed], device=self.device)
+        for layer, (keys, values) in enumerate(_layer_tensors(prefill_cache)):
+            self.cache.keys[layer][slots, :, :width] = keys[rows]
+            self.cache.values[layer][slots, :, :width] = values[rows]
+        self.valid[slots] = False
+        self.valid[slots, :width] = keep[rows.cpu()].to(self.device)
+
+    # ---- buffer ----------------------------------------------------------------------------------------
+
+    def _allocated_rows(self) -> int:
+        return 0 if self.cache is None else self.cache.keys[0].shape[0]
+
+    def _resize(self, rows: int, capacity: int) -> None:
+        """A new buffer of ``rows`` x ``capacity``; the active rows move to its first slots. Layer by
+        layer, so at the peak only one layer exists twice."""
+        torch = self.torch
+        config = self.model.config
+        layers = config.num_hidden_layers
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        live = [i for i, row in enumerate(self.slots) if row is not None]
+        rows = max(rows, len(live))
+        shape = (rows, heads, capacity, head_dim)
+        old = self.cache
+        keys = old.keys if old is not None else [None] * layers
+        values = old.values if old is not None else [None] * layers
+        used = min(self.capacity, capacity)
+        for layer in range(layers):
+            for buffers in (keys, values):
+                fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                if live:
+                    fresh[:len(live), :, :used] = buffers[layer][live, :, :used]
+                buffers[layer] = fresh  # the old layer goes as soon as it is replaced
+        valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
+        valid[:, 0] = True  # an idle slot attends to one column, never to none
+        if live:
+            valid[:len(live), :used] = self.valid[live, :used]
+        self.slots = [self.slots[i] for i in live]
+        self.cache, self.valid, self.capacity = _RowCache(keys, values), valid, capacity
+
+    def _free_slot(self, i: int) -> None:
+        self.slots[i] = None
+        while self.slots and self.slots[-1] is None:
+            self.slots.pop()
+
+    # ---- tokens ----------------------------------------------------------------------------------------
+
+    def _pick(self, logits, rows: list[_Row | None]) -> list[int]:
+        """The next token of each row: argmax for greedy rows, a draw from the row's own seeded generator
+        for sampled ones (as ``_SeededRowSampler`` does on the generate path)."""
+        torch = self.torch
+        picks = logits.argmax(dim=-1).tolist()
+        for i, row in enumerate(rows):
+            if row is None or row.request.settings.temperature <= 0:
+                continue
+            s = row.request.settings
+            if row.generator is None:
+                row.generator = torch.Generator(device=logits.device).manual_seed(int(s.seed))
+            probs = torch.softmax(logits[i] / s.temperature, dim=-1)
+            if s.top_p < 1.0:
+                sorted_probs, order = probs.sort(descending=True)
+                outside = sorted_probs.cumsum(0) - sorted_probs >= s.top_p  # never drops the top token
+                probs = probs.scatter(0, order[outside], 0.0)
+            picks[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+        return picks
+
+    def _advance(self, row: _Row, token: int) -> RowResult | None:
+        """Take ``token`` as the row's next one; a RowResult when the row is finished."""
+        limit = row.request.settings.max_tokens
+        if token in self.eos_ids:
+            return self._result(row, len(row.tokens) + 1, "stop")
+        row.tokens.append(token)
+        row.next_token = token
+        if len(row.tokens) >= limit:
+            return self._result(row, len(row.tokens), "length")
+        return None
+
+    def _result(self, row: _Row, completion: int, reason: str) -> RowResult:
+        return RowResult(row.request.owner, row.tokens, len(row.request.prompt_ids), completion, reason,
+                         time.monotonic() - row.started)
+
+
+class _RowCache:
+    """Placeholder replaced at import time by a transformers ``Cache`` subclass (see ``_make_row_cache``),
+    so importing this module does not import transformers."""
+
+    def __new__(cls, keys, values):
+        return _make_row_cache()(keys, values)
+
+
+_ROW_CACHE_CLASS: Any = None
+
+
+def _make_row_cache():
+    """A transformers Cache over preallocated buffers: each layer writes the step's one new key and value
+    per row at that row's column, and returns the first ``span`` columns of the live rows."""
+    global _ROW_CACHE_CLASS
+    if _ROW_CACHE_CLASS is not None:
+        return _ROW_CACHE_CLASS
+    from transformers.cache_utils import Cache, CacheLayerMixin
+
+    class RowLayer(CacheLayerMixin):
+        is_sliding = False
+
+        def __init__(self, owner, index: int):
+            super().__init__()
+            self.owner, self.index = owner, index
+            self.is_initialized = True
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            pass
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            o = self.owner
+            keys, values = o.keys[self.index], o.values[self.index]
+            keys[o.rows, :, o.cols] = key_states[:, :, 0]
+            values[o.rows, :, o.cols] = value_states[:, :, 0]
+            return keys[:o.n, :, :o.span], values[:o.n, :, :o.span]
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.owner.span, 0
+
+        def get_seq_length(self) -> int:
+            return self.owner.span
+
+        def get_max_length(self) -> int:
+            return self.owner.keys[self.index].shape[2]
+
+    class RowCache(Cache):
+        def __init__(self, keys, values):
+            self.keys, self.values = keys, values
+            self.rows = self.cols = None
+            self.n = self.span = 0
+            super().__init__(layers=[RowLayer(self, i) for i in range(len(keys))])
+
+        def prepare(self, rows, cols, n: int, span: int) -> None:
+            self.rows, self.cols, self.n, self.span = rows, cols, n, span
+
+    _ROW_CACHE_CLASS = RowCache
+    return RowCache
+
+
+def _layer_tensors(cache) -> list[tuple[Any, Any]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
