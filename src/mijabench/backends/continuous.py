@@ -249,7 +249,10 @@ class DecodeLoop:
             need = width + max(row.request.settings.max_tokens for row, _ in going)
             wanted = self.active + len(going)
             if need > self.capacity or wanted > self._allocated_rows():
-                self._resize(max(wanted, self.rows), max(self.capacity, _round_up(need, 64)))
+                # rows grow by doubling up to the batch size: a few long rows (a rewriter's 3 prompts of
+                # 1,000 tokens) must not get a buffer sized for a full batch of them
+                rows = max(wanted, min(self.rows, 1 << (wanted - 1).bit_length()))
+                self._resize(rows, max(self.capacity, _round_up(need, 64)))
             placed = [(self._take_slot(row), j) for row, j in going]
             self._copy_in(cache, keep, placed, width)
         return finished
