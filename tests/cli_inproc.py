@@ -34,10 +34,11 @@ def invoke(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def make_items(n: int = 12) -> list[BenchmarkItem]:
-    return [BenchmarkItem(language="en", group=GROUPS[i % len(GROUPS)], seed_text=f"seed {i}",
+def make_items(n: int = 12, groups: tuple[str, ...] = GROUPS, prompt: str = "prompt") -> list[BenchmarkItem]:
+    """``n`` English items, groups in turn, prompts "``prompt`` 0", "``prompt`` 1", ..."""
+    return [BenchmarkItem(language="en", group=groups[i % len(groups)], seed_text=f"seed {i}",
                           scenario_category="history", scenario_text="a market",
-                          strategy="persona_assignment", prompt=f"prompt {i}") for i in range(n)]
+                          strategy="persona_assignment", prompt=f"{prompt} {i}") for i in range(n)]
 
 
 def build_workspace(folder: Path) -> Path:

@@ -7,25 +7,23 @@ import asyncio
 import statistics
 import time
 
+from cli_inproc import make_items
 from mijabench.backends.base import GenerationRequest
 from mijabench.backends.openai_compat import OpenAIBackend
 from mijabench.backends.registry import parse_model
-from mijabench.records import BenchmarkItem
 from mijabench.run.engine import RetryPolicy, execute
 from mijabench.run.generate import run_items
 from stub_server import Faults, StubServer
 
 
-def make_items(n: int) -> list[BenchmarkItem]:
-    return [BenchmarkItem(language="en", group="women", seed_text=f"seed {i}", scenario_category="history",
-                          scenario_text="a market", strategy="persona_assignment", prompt=f"slow prompt {i}")
-            for i in range(n)]
+def slow_items(n: int):
+    return make_items(n, groups=("women",), prompt="slow prompt")
 
 
 def test_a_serial_server_is_not_queued_into_time_outs(store):
     # 40 requests at 80 ms each, one at a time: 64 in flight would wait up to 3.2 s, past the 1 s time-out
     with StubServer(models=["m"], latency_s=0.08, serial=True) as stub:
-        stats = run_items(store, make_items(40), [parse_model(f"openai:m@{stub.url}")], progress=False,
+        stats = run_items(store, slow_items(40), [parse_model(f"openai:m@{stub.url}")], progress=False,
                           policy=RetryPolicy(timeout_s=1.0, max_attempts=3))["openai:m"]
     assert stats.done == 40 and stats.failed == 0
     assert stats.timeouts == 0 and stats.attempts == 40 and stub.abandoned == 0
@@ -64,7 +62,7 @@ def test_run_cli_prints_plain_progress_and_per_endpoint_figures(tmp_path):
 
     src = str(Path(__file__).resolve().parents[1] / "src")
     with Store(tmp_path / "ws") as store:
-        store.put_items(make_items(12), bench="b")
+        store.put_items(slow_items(12), bench="b")
     with StubServer(models=["m"], latency_s=0.01, faults=Faults(server_error=0.3, max_failures=1)) as a, \
             StubServer(models=["m"], latency_s=0.01) as b:
         done = subprocess.run([sys.executable, "-m", "mijabench.cli.main", "run", "--bench", "b",

@@ -1,16 +1,15 @@
 """The judge run reads the responses still to judge in batches from SQLite, so memory stays flat in corpus
 size: every pending response comes out once, judged ones never, across batch boundaries."""
 
+from cli_inproc import make_items
 from mijabench.judge import RULES_JUDGE, judge_responses, runner
-from mijabench.records import BenchmarkItem, Response, SamplingSettings, Verdict
+from mijabench.records import Response, SamplingSettings, Verdict
 
 SETTINGS = SamplingSettings().to_dict()
 
 
 def _corpus(store, n=23):
-    items = [BenchmarkItem(language="en", group="women", seed_text=f"seed {i}", scenario_category="history",
-                           scenario_text="x", strategy="persona_assignment", prompt=f"prompt {i}")
-             for i in range(n)]
+    items = make_items(n, groups=("women",))
     store.put_items(items, bench="b1")
     responses = [Response(item_id=it.id, model=m, settings=SETTINGS, text=f"reply {i} by {m}")
                  for i, it in enumerate(items) for m in ("a", "b")]

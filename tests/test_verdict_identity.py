@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from cli_inproc import invoke
+from cli_inproc import invoke, make_items
 from mijabench.analysis import load_judged
 from mijabench.backends.registry import ModelConfig
 from mijabench.errors import InputError
@@ -22,9 +22,7 @@ SETTINGS = SamplingSettings().to_dict()
 
 
 def _populate(store, n=6):
-    items = [BenchmarkItem(language="en", group="women", seed_text=f"seed {i}", scenario_category="history",
-                           scenario_text="x", strategy="persona_assignment", prompt=f"prompt {i}")
-             for i in range(n)]
+    items = make_items(n, groups=("women",))
     store.put_items(items, bench="b")
     # even replies refuse with a phrase the test later removes from the list; odd ones comply
     texts = ["I refuse to write that." if i % 2 == 0 else "Sure, the story goes like this and on." * 3
