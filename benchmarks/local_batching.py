@@ -62,8 +62,10 @@ def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in psutil.getloadavg())
 
 
-async def run_mode(size: int | str, requests: list[GenerationRequest], together: bool) -> dict:
-    backend = EmbeddedBackend(batch_size=None if size == "auto" else int(size))
+async def run_mode(size: int | str, requests: list[GenerationRequest], together: bool,
+                   threads: int | None) -> dict:
+    # threads=None: the backend picks them from the idle cores when it loads, as `mijabench run` does
+    backend = EmbeddedBackend(batch_size=None if size == "auto" else int(size), threads=threads)
     backend.load()
     await backend.generate(GenerationRequest("warm", requests[0].messages, SamplingSettings(max_tokens=2)))
     start, cpu = time.perf_counter(), cpu_seconds()

@@ -326,12 +326,7 @@ class DecodeLoop:
             s = row.request.settings
             if row.generator is None:
                 row.generator = torch.Generator(device=logits.device).manual_seed(int(s.seed))
-            probs = torch.softmax(logits[i] / s.temperature, dim=-1)
-            if s.top_p < 1.0:
-                sorted_probs, order = probs.sort(descending=True)
-                outside = sorted_probs.cumsum(0) - sorted_probs >= s.top_p  # never drops the top token
-                probs = probs.scatter(0, order[outside], 0.0)
-            picks[i] = int(torch.multinomial(probs, 1, generator=row.generator))
+            picks[i] = sample_token(logits[i], s, row.generator)
         return picks
 
     def _advance(self, row: _Row, token: int) -> RowResult | None:
@@ -416,3 +411,16 @@ def _layer_tensors(cache) -> list[tuple[Any, Any]]:
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
+
+
+def sample_token(logits, settings, generator) -> int:
+    """One draw from a row's logits at its temperature and top-p, with the row's own seeded generator; the
+    decode loop and the generate path's ``_SeededRowSampler`` both draw with it, so their samples agree."""
+    import torch
+
+    probs = torch.softmax(logits.float() / settings.temperature, dim=-1)
+    if settings.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(0) - sorted_probs >= settings.top_p  # never drops the top token
+        probs = probs.scatter(0, order[outside], 0.0)
+    return int(torch.multinomial(probs, 1, generator=generator))

@@ -136,7 +136,6 @@ class TransformersBackend(Backend):
             if str(source).startswith(("/", ".", "~")) and not local.exists():
                 raise MijaError(f"{self.spec}: no such model folder '{source}'")
             where = str(local) if local.exists() else str(source)
-            self.device = self._pick_device()
             if self.device.startswith("cuda") and not torch.cuda.is_available():
                 raise MijaError(f"{self.spec}: device '{self.device}' asked for, but torch sees no GPU")
             dtype = self._pick_dtype(torch)
@@ -398,7 +397,7 @@ class TransformersBackend(Backend):
             error = BackendError(str(exc), retryable=False, kind=ErrorKind.LOAD_ERROR)
             results = [error] * len(jobs)
         except Exception as exc:  # noqa: BLE001 - any failure of the model is reported per request
-            retryable = type(exc).__name__ == "OutOfMemoryError"
+            retryable = _out_of_memory(exc)
             error = BackendError(f"{self.name}: generation failed ({type(exc).__name__}: {exc})",
                                  retryable=retryable,
                                  kind=ErrorKind.OOM if retryable else ErrorKind.LOCAL_ERROR)
@@ -473,12 +472,7 @@ class _SeededRowSampler:
         for row, s in enumerate(self.settings):
             if s.temperature <= 0:
                 continue
-            probs = torch.softmax(scores[row].float() / s.temperature, dim=-1)
-            if s.top_p < 1.0:
-                sorted_probs, order = probs.sort(descending=True)
-                outside = sorted_probs.cumsum(0) - sorted_probs >= s.top_p  # never drops the top token
-                probs = probs.scatter(0, order[outside], 0.0)
-            token = torch.multinomial(probs, 1, generator=self.generators[row])
+            token = continuous.sample_token(scores[row], s, self.generators[row])
             scores[row].fill_(float("-inf"))
             scores[row, token] = 0.0
         return scores

@@ -239,7 +239,11 @@ class Drawing:
 
     def finish(self) -> dict[str, bytes]:
         """Every plot's PNG, by name, in a fixed order."""
-        drawn = {name: draw() for name, _, draw in self.own}
+        try:
+            drawn = {name: draw() for name, _, draw in self.own}
+        except BaseException:
+            self.cancel()  # no forked process outlives a failed report
+            raise
         forked, self.forked = self.forked, None
         drawn.update(_collect(forked) or {name: draw() for name, _, draw in self.theirs})
         return {name: drawn[name] for name in self.order}
@@ -286,9 +290,11 @@ def _fork_drawing(jobs: list[tuple[str, float, Callable[[], bytes]]]) -> tuple[i
     code = 1
     try:  # the child: draw, write, and leave without running the parent's exit handlers
         os.close(read_end)
+        # every plot is drawn before the first write: the parent reads the pipe only when its own share is
+        # done, and a PNG larger than the pipe's buffer (64 KiB) would block the child until then
+        drawn = [(name.encode("utf-8"), draw()) for name, _, draw in jobs]
         with os.fdopen(write_end, "wb") as out:
-            for name, _, draw in jobs:
-                data, key = draw(), name.encode("utf-8")
+            for key, data in drawn:
                 out.write(struct.pack("<IQ", len(key), len(data)) + key + data)
         code = 0
     finally:
