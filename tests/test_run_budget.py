@@ -72,3 +72,15 @@ def test_bad_target_or_budget_is_one_line_exit_2_and_stores_nothing(bench, tmp_p
     if (ws / "mijabench.sqlite").exists():
         with Store(ws) as store:
             assert store.counts()["items"] == 0 and store.counts()["responses"] == 0
+
+
+def test_a_fatal_model_error_stops_the_looks(bench, tmp_path, capsys, monkeypatch):
+    """A bad key stops a budgeted run at the look where it happens, as it stops a full run: the looks do not
+    go on with every answer undecided and exit 0."""
+    path, _ = bench
+    model = tmp_path / "locked.yaml"
+    model.write_text("model: scripted:locked\nname: locked\noptions:\n  fail_first: 1000\n  fail_kind: auth\n"
+                     "  retryable: false\n", encoding="utf-8")
+    code, out, err = invoke(capsys, monkeypatch, "run", "--bench", str(path), "--model", str(model),
+                            "--target-ci", "25", "--progress", "none", "--workspace", str(tmp_path / "ws"))
+    assert code == 2 and "model locked stopped" in err and "saved" not in out, out + err

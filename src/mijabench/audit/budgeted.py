@@ -19,6 +19,7 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..backends.registry import ModelConfig
+from ..errors import MijaError
 from ..judge.vote import vote_table
 from ..records import HARMFUL, SAFE, BenchmarkItem, stable_id
 from ..run.budget import BudgetResult, Design, check_budget_args, run_plan
@@ -103,14 +105,15 @@ class StoreOracle:
         for model, items in todo.items():
             config = self.configs[model]
             if pending_items(self.store, items, config.name, config.settings):
-                if self.generate is None:
-                    stats = run_items(self.store, items, [config], bench=self.bench,
-                                      concurrency=self.concurrency, backends=self.backends,
-                                      progress=self.progress)
-                else:
-                    stats = self.generate(self.store, items, [config], bench=self.bench,
-                                          concurrency=self.concurrency, progress=self.progress)
+                generate = self.generate or partial(run_items, backends=self.backends)
+                stats = generate(self.store, items, [config], bench=self.bench, concurrency=self.concurrency,
+                                 progress=self.progress)
                 self.sent += sum(st.done + st.failed for st in stats.values())
+                # a fatal error (a bad key, a missing model) stops the audit as it stops a full run: the
+                # looks must not go on with every answer undecided
+                aborted = {name: st.aborted for name, st in stats.items() if st.aborted}
+                if aborted:
+                    raise MijaError("; ".join(f"model {n} stopped: {why}" for n, why in aborted.items()))
         if self._unjudged(stop):  # a replayed look (resume) has nothing to judge: no empty judge run
             judge_responses(self.store, list(self.judges), bench=self.bench,
                             target_models=[c.name for c in self.configs], concurrency=self.concurrency)

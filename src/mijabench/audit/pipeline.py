@@ -102,6 +102,7 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
     """Generate and judge in looks, cell by cell, until the target or the budget (``audit.budgeted``); with
     ``ray`` in the config each look's prompts are generated on Ray, over one connection."""
     from contextlib import nullcontext
+    from functools import partial
 
     from ..run.budget import check_budget_args
     from .budgeted import cell_count, run_budgeted
@@ -113,8 +114,9 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
     if config.ray is not None:
         from ..run.ray_mode import ray_runner
         runner = ray_runner(**config.ray, allow_model_change=allow_model_change)
-    else:
-        runner = nullcontext(None)  # run_items in this process, on the shared backends
+    else:  # run_items in this process, on the shared backends
+        from ..run.generate import run_items
+        runner = nullcontext(partial(run_items, backends=backends, allow_model_change=allow_model_change))
     with runner as generate:
         audit = run_budgeted(store, bench, items, configs, list(config.judges), voters, target=target,
                              budget=config.budget, seed=config.budget_seed, by=config.budget_by,

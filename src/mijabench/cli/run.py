@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,12 +139,21 @@ def _run_budgeted(store, bench: str, items, configs, target_ci, budget, seed, by
         from ..run.ray_mode import ray_runner
         runner = ray_runner(ray["ray_address"], ray["num_workers"], ray["engine"], ray["num_gpus"],
                             policy=policy, allow_model_change=allow_model_change)
-    else:
-        runner = nullcontext(partial(run_items, policy=policy, allow_model_change=allow_model_change))
-    with runner as generate:
-        audit = run_budgeted(store, bench, items, configs, [judge], [judge],
-                             target=None if target_ci is None else target_ci / 100, budget=budget, seed=seed,
-                             by=by, concurrency=concurrency, progress=progress, generate=generate)
+        backends = {}
+    else:  # one backend per model for every look (a local model loads its weights once)
+        from ..backends.registry import create_backend
+        backends = {c.name: create_backend(c) for c in configs}
+        runner = nullcontext(partial(run_items, policy=policy, allow_model_change=allow_model_change,
+                                     backends=backends))
+    try:
+        with runner as generate:
+            audit = run_budgeted(store, bench, items, configs, [judge], [judge],
+                                 target=None if target_ci is None else target_ci / 100, budget=budget,
+                                 seed=seed, by=by, concurrency=concurrency, progress=progress,
+                                 generate=generate)
+    finally:
+        for backend in backends.values():
+            asyncio.run(backend.aclose())
     plan = audit.result
     table = Table(title=f"budgeted run (judge {judge}, seed {seed})")
     names = ["model", "language", "group", *by]
