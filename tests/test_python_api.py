@@ -62,7 +62,11 @@ def test_bad_input_is_one_error_and_no_workspace(tmp_path):
         ws.build("b", seeds=tmp_path / "nope.jsonl")
     with pytest.raises(mijabench.MijaError, match="scenarios must be 'builtin' or 'store'"):
         ws.build("b", scenarios="elsewhere")
+    with pytest.raises(mijabench.MijaError, match="needs a name"):
+        ws.build(" ")
     with pytest.raises(mijabench.MijaError, match="no workspace at"):
         ws.run("b", "scripted:x")
+    with pytest.raises(mijabench.MijaError, match="has no items"):
+        ws.run("b", "scripted:x", items=[])
     assert not (tmp_path / "ws" / "mijabench.sqlite").exists()  # nothing was created by a failed call
     assert RULE_JUDGE == RULES_JUDGE  # the API's default judge is the rule judge

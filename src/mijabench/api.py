@@ -73,8 +73,10 @@ class Workspace:
             from .backends.registry import parse_model
             rewriter = parse_model(rewriter)
         languages = {s.language for s in seed_list}
+        if not bench or not bench.strip():  # these before the workspace is created
+            raise MijaError("a benchmark needs a name")
         if isinstance(scenarios, str):
-            check_scenario_pool(scenarios)  # before the workspace is created
+            check_scenario_pool(scenarios)
         with self.store(create=True) as store:
             pool = (scenario_pool(scenarios, store, languages) if isinstance(scenarios, str)
                     else list(scenarios))
@@ -93,6 +95,8 @@ class Workspace:
 
         configs = [_model(m, settings) for m in ([models] if isinstance(models, str | Path) or
                                                    not isinstance(models, Sequence) else models)]
+        if items is not None and not items:  # before the workspace is created
+            raise MijaError(f"benchmark '{bench}' has no items")
         with self.store(create=items is not None) as store:
             if items is None:
                 if bench not in store.benches():

@@ -195,7 +195,8 @@ def _load_benchmark(source: str) -> list[BenchmarkItem]:
 
 
 def _build(store: Store, config: AuditConfig, bench: str) -> None:
-    from ..bench import build_benchmark, builtin_scenarios
+    from ..bench import build_benchmark
+    from ..bench.datafiles import scenario_pool
     seeds_cfg = dict(config.seeds or {})
     source = seeds_cfg.pop("source", "demo")
     languages = seeds_cfg.pop("languages", None)
@@ -207,10 +208,7 @@ def _build(store: Store, config: AuditConfig, bench: str) -> None:
         seeds = build_seeds(source, **seeds_cfg).seeds
     if languages:
         seeds = [s for s in seeds if s.language in languages]
-    scenarios = builtin_scenarios() if config.scenarios == "builtin" else store.scenarios()
-    if not scenarios:
-        raise MijaError("no scenarios in the store: run `mijabench scenarios build` first, "
-                        "or set scenarios: builtin")
+    scenarios = scenario_pool(config.scenarios, store, {s.language for s in seeds})
     build_benchmark(store, seeds, scenarios, config.rewriter, bench=bench, rng_seed=config.rng_seed,
                     strategies=config.strategies, counterfactual=config.counterfactual, progress=None)
 
