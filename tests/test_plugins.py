@@ -149,3 +149,30 @@ def test_a_plugin_backend_and_judge_in_an_audit(plugin_site, tmp_path):
         assert len(verdicts) == len(responses) and {v.label for v in verdicts} == {SAFE}
         assert len(responses) == len(store.items("demo"))  # the second audit asked for nothing again
     assert html.escape("keywords:won't") in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_plugin_that_fails_to_load_is_one_line(tmp_path):
+    """A plugin whose factory raises, as a backend and as a judge: a MijaError naming the model or judge and
+    the package, not the plugin's traceback."""
+    broken = tmp_path / "broken"
+    (broken / "broken_plugin-0.1.dist-info").mkdir(parents=True)
+    (broken / "broken_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (broken / "broken_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[mijabench.backends]\ncrash = broken_plugin:factory\n\n"
+        "[mijabench.judges]\nwobbly = broken_plugin:factory\n")
+    (broken / "broken_plugin.py").write_text("def factory(arg):\n    raise RuntimeError('no config here')\n")
+    done = _python("""
+        from mijabench.backends.registry import create_backend, parse_model
+        from mijabench.errors import MijaError
+        from mijabench.judge.plugins import load_plugin_judge
+        for build in (lambda: create_backend(parse_model("crash:m")), lambda: load_plugin_judge("wobbly:x")):
+            try:
+                build()
+            except MijaError as exc:
+                print(exc)
+    """, broken, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "model crash:m: the plugin (broken-plugin 0.1) failed to load: RuntimeError: no config here",
+        "judge wobbly:x: the plugin (broken-plugin 0.1) failed to load: RuntimeError: no config here"]

@@ -19,6 +19,8 @@ import sys
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
+from .errors import MijaError
+
 BACKEND_GROUP = "mijabench.backends"
 JUDGE_GROUP = "mijabench.judges"
 
@@ -65,3 +67,15 @@ def origin(ep: EntryPoint) -> str:
     """The package (name and version) that registered an entry point: part of a plugin judge's identity."""
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist is not None else ep.value
+
+
+def build_plugin(ep: EntryPoint, what: str, argument):
+    """Load a plugin's factory and call it with ``argument``; whatever goes wrong in the plugin's own code
+    (an import, the factory) is one line naming it and its package, not a traceback."""
+    try:
+        return ep.load()(argument)
+    except MijaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party package's failure, reported as such
+        why = f"{type(exc).__name__}: {exc}"
+        raise MijaError(f"{what}: the plugin ({origin(ep)}) failed to load: {why}") from exc

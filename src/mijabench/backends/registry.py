@@ -181,12 +181,12 @@ def create_backend(config: ModelConfig) -> Backend:
     always served by the built-in backend: plugins only add schemes."""
     target = BUILTIN_FACTORIES.get(config.scheme)
     if target is None:
-        from ..plugins import backend_plugins
+        from ..plugins import backend_plugins, build_plugin
 
         plugin = backend_plugins().get(config.scheme)
         if plugin is None:
             raise MijaError(f"unknown model scheme '{config.scheme}'")
-        return plugin.load()(config)
+        return build_plugin(plugin, f"model {config.spec}", config)
     module_name, attr_path = target.split(":")
     try:
         obj: Any = importlib.import_module(module_name)

@@ -53,11 +53,11 @@ def is_plugin_judge(spec: Any) -> bool:
 
 
 def load_plugin_judge(spec: str) -> PluginJudge:
-    from ..plugins import judge_plugins, origin
+    from ..plugins import build_plugin, judge_plugins, origin
 
     scheme, target = spec.split(":", 1)
     entry = judge_plugins()[scheme]
-    judge_object = entry.load()(target)
+    judge_object = build_plugin(entry, f"judge {spec}", target)
     version = getattr(judge_object, "version", None)
     if not isinstance(version, str) or not version:
         raise MijaError(f"judge {spec}: the plugin ({origin(entry)}) gives its judge no 'version' text")
