@@ -197,7 +197,7 @@ def budgeted_correction(table: JudgedTable, labels: HumanLabels | Mapping[str, s
     rates = base.rates
     counts = LabelCounts(table, labels, where)
     keys = {k: rates[k] for k in ("language", "model", "group")}
-    staged = _staged_cells(plan, keys, table, alpha, labels)
+    staged = _staged_cells(plan, keys, table)
     at = np.array([counts.index[key] for key in zip(keys["language"], keys["group"], strict=True)], np.int64)
 
     parent, starts = parent_index(keys, ["language", "model"])  # rows come grouped by (language, model)
@@ -245,7 +245,7 @@ def _deviation_bounds(low: np.ndarray, high: np.ndarray, ok: np.ndarray, parent:
     return np.where(all_ok, lo, np.nan), np.where(all_ok, hi, np.nan)
 
 
-def _staged_cells(plan: dict, keys: dict[str, np.ndarray], table: JudgedTable, alpha: float, labels):
+def _staged_cells(plan: dict, keys: dict[str, np.ndarray], table: JudgedTable):
     """A function of the level giving each rate cell's staged (low, high) of the vote's safe share, after
     checking that the store's judged counts are the ones the budgeted audit recorded."""
     if plan.get("by"):

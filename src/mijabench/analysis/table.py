@@ -264,7 +264,8 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
                           "GROUP BY model, settings_key ORDER BY model, settings_key")
     run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
     target_code = np.array(cols["model"], dtype=np.int32)
-    target_names, target_cols = _target_columns(store, targets, target_code)
+    present = np.unique(target_code).tolist()  # the targets in this selection, sorted
+    target_names, target_cols = _target_columns(store, targets, target_code, present)
     table = JudgedTable.from_columns(
         **_item_columns(store, np.array(cols["item_rowid"], dtype=np.int64)), **target_cols,
         response_id=Categorical(np.arange(n, dtype=np.int32), tuple(cols["response_id"])),
@@ -273,7 +274,6 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         truncated=np.array(cols["truncated"], dtype=bool),
         **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
     # target label -> (stored model name, settings key) of the targets present, for the report's provenance
-    present = sorted(set(np.unique(target_code).tolist()))
     table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present})
     return table.with_empty_rule(empty_as)
 
@@ -364,12 +364,11 @@ def _item_columns(store, item_rowid: np.ndarray) -> dict[str, Categorical]:
                 strict=True)}
 
 
-def _target_columns(store, targets: list[tuple], target_code: np.ndarray
+def _target_columns(store, targets: list[tuple], target_code: np.ndarray, present: list[int]
                     ) -> tuple[tuple[str, ...], dict[str, Categorical | np.ndarray]]:
     """(target labels, columns) for each response's target: its label (a model, or a model with the
     settings that tell its variants apart), stored model name, family, size class and parameters."""
     model_meta = {m["name"]: m for m in store.models()}
-    present = set(np.unique(target_code).tolist())
     # labels from the variants present in this selection, so a model with one settings in it keeps its name
     labels = variant_labels((m, k, s) for code, (m, k, s) in enumerate(targets) if code in present)
     target_names = tuple(labels.get((m, k), f"{m} [settings {k}]") for m, k, _ in targets)
