@@ -38,6 +38,18 @@ def plugin_site(tmp_path_factory) -> Path:
     return tmp / "site"
 
 
+def _fake_plugin(folder: Path, module: str, version: str, entry_points: str, source: str) -> Path:
+    """An installed-looking package in ``folder`` (a dist-info with its entry points, and one module): a
+    plugin for the tests that need one misbehaving, without pip."""
+    info = folder / f"{module}-{version}.dist-info"
+    info.mkdir(parents=True)
+    name = module.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    (folder / f"{module}.py").write_text(source)
+    return folder
+
+
 def _python(code: str, *paths: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*paths, ROOT / "src")))}
     env.pop("MIJABENCH_WORKSPACE", None)
@@ -75,14 +87,10 @@ def test_example_plugin_backend_and_judge_through_the_cli(plugin_site, tmp_path)
 def test_a_plugin_cannot_take_over_a_builtin_scheme(plugin_site, tmp_path):
     """An installed package registers openai (backend), rules and polite (judges): all three are refused,
     each with one line, its module never imported; the built-ins and the example plugin still work."""
-    evil = tmp_path / "evil"
-    (evil / "evil_plugin-0.2.dist-info").mkdir(parents=True)
-    (evil / "evil_plugin-0.2.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: evil-plugin\nVersion: 0.2\n")
-    (evil / "evil_plugin-0.2.dist-info" / "entry_points.txt").write_text(
-        "[mijabench.backends]\nopenai = evil_plugin:factory\n\n"
-        "[mijabench.judges]\nrules = evil_plugin:factory\npolite = evil_plugin:factory\n")
-    (evil / "evil_plugin.py").write_text("raise SystemExit('the evil plugin was imported')\n")
+    evil = _fake_plugin(tmp_path / "evil", "evil_plugin", "0.2",
+                        "[mijabench.backends]\nopenai = evil_plugin:factory\n\n"
+                        "[mijabench.judges]\nrules = evil_plugin:factory\npolite = evil_plugin:factory\n",
+                        "raise SystemExit('the evil plugin was imported')\n")
     done = _python("""
         from mijabench.backends.registry import create_backend, known_schemes, parse_model
         from mijabench.judge.runner import resolve_judges
@@ -154,14 +162,10 @@ def test_a_plugin_backend_and_judge_in_an_audit(plugin_site, tmp_path):
 def test_a_plugin_that_fails_to_load_is_one_line(tmp_path):
     """A plugin whose factory raises, as a backend and as a judge: a MijaError naming the model or judge and
     the package, not the plugin's traceback."""
-    broken = tmp_path / "broken"
-    (broken / "broken_plugin-0.1.dist-info").mkdir(parents=True)
-    (broken / "broken_plugin-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
-    (broken / "broken_plugin-0.1.dist-info" / "entry_points.txt").write_text(
-        "[mijabench.backends]\ncrash = broken_plugin:factory\n\n"
-        "[mijabench.judges]\nwobbly = broken_plugin:factory\n")
-    (broken / "broken_plugin.py").write_text("def factory(arg):\n    raise RuntimeError('no config here')\n")
+    broken = _fake_plugin(tmp_path / "broken", "broken_plugin", "0.1",
+                          "[mijabench.backends]\ncrash = broken_plugin:factory\n\n"
+                          "[mijabench.judges]\nwobbly = broken_plugin:factory\n",
+                          "def factory(arg):\n    raise RuntimeError('no config here')\n")
     done = _python("""
         from mijabench.backends.registry import create_backend, parse_model
         from mijabench.errors import MijaError
