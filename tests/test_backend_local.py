@@ -513,6 +513,51 @@ def test_refilled_rows_reply_as_model_generate_one_at_a_time(two_rows):
     assert {g.finish_reason for g in loop} == {"stop", "length"}
 
 
+def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_model_dir):
+    """Two system prompts, each shared by three requests, and a request of its own: each opening is run
+    once (its keys and values start every row that shares it), and every reply is the one-at-a-time one."""
+    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="shared",
+                                         options={"batch_size": 4}))
+    backend.load()
+    systems = ["The quick brown fox jumps over the lazy dog. " * 3, "Hello, how are you today? " * 4]
+    requests = [GenerationRequest(str(i), [{"role": "system", "content": systems[i % 2]},
+                                           {"role": "user", "content": PROMPTS[i % 4]}],
+                                  SamplingSettings(max_tokens=6 + i))
+                for i in range(6)] + [ask("cats and dogs", key="alone")]
+    def tokens(text):
+        return len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    prompt_tokens = sum(tokens(backend.render_prompt(r)) for r in requests)
+    try:
+        replies = run(gather(backend, requests))
+        shared = backend.decode_loop.prefixes.computed_tokens
+        reference = [_generate_one(backend, r, backend._eos_ids) for r in requests]
+        opening = [tokens(f"<|im_start|>system\n{s}") for s in systems]
+    finally:
+        run(backend.aclose())
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in replies] == reference
+    assert sum(opening) <= shared < prompt_tokens / 2  # each opening run once, not once per row
+
+
+def test_requests_are_grouped_by_the_opening_they_share():
+    from mijabench.backends.continuous import MIN_SHARED_PREFIX, RowRequest, shared_prefix_groups
+
+    def req(ids):
+        return RowRequest(tuple(ids), list(ids), SamplingSettings())
+
+    a, b = list(range(100, 140)), list(range(200, 230))
+    requests = [req(a + [1, 2]), req(b + [7]), req(a + [3]), req([5, 6, 7]), req(b + [8, 9]), req(a),
+                req(a[:10] + [4])]
+    groups = {tuple(sorted(r.owner for r in members)): shared
+              for shared, members in shared_prefix_groups(requests)}
+    # the bare opening `a` joins its group, keeping its last token to itself; short common openings
+    # (a[:10], below MIN_SHARED_PREFIX) do not make a group
+    assert groups == {tuple(sorted([tuple(a + [1, 2]), tuple(a + [3]), tuple(a)])): len(a) - 1,
+                      tuple(sorted([tuple(b + [7]), tuple(b + [8, 9])])): len(b),
+                      tuple(sorted([(5, 6, 7), tuple(a[:10] + [4])])): 0}
+    assert 10 < MIN_SHARED_PREFIX <= len(b)
+
+
 def test_out_of_memory_halves_the_batch_and_loses_no_request(two_rows, monkeypatch):
     decode = two_rows.decode_loop
     real_step = decode.step

@@ -78,9 +78,11 @@ def test_batched_replies_are_model_generate_one_at_a_time(model):
 
     assert model.decode_loop is not None
     requests = [ask(p, key=str(i)) for i, p in enumerate(PROMPTS)]
-    before = model.batches_run
+    before, shared = model.batches_run, model.decode_loop.prefixes.computed_tokens
     batched = asyncio.run(gather(model, requests))
     assert model.batches_run - before == 1
+    # the template's default system prompt opens every prompt: its keys and values were computed once
+    assert model.decode_loop.prefixes.computed_tokens > shared
     for request, got in zip(requests, batched, strict=True):
         ids = model.tokenizer(model.render_prompt(request), return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():

@@ -36,6 +36,8 @@ from ..records import SamplingSettings
 FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3", "smollm3",
                         "gemma"}
 PREFILL_TOKENS = 1024  # padded prompt tokens per prefill pass: bounds its activations and cache
+MIN_SHARED_PREFIX = 16  # shorter common openings are not worth a forward pass of their own
+PREFIX_CACHE_BYTES = 64 * 2**20  # keys and values of recent shared prefixes kept for the next refills
 
 
 def supports(model) -> bool:
@@ -119,6 +121,7 @@ class DecodeLoop:
         self.valid: Any = None  # [slots, capacity] bool: the columns each row attends to
         self.capacity = 0
         self.steps = self.prefills = 0
+        self.prefixes = PrefixStates(model, self.device)
 
     # ---- public ---------------------------------------------------------------------------------------
 
@@ -143,6 +146,7 @@ class DecodeLoop:
         """Drop every row and the buffer (after an out-of-memory error); returns the owners dropped."""
         owners = self.owners()
         self.slots, self.cache, self.valid, self.capacity = [], None, None, 0
+        self.prefixes.clear()
         return owners
 
     def set_rows(self, rows: int) -> None:
@@ -150,19 +154,22 @@ class DecodeLoop:
 
     def admit(self, requests: list[RowRequest]) -> list[RowResult]:
         """Prefill ``requests`` (at most ``free`` of them) into free slots. Rows that end on their first
-        token (an end token, or max_tokens 1) come back at once."""
+        token (an end token, or max_tokens 1) come back at once. Requests that begin with the same tokens
+        (a system prompt, a template's opening) are prefilled together and that shared prefix only once."""
         done: list[RowResult] = []
-        ordered = sorted(requests, key=lambda r: len(r.prompt_ids))  # similar lengths: less padding
-        chunk: list[RowRequest] = []
-        for request in ordered:
-            width = max(len(request.prompt_ids), *(len(r.prompt_ids) for r in chunk)) if chunk else \
-                len(request.prompt_ids)
-            if chunk and width * (len(chunk) + 1) > PREFILL_TOKENS:
-                done += self._prefill(chunk)
-                chunk = []
-            chunk.append(request)
-        if chunk:
-            done += self._prefill(chunk)
+        for shared, group in shared_prefix_groups(requests):
+            prefix = self.prefixes.states(group[0].prompt_ids[:shared]) if shared else None
+            ordered = sorted(group, key=lambda r: len(r.prompt_ids))  # similar lengths: less padding
+            chunk: list[RowRequest] = []
+            for request in ordered:
+                width = max(len(request.prompt_ids), *(len(r.prompt_ids) for r in chunk)) - shared if chunk \
+                    else len(request.prompt_ids) - shared
+                if chunk and width * (len(chunk) + 1) > PREFILL_TOKENS:
+                    done += self._prefill(chunk, prefix)
+                    chunk = []
+                chunk.append(request)
+            if chunk:
+                done += self._prefill(chunk, prefix)
         return done
 
     def step(self) -> list[RowResult]:
@@ -209,24 +216,34 @@ class DecodeLoop:
 
     # ---- prefill ---------------------------------------------------------------------------------------
 
-    def _prefill(self, requests: list[RowRequest]) -> list[RowResult]:
+    def _prefill(self, requests: list[RowRequest], prefix: _Prefix | None = None) -> list[RowResult]:
+        """One forward pass over ``requests``' prompts, left-padded to a common width. With ``prefix``,
+        only the tokens after it are run: its keys and values (computed once) start every row's cache, at
+        columns ``[0, p)``, and the padded rest follows at ``[p, p + width)``."""
         torch = self.torch
         from transformers import DynamicCache
 
-        width = max(len(r.prompt_ids) for r in requests)
+        p = 0 if prefix is None else prefix.length
         k = len(requests)
+        width = max(len(r.prompt_ids) for r in requests) - p
         ids = torch.full((k, width), self.pad_id, dtype=torch.long)
         positions = torch.zeros((k, width), dtype=torch.long)
-        keep = torch.zeros((k, width), dtype=torch.bool)  # real (not padding) columns
+        keep = torch.zeros((k, p + width), dtype=torch.bool)  # real (not padding) columns
+        keep[:, :p] = True
         for j, request in enumerate(requests):
-            p = len(request.prompt_ids)
-            ids[j, width - p:] = torch.tensor(request.prompt_ids)
-            positions[j, width - p:] = torch.arange(p)
-            keep[j, width - p:] = True
+            own = len(request.prompt_ids) - p
+            ids[j, width - own:] = torch.tensor(request.prompt_ids[p:])
+            positions[j, width - own:] = torch.arange(p, p + own)
+            keep[j, p + width - own:] = True
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         # A padding query attends to itself only, so no row of the mask is empty (an empty one gives NaN).
-        mask = (causal[None] & keep[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
-        cache = DynamicCache()
+        mask = (causal[None] & keep[:, None, p:]) | torch.eye(width, dtype=torch.bool)[None]
+        if p:
+            mask = torch.cat([torch.ones((k, width, p), dtype=torch.bool), mask], dim=2)
+            cache = DynamicCache(ddp_cache_data=[(keys.expand(k, -1, -1, -1), values.expand(k, -1, -1, -1))
+                                                 for keys, values in prefix.layers])
+        else:
+            cache = DynamicCache()
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
                              attention_mask=mask[:, None].to(self.device), cache=cache, use_cache=True,
@@ -234,7 +251,7 @@ class DecodeLoop:
         self.prefills += 1
         logits = out.logits[:, -1, :].float()
         now = time.monotonic()
-        rows = [_Row(r, position=len(r.prompt_ids), column=width, next_token=-1, started=now)
+        rows = [_Row(r, position=len(r.prompt_ids), column=p + width, next_token=-1, started=now)
                 for r in requests]
         picks = self._pick(logits, rows)
         finished: list[RowResult] = []
@@ -246,7 +263,7 @@ class DecodeLoop:
             else:
                 finished.append(result)
         if going:
-            need = width + max(row.request.settings.max_tokens for row, _ in going)
+            need = p + width + max(row.request.settings.max_tokens for row, _ in going)
             wanted = self.active + len(going)
             if need > self.capacity or wanted > self._allocated_rows():
                 # rows grow by doubling up to the batch size: a few long rows (a rewriter's 3 prompts of
@@ -254,7 +271,7 @@ class DecodeLoop:
                 rows = max(wanted, min(self.rows, 1 << (wanted - 1).bit_length()))
                 self._resize(rows, max(self.capacity, _round_up(need, 64)))
             placed = [(self._take_slot(row), j) for row, j in going]
-            self._copy_in(cache, keep, placed, width)
+            self._copy_in(cache, keep, placed, p + width)
         return finished
 
     def _take_slot(self, row: _Row) -> int:
@@ -343,6 +360,90 @@ class DecodeLoop:
     def _result(self, row: _Row, completion: int, reason: str) -> RowResult:
         return RowResult(row.request.owner, row.tokens, len(row.request.prompt_ids), completion, reason,
                          time.monotonic() - row.started)
+
+
+def shared_prefix_groups(requests: list[RowRequest]) -> list[tuple[int, list[RowRequest]]]:
+    """``requests`` split into groups that share an opening, each with the length of the opening its rows
+    all share (0: prefill them as they are). In token order, neighbours share the longest openings; a
+    request joins the group before it when the tokens saved (members x shared length) do not fall. Every row
+    keeps at least its last prompt token to itself: the prefill needs its logits."""
+    groups: list[tuple[int, list[RowRequest]]] = []
+    for request in sorted(requests, key=lambda r: r.prompt_ids):
+        if groups:
+            shared, members = groups[-1]
+            last = members[-1].prompt_ids
+            common = min(_common_length(last, request.prompt_ids), len(last) - 1, len(request.prompt_ids) - 1)
+            joined = common if len(members) == 1 else min(shared, common)
+            if joined >= MIN_SHARED_PREFIX and len(members) * joined >= (len(members) - 1) * shared:
+                groups[-1] = (joined, [*members, request])
+                continue
+        groups.append((len(request.prompt_ids), [request]))
+    alone = [members[0] for _, members in groups if len(members) == 1]  # prefilled together, as they are
+    shared_groups = [(shared, members) for shared, members in groups if len(members) > 1]
+    return shared_groups + ([(0, alone)] if alone else [])
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Prefix:
+    """Keys and values of a shared opening: a ``(keys, values)`` pair per layer, ``[1, heads, p, dim]``."""
+
+    ids: tuple[int, ...]
+    layers: list[tuple[Any, Any]]
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+class PrefixStates:
+    """Shared openings computed once and kept for later refills (least recently used first out, within
+    ``PREFIX_CACHE_BYTES``). An opening that extends a kept one runs only its new tokens."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+        self.kept: dict[tuple[int, ...], _Prefix] = {}  # insertion order is recency
+        self.computed_tokens = 0  # prompt tokens run for openings (the benchmark prints it)
+
+    def clear(self) -> None:
+        self.kept.clear()
+
+    def states(self, ids: list[int]) -> _Prefix:
+        key = tuple(ids)
+        found = self.kept.pop(key, None)
+        if found is None:
+            base = max((p for p in self.kept.values() if p.length < len(key) and key[:p.length] == p.ids),
+                       key=lambda p: p.length, default=None)
+            found = self._extend(base, key)
+        self.kept[key] = found
+        while len(self.kept) > 1 and sum(p.nbytes for p in self.kept.values()) > PREFIX_CACHE_BYTES:
+            del self.kept[next(iter(self.kept))]
+        return found
+
+    def _extend(self, base: _Prefix | None, ids: tuple[int, ...]) -> _Prefix:
+        import torch
+        from transformers import DynamicCache
+
+        start = 0 if base is None else base.length
+        cache = DynamicCache(ddp_cache_data=base.layers) if base is not None else DynamicCache()
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([ids[start:]], device=self.device),
+                       position_ids=torch.arange(start, len(ids), device=self.device)[None],
+                       cache=cache, use_cache=True, logits_to_keep=1)
+        self.computed_tokens += len(ids) - start
+        return _Prefix(ids, _layer_tensors(cache))
 
 
 class _RowCache:
