@@ -539,6 +539,38 @@ def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_m
     assert sum(opening) <= shared < prompt_tokens / 2  # each opening run once, not once per row
 
 
+def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_model_dir, monkeypatch):
+    """The budget holds 8 rows of short prompts but 2 of long ones: long prompts arriving behind short
+    ones wait for rows to free rather than widen a full buffer past the budget."""
+    from mijabench.backends import continuous
+
+    kv = 2 * 2 * 2 * 8 * 4  # bytes a token takes: layers x (keys, values) x kv heads x head dim x float32
+    budget = 8 * 64 * kv
+    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="budget",
+                                         options={"kv_cache_mb": budget / 2**20, "batch_wait_ms": 300}))
+    backend.load()
+    assert continuous.kv_bytes_per_token(backend.model) == kv
+    buffers: list[tuple[int, int]] = []
+    real_resize = continuous.DecodeLoop._resize
+
+    def resize(loop, rows, capacity):
+        buffers.append((rows, capacity))
+        return real_resize(loop, rows, capacity)
+
+    monkeypatch.setattr(continuous.DecodeLoop, "_resize", resize)
+    long_text = "The quick brown fox jumps over the lazy dog. " * 3
+    requests = [ask(PROMPTS[i], key=f"short{i}", max_tokens=12) for i in range(4)] + \
+               [ask(f"{long_text} {i}", key=f"long{i}", max_tokens=12) for i in range(4)]
+    try:
+        replies = run(gather(backend, requests))
+        reference = [_generate_one(backend, r, backend._eos_ids) for r in requests]
+    finally:
+        run(backend.aclose())
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in replies] == reference
+    assert any(capacity > 64 for _, capacity in buffers)  # the long prompts did widen the buffer
+    assert all(rows * capacity * kv <= budget for rows, capacity in buffers), buffers
+
+
 def test_requests_are_grouped_by_the_opening_they_share():
     from mijabench.backends.continuous import MIN_SHARED_PREFIX, RowRequest, shared_prefix_groups
 

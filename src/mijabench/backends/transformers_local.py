@@ -171,7 +171,7 @@ class TransformersBackend(Backend):
                                   budget_bytes=budget, start=32 if self.device.startswith("cuda") else 16,
                                   fixed=fixed)
         self.decode_loop = continuous.DecodeLoop(self.model, self._eos_ids, self.tokenizer.pad_token_id,
-                                                 self.chooser.rows(512))
+                                                 self.chooser.rows(512), rows_for=self.chooser.rows)
 
     def _wants_cuda(self) -> bool:
         if self.device_option.startswith("cuda"):
@@ -328,14 +328,17 @@ class TransformersBackend(Backend):
         for job in loop.owners():
             if job.future.done():
                 loop.drop(job)
-        loop.set_rows(chooser.rows(loop.capacity or 512))
+        # before the first prompts the capacity is unknown: admit checks the budget once their lengths are
+        loop.set_rows(chooser.rows(loop.capacity or 64))
         free, taken = loop.free, []
         # Refill once a few rows are free: each refill is a forward pass of its own.
         if pending and free and (not loop.active or free >= max(1, loop.rows // 8) or len(pending) <= free):
             taken = [pending.popleft() for _ in range(min(free, len(pending)))]
         try:
             if taken:
-                self._finish(loop.admit(self._row_requests(taken)))
+                finished, left = loop.admit(self._row_requests(taken))
+                pending.extendleft(reversed([request.owner for request in left]))  # first in line next turn
+                self._finish(finished)
                 self.batches_run += 1
             if loop.active:
                 rows, active, start = loop.rows, loop.active, time.perf_counter()
