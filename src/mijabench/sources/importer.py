@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,11 @@ def _write(store: Store, bench: str, corpus: Corpus, run_id: str) -> None:
                 c["id"], c["response_id"], c["judge"], c["label"], c["raw"], c["reasoning"], c["fingerprint"],
                 run_id), not fresh["verdicts"], size["verdicts"])
             return
-        _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
+        by_id = operator.attrgetter("id")  # the order the column reader writes in (corpuscolumns.id_order)
+        _put_new(store, "responses", sorted(corpus.responses.values(), key=by_id), store.put_responses,
                  check=not fresh["responses"], size=size["responses"])
-        _put_new(store, "verdicts", corpus.verdicts, store.put_verdicts, check=not fresh["verdicts"],
-                 size=size["verdicts"])
+        _put_new(store, "verdicts", sorted(corpus.verdicts, key=by_id), store.put_verdicts,
+                 check=not fresh["verdicts"], size=size["verdicts"])
 
 
 def _large(store: Store, responses: int, verdicts: int) -> list[str]:
