@@ -58,3 +58,23 @@ def test_a_write_or_another_selection_loads_from_the_store_again(store, change):
     else:
         after = load_judged(store, VOTERS, models=["m2"], snapshot=True)
         assert set(after.values("model")) == {"m2"} and len(after) < len(before)
+
+
+def test_the_report_provenance_of_targets_comes_from_the_snapshot_as_from_sql(store, monkeypatch):
+    """Each target's settings, runs and response count (the report's provenance table) are read once with
+    the judged table and kept in its snapshot: read from it, they are what the per-target SQL gives."""
+    from mijabench.report import context
+
+    put_rows(store, ROWS)
+    load_judged(store, VOTERS, snapshot=True)
+    table = load_judged(store, VOTERS, snapshot=True)  # from the snapshot
+    from_sql = context.targets(store, type(table)(table.columns, {**table.meta, "target_rows": {}}))
+    real = store.query
+
+    def no_response_scans(sql, args=()):
+        assert "FROM responses" not in sql, sql
+        return real(sql, args)
+
+    monkeypatch.setattr(store, "query", no_response_scans)
+    assert context.targets(store, table) == from_sql
+    assert sorted(t["responses"] for t in from_sql) == [2, 3] and all(t["runs"] for t in from_sql)

@@ -260,8 +260,10 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
     cols = _response_columns(store, judges, where, args)
     n = len(cols["response_id"])
-    targets = store.query("SELECT model, settings_key, MIN(settings) FROM responses "
-                          "GROUP BY model, settings_key ORDER BY model, settings_key")
+    # each target's settings, and its runs and responses (in the whole store) for the report's provenance
+    stored = store.query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
+                         "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
+    targets = [row[:3] for row in stored]
     run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
     target_code = np.array(cols["model"], dtype=np.int32)
     present = np.unique(target_code).tolist()  # the targets in this selection, sorted
@@ -273,8 +275,10 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
         truncated=np.array(cols["truncated"], dtype=bool),
         **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
-    # target label -> (stored model name, settings key) of the targets present, for the report's provenance
-    table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present})
+    # target label -> (stored model name, settings key) of the targets present, and -> (settings, runs,
+    # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
+    table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
+                      target_rows={target_names[code]: list(stored[code][2:]) for code in present})
     return table.with_empty_rule(empty_as)
 
 
