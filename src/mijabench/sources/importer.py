@@ -190,7 +190,7 @@ def _write(store: Store, bench: str, corpus: Corpus, run_id: str) -> None:
                 run_id), not fresh["verdicts"], size["verdicts"])
             return
         by_id = operator.attrgetter("id")  # the order the column reader writes in (corpuscolumns.id_order)
-        _put_new(store, "responses", sorted(corpus.responses.values(), key=by_id), store.put_responses,
+        _put_new(store, "responses", list(corpus.responses.values()), store.put_responses,
                  check=not fresh["responses"], size=size["responses"])
         _put_new(store, "verdicts", sorted(corpus.verdicts, key=by_id), store.put_verdicts,
                  check=not fresh["verdicts"], size=size["verdicts"])
