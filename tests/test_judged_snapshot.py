@@ -58,3 +58,57 @@ def test_a_write_or_another_selection_loads_from_the_store_again(store, change):
     else:
         after = load_judged(store, VOTERS, models=["m2"], snapshot=True)
         assert set(after.values("model")) == {"m2"} and len(after) < len(before)
+
+
+def test_the_report_provenance_of_targets_comes_from_the_snapshot_as_from_sql(store, monkeypatch):
+    """Each target's settings, runs and response count (the report's provenance table) are read once with
+    the judged table and kept in its snapshot: read from it, they are what the per-target SQL gives."""
+    from mijabench.report import context
+
+    put_rows(store, ROWS)
+    load_judged(store, VOTERS, snapshot=True)
+    table = load_judged(store, VOTERS, snapshot=True)  # from the snapshot
+    from_sql = context.targets(store, type(table)(table.columns, {**table.meta, "target_rows": {}}))
+    real = store.query
+
+    def no_response_scans(sql, args=()):
+        assert "FROM responses" not in sql, sql
+        return real(sql, args)
+
+    monkeypatch.setattr(store, "query", no_response_scans)
+    assert context.targets(store, table) == from_sql
+    assert sorted(t["responses"] for t in from_sql) == [2, 3] and all(t["runs"] for t in from_sql)
+
+
+def test_snapshot_columns_are_read_from_the_arrow_buffers_as_pyarrow_reads_them():
+    import pyarrow as pa
+
+    from mijabench.analysis.table import _numpy
+
+    arrays = [pa.array(np.arange(-5, 70, dtype=np.int32)), pa.array(np.linspace(-1, 1, 75)),
+              pa.array(np.arange(75) % 3 == 0), pa.array(np.arange(75, dtype=np.int64)),
+              pa.array([1.5, None, 2.0]), pa.array(["a", "b"])]
+    for array in arrays:
+        for part in (array, array.slice(3), array.slice(1, 2), array.slice(11, 40)):
+            got, want = _numpy(part), part.to_numpy(zero_copy_only=False)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_table_columns_go_to_arrow_as_pa_array_makes_them():
+    """The report's tables reach Arrow (Parquet) through their buffers, not pa.array (which imports pandas):
+    the arrays must be the ones pa.array makes."""
+    import pyarrow as pa
+
+    from mijabench.analysis.frame import numeric_array, text_array
+
+    numbers = [np.array([1.5, np.nan, -2.0]), np.arange(7, dtype=np.int32), np.arange(9)[::2],
+               np.array([True, False, True] * 5), np.zeros(0),
+               np.array(["x", "y"])]
+    for values in numbers:
+        got, want = numeric_array(values), pa.array(values)
+        assert got.type == want.type and got.null_count == want.null_count == 0, values
+        np.testing.assert_array_equal(got.to_numpy(zero_copy_only=False), want.to_numpy(zero_copy_only=False))
+    for values in (["a", None, "ção", ""], [], [None], ["only"] * 20):
+        got, want = text_array(values), pa.array(values, pa.string())
+        assert got.equals(want) and got.null_count == want.null_count, values

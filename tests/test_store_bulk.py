@@ -1,10 +1,12 @@
 """Bulk writes: secondary indexes dropped and built once; a store left without them (a bulk import killed
 midway) builds them when next opened; a bulk import stores exactly what a row-by-row one does."""
 
+import dataclasses
 import sqlite3
 
+from mijabench.records import Response, SamplingSettings, Verdict
 from mijabench.sources import importer
-from mijabench.store import Store
+from mijabench.store import Store, core
 from test_import import dump, wide_rows, write
 
 INDEXES = {"responses_model", "verdicts_response", "verdicts_judge"}
@@ -45,3 +47,54 @@ def test_a_bulk_import_stores_what_a_row_by_row_one_does(tmp_path, monkeypatch):
         importer.import_corpus(bulk, path)  # a second import: nothing new, too small to go in bulk
         assert used == [["responses", "verdicts"]] and dump(bulk) == expected
     assert indexes(tmp_path / "bulk" / "mijabench.sqlite") == INDEXES
+
+
+def _rows(store: Store, table: str) -> list[tuple]:
+    """The table's rows in order, without their time stamps."""
+    cur = store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
+    keep = [k for k, d in enumerate(cur.description) if d[0] != "created_at"]
+    return [tuple(row[k] for k in keep) for row in cur]
+
+
+def test_many_rows_per_statement_upsert_as_one_statement_per_row_would(tmp_path, monkeypatch):
+    """Upserts go ROWS_PER_INSERT rows to a statement: a batch that is not a multiple of it, and a batch whose
+    rows meet each other's conflict clause inside one statement, store what one statement per row stores."""
+    item = "item-0"
+    settings = SamplingSettings().to_dict()
+    first = [Response(item_id=f"item-{n}", model="m", settings=settings, error="timeout") for n in range(40)]
+    second = [Response(item_id=f"item-{n}", model="m", settings=settings, text=f"answer {n}")
+              for n in range(0, 40, 3)]
+    # in one batch: a failure, then its retry, then another answer that must not overwrite the retry
+    again = [Response(item_id=item, model="m2", settings=settings, error="boom"),
+             Response(item_id=item, model="m2", settings=settings, text="ok"),
+             Response(item_id=item, model="m2", settings=settings, text="later")]
+    verdicts = [Verdict(response_id=r.id, judge=j, label="safe", raw="{}", reasoning="r", fingerprint="a")
+                for r in first for j in ("j1", "j2")]
+    stored = {}
+    for per in (1, core.ROWS_PER_INSERT, 7):
+        monkeypatch.setattr(core, "ROWS_PER_INSERT", per)
+        with Store(tmp_path / f"per{per}") as store:
+            store.put_responses(first)
+            store.put_responses(second + again)
+            store.put_verdicts(verdicts)
+            store.put_verdicts(verdicts[:5] + [dataclasses.replace(verdicts[0], fingerprint="b")])
+            stored[per] = {t: _rows(store, t) for t in ("responses", "verdicts")}
+            texts = {r.item_id + r.model: (r.text, r.error, r.attempts) for r in store.responses()}
+    assert stored[1] == stored[core.ROWS_PER_INSERT] == stored[7]
+    assert texts[item + "m2"] == ("ok", None, 2) and texts["item-3m"] == ("answer 3", None, 2)
+    assert texts["item-4m"] == (None, "timeout", 1) and len(stored[1]["verdicts"]) == 80
+
+
+def test_column_writes_inline_fixed_values_and_bind_those_that_cannot_be(tmp_path):
+    """A value the same in every row goes into the SQL as a literal; text with a NUL (which would end the
+    statement) or a quote is stored as given, as are the values bound per row."""
+    with Store(tmp_path / "ws") as store:
+        store.put_answer_columns(["r1", "r2"], ["i1", "i2"], ["m", "m"], ["hi", "  "], {}, "run 'quoted'")
+        store.put_verdict_columns(["v1", "v2"], ["r1", "r2"], ["j\x00nul", "j"], ["safe", "unsafe"],
+                                  ["raw", "raw"], ["", ""], ["fp", "fp"], "run\x00nul")
+        responses = store.conn.execute("SELECT id, run_id, blank, attempts, error FROM responses "
+                                       "ORDER BY rowid").fetchall()
+        verdicts = store.conn.execute("SELECT id, judge, run_id, error FROM verdicts "
+                                      "ORDER BY rowid").fetchall()
+    assert responses == [("r1", "run 'quoted'", 0, 1, None), ("r2", "run 'quoted'", 1, 1, None)]
+    assert verdicts == [("v1", "j\x00nul", "run\x00nul", None), ("v2", "j", "run\x00nul", None)]

@@ -53,10 +53,40 @@ class Frame:
         arrays = {}
         for name, col in self.columns.items():
             if col.dtype == object:
-                arrays[name] = pa.array([None if v is None else str(v) for v in col.tolist()], pa.string())
+                arrays[name] = text_array([None if v is None else str(v) for v in col.tolist()])
             else:
-                arrays[name] = pa.array(col)
-        return pa.table(arrays) if arrays else pa.table({"empty": pa.array([], pa.string())})
+                arrays[name] = numeric_array(col)
+        return pa.table(arrays) if arrays else pa.table({"empty": text_array([])})
+
+
+# pa.array() imports pandas on first use (a third of a second of a report read from its snapshot), so the
+# columns of the tables are handed to Arrow as buffers: the arrays are the same as pa.array() makes
+
+def numeric_array(values: np.ndarray) -> pa.Array:
+    """A numpy column of numbers or booleans as Arrow (NaN stays a value, as with pa.array); other kinds
+    through pa.array."""
+    if values.dtype.kind not in "biuf" or values.ndim != 1 or not values.dtype.isnative:
+        return pa.array(values)
+    kind = pa.from_numpy_dtype(values.dtype)
+    if values.dtype.kind == "b":
+        data = np.packbits(values, bitorder="little")
+    else:
+        data = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(data)])
+
+
+def text_array(values: list[str | None]) -> pa.Array:
+    """A list of strings (None for a missing one) as an Arrow string column."""
+    encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        return pa.array(values, pa.string())
+    missing = np.array([v is None for v in values], dtype=bool)
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if missing.any() else None
+    return pa.Array.from_buffers(pa.string(), len(values), [validity, pa.py_buffer(offsets.astype(np.int32)),
+                                                            pa.py_buffer(b"".join(encoded))],
+                                 null_count=int(missing.sum()))
 
 
 def percentile_ci(boot: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:

@@ -199,10 +199,10 @@ class JudgedTable:
         for name in table.column_names:
             col = table.column(name).combine_chunks()
             if pa.types.is_dictionary(col.type):
-                codes = col.indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+                codes = _numpy(col.indices).astype(np.int32, copy=False)
                 columns[name] = Categorical(codes, tuple(col.dictionary.to_pylist()))
             else:
-                columns[name] = col.to_numpy(zero_copy_only=False)
+                columns[name] = _numpy(col)
         return cls(columns, meta)
 
     def to_arrow(self) -> pa.Table:
@@ -214,6 +214,22 @@ class JudgedTable:
             else:
                 arrays[name] = pa.array(col)
         return pa.table(arrays)
+
+
+def _numpy(array: pa.Array) -> np.ndarray:
+    """``array.to_numpy()`` for the columns a snapshot holds (numbers and booleans without nulls), read from
+    the Arrow buffers: pyarrow's own to_numpy imports pandas on first use, a third of a second of a report
+    read from its snapshot. Anything else goes through pyarrow."""
+    kind = array.type
+    if array.null_count or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                                or pa.types.is_boolean(kind)):
+        return array.to_numpy(zero_copy_only=False)
+    data = array.buffers()[1]
+    if pa.types.is_boolean(kind):
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        return bits[array.offset:array.offset + len(array)].astype(bool)
+    dtype = np.dtype(kind.to_pandas_dtype())
+    return np.frombuffer(data, dtype, count=len(array), offset=array.offset * dtype.itemsize).copy()
 
 
 def vote_labels(n_safe: np.ndarray, n_harmful: np.ndarray, n_unparsed: np.ndarray) -> Categorical:
@@ -260,8 +276,10 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
     cols = _response_columns(store, judges, where, args)
     n = len(cols["response_id"])
-    targets = store.query("SELECT model, settings_key, MIN(settings) FROM responses "
-                          "GROUP BY model, settings_key ORDER BY model, settings_key")
+    # each target's settings, and its runs and responses (in the whole store) for the report's provenance
+    stored = store.query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
+                         "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
+    targets = [row[:3] for row in stored]
     run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
     target_code = np.array(cols["model"], dtype=np.int32)
     present = np.unique(target_code).tolist()  # the targets in this selection, sorted
@@ -273,8 +291,10 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
         truncated=np.array(cols["truncated"], dtype=bool),
         **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
-    # target label -> (stored model name, settings key) of the targets present, for the report's provenance
-    table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present})
+    # target label -> (stored model name, settings key) of the targets present, and -> (settings, runs,
+    # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
+    table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
+                      target_rows={target_names[code]: list(stored[code][2:]) for code in present})
     return table.with_empty_rule(empty_as)
 
 

@@ -145,10 +145,11 @@ def targets(store, table: JudgedTable) -> list[dict[str, Any]]:
     """One entry per target in the table (a model under one set of settings): its label, stored model name,
     sampling settings, endpoints, the model ids its server reported, and the runs that produced it."""
     labels: dict[str, tuple[str, str]] = table.meta.get("targets") or {}
+    known = table.meta.get("target_rows") or {}  # what load_judged read of them (analysis.table)
     meta = {m["name"]: m for m in store.models()}
     out = []
     for label, (model, key) in labels.items():
-        settings, runs, n = store.query(
+        settings, runs, n = known.get(label) or store.query(
             "SELECT MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) FROM responses "
             "WHERE model=? AND settings_key=?", (model, key))[0]
         stored = meta.get(model) or {}

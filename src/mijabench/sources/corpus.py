@@ -81,6 +81,9 @@ class Corpus:
     # read column by column (corpuscolumns): responses and verdicts as the store's columns, not as records
     response_columns: dict[str, list] | None = None
     verdict_columns: dict[str, list] | None = None
+    # with verdict_columns: judge -> its fingerprint, for the judges that have a verdict there (the reader
+    # knows them; gathering them from millions of rows took about a second at paper scale)
+    column_judges: dict[str, str] | None = None
 
     @property
     def models(self) -> list[str]:
@@ -90,8 +93,8 @@ class Corpus:
 
     @property
     def judges(self) -> list[str]:
-        if self.verdict_columns is not None:
-            return sorted(set(self.verdict_columns["judge"]))
+        if self.column_judges is not None:
+            return sorted(self.column_judges)
         return sorted({v.judge for v in self.verdicts})
 
     @property
@@ -104,9 +107,10 @@ class Corpus:
 
     def fingerprints(self) -> dict[str, set[str]]:
         """judge -> the fingerprints of its verdicts here."""
-        pairs = (zip(self.verdict_columns["judge"], self.verdict_columns["fingerprint"], strict=True)
-                 if self.verdict_columns is not None else ((v.judge, v.fingerprint) for v in self.verdicts))
+        if self.column_judges is not None:
+            return {judge: {fingerprint} for judge, fingerprint in self.column_judges.items()}
         out: dict[str, set[str]] = {}
+        pairs = ((v.judge, v.fingerprint) for v in self.verdicts)
         for judge, fingerprint in set(pairs):
             out.setdefault(judge, set()).add(fingerprint)
         return out

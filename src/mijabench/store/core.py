@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,7 @@ def _write_checked(db: Path, key: list) -> None:
 RESPONSE_FIELDS = ("id", "item_id", "model", "settings_key", "settings", "text", "prompt_tokens",
                    "completion_tokens", "latency_s", "finish_reason", "error", "attempts", "run_id",
                    "created_at", "blank")
-_RESPONSE_UPSERT = (
-    f"INSERT INTO responses ({', '.join(RESPONSE_FIELDS)}) VALUES ({','.join('?' * len(RESPONSE_FIELDS))}) "
+_RESPONSE_CONFLICT = (
     "ON CONFLICT(id) DO UPDATE SET text=excluded.text, prompt_tokens=excluded.prompt_tokens, "
     "completion_tokens=excluded.completion_tokens, latency_s=excluded.latency_s, "
     "finish_reason=excluded.finish_reason, error=excluded.error, blank=excluded.blank, "
@@ -76,12 +75,36 @@ _RESPONSE_UPSERT = (
     "created_at=excluded.created_at WHERE responses.error IS NOT NULL")
 VERDICT_FIELDS = ("id", "response_id", "judge", "label", "raw", "reasoning", "error", "run_id", "created_at",
                   "fingerprint")
-_VERDICT_UPSERT = (
-    f"INSERT INTO verdicts ({', '.join(VERDICT_FIELDS)}) VALUES ({','.join('?' * len(VERDICT_FIELDS))}) "
+_VERDICT_CONFLICT = (
     "ON CONFLICT(id) DO UPDATE SET label=excluded.label, raw=excluded.raw, reasoning=excluded.reasoning, "
     "error=excluded.error, run_id=excluded.run_id, created_at=excluded.created_at, "
     "fingerprint=excluded.fingerprint WHERE verdicts.error IS NOT NULL OR "
     "verdicts.fingerprint != excluded.fingerprint")
+
+
+# rows per INSERT statement of the upserts below: SQLite steps one statement per row of ``executemany``,
+# which at paper scale cost more than storing the rows (1.8M verdicts: about 9 s one per statement, 5.5 s 32
+# per statement); well under SQLite's limit of 32,766 parameters
+ROWS_PER_INSERT = 32
+
+
+def _upsert(cur: sqlite3.Cursor, table: str, fields: tuple[str, ...], conflict: str, literals: dict[str, str],
+            rows: Iterable[tuple]) -> int:
+    """Upsert ``rows`` (each one value per field of ``fields`` that has no entry in ``literals``, in order),
+    ``ROWS_PER_INSERT`` rows to a statement. Within a statement SQLite inserts row after row, each meeting
+    the conflict clause as it would in a statement of its own, so the result is that of one per row."""
+    one = "(" + ",".join(literals.get(f, "?") for f in fields) + ")"
+    width = one.count("?")
+    head = f"INSERT INTO {table} ({', '.join(fields)}) VALUES "
+    values = list(chain.from_iterable(rows))
+    n = len(values) // width
+    whole = n - n % ROWS_PER_INSERT
+    step = width * ROWS_PER_INSERT
+    cur.executemany(f"{head}{','.join([one] * ROWS_PER_INSERT)} {conflict}",
+                    (values[k:k + step] for k in range(0, whole * width, step)))
+    if n > whole:
+        cur.execute(f"{head}{','.join([one] * (n - whole))} {conflict}", values[whole * width:])
+    return n
 
 
 def _scrub_all(values: list[str], secrets: list[str]) -> list[str]:
@@ -382,13 +405,28 @@ class Store:
                  "attempts": 1, "run_id": run_id, "created_at": stamp}
         given = {"id": ids, "item_id": item_ids, "model": models, "text": _scrub_all(texts, secret_values()),
                  "blank": [int(not t.strip()) for t in texts]}
-        columns = [given[f] if f in given else repeat(fixed[f]) for f in RESPONSE_FIELDS]
-        return self._upsert_responses(list(zip(*columns, strict=False)))  # the repeats are endless
+        return self._upsert_columns("responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, given, fixed)
 
     def _upsert_responses(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            cur.executemany(_RESPONSE_UPSERT, rows)
-        return len(rows)
+            return _upsert(cur, "responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, {}, rows)
+
+    def _upsert_columns(self, table: str, fields: tuple[str, ...], conflict: str, given: dict[str, list],
+                        fixed: dict[str, Any]) -> int:
+        """Upsert rows given as columns (``given``) plus values the same in every row (``fixed``). The fixed
+        values go into the SQL as literals, so each row binds only its own: at paper scale, binding
+        the same run id, time stamp and settings into millions of rows was a good part of the writing."""
+        literals = self._literals(fixed)
+        columns = [given[f] if f in given else repeat(fixed[f]) for f in fields if f not in literals]
+        with self.transaction() as cur:  # the repeats are endless
+            return _upsert(cur, table, fields, conflict, literals, zip(*columns, strict=False))
+
+    def _literals(self, values: dict[str, Any]) -> dict[str, str]:
+        """Each value as an SQL literal, made by SQLite's own quote(); text, integers and NULL only (a REAL
+        would be rounded), and no text with a NUL character (that ends the statement): those stay bound."""
+        return {name: self.conn.execute("SELECT quote(?)", (value,)).fetchone()[0]
+                for name, value in values.items()
+                if value is None or type(value) is int or (type(value) is str and "\x00" not in value)}
 
     RESPONSE_COLUMNS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
                         "finish_reason, error, attempts, run_id")
@@ -437,13 +475,11 @@ class Store:
                  "raw": _scrub_all(raws, secrets), "reasoning": _scrub_all(reasonings, secrets),
                  "fingerprint": fingerprints}
         fixed = {"error": None, "run_id": run_id, "created_at": now()}
-        columns = [given[f] if f in given else repeat(fixed[f]) for f in VERDICT_FIELDS]
-        return self._upsert_verdicts(list(zip(*columns, strict=False)))  # the repeats are endless
+        return self._upsert_columns("verdicts", VERDICT_FIELDS, _VERDICT_CONFLICT, given, fixed)
 
     def _upsert_verdicts(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            cur.executemany(_VERDICT_UPSERT, rows)
-        return len(rows)
+            return _upsert(cur, "verdicts", VERDICT_FIELDS, _VERDICT_CONFLICT, {}, rows)
 
     def verdicts(self, judge: str | None = None) -> list[Verdict]:
         sql, args = ("SELECT id, response_id, judge, label, raw, reasoning, error, run_id, fingerprint "
