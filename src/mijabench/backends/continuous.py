@@ -25,20 +25,22 @@ windows, hybrid caches) keep ``model.generate``.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import SamplingSettings
+from .heap import release_freed_memory
 
 # Architectures known to build their attention from a standard (batch, heads, length, dim) cache and to
 # take a prepared 4D mask and explicit position ids as they are.
 FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "granite", "olmo", "olmo2", "phi3", "smollm3",
                         "gemma"}
-PREFILL_TOKENS = 1024  # padded prompt tokens per prefill pass: bounds its activations and cache
+PREFILL_TOKENS = 1024  # padded prompt tokens run per prefill pass: bounds its activations
+# cache columns a prefill pass holds, its rows' shared opening included (each row gets its own copy until
+# they are moved into the buffer): bounds the pass's cache, the largest short-lived allocation of a refill
+PREFILL_CACHE_TOKENS = 1536
 MIN_SHARED_PREFIX = 16  # shorter common openings are not worth a forward pass of their own
 PREFIX_CACHE_BYTES = 64 * 2**20  # keys and values of recent shared prefixes kept for the next refills
 
@@ -175,7 +177,8 @@ class DecodeLoop:
             for request in ordered:
                 width = max(len(request.prompt_ids), *(len(r.prompt_ids) for r in chunk)) - shared if chunk \
                     else len(request.prompt_ids) - shared
-                if chunk and width * (len(chunk) + 1) > PREFILL_TOKENS:
+                if chunk and (width * (len(chunk) + 1) > PREFILL_TOKENS
+                              or (shared + width) * (len(chunk) + 1) > PREFILL_CACHE_TOKENS):
                     done += self._prefill(chunk, prefix)
                     chunk = []
                 chunk.append(request)
@@ -278,6 +281,8 @@ class DecodeLoop:
                              logits_to_keep=1)
         self.prefills += 1
         logits = out.logits[:, -1, :].float()
+        del out
+        release_freed_memory()  # the pass's activations, before the buffer may grow and the rows move in
         now = time.monotonic()
         rows = [_Row(r, position=len(r.prompt_ids), column=p + width, next_token=-1, started=now)
                 for r in requests]
@@ -353,7 +358,6 @@ class DecodeLoop:
             valid[:len(live), :used] = self.valid[live, :used]
         self.slots = [self.slots[i] for i in live]
         self.cache, self.valid, self.capacity = _RowCache(keys, values), valid, capacity
-        release_freed_memory()
 
     def _free_slot(self, i: int) -> None:
         self.slots[i] = None
@@ -474,26 +478,6 @@ class PrefixStates:
                        cache=cache, use_cache=True, logits_to_keep=1)
         self.computed_tokens += len(ids) - start
         return _Prefix(ids, _layer_tensors(cache))
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by tensors back to the system. Glibc keeps freed chunks below its (self-raising)
-    mmap threshold in the heap; the prefill's short-lived caches and the old buffer's layers then stay
-    resident: on the demo, about 370 MB of peak memory. ``malloc_trim`` after each refill and resize costs
-    a few milliseconds. Other C libraries: nothing to do."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        _MALLOC_TRIM = False
-        if sys.platform.startswith("linux"):
-            try:
-                _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-            except (OSError, AttributeError):
-                pass
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM: Any = None
 
 
 class _RowCache:
