@@ -42,6 +42,9 @@ PREFILL_TOKENS = 1024  # padded prompt tokens run per prefill pass: bounds its a
 # they are moved into the buffer): bounds the pass's cache, the largest short-lived allocation of a refill
 PREFILL_CACHE_TOKENS = 1536
 MIN_SHARED_PREFIX = 16  # shorter common openings are not worth a forward pass of their own
+# the buffer's width grows in steps of this many columns: every row pays for the widest one, so a coarse step
+# costs rows (the demo's longest prompt, 269 tokens + 64 new, takes 352 columns, not 384)
+CAPACITY_STEP = 32
 PREFIX_CACHE_BYTES = 64 * 2**20  # keys and values of recent shared prefixes kept for the next refills
 
 
@@ -197,7 +200,7 @@ class DecodeLoop:
         for taken, request in enumerate(requests[:self.free], start=1):
             longest = max(longest, len(request.prompt_ids))
             most_tokens = max(most_tokens, request.settings.max_tokens)
-            capacity = max(self.capacity, _round_up(longest + most_tokens, 64))
+            capacity = max(self.capacity, _round_up(longest + most_tokens, CAPACITY_STEP))
             if self.active + taken > min(self.rows, self.rows_for(capacity)):
                 break
             room = taken
@@ -301,7 +304,7 @@ class DecodeLoop:
             if need > self.capacity or wanted > self._allocated_rows():
                 # rows grow by doubling up to the batch size: a few long rows (a rewriter's 3 prompts of
                 # 1,000 tokens) must not get a buffer sized for a full batch of them
-                capacity = max(self.capacity, _round_up(need, 64))
+                capacity = max(self.capacity, _round_up(need, CAPACITY_STEP))
                 rows = max(wanted, min(self.rows, self.rows_for(capacity), 1 << (wanted - 1).bit_length()))
                 self._resize(rows, capacity)
             placed = [(self._take_slot(row), j) for row, j in going]
