@@ -571,6 +571,43 @@ def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_mo
     assert all(rows * capacity * kv <= budget for rows, capacity in buffers), buffers
 
 
+def test_a_model_with_its_own_repetition_penalty_batches_with_generate(tiny_model_dir, tmp_path):
+    """A generation config that changes greedy picks keeps batched ``model.generate`` (the decode loop does
+    not apply penalties): replies, left-padded in one batch, are the model's alone, penalty included."""
+    from transformers import GenerationConfig
+
+    folder = tmp_path / "penalised"
+    shutil.copytree(tiny_model_dir, folder)
+    config = GenerationConfig.from_pretrained(folder) if (folder / "generation_config.json").exists() \
+        else GenerationConfig()
+    config.repetition_penalty = 1.5
+    config.save_pretrained(folder)
+    backend = create_backend(ModelConfig(spec=f"hf:{folder}", name="penalised",
+                                         options={"batch_size": 4, "batch_wait_ms": 300}))
+    backend.load()
+    requests = [ask(p, key=str(i), max_tokens=8) for i, p in enumerate(PROMPTS)]  # one generate call
+    try:
+        assert backend.decode_loop is None and backend.info()["batching"] == "generate"
+        before = backend.batches_run
+        replies = run(gather(backend, requests))
+        batches = backend.batches_run - before
+        reference = []
+        for request in requests:
+            ids = backend.tokenizer(backend.render_prompt(request), return_tensors="pt",
+                                    add_special_tokens=False)
+            out = backend.model.generate(**ids, max_new_tokens=request.settings.max_tokens, do_sample=False,
+                                         pad_token_id=backend.tokenizer.pad_token_id,
+                                         eos_token_id=backend._eos_ids)
+            new = out[0, ids["input_ids"].shape[1]:].tolist()
+            stop = next((k for k, t in enumerate(new) if t in backend._eos_ids), None)
+            reference.append(backend.tokenizer.decode(new if stop is None else new[:stop],
+                                                      skip_special_tokens=True))
+    finally:
+        run(backend.aclose())
+    assert batches == 1
+    assert [g.text for g in replies] == reference
+
+
 def test_requests_are_grouped_by_the_opening_they_share():
     from mijabench.backends.continuous import MIN_SHARED_PREFIX, RowRequest, shared_prefix_groups
 
@@ -674,3 +711,17 @@ def test_cpu_threads_leave_out_the_cores_other_processes_use(monkeypatch):
     monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 2)  # never more than torch's default
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
     assert transformers_local.idle_cpu_threads(torch) == 2
+    # this process's own threads (another model decoding, the runner) share torch's pool: not "other" use
+    monkeypatch.setattr(transformers_local, "_TORCH_DEFAULT_THREADS", 4)
+
+    class Busy:  # 0.5 s of CPU during the 0.25 s probe: two of the four cores busy with this process
+        def __init__(self):
+            self.calls = 0
+
+        def cpu_times(self):
+            self.calls += 1
+            return (0.0, 0.0) if self.calls == 1 else (0.4, 0.1)
+
+    monkeypatch.setattr(psutil, "Process", Busy)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 75.0)  # three of four busy in all
+    assert transformers_local.idle_cpu_threads(torch) == 3

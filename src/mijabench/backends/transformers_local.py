@@ -553,10 +553,11 @@ def _has_own_processors(model) -> bool:
 
 def idle_cpu_threads(torch) -> int:
     """Torch threads for CPU inference: torch's own default, less the cores other processes keep busy (CPU
-    use over a quarter second as the model loads; the load average lags by a minute), at least 1. Torch's
-    threads meet at a barrier after every operation; when one of them waits for a core, the others spin for
-    a whole time slice. On the 2-core test machine at load 3-4, ten decode steps of three rows took 16.8 s
-    of CPU with two threads and 0.8 s with one."""
+    use over a quarter second as the model loads, less this process's own, whose threads share torch's one
+    pool; the load average lags by a minute), at least 1. Torch's threads meet at a barrier after every
+    operation; when one of them waits for a core, the others spin for a whole time slice. On the 2-core test
+    machine at load 3-4, ten decode steps of three rows took 16.8 s of CPU with two threads and 0.8 s with
+    one."""
     import os
 
     import psutil
@@ -565,10 +566,15 @@ def idle_cpu_threads(torch) -> int:
     if _TORCH_DEFAULT_THREADS is None:  # before any load lowered it
         _TORCH_DEFAULT_THREADS = torch.get_num_threads()
     cores = os.cpu_count() or 1
-    busy = psutil.cpu_percent(interval=0.25) / 100 * cores
-    return max(1, min(_TORCH_DEFAULT_THREADS, int(cores - busy + 0.5)))
+    me = psutil.Process()
+    own_before = sum(me.cpu_times()[:2])
+    busy = psutil.cpu_percent(interval=IDLE_PROBE_S) / 100 * cores
+    own = (sum(me.cpu_times()[:2]) - own_before) / IDLE_PROBE_S
+    others = max(0.0, busy - own)
+    return max(1, min(_TORCH_DEFAULT_THREADS, int(cores - others + 0.5)))
 
 
+IDLE_PROBE_S = 0.25
 _TORCH_DEFAULT_THREADS: int | None = None
 
 
