@@ -10,7 +10,6 @@ library's own result object (``BuildReport``, ``RunStats`` per model, ``JudgeRun
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MijaError
-from .store import DEFAULT_WORKSPACE, Store
+from .store import Store, workspace_path
 
 if TYPE_CHECKING:  # the stages are imported when a method runs: `import mijabench` stays light
     from .analysis import Analysis, JudgedTable
@@ -40,7 +39,7 @@ class Workspace:
     ``./mijabench-workspace``, as on the command line; nothing is created until a method writes."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
+        self.path = workspace_path(path)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
