@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,12 +186,11 @@ def _names(values: Sequence[str] | str | None) -> list[str] | None:
 
 
 def _model(model: str | Path | ModelConfig, settings: dict[str, Any]) -> ModelConfig:
-    from .backends.registry import parse_model
+    from .backends.registry import parse_model, with_settings
 
     if isinstance(model, str | Path):
         return parse_model(str(model), **settings)
-    overrides = {k: v for k, v in settings.items() if v is not None}
-    return replace(model, settings=replace(model.settings, **overrides)) if overrides else model
+    return with_settings(model, **settings)
 
 
 def _seeds(seeds: str | Path | Sequence[Seed], language: str | None) -> list[Seed]:
