@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mijabench.store import Store
@@ -98,3 +99,24 @@ def test_an_unknown_scenario_pool_is_refused_before_a_workspace_is_created(tmp_p
                  "-w", "fresh", cwd=tmp_path)
     assert result.returncode == 2 and "must be 'builtin' or 'store', not 'elsewhere'" in result.stderr
     assert not (tmp_path / "fresh").exists()
+
+
+def test_seeds_are_read_as_the_python_api_reads_them(tmp_path, capsys, monkeypatch):
+    """`--seeds toxsyn` (a hub source the API's ``build(seeds=...)`` takes) builds from the same seeds; the
+    hub is replaced by a local dataset of its schema."""
+    datasets = pytest.importorskip("datasets")
+    from cli_inproc import invoke
+    from mijabench import Workspace
+    from mijabench.sources import hub
+
+    rows = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "toxsyn_hub.jsonl")
+            .read_text(encoding="utf-8").splitlines()]
+    monkeypatch.setattr(hub, "open_dataset", lambda *a, **k: datasets.Dataset.from_list(rows))
+    code, out, err = invoke(capsys, monkeypatch, "bench", "build", "--seeds", "toxsyn", "--offline",
+                            "--bench", "t", "-w", str(tmp_path / "cli"))
+    assert code == 0, err
+    built = Workspace(tmp_path / "api").build("t", seeds="toxsyn")
+    with Store(tmp_path / "cli") as cli_store, Store(tmp_path / "api") as api_store:
+        from_cli, from_api = cli_store.items("t"), api_store.items("t")
+    assert built.items == len(from_cli) == 9 and all(i.language == "pt" for i in from_cli)
+    assert [(i.id, i.prompt) for i in from_cli] == [(i.id, i.prompt) for i in from_api]

@@ -253,6 +253,23 @@ def test_a_log_of_another_task_names_what_is_missing_then_maps_with_columns(tmp_
         errors = store.query("SELECT error FROM responses WHERE error IS NOT NULL")
         judged = store.query("SELECT COUNT(*) FROM verdicts")
     assert errors == [("inspect: rate limited",)] and judged == [(3,)]
+
+    # a mapped score is read as a corpus's judge column: a judge's JSON (a mapping) is parsed, a blank one
+    # is no verdict
+    scored = json.loads(log.read_text(encoding="utf-8"))
+    scores = [s["scores"]["refusal_classifier"] for s in scored["samples"]]
+    scores[0]["value"] = {"reasoning": "it complied", "class": "dangerous"}
+    scores[2]["value"] = "  "
+    mixed = tmp_path / "mixed" / log.name
+    mixed.parent.mkdir()
+    mixed.write_text(json.dumps(scored), encoding="utf-8")
+    code, _, err = invoke(capsys, monkeypatch, "import", str(mixed), "-w", str(tmp_path / "ws4"), *mapping)
+    assert code == 0, err
+    with Store(tmp_path / "ws4") as store:
+        rows = store.query("SELECT i.prompt, v.label, v.reasoning FROM verdicts v JOIN responses r "
+                           "ON r.id = v.response_id JOIN items i ON i.id = r.item_id ORDER BY i.prompt")
+    assert rows == [("request 0", "harmful", "it complied"), ("request 1", "harmful", ""),
+                    ("request 3", "harmful", "")]
     data["eval"]["config"]["epochs"] = 3
     failed.write_text(json.dumps(data), encoding="utf-8")
     code, _, err = invoke(capsys, monkeypatch, "import", str(failed), "-w", str(tmp_path / "ws3"), *mapping)

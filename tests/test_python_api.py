@@ -70,3 +70,14 @@ def test_bad_input_is_one_error_and_no_workspace(tmp_path):
         ws.run("b", "scripted:x", items=[])
     assert not (tmp_path / "ws" / "mijabench.sqlite").exists()  # nothing was created by a failed call
     assert RULE_JUDGE == RULES_JUDGE  # the API's default judge is the rule judge
+
+
+def test_settings_override_a_model_config_as_they_override_a_model_string():
+    from mijabench.api import _model
+    from mijabench.backends.registry import parse_model
+
+    config = parse_model("scripted:x")
+    given = {"temperature": 0.5, "max_tokens": None}
+    assert _model(config, given) == _model("scripted:x", given) == parse_model("scripted:x", temperature=0.5)
+    assert _model(config, given).settings.temperature == 0.5
+    assert _model(config, {"max_tokens": None}) is config  # nothing given: the config as it was

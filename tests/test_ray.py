@@ -277,5 +277,6 @@ def test_a_budgeted_audit_on_ray_draws_the_same_sample_as_locally(tmp_path, ray_
         store.put_items(items, bench="b")
         result = run_audit(store, config, out=tmp_path / "report", progress=False)
         assert {r.item_id for r in store.responses("refuser")} == local_items
-        assert any(r["config"].get("executor", {}).get("kind") == "ray" for r in store.runs())
+        executors = [r["config"]["executor"] for r in store.runs() if "executor" in r["config"]]
+        assert executors and all(e["kind"] == "ray" and e["address"] == ray_address for e in executors)
     assert result.budget.result.calls == local.result.calls == len(local_items) < len(items)

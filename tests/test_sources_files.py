@@ -10,6 +10,7 @@ import pytest
 from mijabench.errors import InputError
 from mijabench.sources import SeedColumns, load_seed_file, parse_filter, write_seeds_jsonl
 from mijabench.sources.seedmap import LoadStats
+from mijabench.sources.tables import open_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EN = SeedColumns(language="en")
@@ -161,6 +162,19 @@ def test_language_names_and_regions_are_accepted(tmp_path):
     path.write_text("".join(json.dumps({"text": f"t{i}", "group": "women", "language": lang}) + "\n"
                             for i, lang in enumerate(["EN", "en-US", "English", "pt_BR", "Português"])))
     assert [s.language for s in load_seed_file(path)] == ["en", "en", "en", "pt", "pt"]
+
+
+def test_parquet_columns_come_from_the_footer_without_decoding_a_batch(tmp_path, monkeypatch):
+    path = tmp_path / "s.parquet"
+    table = pa.Table.from_pylist([{"text": "Women are bad at maps.", "group": "women", "score": 4.5}])
+    pq.write_table(table, path)
+    pq.write_table(table.slice(0, 0), tmp_path / "empty.parquet")
+    decoded = []
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda *a, **k: decoded.append(1) or iter(()))
+    assert open_table(path).columns == ["text", "group", "score"] and not decoded
+    with pytest.raises(InputError, match="is empty") as err:
+        open_table(tmp_path / "empty.parquet")
+    assert err.value.file == str(tmp_path / "empty.parquet") and not decoded
 
 
 def test_damaged_parquet_page_names_the_row(tmp_path):

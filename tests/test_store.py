@@ -4,11 +4,12 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from mijabench.records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed, Verdict
-from mijabench.store import Store, export_all
+from mijabench.store import Store, export_all, workspace_path
 from mijabench.store.schema import TABLES
 
 
@@ -23,6 +24,22 @@ def test_ids_are_stable_and_content_based():
     assert _item(1).id != _item(2).id
     s = SamplingSettings()
     assert s.key == SamplingSettings().key != SamplingSettings(temperature=0.7).key
+
+
+def test_workspace_path_is_the_argument_else_the_environment_else_the_default(monkeypatch, tmp_path):
+    from mijabench import Workspace
+    from mijabench.integrations.inspect.items import load_items
+
+    monkeypatch.delenv("MIJABENCH_WORKSPACE", raising=False)
+    assert workspace_path(None) == workspace_path("") == Path("mijabench-workspace")
+    monkeypatch.setenv("MIJABENCH_WORKSPACE", str(tmp_path / "env"))
+    assert workspace_path(None) == workspace_path("") == Workspace().path == tmp_path / "env"
+    assert workspace_path(tmp_path / "given") == Workspace(tmp_path / "given").path == tmp_path / "given"
+    with Store(tmp_path / "env") as store:  # the Inspect task's benchmark names look in the same folder
+        item = BenchmarkItem(language="en", group="women", seed_text="s", scenario_category="history",
+                             scenario_text="t", strategy="persona_assignment", prompt="p")
+        store.put_items([item], bench="b")
+    assert load_items("b")[1] == f"{tmp_path / 'env' / 'mijabench.sqlite'}#b"
 
 
 def test_round_trip_every_record(store: Store):

@@ -10,15 +10,13 @@ library's own result object (``BuildReport``, ``RunStats`` per model, ``JudgeRun
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MijaError
-from .store import DEFAULT_WORKSPACE, Store
+from .store import Store, workspace_path
 
 if TYPE_CHECKING:  # the stages are imported when a method runs: `import mijabench` stays light
     from .analysis import Analysis, JudgedTable
@@ -40,7 +38,7 @@ class Workspace:
     ``./mijabench-workspace``, as on the command line; nothing is created until a method writes."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
+        self.path = workspace_path(path)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -188,12 +186,11 @@ def _names(values: Sequence[str] | str | None) -> list[str] | None:
 
 
 def _model(model: str | Path | ModelConfig, settings: dict[str, Any]) -> ModelConfig:
-    from .backends.registry import parse_model
+    from .backends.registry import parse_model, with_settings
 
     if isinstance(model, str | Path):
         return parse_model(str(model), **settings)
-    overrides = {k: v for k, v in settings.items() if v is not None}
-    return replace(model, settings=replace(model.settings, **overrides)) if overrides else model
+    return with_settings(model, **settings)
 
 
 def _seeds(seeds: str | Path | Sequence[Seed], language: str | None) -> list[Seed]:

@@ -112,8 +112,8 @@ def _budgeted(store: Store, config: AuditConfig, bench: str, items: list[Benchma
                                     f"budget {config.budget:,} calls" if config.budget else "") if x)
     stage("generate", f"budgeted: {rule}; {len(items):,} items x {len(configs)} model(s), judged as drawn")
     if config.ray is not None:
-        from ..run.ray_mode import ray_runner
-        runner = ray_runner(**config.ray, allow_model_change=allow_model_change)
+        from ..run.ray_mode import ray_run_options, ray_runner
+        runner = ray_runner(**ray_run_options(config.ray), allow_model_change=allow_model_change)
     else:  # run_items in this process, on the shared backends
         from ..run.generate import run_items
         runner = nullcontext(partial(run_items, backends=backends, allow_model_change=allow_model_change))
@@ -133,12 +133,10 @@ def _full(store: Store, config: AuditConfig, bench: str, items: list[BenchmarkIt
           progress: bool | str, backends: dict[str, Backend], allow_model_change: bool) -> None:
     stage("generate", f"{len(items):,} items x {len(configs)} model(s)")
     if config.ray is not None:
-        from ..run.ray_mode import run_items_ray
-        ray = config.ray
+        from ..run.ray_mode import ray_run_options, run_items_ray
         stats = run_items_ray(store, items, configs, bench=bench, concurrency=config.concurrency,
                               progress=progress, allow_model_change=allow_model_change,
-                              ray_address=ray.get("address"), num_workers=ray.get("workers", 2),
-                              engine=ray.get("engine", "backend"), num_gpus=ray.get("gpus", 0.0))
+                              **ray_run_options(config.ray))
     else:
         from ..run.generate import run_items
         stats = run_items(store, items, configs, bench=bench, concurrency=config.concurrency,

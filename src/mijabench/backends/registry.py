@@ -68,6 +68,11 @@ def parse_model(text: str, **settings_overrides: Any) -> ModelConfig:
         config = _from_fields(data["model"], data, source=text)
     else:
         config = _from_fields(text, {}, source="--model")
+    return with_settings(config, **settings_overrides)
+
+
+def with_settings(config: ModelConfig, **settings_overrides: Any) -> ModelConfig:
+    """``config`` with the given sampling settings replaced; a None override leaves the setting as it is."""
     overrides = {k: v for k, v in settings_overrides.items() if v is not None}
     if overrides:
         config = replace(config, settings=replace(config.settings, **overrides))

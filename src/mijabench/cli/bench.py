@@ -18,8 +18,9 @@ app = command_group(help="Build benchmarks: adversarial rewrites of seeds, count
 
 @app.command()
 def build(
-    seeds: str = typer.Option(..., "--seeds", "-s", help="'demo' or a JSONL/CSV/Parquet seed file "
-                                                          "(columns text, group, language)."),
+    seeds: str = typer.Option(..., "--seeds", "-s", help="'demo', 'toxigen' or 'toxsyn' (the hub), or a "
+                                                          "JSONL/CSV/Parquet seed file (columns text, group, "
+                                                          "language)."),
     bench: str = typer.Option(..., "--bench", "-b", help="Name of the benchmark in the store."),
     model: str = typer.Option(None, "--model", "-m", help="Rewriter model string or YAML file."),
     offline: bool = typer.Option(False, "--offline",
@@ -143,14 +144,12 @@ def _policy(timeout: float):
 
 
 def _load_seeds(spec: str, language: str | None):
-    from ..sources import demo_seeds, load_seed_file
-    from ..sources.seedmap import SeedColumns
+    """What ``Workspace.build(seeds=...)`` reads (``sources.load_source``): a named source or a seed file."""
+    from ..sources.build import NAMED_SOURCES, load_source
 
-    if spec == "demo":
-        return demo_seeds(language)
-    if not Path(spec).is_file():
-        raise MijaError(f"{spec}: seed file not found (or pass --seeds demo)")
-    return load_seed_file(spec, SeedColumns(language=language))
+    if spec not in NAMED_SOURCES and not Path(spec).is_file():
+        raise MijaError(f"{spec}: seed file not found (or pass --seeds {', '.join(NAMED_SOURCES)})")
+    return load_source(spec, language=language)
 
 
 def print_balance(report) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from ..store import DEFAULT_WORKSPACE, Store
+from ..store import DEFAULT_WORKSPACE, Store, workspace_path
 
 # markup off: everything printed holds user or server text (model names, paths, error bodies) in which a
 # bracket is a character, not a style; styles are given as arguments or Text spans instead
@@ -45,10 +44,6 @@ ProgressOption = typer.Option(
     "auto", "--progress", callback=check_progress,
     help="auto (live bars on a terminal, plain lines otherwise), rich, plain (a line per model every 10 "
          "seconds: done/total, rate, failures, retries, ETA) or none.")
-
-
-def workspace_path(workspace: Path | None) -> Path:
-    return Path(workspace or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
 
 
 def open_store(workspace: Path | None, *, create: bool = True) -> Store:

@@ -137,8 +137,7 @@ def _run_budgeted(store, bench: str, items, configs, target_ci, budget, seed, by
     judge = "rules:refusal-v1"
     if executor == "ray":
         from ..run.ray_mode import ray_runner
-        runner = ray_runner(ray["ray_address"], ray["num_workers"], ray["engine"], ray["num_gpus"],
-                            policy=policy, allow_model_change=allow_model_change)
+        runner = ray_runner(**ray, policy=policy, allow_model_change=allow_model_change)
         backends = {}
     else:  # one backend per model for every look (a local model loads its weights once)
         from ..backends.registry import create_backend

@@ -260,15 +260,23 @@ def check_ray_options(options: dict[str, Any]) -> None:
                          field="ray")
 
 
+def ray_run_options(options: dict[str, Any]) -> dict[str, Any]:
+    """An audit config's ``ray:`` mapping (RAY_FIELDS) as ``run_items_ray``'s keyword arguments."""
+    return {"ray_address": options.get("address"), "num_workers": options.get("workers", 2),
+            "engine": options.get("engine", "backend"), "num_gpus": options.get("gpus", 0.0)}
+
+
 @contextmanager
-def ray_runner(address: str | None = None, workers: int = 2, engine: str = "backend", gpus: float = 0.0,
-               **run_options: Any) -> Iterator[Any]:
+def ray_runner(**run_options: Any) -> Iterator[Any]:
     """One Ray connection for several ``run_items_ray`` calls (a budgeted audit's looks): yields a function
-    with ``run_items``'s contract, and shuts down at the end a local instance it started itself."""
+    with ``run_items``'s contract and ``run_options`` (``run_items_ray``'s own keywords, the address among
+    them, so each look's run records where it ran), and shuts down at the end a local instance it started
+    itself."""
     from functools import partial
-    started = connect(address, workers)
+    started = connect(run_options.get("ray_address"),
+                      run_options.get("num_workers", 2) * run_options.get("num_cpus", 1.0))
     try:
-        yield partial(run_items_ray, num_workers=workers, engine=engine, num_gpus=gpus, **run_options)
+        yield partial(run_items_ray, **run_options)
     finally:
         if started:
             _import_ray().shutdown()

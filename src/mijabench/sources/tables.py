@@ -53,9 +53,7 @@ def open_table(path: str | Path) -> RowSource:
     elif suffix in CSV_SUFFIXES:
         rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     else:
-        source = _with_columns(origin, _parquet_rows(path))
-        source.arrow = lambda: _parquet_table(path)
-        return source
+        return RowSource(origin, _parquet_columns(path), _parquet_rows(path), lambda: _parquet_table(path))
     return _with_columns(origin, rows)
 
 
@@ -152,6 +150,23 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
 
 
 # -- Parquet -----------------------------------------------------------------------------------------------
+def _parquet_columns(path: Path) -> list[str]:
+    """The columns as the file's footer declares them: no data page is decoded (a reader that works by
+    column reads the whole table next, and never touches the rows). An empty file is refused here, as a
+    text file is on its first row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    origin = str(path)
+    try:  # the footer holds both the schema (what pq.read_schema returns) and the row count: one read
+        footer = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc})", file=origin) from None
+    if footer.num_rows == 0:
+        raise InputError("is empty (no data rows)", file=origin)
+    return footer.schema.to_arrow_schema().names
+
+
 def _parquet_table(path: Path):
     import pyarrow.parquet as pq
 

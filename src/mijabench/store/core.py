@@ -40,6 +40,12 @@ BULK_CACHE_KIB = 262144  # page cache of a bulk write: the primary-key indexes o
 CHECK_MARK_MARGIN_S = 2.0
 
 
+def workspace_path(given: str | Path | None = None) -> Path:
+    """The workspace folder: ``given`` (a -w option, a ``Workspace(path)``, a task parameter), else
+    ``$MIJABENCH_WORKSPACE``, else ``./mijabench-workspace``; an empty value counts as not given."""
+    return Path(given or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
 def _checked_path(db: Path) -> Path:
     return db.with_name(db.name + ".checked")
 

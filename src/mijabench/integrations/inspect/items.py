@@ -7,7 +7,6 @@ Nothing here imports Inspect.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,6 @@ from ...taxonomy import load_taxonomy
 PUBLISHED = "AKCIT/mijabench"
 
 
-def default_workspace() -> Path:
-    from ...store.core import DEFAULT_WORKSPACE
-    return Path(os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
-
-
 def load_items(benchmark: str, workspace: str | Path | None = None, split: str = "train"
                ) -> tuple[str, str, list[BenchmarkItem]]:
     """(name, location, items) of ``benchmark``: a file if one exists at that path, else a benchmark of that
@@ -33,9 +27,9 @@ def load_items(benchmark: str, workspace: str | Path | None = None, split: str =
     if path.is_file():
         from ...sources import load_benchmark_file
         return path.stem, str(path.resolve()), load_benchmark_file(path)
-    ws = Path(workspace) if workspace else default_workspace()
+    from ...store.core import DB_NAME, workspace_path
+    ws = workspace_path(workspace)
     known: list[str] = []
-    from ...store.core import DB_NAME
     db = ws if ws.suffix in (".sqlite", ".db") else ws / DB_NAME
     if db.is_file():
         from ...store import Store

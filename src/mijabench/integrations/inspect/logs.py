@@ -28,7 +28,7 @@ from inspect_ai.log import EvalLog, EvalSample, list_eval_logs, read_eval_log
 from ...errors import InputError
 from ...paths import sha256_file
 from ...records import LABELS, Response, SamplingSettings, Verdict, stable_id
-from ...sources.corpus import Corpus, import_fingerprint
+from ...sources.corpus import Corpus
 from ...sources.corpus import RowReader as CorpusRows  # a corpus row's item and label reading, shared
 from ...sources.corpuscols import resolve_columns
 from ...sources.seedmap import normalise_language
@@ -143,8 +143,8 @@ class _LogReader:
                 continue
             for verdict in self.verdicts(sample, response.id, loc):
                 self.add(verdict)
-            for judge, column in judges.items():
-                self.add(self.mapped(items, row, column, judge, response.id, item.language, loc))
+            for judge, column in judges.items():  # read as a corpus's judge column is
+                self.add(items.verdict(response, item.language, judge, row.get(column), column, loc))
         record = {"log": origin, "task": log.eval.task, "eval_id": log.eval.eval_id, "status": log.status,
                   "created": log.eval.created, "model": model, "base_url": log.eval.model_base_url,
                   "generate_config": config, "served_models": sorted(served), "samples": len(log.samples)}
@@ -209,22 +209,6 @@ class _LogReader:
                               raw=str(v.get("raw") or ""), reasoning=str(v.get("reasoning") or ""),
                               error=v.get("error") or None, run_id=self.run_id,
                               fingerprint=v.get("fingerprint") or "")
-
-    def mapped(self, items: CorpusRows, row: dict[str, Any], column: str, judge: str, response_id: str,
-               language: str, loc: dict[str, Any]) -> Verdict | None:
-        """A score (or any column) named with --columns judge:NAME=COLUMN, read as a label or judge JSON."""
-        value = row.get(column)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise InputError(f"a {type(value).__name__}, not a label: mijabench reads safe/harmful labels "
-                             "or a judge's JSON", field=column, **loc)
-        label, reasoning = items.label(value, language)
-        name = f"{self.judge_prefix}{judge}"
-        if label == "unparsed":
-            self.corpus.unparsed[name] += 1
-        return Verdict(response_id=response_id, judge=name, label=label, raw=value, reasoning=reasoning,
-                       run_id=self.run_id, fingerprint=import_fingerprint(self.corpus.source, judge))
 
     def add(self, verdict: Verdict | None) -> None:
         if verdict is None or verdict.id in self.verdict_ids:
