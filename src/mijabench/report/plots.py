@@ -31,8 +31,18 @@ def _figure(width: float, height: float):
 
 
 def _png(fig) -> bytes:
+    """The figure as PNG, drawn once. ``savefig`` on a figure with a layout engine draws it twice: once with
+    drawing switched off, only to run the layout, then for real. Here the layout runs first and the figure
+    is drawn by the Agg canvas directly (the same pixels: the same layout, renderer and defaults)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")  # a place holder: drawing does not run the layout again
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    canvas.print_png(buf, metadata={"Software": None})
     return buf.getvalue()
 
 
