@@ -61,6 +61,7 @@ def _cmap():
 def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], limit: float) -> bytes:
     """Model x group deviation (percentage points) from the model's mean, numbers in the cells; cells whose
     CI excludes 0 are hatched and their number carries a *."""
+    from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
 
@@ -77,16 +78,22 @@ def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], lim
     image = ax.imshow(grid, cmap=_cmap(), vmin=-100 * limit, vmax=100 * limit, aspect="auto")
     ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=45, ha="right")
     ax.set_yticks(range(len(models)), [_label(m) for m in models])
+    # the cell numbers and hatches lie inside the axes, so the layout need not measure them (in_layout);
+    # the hatches are one collection, not a patch per cell
+    hatched = []
     for i in range(len(models)):
         for j in range(len(groups)):
             if math.isfinite(grid[i, j]):
                 dark = abs(grid[i, j]) > 0.6 * 100 * limit
                 mark = "*" if sig[i, j] else ""
                 ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black", fontweight="bold" if mark else "normal")
+                        color="white" if dark else "black", fontweight="bold" if mark else "normal",
+                        in_layout=False)
                 if sig[i, j]:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", linewidth=0,
-                                           edgecolor="#00000055"))
+                    hatched.append(Rectangle((j - 0.5, i - 0.5), 1, 1))
+    if hatched:
+        ax.add_collection(PatchCollection(hatched, facecolor="none", hatch="///", linewidth=0,
+                                          edgecolor="#00000055", in_layout=False), autolim=False)
     bar = fig.colorbar(image, ax=ax, label="deviation (pts)", fraction=0.05, aspect=12)
     bar.locator = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])  # round ticks, not fractions of the limit
     bar.update_ticks()
