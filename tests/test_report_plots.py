@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from mijabench.analysis import analyze, load_judged
-from mijabench.report import context, plots
+from mijabench.analysis import Frame, analyze, load_judged
+from mijabench.report import context, drawing, plots
 from mijabench.taxonomy import load_taxonomy
 from test_analysis import put_rows
 
@@ -41,7 +41,7 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
     monkeypatch.setattr(plots, "heatmap", fails_in_child)
     assert plots.all_plots(*args, workers=2) == serial
     monkeypatch.setattr(plots, "heatmap", real)
-    monkeypatch.setattr(plots, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
+    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
     assert plots.all_plots(*args, workers=2) == serial
 
 
@@ -57,12 +57,44 @@ def test_no_fork_while_other_threads_run():
 
 
 def test_a_cancelled_drawing_leaves_no_process_behind(store):
-    drawing = plots.start_plots(*_inputs(store), workers=2)
-    assert drawing.forked is not None
-    pid = drawing.forked[0]
-    drawing.cancel()
+    started = plots.start_plots(*_inputs(store), workers=2)
+    assert started.forked is not None
+    pid = started.forked.pid
+    started.cancel()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # killed and reaped
+
+
+def test_a_helper_forked_before_the_analysis_draws_the_same_pngs(store):
+    args = _inputs(store)
+    serial = plots.all_plots(*args, workers=1)
+    helper = plots.fork_helper()
+    assert helper is not None  # the test machine has two CPUs and no other thread
+    started = plots.start_plots(*args, workers=2, helper=helper)
+    assert started.forked is helper and started.theirs
+    assert started.finish() == serial
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
+    unused = plots.fork_helper()  # a report that fails before its plots: the helper is stopped and reaped
+    unused.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(unused.pid, os.WNOHANG)
+
+
+def test_jobs_cross_the_pipe_unchanged():
+    frame = Frame({"model": np.array(["a", "b$", None], dtype=object), "rate": np.array([0.1, np.nan, 1 / 3]),
+                   "n": np.array([1, 2, 2**40]), "significant": np.array([True, False, True])}, "t")
+    jobs = [("heatmap_en", 12.5, "heatmap", (frame, "en", ["m"], ["g1", "g2"], 0.07)),
+            ("strategy", 3.0, "rate_bars", (frame, "model", "title", True))]
+    back = drawing.decode_jobs(drawing.encode_jobs(jobs))
+    assert [(n, c, f, a[1:]) for n, c, f, a in back] == [(n, c, f, a[1:]) for n, c, f, a in jobs]
+    for *_, args in back:
+        assert args[0].name == "t" and args[0].names == frame.names
+        for name in frame.names:
+            assert args[0][name].dtype == frame[name].dtype
+            assert np.array_equal(args[0][name], frame[name], equal_nan=frame[name].dtype != object)
+    with pytest.raises(ValueError, match="no plot function"):
+        plots._draw("__import__", ("os",))
 
 
 def test_example_candidates_hold_every_groups_lowest_noise_rows():

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
 from ..analysis.correction import Correction, corrected_rates
-from ..analysis.table import DEFAULT_EMPTY_RULE
+from ..analysis.table import DEFAULT_EMPTY_RULE, JudgedTable
 from ..errors import MijaError
 from ..judge.validate import HumanLabels, load_human_labels
 from ..paths import check_output
@@ -97,28 +97,14 @@ def heatmap_limit(analysis: Analysis) -> float:
     return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
 
 
-def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
-                 bench: str | None = None, models: list[str] | None = None,
-                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
-                 title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
-                 allow_even_vote: bool = False,
-                 labels: HumanLabels | str | Path | None = None, budget: Any = None,
-                 snapshot: bool = False) -> ReportResult:
-    """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
-    ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
-    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
-    ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
-    label for a response outside the analysed selection is an input error raised before anything is
-    written. ``snapshot``: keep the judged table beside the store and read it from there while the store is
-    unchanged (``analysis.snapshot``)."""
-    if resamples < 1:
-        raise MijaError(f"--resamples must be at least 1, got {resamples}")
-    check_output(out_dir, folder=True)
+def _analysed(store: Store, *, judges: list[str] | None, bench: str | None, models: list[str] | None,
+              resamples: int, seed: int, average: str, empty_as: str, allow_even_vote: bool,
+              labels: HumanLabels | str | Path | None, snapshot: bool
+              ) -> tuple[JudgedTable, Analysis, Correction | None]:
+    """The judged table, its analysis and, with human labels, the rates corrected for judge error."""
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
                         allow_even_vote=allow_even_vote, snapshot=snapshot)
-    voters = table.meta["voters"]
-    judges = list(voters.names)
+    judges = list(table.meta["voters"].names)
     if not len(table):
         where = f" for benchmark '{bench}'" if bench else ""
         raise MijaError(f"nothing to report: no stored responses{where}")
@@ -145,16 +131,49 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
             correction = budgeted_correction(table, labels, plan, resamples=resamples, seed=seed, where=where)
         analysis.tables["corrected_rates"] = correction.rates
         analysis.tables["judge_accuracy"] = correction.accuracy
-    out = Path(out_dir)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    tax = load_taxonomy()
-    dev = analysis["deviations"]
-    languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
-    models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
-    limit = heatmap_limit(analysis)
-    drawing = plots.start_plots(analysis, models_order,
-                                {lang: page.group_order(dev, lang) for lang in languages}, limit,
-                                [sc.id for sc in tax.size_classes])
+    return table, analysis, correction
+
+
+def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
+                 bench: str | None = None, models: list[str] | None = None,
+                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
+                 title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
+                 allow_even_vote: bool = False,
+                 labels: HumanLabels | str | Path | None = None, budget: Any = None,
+                 snapshot: bool = False) -> ReportResult:
+    """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
+    ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
+    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
+    ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
+    label for a response outside the analysed selection is an input error raised before anything is
+    written. ``snapshot``: keep the judged table beside the store and read it from there while the store is
+    unchanged (``analysis.snapshot``)."""
+    if resamples < 1:
+        raise MijaError(f"--resamples must be at least 1, got {resamples}")
+    check_output(out_dir, folder=True)
+    # a process that imports matplotlib while the table is loaded and analysed, then draws part of the plots
+    helper = plots.fork_helper()
+    try:
+        table, analysis, correction = _analysed(
+            store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
+            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot)
+        voters = table.meta["voters"]
+        judges = list(voters.names)
+        out = Path(out_dir)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        tax = load_taxonomy()
+        dev = analysis["deviations"]
+        languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
+        models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
+        limit = heatmap_limit(analysis)
+        drawing = plots.start_plots(analysis, models_order,
+                                    {lang: page.group_order(dev, lang) for lang in languages}, limit,
+                                    [sc.id for sc in tax.size_classes], helper=helper)
+    except BaseException:
+        if helper is not None:
+            helper.cancel()
+        raise
     try:  # the tables, examples and provenance while the plots are drawn
         table_paths = write_tables(analysis, out / "tables")
         banners = context.banners(store, table, demo)
