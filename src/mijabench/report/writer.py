@@ -177,7 +177,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     try:  # the tables, examples and provenance while the plots are drawn
         table_paths = write_tables(analysis, out / "tables")
         banners = context.banners(store, table, demo)
-        judge_list = context.judges_used(store, judges)
+        judge_list = context.judges_used(store, judges, table)
         examples = context.pick_examples(store, table, examples_per_cell, seed, judges)
         runs, targets = context.provenance(store), context.targets(store, table)
         used_models = set(models_order)
