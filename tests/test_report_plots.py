@@ -32,6 +32,7 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
     assert all(png.startswith(b"\x89PNG") for png in serial.values())
     assert plots.all_plots(*args, workers=2) == serial
     parent, real = os.getpid(), plots.heatmap
+    # a failure in a helper: its plots are drawn here instead (the failing helper's other plots too)
 
     def fails_in_child(*a, **k):
         if os.getpid() != parent:
@@ -58,27 +59,30 @@ def test_no_fork_while_other_threads_run():
 
 def test_a_cancelled_drawing_leaves_no_process_behind(store):
     started = plots.start_plots(*_inputs(store), workers=2)
-    assert started.forked is not None
-    pid = started.forked.pid
+    pids = [helper.pid for helper, _ in started.forked]
+    assert len(pids) == 2
     started.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # killed and reaped
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # killed and reaped
 
 
-def test_a_helper_forked_before_the_analysis_draws_the_same_pngs(store):
+def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store):
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)
-    helper = plots.fork_helper()
-    assert helper is not None  # the test machine has two CPUs and no other thread
-    started = plots.start_plots(*args, workers=2, helper=helper)
-    assert started.forked is helper and started.theirs
+    helpers = plots.fork_helpers()
+    assert len(helpers) == 2  # the test machine has two CPUs and no other thread
+    started = plots.start_plots(*args, helpers=helpers)
+    assert [h for h, _ in started.forked] == helpers and all(share for _, share in started.forked)
+    assert not started.own  # this process draws nothing while helpers do
     assert started.finish() == serial
-    with pytest.raises(ChildProcessError):
-        os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
-    unused = plots.fork_helper()  # a report that fails before its plots: the helper is stopped and reaped
-    unused.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(unused.pid, os.WNOHANG)
+    for helper in helpers:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
+    for unused in plots.fork_helpers():  # a report that fails before its plots: stopped and reaped
+        unused.cancel()
+        with pytest.raises(ChildProcessError):
+            os.waitpid(unused.pid, os.WNOHANG)
 
 
 def test_jobs_cross_the_pipe_unchanged():
@@ -114,3 +118,22 @@ def test_example_candidates_hold_every_groups_lowest_noise_rows():
         rows = np.flatnonzero(cell * 2 + kind == key)
         lowest = rows[np.argsort(noise[rows])[:per_cell]] + 10
         assert np.isin(lowest, kept).all()
+
+
+def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
+    """Each helper writes its PNGs only when all are drawn, and a pipe holds 64 KiB: a helper must not keep
+    a sibling's job pipe open (the sibling would wait for its jobs' end, the report for the sibling, and the
+    helper for the report to read its plots)."""
+    parent = os.getpid()
+
+    def large(func, args):  # 1 MiB per plot, marked with the process that drew it
+        return f"{os.getpid()} {func} {args[0]}".encode().ljust(1 << 20, b".")
+
+    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 60.0)  # a deadlock ends here, redrawn in this process
+    jobs = [(f"plot{i}", 10.0 - i, "large", (i,)) for i in range(4)]
+    started = drawing.Drawing(jobs, large, drawing.fork_helpers(large, 2))
+    drawn = started.finish()
+    assert list(drawn) == [name for name, *_ in jobs]
+    makers = {name: int(png.split()[0]) for name, png in drawn.items()}
+    assert parent not in makers.values() and len(set(makers.values())) == 2
+    assert all(len(png) == 1 << 20 for png in drawn.values())

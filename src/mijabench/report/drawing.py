@@ -1,11 +1,11 @@
-"""Drawing the report's plots in two processes. matplotlib holds the GIL, so threads would not help: a forked
-process (the helper) draws part of the plots while the report draws the rest and writes its tables,
-examples and provenance. The helper is forked when the report starts, before the judged table is loaded, so
-that it imports matplotlib while the report analyses; once the analysis is done, the report sends it the
-plots to draw: the plotting function's name (from a fixed list) and its arguments, the tables among them as
-JSON (no pickle, no code). The PNGs come back through a pipe as plain bytes. Anything that fails in the
-helper is drawn again in the report's process, where its error is raised, as are the plots of a helper that
-has not answered within ``CHILD_TIMEOUT_S``."""
+"""Drawing the report's plots in other processes. matplotlib holds the GIL, so threads would not help: forked
+processes (helpers) draw the plots while the report writes its tables, examples and provenance. The helpers
+are forked when the report starts, before the judged table is loaded, so that they import matplotlib while
+the report analyses (a little less urgently than the report: ``HELPER_NICENESS``); once the analysis is
+done, the report sends each its share of the plots: the plotting function's name (from a fixed list) and
+its arguments, the tables among them as JSON (no pickle, no code). The PNGs come back through a pipe as
+plain bytes. Anything that fails in a helper is drawn again in the report's process, where its error is
+raised, as are the plots of a helper that has not answered within ``CHILD_TIMEOUT_S``."""
 
 from __future__ import annotations
 
@@ -25,10 +25,19 @@ import numpy as np
 
 from ..analysis import Frame
 
+try:
+    import fcntl
+except ImportError:  # no fcntl (Windows): no fork either, so no helper
+    fcntl = None
+
 # (plot name, rough cost, plotting function's name, its arguments)
 Job = tuple[str, float, str, tuple]
 Draw = Callable[[str, tuple], bytes]  # a plotting function's name and arguments -> PNG bytes
 CHILD_TIMEOUT_S = 600.0  # the forked drawing takes seconds; past this it is stopped and redrawn here
+# the helpers import matplotlib while the report analyses: with two CPUs, three processes then share them,
+# and the report, which everything waits for, keeps a whole CPU when the helpers yield to it
+HELPER_NICENESS = 5
+JOBS_PIPE_BYTES = 1 << 20  # a helper reads its jobs once matplotlib is imported: the report need not wait
 
 
 def workers_available() -> int:
@@ -87,10 +96,10 @@ class Helper:
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
 
     @classmethod
-    def fork(cls, draw: Draw) -> Helper | None:
-        """The helper, or None when this process should not fork (one CPU, other threads) or cannot."""
-        if workers_available() < 2:
-            return None
+    def fork(cls, draw: Draw, siblings: list[Helper] = ()) -> Helper | None:
+        """A helper, or None when this process cannot fork. ``siblings``: helpers forked before, whose pipe
+        ends this one must not keep open (a sibling would wait for the end of its jobs while this one held
+        their pipe's write end)."""
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -100,13 +109,17 @@ class Helper:
         except OSError:
             return None
         if pid:
+            with contextlib.suppress(OSError, AttributeError):  # a larger pipe (Linux): the jobs are sent
+                fcntl.fcntl(job_write, fcntl.F_SETPIPE_SZ, JOBS_PIPE_BYTES)  # without waiting for the reader
             os.close(job_read)
             os.close(png_write)
             return cls(pid, job_write, png_read)
         code = 1
         try:  # the child: import, wait, draw, write, and leave without running the parent's exit handlers
-            os.close(job_write)
-            os.close(png_read)
+            for fd in (job_write, png_read, *(end for h in siblings for end in (h.to_child, h.from_child))):
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.nice(HELPER_NICENESS)
             import matplotlib.backends.backend_agg  # noqa: F401
             import matplotlib.collections  # noqa: F401
             import matplotlib.figure  # noqa: F401
@@ -169,33 +182,42 @@ class Helper:
             os.waitpid(self.pid, 0)
 
 
-class Drawing:
-    """Plots being drawn: part by a helper process, the rest in this one when ``finish`` is called, so this
-    process can do other work in between. ``other_work``: what this process does before it draws (tables,
-    examples, importing matplotlib), in the jobs' cost units."""
+def fork_helpers(draw: Draw, count: int | None = None) -> list[Helper]:
+    """``count`` helpers (default: one per CPU this process may use, up to two, none with one CPU or while
+    other threads run)."""
+    count = workers_available() if count is None else count
+    if count < 2:
+        return []
+    helpers = []
+    for _ in range(count):
+        helper = Helper.fork(draw, helpers)
+        if helper is not None:
+            helpers.append(helper)
+    return helpers
 
-    def __init__(self, jobs: list[Job], draw: Draw, workers: int, other_work: float = 0.0,
-                 helper: Helper | None = None):
+
+class Drawing:
+    """Plots being drawn by helper processes (or by this one when ``finish`` is called, without helpers), so
+    this process can do other work in between."""
+
+    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper]):
         self.order = [name for name, _, _, _ in jobs]
         self.draw = draw
-        self.forked: Helper | None = None
-        if workers < 2 or len(jobs) < 2:
-            if helper is not None:
-                helper.cancel()
-            self.own, self.theirs = jobs, []
+        self.forked: list[tuple[Helper, list[Job]]] = []
+        if not helpers:
+            self.own = jobs
             return
-        # the costliest plots first, each to the less loaded share (longest processing time first); this
-        # process's share starts with the other work it does before drawing
-        own: list[Job] = []
-        theirs: list[Job] = []
+        # the costliest plots first, each to the least loaded helper (longest processing time first)
+        shares: list[list[Job]] = [[] for _ in helpers]
         for job in sorted(jobs, key=lambda j: -j[1]):
-            (own if other_work + sum(j[1] for j in own) < sum(j[1] for j in theirs) else theirs).append(job)
-        self.own, self.theirs = own, theirs
-        helper = helper or Helper.fork(draw)
-        if helper is not None and helper.send(theirs):
-            self.forked = helper
-        elif helper is not None:
-            helper.cancel()
+            min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
+        self.own = []
+        for helper, share in zip(helpers, shares, strict=True):
+            if helper.send(share):
+                self.forked.append((helper, share))
+            else:  # gone: its share is drawn here
+                helper.cancel()
+                self.own.extend(share)
 
     def finish(self) -> dict[str, bytes]:
         """Every plot's PNG, by name, in a fixed order."""
@@ -204,13 +226,15 @@ class Drawing:
         except BaseException:
             self.cancel()  # no forked process outlives a failed report
             raise
-        forked, self.forked = self.forked, None
-        theirs = forked.collect() if forked is not None else None
-        drawn.update(theirs or {name: self.draw(func, args) for name, _, func, args in self.theirs})
+        forked, self.forked = self.forked, []
+        for helper, share in forked:
+            theirs = helper.collect()
+            drawn.update(theirs if theirs is not None else
+                         {name: self.draw(func, args) for name, _, func, args in share})
         return {name: drawn[name] for name in self.order}
 
     def cancel(self) -> None:
-        """Stop the forked process (the report failed before its plots were needed)."""
-        if self.forked is not None:
-            forked, self.forked = self.forked, None
-            forked.cancel()
+        """Stop the forked processes (the report failed before its plots were needed)."""
+        forked, self.forked = self.forked, []
+        for helper, _ in forked:
+            helper.cancel()

@@ -1,7 +1,7 @@
 """PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
 Each function returns PNG bytes; the report writes them to files and embeds them as data URIs. Drawing is
 most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``start_plots`` draws
-in two processes when two CPUs are there (``drawing``), while the report writes its tables."""
+in other processes when two CPUs are there (``drawing``), while the report writes its tables."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import math
 import numpy as np
 
 from ..analysis import Analysis, Frame
+from . import drawing
 from .drawing import Drawing, Helper, Job, workers_available
 from .html import MIDDLE, NEGATIVE, POSITIVE
 
-__all__ = ["Drawing", "all_plots", "fork_helper", "start_plots", "workers_available"]
+__all__ = ["Drawing", "all_plots", "fork_helpers", "start_plots", "workers_available"]
 
 
 def _figure(width: float, height: float):
@@ -192,52 +193,58 @@ def _draw(func: str, args: tuple) -> bytes:
     return globals()[func](*args)
 
 
+def _columns(frame: Frame, *names: str) -> Frame:
+    """The columns of ``frame`` a plot draws (only these travel to a helper process)."""
+    return Frame({name: frame[name] for name in names if name in frame}, frame.name)
+
+
 def _jobs(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
           size_order: list[str]) -> list[Job]:
     """(plot name, rough cost, plotting function, its arguments) for every plot the analysis has. The cost
     counts the text artists, which is where matplotlib spends its time (a heatmap draws a number in every
-    cell)."""
-    dev = analysis["deviations"]
+    cell), plus a share per figure and per bar with its error bar (about 2.3 ms of CPU a unit at paper
+    scale, fitted on the six plots there)."""
+    dev = _columns(analysis["deviations"], "model", "language", "group", "deviation", "significant")
     jobs = [(f"heatmap_{lang}", 40 + len(models) * len(groups), "heatmap", (dev, lang, models, groups, limit))
             for lang, groups in groups_by_language.items()]
-    jobs.append(("strategy", 20 + len(analysis["by_strategy"]),
-                 "rate_bars", (analysis["by_strategy"], "strategy", "Defense rate by strategy")))
-    jobs.append(("model_strategy", 20 + 2 * len(analysis["by_model_strategy"]),
-                 "model_strategy", (analysis["by_model_strategy"],)))
-    jobs.append(("scenario_category", 20 + 2 * len(analysis["by_scenario_category"]),
-                 "rate_bars", (analysis["by_scenario_category"], "scenario_category",
-                               "Defense rate by scenario category", True)))
+    interval = ("rate", "ci_low", "ci_high")
+    jobs.append(("strategy", 30 + 2 * len(analysis["by_strategy"]), "rate_bars",
+                 (_columns(analysis["by_strategy"], "strategy", *interval), "strategy",
+                  "Defense rate by strategy")))
+    jobs.append(("model_strategy", 30 + len(analysis["by_model_strategy"]), "model_strategy",
+                 (_columns(analysis["by_model_strategy"], "model", "strategy", *interval),)))
+    jobs.append(("scenario_category", 30 + 2 * len(analysis["by_scenario_category"]), "rate_bars",
+                 (_columns(analysis["by_scenario_category"], "scenario_category", *interval),
+                  "scenario_category", "Defense rate by scenario category", True)))
     if len(analysis["disparity"]):
-        jobs.append(("disparity", 20 + 2 * len(analysis["disparity"]), "disparity_plot",
-                     (analysis["disparity"],)))
+        jobs.append(("disparity", 30 + 2.5 * len(analysis["disparity"]), "disparity_plot",
+                     (_columns(analysis["disparity"], "model", "language", "spread", "spread_ci_low",
+                               "spread_ci_high"),)))
     if len(analysis["scaling"]):
         jobs.append(("scaling", 60 + len(analysis["scaling"]), "scaling_plot",
-                     (analysis["scaling"], size_order)))
+                     (_columns(analysis["scaling"], "family", "language", "size_class", "mean_spread",
+                               "spread_ci_low", "spread_ci_high", "mean_rate"), size_order)))
     return jobs
 
 
-# what the report does while the helper draws, in the jobs' units: the tables, examples and provenance
-# (about 0.35 s at paper scale) and importing matplotlib (about 0.3 s, which the helper did while the report
-# analysed)
-OTHER_WORK = 280.0
-
-
-def fork_helper() -> Helper | None:
-    """A process that imports matplotlib now, while the report loads and analyses, and draws part of the
-    plots once ``start_plots`` sends them; None when drawing in two processes is not worth it."""
-    return Helper.fork(_draw)
+def fork_helpers() -> list[Helper]:
+    """Processes that import matplotlib now, while the report loads and analyses, and draw the plots once
+    ``start_plots`` sends them; none when drawing in other processes is not worth it (one CPU)."""
+    return drawing.fork_helpers(_draw)
 
 
 def start_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
                 limit: float, size_order: list[str], workers: int | None = None,
-                other_work: float = OTHER_WORK, helper: Helper | None = None) -> Drawing:
-    """Start drawing every plot; ``Drawing.finish`` gives them. ``workers``: processes to draw in (default:
-    one per CPU, up to two); ``helper``: the process ``fork_helper`` started (else one is forked now)."""
+                helpers: list[Helper] | None = None) -> Drawing:
+    """Start drawing every plot; ``Drawing.finish`` gives them. ``helpers``: the processes ``fork_helpers``
+    started; else ``workers`` are forked now (default: one per CPU, up to two; 1: draw in this process)."""
     jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
-    return Drawing(jobs, _draw, workers_available() if workers is None else workers, other_work, helper)
+    if helpers is None:
+        helpers = drawing.fork_helpers(_draw, workers)
+    return Drawing(jobs, _draw, helpers)
 
 
 def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
               limit: float, size_order: list[str], workers: int | None = None) -> dict[str, bytes]:
     """Every plot's PNG, by name, in a fixed order (``start_plots``, then ``finish``)."""
-    return start_plots(analysis, models, groups_by_language, limit, size_order, workers, 0.0).finish()
+    return start_plots(analysis, models, groups_by_language, limit, size_order, workers).finish()

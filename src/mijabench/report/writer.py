@@ -152,8 +152,8 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     check_output(out_dir, folder=True)
-    # a process that imports matplotlib while the table is loaded and analysed, then draws part of the plots
-    helper = plots.fork_helper()
+    # processes that import matplotlib while the table is loaded and analysed, then draw the plots
+    helpers = plots.fork_helpers()
     try:
         table, analysis, correction = _analysed(
             store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
@@ -169,9 +169,9 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         limit = heatmap_limit(analysis)
         drawing = plots.start_plots(analysis, models_order,
                                     {lang: page.group_order(dev, lang) for lang in languages}, limit,
-                                    [sc.id for sc in tax.size_classes], helper=helper)
+                                    [sc.id for sc in tax.size_classes], helpers=helpers)
     except BaseException:
-        if helper is not None:
+        for helper in helpers:
             helper.cancel()
         raise
     try:  # the tables, examples and provenance while the plots are drawn
