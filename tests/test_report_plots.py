@@ -137,3 +137,14 @@ def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
     makers = {name: int(png.split()[0]) for name, png in drawn.items()}
     assert parent not in makers.values() and len(set(makers.values())) == 2
     assert all(len(png) == 1 << 20 for png in drawn.values())
+
+
+def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp_path):
+    from mijabench.errors import MijaError
+    from mijabench.report import write_report
+
+    assert plots.workers_available() == 2  # helpers are forked first, then the empty store fails
+    with pytest.raises(MijaError, match="nothing to report"):
+        write_report(store, tmp_path / "out")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
