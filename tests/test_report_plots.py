@@ -2,6 +2,7 @@
 stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run. And the
 example picker's shortcut keeps every row it could choose."""
 
+import contextlib
 import os
 import threading
 
@@ -148,3 +149,20 @@ def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp
         write_report(store, tmp_path / "out")
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
+
+
+def test_a_helper_never_closes_a_pipe_twice(store, tmp_path):
+    """After its jobs are sent the job pipe is closed; cancelling the drawing then must not close that
+    descriptor number again (by then it may be another file's)."""
+    started = plots.start_plots(*_inputs(store), workers=2)
+    others = [open(tmp_path / f"other{i}", "wb") for i in range(8)]  # noqa: SIM115 (take the freed numbers)
+    try:
+        started.cancel()
+        for other in others:
+            other.write(b"still open")
+            other.flush()
+    finally:
+        for other in others:
+            with contextlib.suppress(OSError):
+                other.close()
+    assert all((tmp_path / f"other{i}").read_bytes() == b"still open" for i in range(8))

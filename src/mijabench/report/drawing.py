@@ -117,7 +117,8 @@ class Helper:
         code = 1
         try:  # the child: import, wait, draw, write, and leave without running the parent's exit handlers
             for fd in (job_write, png_read, *(end for h in siblings for end in (h.to_child, h.from_child))):
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             with contextlib.suppress(OSError):
                 os.nice(HELPER_NICENESS)
             import matplotlib.backends.backend_agg  # noqa: F401
@@ -139,8 +140,9 @@ class Helper:
 
     def send(self, jobs: list[Job]) -> bool:
         """Hand the helper its plots (it starts drawing when the pipe is closed); False if it is gone."""
+        fd, self.to_child = self.to_child, -1  # closed below: never closed again (its number may be reused)
         try:
-            with os.fdopen(self.to_child, "wb") as pipe:
+            with os.fdopen(fd, "wb") as pipe:
                 pipe.write(encode_jobs(jobs))
         except OSError:  # BrokenPipeError: it died; its plots are drawn here
             return False
@@ -149,7 +151,8 @@ class Helper:
     def collect(self) -> dict[str, bytes] | None:
         """The plots the helper drew, or None when it failed (they are then drawn here)."""
         chunks, deadline = [], time.monotonic() + CHILD_TIMEOUT_S
-        with os.fdopen(self.from_child, "rb", buffering=0) as pipe:
+        fd, self.from_child = self.from_child, -1
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
             while True:  # a child stuck for any reason is stopped, and its plots drawn here
                 ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
                 chunk = pipe.read(1 << 20) if ready else None
@@ -175,8 +178,10 @@ class Helper:
     def cancel(self) -> None:
         """Stop the helper and reap it (the report failed, or needs no help)."""
         for fd in (self.to_child, self.from_child):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.to_child = self.from_child = -1
         with contextlib.suppress(OSError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
