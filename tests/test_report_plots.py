@@ -166,3 +166,24 @@ def test_a_helper_never_closes_a_pipe_twice(store, tmp_path):
             with contextlib.suppress(OSError):
                 other.close()
     assert all((tmp_path / f"other{i}").read_bytes() == b"still open" for i in range(8))
+
+
+def test_the_plotted_tables_are_handed_over_before_the_tests_and_are_the_final_ones(store):
+    _inputs(store)
+    table = load_judged(store)
+    seen = []
+    analysis = analyze(table, resamples=50, seed=0, plot_tables=seen.append)
+    assert len(seen) == 1
+    early = seen[0]
+    assert {"by_model", "by_strategy", "by_model_strategy", "by_scenario_category", "deviations", "disparity",
+            "scaling"} <= set(early)
+    assert "pairwise_tests" not in early and "paired" not in early  # handed over before the tests
+    for name, frame in early.items():
+        assert frame is analysis.tables[name]
+    plain = analyze(table, resamples=50, seed=0)
+    assert list(plain.tables) == list(analysis.tables)  # the tables' order does not move
+    for name, frame in plain.tables.items():
+        other = analysis.tables[name]
+        assert frame.names == other.names
+        for col in frame.names:
+            assert np.array_equal(frame[col], other[col], equal_nan=frame[col].dtype != object), (name, col)

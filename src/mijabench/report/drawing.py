@@ -94,6 +94,7 @@ class Helper:
 
     def __init__(self, pid: int, to_child: int, from_child: int):
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.reaped = False  # once reaped, its pid may be another process's: never signalled again
 
     @classmethod
     def fork(cls, draw: Draw, siblings: list[Helper] = ()) -> Helper | None:
@@ -164,6 +165,7 @@ class Helper:
                 os.kill(self.pid, signal.SIGKILL)
         data = b"".join(chunks)
         _, status = os.waitpid(self.pid, 0)
+        self.reaped = True
         if os.waitstatus_to_exitcode(status) != 0:
             return None
         out, pos = {}, 0
@@ -182,9 +184,11 @@ class Helper:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.to_child = self.from_child = -1
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        if not self.reaped:
+            self.reaped = True
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
 
 
 def fork_helpers(draw: Draw, count: int | None = None) -> list[Helper]:

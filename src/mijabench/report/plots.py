@@ -183,6 +183,7 @@ def scaling_plot(scale: Frame, size_order: list[str]) -> bytes:
     return _png(fig)
 
 
+Tables = Analysis | dict[str, Frame]  # an analysis, or the tables of one still being computed
 PLOTTERS = ("heatmap", "rate_bars", "model_strategy", "disparity_plot", "scaling_plot")
 
 
@@ -198,7 +199,7 @@ def _columns(frame: Frame, *names: str) -> Frame:
     return Frame({name: frame[name] for name in names if name in frame}, frame.name)
 
 
-def _jobs(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
+def _jobs(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
           size_order: list[str]) -> list[Job]:
     """(plot name, rough cost, plotting function, its arguments) for every plot the analysis has. The cost
     counts the text artists, which is where matplotlib spends its time (a heatmap draws a number in every
@@ -233,7 +234,7 @@ def fork_helpers() -> list[Helper]:
     return drawing.fork_helpers(_draw)
 
 
-def start_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
+def start_plots(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]],
                 limit: float, size_order: list[str], workers: int | None = None,
                 helpers: list[Helper] | None = None) -> Drawing:
     """Start drawing every plot; ``Drawing.finish`` gives them. ``helpers``: the processes ``fork_helpers``

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,24 +92,37 @@ def write_tables(analysis: Analysis, folder: Path) -> dict[str, list[Path]]:
     return written
 
 
-def heatmap_limit(analysis: Analysis) -> float:
+def heatmap_limit(analysis: Analysis | dict[str, Frame]) -> float:
     dev = analysis["deviations"]["deviation"]
     finite = np.abs(dev[np.isfinite(dev)])
     return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
 
 
+def _plot_layout(tables: dict[str, Frame]) -> tuple[list[str], dict[str, list[str]], float, list[str]]:
+    """What the plots are drawn with besides the tables: the models in order, each language's groups in
+    order, the heatmaps' colour limit, the size classes in order."""
+    tax = load_taxonomy()
+    dev = tables["deviations"]
+    languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
+    models_order = list(dict.fromkeys(tables["by_model"]["model"].tolist()))
+    return (models_order, {lang: page.group_order(dev, lang) for lang in languages}, heatmap_limit(tables),
+            [sc.id for sc in tax.size_classes])
+
+
 def _analysed(store: Store, *, judges: list[str] | None, bench: str | None, models: list[str] | None,
               resamples: int, seed: int, average: str, empty_as: str, allow_even_vote: bool,
-              labels: HumanLabels | str | Path | None, snapshot: bool
+              labels: HumanLabels | str | Path | None, snapshot: bool,
+              plot_tables: Callable[[dict[str, Frame]], None] | None = None
               ) -> tuple[JudgedTable, Analysis, Correction | None]:
-    """The judged table, its analysis and, with human labels, the rates corrected for judge error."""
+    """The judged table, its analysis and, with human labels, the rates corrected for judge error;
+    ``plot_tables`` as ``analyze`` takes it."""
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
                         allow_even_vote=allow_even_vote, snapshot=snapshot)
     judges = list(table.meta["voters"].names)
     if not len(table):
         where = f" for benchmark '{bench}'" if bench else ""
         raise MijaError(f"nothing to report: no stored responses{where}")
-    analysis = analyze(table, resamples=resamples, seed=seed, average=average)
+    analysis = analyze(table, resamples=resamples, seed=seed, average=average, plot_tables=plot_tables)
     if analysis.counts["judged"] == 0:
         raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict "
                         "yet (run `mijabench judge` first)")
@@ -152,25 +166,28 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     check_output(out_dir, folder=True)
-    # processes that import matplotlib while the table is loaded and analysed, then draw the plots
+    # processes that import matplotlib while the table is loaded and analysed, then draw the plots: they
+    # get them as soon as the plotted tables exist, while the tests are computed
     helpers = plots.fork_helpers()
+    started: list[plots.Drawing] = []
+
+    def start_drawing(tables: dict[str, Frame]) -> None:
+        started.append(plots.start_plots(tables, *_plot_layout(tables), helpers=helpers))
+
     try:
         table, analysis, correction = _analysed(
             store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
-            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot)
+            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot,
+            plot_tables=start_drawing)
         voters = table.meta["voters"]
         judges = list(voters.names)
         out = Path(out_dir)
         (out / "plots").mkdir(parents=True, exist_ok=True)
-        tax = load_taxonomy()
-        dev = analysis["deviations"]
-        languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
-        models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
-        limit = heatmap_limit(analysis)
-        drawing = plots.start_plots(analysis, models_order,
-                                    {lang: page.group_order(dev, lang) for lang in languages}, limit,
-                                    [sc.id for sc in tax.size_classes], helpers=helpers)
+        models_order, _, limit, _ = _plot_layout(analysis.tables)
+        drawing = started[0]
     except BaseException:
+        for drawing in started:
+            drawing.cancel()
         for helper in helpers:
             helper.cancel()
         raise
