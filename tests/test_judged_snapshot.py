@@ -112,3 +112,21 @@ def test_table_columns_go_to_arrow_as_pa_array_makes_them():
     for values in (["a", None, "ção", ""], [], [None], ["only"] * 20):
         got, want = text_array(values), pa.array(values, pa.string())
         assert got.equals(want) and got.null_count == want.null_count, values
+
+
+def test_the_judges_verdict_counts_come_from_the_snapshot_as_from_sql(store, monkeypatch):
+    """The report's list of judges and their verdict counts is read with the judged table and kept in its
+    snapshot; a later write (another judge's verdicts) makes the next load count again."""
+    from mijabench.report import context
+
+    put_rows(store, ROWS)
+    load_judged(store, VOTERS, snapshot=True)
+    table = load_judged(store, VOTERS, snapshot=True)  # from the snapshot
+    from_sql = context.judges_used(store, VOTERS)
+    assert from_sql == [("j1", 3), ("j2", 3), ("j3", 3)]
+    with monkeypatch.context() as mp:
+        mp.setattr(store, "query", lambda *a, **k: pytest.fail("the counts should come from the table"))
+        assert context.judges_used(store, VOTERS, table) == from_sql
+    unjudged = store.responses("m2")[1]
+    store.put_verdicts([Verdict(response_id=unjudged.id, judge="j1", label="harmful")])
+    assert context.judges_used(store, None, load_judged(store, VOTERS, snapshot=True))[0] == ("j1", 4)

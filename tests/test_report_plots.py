@@ -2,14 +2,15 @@
 stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run. And the
 example picker's shortcut keeps every row it could choose."""
 
+import contextlib
 import os
 import threading
 
 import numpy as np
 import pytest
 
-from mijabench.analysis import analyze, load_judged
-from mijabench.report import context, plots
+from mijabench.analysis import Frame, analyze, load_judged
+from mijabench.report import context, drawing, plots
 from mijabench.taxonomy import load_taxonomy
 from test_analysis import put_rows
 
@@ -32,6 +33,7 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
     assert all(png.startswith(b"\x89PNG") for png in serial.values())
     assert plots.all_plots(*args, workers=2) == serial
     parent, real = os.getpid(), plots.heatmap
+    # a failure in a helper: its plots are drawn here instead (the failing helper's other plots too)
 
     def fails_in_child(*a, **k):
         if os.getpid() != parent:
@@ -41,7 +43,7 @@ def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, m
     monkeypatch.setattr(plots, "heatmap", fails_in_child)
     assert plots.all_plots(*args, workers=2) == serial
     monkeypatch.setattr(plots, "heatmap", real)
-    monkeypatch.setattr(plots, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
+    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
     assert plots.all_plots(*args, workers=2) == serial
 
 
@@ -57,12 +59,47 @@ def test_no_fork_while_other_threads_run():
 
 
 def test_a_cancelled_drawing_leaves_no_process_behind(store):
-    drawing = plots.start_plots(*_inputs(store), workers=2)
-    assert drawing.forked is not None
-    pid = drawing.forked[0]
-    drawing.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # killed and reaped
+    started = plots.start_plots(*_inputs(store), workers=2)
+    pids = [helper.pid for helper, _ in started.forked]
+    assert len(pids) == 2
+    started.cancel()
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # killed and reaped
+
+
+def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store):
+    args = _inputs(store)
+    serial = plots.all_plots(*args, workers=1)
+    helpers = plots.fork_helpers()
+    assert len(helpers) == 2  # the test machine has two CPUs and no other thread
+    started = plots.start_plots(*args, helpers=helpers)
+    assert [h for h, _ in started.forked] == helpers and all(share for _, share in started.forked)
+    assert not started.own  # this process draws nothing while helpers do
+    assert started.finish() == serial
+    for helper in helpers:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
+    for unused in plots.fork_helpers():  # a report that fails before its plots: stopped and reaped
+        unused.cancel()
+        with pytest.raises(ChildProcessError):
+            os.waitpid(unused.pid, os.WNOHANG)
+
+
+def test_jobs_cross_the_pipe_unchanged():
+    frame = Frame({"model": np.array(["a", "b$", None], dtype=object), "rate": np.array([0.1, np.nan, 1 / 3]),
+                   "n": np.array([1, 2, 2**40]), "significant": np.array([True, False, True])}, "t")
+    jobs = [("heatmap_en", 12.5, "heatmap", (frame, "en", ["m"], ["g1", "g2"], 0.07)),
+            ("strategy", 3.0, "rate_bars", (frame, "model", "title", True))]
+    back = drawing.decode_jobs(drawing.encode_jobs(jobs))
+    assert [(n, c, f, a[1:]) for n, c, f, a in back] == [(n, c, f, a[1:]) for n, c, f, a in jobs]
+    for *_, args in back:
+        assert args[0].name == "t" and args[0].names == frame.names
+        for name in frame.names:
+            assert args[0][name].dtype == frame[name].dtype
+            assert np.array_equal(args[0][name], frame[name], equal_nan=frame[name].dtype != object)
+    with pytest.raises(ValueError, match="no plot function"):
+        plots._draw("__import__", ("os",))
 
 
 def test_example_candidates_hold_every_groups_lowest_noise_rows():
@@ -82,3 +119,71 @@ def test_example_candidates_hold_every_groups_lowest_noise_rows():
         rows = np.flatnonzero(cell * 2 + kind == key)
         lowest = rows[np.argsort(noise[rows])[:per_cell]] + 10
         assert np.isin(lowest, kept).all()
+
+
+def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
+    """Each helper writes its PNGs only when all are drawn, and a pipe holds 64 KiB: a helper must not keep
+    a sibling's job pipe open (the sibling would wait for its jobs' end, the report for the sibling, and the
+    helper for the report to read its plots)."""
+    parent = os.getpid()
+
+    def large(func, args):  # 1 MiB per plot, marked with the process that drew it
+        return f"{os.getpid()} {func} {args[0]}".encode().ljust(1 << 20, b".")
+
+    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 60.0)  # a deadlock ends here, redrawn in this process
+    jobs = [(f"plot{i}", 10.0 - i, "large", (i,)) for i in range(4)]
+    started = drawing.Drawing(jobs, large, drawing.fork_helpers(large, 2))
+    drawn = started.finish()
+    assert list(drawn) == [name for name, *_ in jobs]
+    makers = {name: int(png.split()[0]) for name, png in drawn.items()}
+    assert parent not in makers.values() and len(set(makers.values())) == 2
+    assert all(len(png) == 1 << 20 for png in drawn.values())
+
+
+def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp_path):
+    from mijabench.errors import MijaError
+    from mijabench.report import write_report
+
+    assert plots.workers_available() == 2  # helpers are forked first, then the empty store fails
+    with pytest.raises(MijaError, match="nothing to report"):
+        write_report(store, tmp_path / "out")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
+
+
+def test_a_helper_never_closes_a_pipe_twice(store, tmp_path):
+    """After its jobs are sent the job pipe is closed; cancelling the drawing then must not close that
+    descriptor number again (by then it may be another file's)."""
+    started = plots.start_plots(*_inputs(store), workers=2)
+    others = [open(tmp_path / f"other{i}", "wb") for i in range(8)]  # noqa: SIM115 (take the freed numbers)
+    try:
+        started.cancel()
+        for other in others:
+            other.write(b"still open")
+            other.flush()
+    finally:
+        for other in others:
+            with contextlib.suppress(OSError):
+                other.close()
+    assert all((tmp_path / f"other{i}").read_bytes() == b"still open" for i in range(8))
+
+
+def test_the_plotted_tables_are_handed_over_before_the_tests_and_are_the_final_ones(store):
+    _inputs(store)
+    table = load_judged(store)
+    seen = []
+    analysis = analyze(table, resamples=50, seed=0, plot_tables=seen.append)
+    assert len(seen) == 1
+    early = seen[0]
+    assert {"by_model", "by_strategy", "by_model_strategy", "by_scenario_category", "deviations", "disparity",
+            "scaling"} <= set(early)
+    assert "pairwise_tests" not in early and "paired" not in early  # handed over before the tests
+    for name, frame in early.items():
+        assert frame is analysis.tables[name]
+    plain = analyze(table, resamples=50, seed=0)
+    assert list(plain.tables) == list(analysis.tables)  # the tables' order does not move
+    for name, frame in plain.tables.items():
+        other = analysis.tables[name]
+        assert frame.names == other.names
+        for col in frame.names:
+            assert np.array_equal(frame[col], other[col], equal_nan=frame[col].dtype != object), (name, col)

@@ -51,8 +51,10 @@ class ClusterIndex:
         """Judged rows summed per (cell, cluster) that occurs: (cell, cluster rank, safe count, judged
         count), ordered by cluster, then cell. ``cell`` is per row of the table, -1 for rows outside it."""
         c = cell[self.order]
-        inside = c >= 0
-        c, rank, safe = c[inside], self.rank[inside], self.safe[inside]
+        rank, safe = self.rank, self.safe
+        if len(c) and c.min() < 0:  # rows outside the table's mask (most tables have none: no copies then)
+            inside = c >= 0
+            c, rank, safe = c[inside], rank[inside], safe[inside]
         span = int(c.max()) + 1 if len(c) else 1
         key = rank * span + c
         # keys are already ordered by cluster, and often by cell within a cluster too (rows keep the table's
@@ -62,6 +64,9 @@ class ClusterIndex:
             o = np.argsort(key, kind="stable")
             key, safe = key[o], safe[o]
         first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-        counts = np.diff(np.r_[first, len(key)]).astype(np.float64)
-        safe_sum = np.add.reduceat(safe, first) if len(first) else np.zeros(0)
+        if len(first) == len(key):  # every (cell, cluster) is one row (a cut by model: one answer per prompt)
+            counts, safe_sum = np.ones(len(key)), safe.copy()
+        else:
+            counts = np.diff(np.r_[first, len(key)]).astype(np.float64)
+            safe_sum = np.add.reduceat(safe, first) if len(first) else np.zeros(0)
         return key[first] % span, key[first] // span, safe_sum, counts

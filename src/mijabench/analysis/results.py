@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +60,14 @@ class Analysis:
 
 
 def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-            average: str = "groups") -> Analysis:
+            average: str = "groups", plot_tables: Callable[[dict[str, Frame]], None] | None = None
+            ) -> Analysis:
     """Rates for every cut in ``RATE_CUTS``, the deviation heatmap data, disparity, pairwise and paired
     tests, the cross-language comparison and the scaling table, all with 95% CIs. ``average``: the model
-    mean the deviations are taken from, "groups" (each group weighs the same) or "responses"."""
+    mean the deviations are taken from, "groups" (each group weighs the same) or "responses".
+    ``plot_tables`` is called with the tables computed so far as soon as the ones the report plots (the
+    rates, deviations, disparity and scaling) are there, so their drawing can start while the tests are
+    computed."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     average = average_name(average)
@@ -74,12 +79,15 @@ def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int
     tables["deviations"] = dev
     disp = disparity(dev, seed=seed)
     tables["disparity"] = disp
+    meta = model_metadata(table)
+    scale = scaling(disp, meta)  # computed before the tests, kept after them (the tables' order is fixed)
+    if plot_tables is not None:
+        plot_tables({**tables, "scaling": scale})
     pairs = pairwise_tests(dev)
     tables["pairwise_tests"] = pairs
     tables["paired"] = paired_analysis(table, pairs, resamples=resamples, seed=seed)
     tables["cross_language"] = cross_language(dev)
-    meta = model_metadata(table)
-    tables["scaling"] = scaling(disp, meta)
+    tables["scaling"] = scale
     _, c, _ = group_counts(table, [])
     counts = {k.removeprefix("n_"): int(v[0]) if len(v) else 0 for k, v in c.items()}
     analysis = Analysis(tables, counts, resamples, seed, average, meta, dict(table.meta))

@@ -22,7 +22,7 @@ import pyarrow.ipc as ipc
 from ..records import stable_id
 from .voters import Voters
 
-VERSION = 2  # bump when the table's columns or meaning change: older snapshots are then never read
+VERSION = 3  # bump when the table's columns or meaning change: older snapshots are then never read
 KEEP = 4  # snapshots kept per store (other selections), newest first
 
 

@@ -293,8 +293,13 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
     # target label -> (stored model name, settings key) of the targets present, and -> (settings, runs,
     # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
+    # and every judge's verdict count in the store, for the report's list of judges (an index scan of every
+    # verdict: 0.15 s at paper scale, kept in the snapshot too)
+    judge_counts = [list(row) for row in store.query(
+        "SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")]
     table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
-                      target_rows={target_names[code]: list(stored[code][2:]) for code in present})
+                      target_rows={target_names[code]: list(stored[code][2:]) for code in present},
+                      judge_counts=judge_counts)
     return table.with_empty_rule(empty_as)
 
 

@@ -131,8 +131,10 @@ def banners(store, table: JudgedTable, demo: bool | None = None) -> list[str]:
     return out
 
 
-def judges_used(store, judges: list[str] | None) -> list[tuple[str, int]]:
-    rows = store.query("SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")
+def judges_used(store, judges: list[str] | None, table: JudgedTable | None = None) -> list[tuple[str, int]]:
+    """The voters and their verdict counts in the store (as ``load_judged`` read them, when it did)."""
+    rows = (table.meta.get("judge_counts") if table is not None else None) or store.query(
+        "SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")
     return [(j, n) for j, n in rows if not judges or j in judges]
 
 

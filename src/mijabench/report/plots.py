@@ -1,27 +1,21 @@
 """PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
 Each function returns PNG bytes; the report writes them to files and embeds them as data URIs. Drawing is
 most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``start_plots`` draws
-in two processes when two CPUs are there, while the report writes its tables."""
+in other processes when two CPUs are there (``drawing``), while the report writes its tables."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
-import select
-import signal
-import struct
-import sys
-import threading
-import time
-from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 
 from ..analysis import Analysis, Frame
+from . import drawing
+from .drawing import Drawing, Helper, Job, workers_available
 from .html import MIDDLE, NEGATIVE, POSITIVE
+
+__all__ = ["Drawing", "all_plots", "fork_helpers", "start_plots", "workers_available"]
 
 
 def _figure(width: float, height: float):
@@ -31,8 +25,18 @@ def _figure(width: float, height: float):
 
 
 def _png(fig) -> bytes:
+    """The figure as PNG, drawn once. ``savefig`` on a figure with a layout engine draws it twice: once with
+    drawing switched off, only to run the layout, then for real. Here the layout runs first and the figure
+    is drawn by the Agg canvas directly (the same pixels: the same layout, renderer and defaults)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")  # a place holder: drawing does not run the layout again
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    canvas.print_png(buf, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -51,6 +55,7 @@ def _cmap():
 def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], limit: float) -> bytes:
     """Model x group deviation (percentage points) from the model's mean, numbers in the cells; cells whose
     CI excludes 0 are hatched and their number carries a *."""
+    from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
     from matplotlib.ticker import MaxNLocator
 
@@ -67,16 +72,22 @@ def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], lim
     image = ax.imshow(grid, cmap=_cmap(), vmin=-100 * limit, vmax=100 * limit, aspect="auto")
     ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=45, ha="right")
     ax.set_yticks(range(len(models)), [_label(m) for m in models])
+    # the cell numbers and hatches lie inside the axes, so the layout need not measure them (in_layout);
+    # the hatches are one collection, not a patch per cell
+    hatched = []
     for i in range(len(models)):
         for j in range(len(groups)):
             if math.isfinite(grid[i, j]):
                 dark = abs(grid[i, j]) > 0.6 * 100 * limit
                 mark = "*" if sig[i, j] else ""
                 ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black", fontweight="bold" if mark else "normal")
+                        color="white" if dark else "black", fontweight="bold" if mark else "normal",
+                        in_layout=False)
                 if sig[i, j]:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", linewidth=0,
-                                           edgecolor="#00000055"))
+                    hatched.append(Rectangle((j - 0.5, i - 0.5), 1, 1))
+    if hatched:
+        ax.add_collection(PatchCollection(hatched, facecolor="none", hatch="///", linewidth=0,
+                                          edgecolor="#00000055", in_layout=False), autolim=False)
     bar = fig.colorbar(image, ax=ax, label="deviation (pts)", fraction=0.05, aspect=12)
     bar.locator = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])  # round ticks, not fractions of the limit
     bar.update_ticks()
@@ -172,160 +183,69 @@ def scaling_plot(scale: Frame, size_order: list[str]) -> bytes:
     return _png(fig)
 
 
-def _jobs(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
-          size_order: list[str]) -> list[tuple[str, float, Callable[[], bytes]]]:
-    """(plot name, rough cost, drawing function) for every plot the analysis has. The cost counts the text
-    artists, which is where matplotlib spends its time (a heatmap draws a number in every cell)."""
-    dev = analysis["deviations"]
-    jobs = [(f"heatmap_{lang}", 40 + len(models) * len(groups), partial(heatmap, dev, lang, models, groups,
-                                                                         limit))
+Tables = Analysis | dict[str, Frame]  # an analysis, or the tables of one still being computed
+PLOTTERS = ("heatmap", "rate_bars", "model_strategy", "disparity_plot", "scaling_plot")
+
+
+def _draw(func: str, args: tuple) -> bytes:
+    """Draw with the plotting function of this name (the helper process gets names, not code)."""
+    if func not in PLOTTERS:
+        raise ValueError(f"no plot function {func!r}")
+    return globals()[func](*args)
+
+
+def _columns(frame: Frame, *names: str) -> Frame:
+    """The columns of ``frame`` a plot draws (only these travel to a helper process)."""
+    return Frame({name: frame[name] for name in names if name in frame}, frame.name)
+
+
+def _jobs(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
+          size_order: list[str]) -> list[Job]:
+    """(plot name, rough cost, plotting function, its arguments) for every plot the analysis has. The cost
+    counts the text artists, which is where matplotlib spends its time (a heatmap draws a number in every
+    cell), plus a share per figure and per bar with its error bar (about 2.3 ms of CPU a unit at paper
+    scale, fitted on the six plots there)."""
+    dev = _columns(analysis["deviations"], "model", "language", "group", "deviation", "significant")
+    jobs = [(f"heatmap_{lang}", 40 + len(models) * len(groups), "heatmap", (dev, lang, models, groups, limit))
             for lang, groups in groups_by_language.items()]
-    jobs.append(("strategy", 20 + len(analysis["by_strategy"]),
-                 partial(rate_bars, analysis["by_strategy"], "strategy", "Defense rate by strategy")))
-    jobs.append(("model_strategy", 20 + 2 * len(analysis["by_model_strategy"]),
-                 partial(model_strategy, analysis["by_model_strategy"])))
-    jobs.append(("scenario_category", 20 + 2 * len(analysis["by_scenario_category"]),
-                 partial(rate_bars, analysis["by_scenario_category"], "scenario_category",
-                         "Defense rate by scenario category", horizontal=True)))
+    interval = ("rate", "ci_low", "ci_high")
+    jobs.append(("strategy", 30 + 2 * len(analysis["by_strategy"]), "rate_bars",
+                 (_columns(analysis["by_strategy"], "strategy", *interval), "strategy",
+                  "Defense rate by strategy")))
+    jobs.append(("model_strategy", 30 + len(analysis["by_model_strategy"]), "model_strategy",
+                 (_columns(analysis["by_model_strategy"], "model", "strategy", *interval),)))
+    jobs.append(("scenario_category", 30 + 2 * len(analysis["by_scenario_category"]), "rate_bars",
+                 (_columns(analysis["by_scenario_category"], "scenario_category", *interval),
+                  "scenario_category", "Defense rate by scenario category", True)))
     if len(analysis["disparity"]):
-        jobs.append(("disparity", 20 + 2 * len(analysis["disparity"]),
-                     partial(disparity_plot, analysis["disparity"])))
+        jobs.append(("disparity", 30 + 2.5 * len(analysis["disparity"]), "disparity_plot",
+                     (_columns(analysis["disparity"], "model", "language", "spread", "spread_ci_low",
+                               "spread_ci_high"),)))
     if len(analysis["scaling"]):
-        jobs.append(("scaling", 60 + len(analysis["scaling"]), partial(scaling_plot, analysis["scaling"],
-                                                                       size_order)))
+        jobs.append(("scaling", 60 + len(analysis["scaling"]), "scaling_plot",
+                     (_columns(analysis["scaling"], "family", "language", "size_class", "mean_spread",
+                               "spread_ci_low", "spread_ci_high", "mean_rate"), size_order)))
     return jobs
 
 
-def workers_available() -> int:
-    """Processes worth drawing in: the CPUs this process may run on, at most two (the plots are few). One
-    when this process runs other Python threads (an audit's servers, a judge's workers): a thread holding a
-    lock at the fork would leave it held forever in the child."""
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        return 1
-    try:
-        return max(1, min(2, len(os.sched_getaffinity(0))))
-    except AttributeError:
-        return max(1, min(2, os.cpu_count() or 1))
+def fork_helpers() -> list[Helper]:
+    """Processes that import matplotlib now, while the report loads and analyses, and draw the plots once
+    ``start_plots`` sends them; none when drawing in other processes is not worth it (one CPU)."""
+    return drawing.fork_helpers(_draw)
 
 
-Job = tuple[str, float, Callable[[], bytes]]
-OTHER_WORK = 150.0  # what the report does while the plots are drawn (tables, examples), in the jobs' units
-CHILD_TIMEOUT_S = 600.0  # the forked drawing takes seconds; past this it is stopped and redrawn here
-
-
-class Drawing:
-    """Plots being drawn: part in a forked process (matplotlib holds the GIL, so threads would not help),
-    the rest in this one when ``finish`` is called, so this process can do other work in between. Any
-    failure in the forked part is redrawn here, where its error is raised."""
-
-    def __init__(self, jobs: list[Job], workers: int, other_work: float = 0.0):
-        self.order = [name for name, _, _ in jobs]
-        self.forked: tuple[int, int] | None = None
-        if workers < 2 or len(jobs) < 2:
-            self.own, self.theirs = jobs, []
-            return
-        # the costliest plots first, each to the less loaded share (longest processing time first); this
-        # process's share starts with the other work it does before drawing
-        own: list[Job] = []
-        theirs: list[Job] = []
-        for job in sorted(jobs, key=lambda j: -j[1]):
-            (own if other_work + sum(j[1] for j in own) < sum(j[1] for j in theirs) else theirs).append(job)
-        self.own, self.theirs = own, theirs
-        # matplotlib is imported once, before the fork, not in both processes
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-
-        self.forked = _fork_drawing(theirs)
-
-    def finish(self) -> dict[str, bytes]:
-        """Every plot's PNG, by name, in a fixed order."""
-        try:
-            drawn = {name: draw() for name, _, draw in self.own}
-        except BaseException:
-            self.cancel()  # no forked process outlives a failed report
-            raise
-        forked, self.forked = self.forked, None
-        drawn.update(_collect(forked) or {name: draw() for name, _, draw in self.theirs})
-        return {name: drawn[name] for name in self.order}
-
-    def cancel(self) -> None:
-        """Stop the forked process (the report failed before its plots were needed)."""
-        if self.forked is not None:
-            pid, read_end = self.forked
-            self.forked = None
-            os.close(read_end)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-
-
-def start_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
+def start_plots(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]],
                 limit: float, size_order: list[str], workers: int | None = None,
-                other_work: float = OTHER_WORK) -> Drawing:
-    """Start drawing every plot; ``Drawing.finish`` gives them. ``workers``: processes to draw in (default:
-    one per CPU, up to two)."""
+                helpers: list[Helper] | None = None) -> Drawing:
+    """Start drawing every plot; ``Drawing.finish`` gives them. ``helpers``: the processes ``fork_helpers``
+    started; else ``workers`` are forked now (default: one per CPU, up to two; 1: draw in this process)."""
     jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
-    return Drawing(jobs, workers_available() if workers is None else workers, other_work)
+    if helpers is None:
+        helpers = drawing.fork_helpers(_draw, workers)
+    return Drawing(jobs, _draw, helpers)
 
 
 def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
               limit: float, size_order: list[str], workers: int | None = None) -> dict[str, bytes]:
     """Every plot's PNG, by name, in a fixed order (``start_plots``, then ``finish``)."""
-    return start_plots(analysis, models, groups_by_language, limit, size_order, workers, 0.0).finish()
-
-
-def _fork_drawing(jobs: list[tuple[str, float, Callable[[], bytes]]]) -> tuple[int, int] | None:
-    """A child process that draws ``jobs`` and writes them to a pipe (name, length, bytes; no pickle):
-    (its pid, the pipe's read end), or None when it cannot be started."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-    except OSError:
-        return None
-    if pid:
-        os.close(write_end)
-        return pid, read_end
-    code = 1
-    try:  # the child: draw, write, and leave without running the parent's exit handlers
-        os.close(read_end)
-        # every plot is drawn before the first write: the parent reads the pipe only when its own share is
-        # done, and a PNG larger than the pipe's buffer (64 KiB) would block the child until then
-        drawn = [(name.encode("utf-8"), draw()) for name, _, draw in jobs]
-        with os.fdopen(write_end, "wb") as out:
-            for key, data in drawn:
-                out.write(struct.pack("<IQ", len(key), len(data)) + key + data)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _collect(forked: tuple[int, int] | None) -> dict[str, bytes] | None:
-    """The plots the child drew, or None when it failed (they are then drawn here)."""
-    if forked is None:
-        return None
-    pid, read_end = forked
-    chunks, deadline = [], time.monotonic() + CHILD_TIMEOUT_S
-    with os.fdopen(read_end, "rb", buffering=0) as pipe:
-        while True:  # a child stuck for any reason is stopped, and its plots drawn here
-            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = pipe.read(1 << 20) if ready else None
-            if not chunk:
-                break
-            chunks.append(chunk)
-    if chunk is None:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    data = b"".join(chunks)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        return None
-    out, pos = {}, 0
-    while pos < len(data):
-        n_key, n_data = struct.unpack_from("<IQ", data, pos)
-        pos += 12
-        name = data[pos:pos + n_key].decode("utf-8")
-        out[name] = data[pos + n_key:pos + n_key + n_data]
-        pos += n_key + n_data
-    return out
+    return start_plots(analysis, models, groups_by_language, limit, size_order, workers).finish()

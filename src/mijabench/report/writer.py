@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..analysis import DEFAULT_RESAMPLES, Analysis, Frame, analyze, load_judged
 from ..analysis.correction import Correction, corrected_rates
-from ..analysis.table import DEFAULT_EMPTY_RULE
+from ..analysis.table import DEFAULT_EMPTY_RULE, JudgedTable
 from ..errors import MijaError
 from ..judge.validate import HumanLabels, load_human_labels
 from ..paths import check_output
@@ -91,38 +92,37 @@ def write_tables(analysis: Analysis, folder: Path) -> dict[str, list[Path]]:
     return written
 
 
-def heatmap_limit(analysis: Analysis) -> float:
+def heatmap_limit(analysis: Analysis | dict[str, Frame]) -> float:
     dev = analysis["deviations"]["deviation"]
     finite = np.abs(dev[np.isfinite(dev)])
     return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
 
 
-def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
-                 bench: str | None = None, models: list[str] | None = None,
-                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
-                 title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
-                 allow_even_vote: bool = False,
-                 labels: HumanLabels | str | Path | None = None, budget: Any = None,
-                 snapshot: bool = False) -> ReportResult:
-    """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
-    ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
-    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
-    ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
-    label for a response outside the analysed selection is an input error raised before anything is
-    written. ``snapshot``: keep the judged table beside the store and read it from there while the store is
-    unchanged (``analysis.snapshot``)."""
-    if resamples < 1:
-        raise MijaError(f"--resamples must be at least 1, got {resamples}")
-    check_output(out_dir, folder=True)
+def _plot_layout(tables: dict[str, Frame]) -> tuple[list[str], dict[str, list[str]], float, list[str]]:
+    """What the plots are drawn with besides the tables: the models in order, each language's groups in
+    order, the heatmaps' colour limit, the size classes in order."""
+    tax = load_taxonomy()
+    dev = tables["deviations"]
+    languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
+    models_order = list(dict.fromkeys(tables["by_model"]["model"].tolist()))
+    return (models_order, {lang: page.group_order(dev, lang) for lang in languages}, heatmap_limit(tables),
+            [sc.id for sc in tax.size_classes])
+
+
+def _analysed(store: Store, *, judges: list[str] | None, bench: str | None, models: list[str] | None,
+              resamples: int, seed: int, average: str, empty_as: str, allow_even_vote: bool,
+              labels: HumanLabels | str | Path | None, snapshot: bool,
+              plot_tables: Callable[[dict[str, Frame]], None] | None = None
+              ) -> tuple[JudgedTable, Analysis, Correction | None]:
+    """The judged table, its analysis and, with human labels, the rates corrected for judge error;
+    ``plot_tables`` as ``analyze`` takes it."""
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
                         allow_even_vote=allow_even_vote, snapshot=snapshot)
-    voters = table.meta["voters"]
-    judges = list(voters.names)
+    judges = list(table.meta["voters"].names)
     if not len(table):
         where = f" for benchmark '{bench}'" if bench else ""
         raise MijaError(f"nothing to report: no stored responses{where}")
-    analysis = analyze(table, resamples=resamples, seed=seed, average=average)
+    analysis = analyze(table, resamples=resamples, seed=seed, average=average, plot_tables=plot_tables)
     if analysis.counts["judged"] == 0:
         raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict "
                         "yet (run `mijabench judge` first)")
@@ -145,20 +145,56 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
             correction = budgeted_correction(table, labels, plan, resamples=resamples, seed=seed, where=where)
         analysis.tables["corrected_rates"] = correction.rates
         analysis.tables["judge_accuracy"] = correction.accuracy
-    out = Path(out_dir)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    tax = load_taxonomy()
-    dev = analysis["deviations"]
-    languages = [lang for lang in tax.languages if lang in set(dev["language"].tolist())]
-    models_order = list(dict.fromkeys(analysis["by_model"]["model"].tolist()))
-    limit = heatmap_limit(analysis)
-    drawing = plots.start_plots(analysis, models_order,
-                                {lang: page.group_order(dev, lang) for lang in languages}, limit,
-                                [sc.id for sc in tax.size_classes])
+    return table, analysis, correction
+
+
+def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None = None,
+                 bench: str | None = None, models: list[str] | None = None,
+                 resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 average: str = "groups", examples_per_cell: int = 2, demo: bool | None = None,
+                 title: str = "mijabench: demographic safety report", empty_as: str = DEFAULT_EMPTY_RULE,
+                 allow_even_vote: bool = False,
+                 labels: HumanLabels | str | Path | None = None, budget: Any = None,
+                 snapshot: bool = False) -> ReportResult:
+    """Analyse the store's judged responses and write the report folder. ``judges`` are the voters (see
+    ``analysis.voters``); ``empty_as`` is how empty replies count (``analysis.table.EMPTY_RULES``). ``demo``
+    forces the demo banner on (True) or off (False); None detects it from the seeds, items and runs.
+    ``labels`` (human labels, as `judge validate` reads them) adds the rates corrected for judge error; a
+    label for a response outside the analysed selection is an input error raised before anything is
+    written. ``snapshot``: keep the judged table beside the store and read it from there while the store is
+    unchanged (``analysis.snapshot``)."""
+    if resamples < 1:
+        raise MijaError(f"--resamples must be at least 1, got {resamples}")
+    check_output(out_dir, folder=True)
+    # processes that import matplotlib while the table is loaded and analysed, then draw the plots: they
+    # get them as soon as the plotted tables exist, while the tests are computed
+    helpers = plots.fork_helpers()
+    started: list[plots.Drawing] = []
+
+    def start_drawing(tables: dict[str, Frame]) -> None:
+        started.append(plots.start_plots(tables, *_plot_layout(tables), helpers=helpers))
+
+    try:
+        table, analysis, correction = _analysed(
+            store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
+            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot,
+            plot_tables=start_drawing)
+        voters = table.meta["voters"]
+        judges = list(voters.names)
+        out = Path(out_dir)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        models_order, _, limit, _ = _plot_layout(analysis.tables)
+        drawing = started[0]
+    except BaseException:
+        for drawing in started:
+            drawing.cancel()
+        for helper in helpers:
+            helper.cancel()
+        raise
     try:  # the tables, examples and provenance while the plots are drawn
         table_paths = write_tables(analysis, out / "tables")
         banners = context.banners(store, table, demo)
-        judge_list = context.judges_used(store, judges)
+        judge_list = context.judges_used(store, judges, table)
         examples = context.pick_examples(store, table, examples_per_cell, seed, judges)
         runs, targets = context.provenance(store), context.targets(store, table)
         used_models = set(models_order)
