@@ -68,11 +68,13 @@ def test_a_cancelled_drawing_leaves_no_process_behind(store):
             os.waitpid(pid, os.WNOHANG)  # killed and reaped
 
 
-def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store):
+def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatch):
+    # as on a two-CPU machine with no other thread (earlier tests in the same process may leave one behind)
+    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)
     helpers = plots.fork_helpers()
-    assert len(helpers) == 2  # the test machine has two CPUs and no other thread
+    assert len(helpers) == 2
     started = plots.start_plots(*args, helpers=helpers)
     assert [h for h, _ in started.forked] == helpers and all(share for _, share in started.forked)
     assert not started.own  # this process draws nothing while helpers do
@@ -140,13 +142,18 @@ def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
     assert all(len(png) == 1 << 20 for png in drawn.values())
 
 
-def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp_path):
+def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp_path, monkeypatch):
     from mijabench.errors import MijaError
     from mijabench.report import write_report
 
-    assert plots.workers_available() == 2  # helpers are forked first, then the empty store fails
+    # helpers are forked first (two, as on a two-CPU machine with no other thread), then the store fails
+    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
+    forked = []
+    real_fork = drawing.Helper.fork
+    monkeypatch.setattr(drawing.Helper, "fork", lambda *a: forked.append(real_fork(*a)) or forked[-1])
     with pytest.raises(MijaError, match="nothing to report"):
         write_report(store, tmp_path / "out")
+    assert len(forked) == 2 and all(forked)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
 
