@@ -78,7 +78,7 @@ async def run_mode(size: int | str, requests: list[GenerationRequest], together:
            "seconds": time.perf_counter() - start, "cpu": cpu_seconds() - cpu, "peak": rss.peak,
            "tokens": sum(g.completion_tokens for g in results)}
     if backend.chooser is not None and size == "auto":
-        row["chosen"] = backend.chooser.rows(backend.decode_loop.capacity or 512)
+        row["chosen"] = backend.batch_size
         row["measured"] = dict(backend.chooser.measured)
     await backend.aclose()
     return row

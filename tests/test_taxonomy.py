@@ -1,3 +1,5 @@
+import pytest
+
 from mijabench.taxonomy import load_taxonomy
 
 
@@ -32,3 +34,21 @@ def test_size_classes():
     assert tax.size_class(8) == "standard"
     assert tax.size_class(70) == "large"
     assert tax.size_class(0.135) is None
+
+
+def test_the_package_yaml_reader_is_safe_load_faster():
+    """``safe_yaml`` (libyaml's parser when PyYAML has it) reads every data file of the package as
+    ``yaml.safe_load`` does, and refuses what safe_load refuses (no Python objects from data)."""
+    from importlib import resources
+
+    import yaml
+
+    from mijabench.taxonomy import safe_yaml
+
+    files = [f for f in resources.files("mijabench").rglob("*.yaml") if f.is_file()]
+    assert len(files) >= 5
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        assert safe_yaml(text) == yaml.safe_load(text), f.name
+    with pytest.raises(yaml.YAMLError):
+        safe_yaml("!!python/object/apply:os.system ['true']")

@@ -93,7 +93,7 @@ class TransformersBackend(Backend):
         if self._batch_size_option:
             return int(self._batch_size_option)
         if self.chooser is not None and self.decode_loop is not None:
-            return self.chooser.rows(self.decode_loop.capacity or 512)
+            return self.chooser.rows(self.decode_loop.capacity or continuous.CAPACITY_STEP)
         return 32 if self._wants_cuda() else 8
 
     @property
@@ -329,7 +329,7 @@ class TransformersBackend(Backend):
             if job.future.done():
                 loop.drop(job)
         # before the first prompts the capacity is unknown: admit checks the budget once their lengths are
-        loop.set_rows(chooser.rows(loop.capacity or 64))
+        loop.set_rows(chooser.rows(loop.capacity or continuous.CAPACITY_STEP))
         free, taken = loop.free, []
         # Refill once a few rows are free: each refill is a forward pass of its own.
         if pending and free and (not loop.active or free >= max(1, loop.rows // 8) or len(pending) <= free):

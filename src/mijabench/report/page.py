@@ -17,13 +17,12 @@ from string import Template
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .. import __version__
 from ..analysis import Analysis, Frame
 from ..judge import vote
 from ..judge.identity import short
-from ..taxonomy import SAFE_LOADER, load_taxonomy
+from ..taxonomy import load_taxonomy, safe_yaml
 from . import budget, correction
 from .context import Example
 from .html import ColourClasses, Markup, ci, diverging, esc, join, number, p_value, pct, pts, table, tag
@@ -54,7 +53,7 @@ def _template(name: str) -> str:
 
 @cache
 def _notes() -> dict[str, str]:
-    return yaml.load(_template("notes.yaml"), Loader=SAFE_LOADER)  # noqa: S506 (a safe loader)
+    return safe_yaml(_template("notes.yaml"))
 
 
 def note(key: str, **values: Any) -> Markup:

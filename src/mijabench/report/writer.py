@@ -169,10 +169,11 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     # processes that import matplotlib while the table is loaded and analysed, then draw the plots: they
     # get them as soon as the plotted tables exist, while the tests are computed
     helpers = plots.fork_helpers()
-    started: list[plots.Drawing] = []
+    started: list[tuple[plots.Drawing, list[str], float]] = []  # the drawing, the models in order, limit
 
     def start_drawing(tables: dict[str, Frame]) -> None:
-        started.append(plots.start_plots(tables, *_plot_layout(tables), helpers=helpers))
+        layout = _plot_layout(tables)
+        started.append((plots.start_plots(tables, *layout, helpers=helpers), layout[0], layout[2]))
 
     try:
         table, analysis, correction = _analysed(
@@ -183,10 +184,9 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
         judges = list(voters.names)
         out = Path(out_dir)
         (out / "plots").mkdir(parents=True, exist_ok=True)
-        models_order, _, limit, _ = _plot_layout(analysis.tables)
-        drawing = started[0]
+        drawing, models_order, limit = started[0]
     except BaseException:
-        for drawing in started:
+        for drawing, _, _ in started:
             drawing.cancel()
         for helper in helpers:
             helper.cancel()

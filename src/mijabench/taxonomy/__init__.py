@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import yaml
 
@@ -134,12 +135,16 @@ def _index(entries: dict, aliases: dict[str, str], what: str) -> dict[str, str]:
 
 # libyaml's parser where PyYAML was built with it: the same safe constructor, a tenth of the time (the three
 # taxonomy files took 0.1 s to parse in Python, in every report)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with libyaml's parser when there is one (the package's own data files)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
 
 
 def _read(name: str) -> dict:
-    text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 (a safe loader)
+    return safe_yaml(resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8"))
 
 
 @cache
