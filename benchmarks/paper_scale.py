@@ -119,7 +119,7 @@ NAMES = ("import", "report", "warm", "select")
 
 
 def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
-    cli = ["mijabench.cli.main"]
+    cli = ["mijabench"]  # `python -m mijabench`: the same entry point as the `mijabench` command
     corpus = folder / "corpus.parquet"
     ws = folder / "ws"
     voters = [a for j in JUDGES for a in ("--judge", j)]

@@ -49,7 +49,7 @@ def hostile_rows():
 
 
 def run_cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "mijabench.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mijabench", *args], capture_output=True, text=True,
                           env=env, timeout=300)
 
 

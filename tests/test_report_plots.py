@@ -5,6 +5,7 @@ example picker's shortcut keeps every row it could choose."""
 import contextlib
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -58,14 +59,41 @@ def test_no_fork_while_other_threads_run():
         worker.join()
 
 
+def _partner_of(pid: int, timeout: float = 30.0) -> int:
+    """The process a helper forks once matplotlib is imported (Linux: /proc lists a task's children)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            children = [int(c) for c in fh.read().split()]
+        if children:
+            return children[0]
+        time.sleep(0.02)
+    raise AssertionError("the helper forked no partner")
+
+
+def _ended(pid: int, timeout: float = 10.0) -> bool:
+    """Whether a process that is not this one's child has ended (gone, or a zombie left to init)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_a_cancelled_drawing_leaves_no_process_behind(store):
     started = plots.start_plots(*_inputs(store), workers=2)
-    pids = [helper.pid for helper, _ in started.forked]
-    assert len(pids) == 2
+    assert len(started.forked) == 1  # one helper, which draws with a partner
+    helper = started.forked[0][0].pid
+    partner = _partner_of(helper)
     started.cancel()
-    for pid in pids:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # killed and reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper, os.WNOHANG)  # killed and reaped
+    assert _ended(partner)  # the partner ends with its helper
 
 
 def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatch):
@@ -74,7 +102,8 @@ def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatc
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)
     helpers = plots.fork_helpers()
-    assert len(helpers) == 2
+    assert len(helpers) == 1
+    partner = _partner_of(helpers[0].pid)
     started = plots.start_plots(*args, helpers=helpers)
     assert [h for h, _ in started.forked] == helpers and all(share for _, share in started.forked)
     assert not started.own  # this process draws nothing while helpers do
@@ -82,6 +111,7 @@ def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatc
     for helper in helpers:
         with pytest.raises(ChildProcessError):
             os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
+    assert _ended(partner)
     for unused in plots.fork_helpers():  # a report that fails before its plots: stopped and reaped
         unused.cancel()
         with pytest.raises(ChildProcessError):
@@ -124,9 +154,9 @@ def test_example_candidates_hold_every_groups_lowest_noise_rows():
 
 
 def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
-    """Each helper writes its PNGs only when all are drawn, and a pipe holds 64 KiB: a helper must not keep
-    a sibling's job pipe open (the sibling would wait for its jobs' end, the report for the sibling, and the
-    helper for the report to read its plots)."""
+    """Each process writes its PNGs only when all are drawn, and a pipe holds 64 KiB: the partner must not
+    keep its helper's pipes to the report open, and the helper reads its partner's plots before it writes
+    its own (else each would wait for the other)."""
     parent = os.getpid()
 
     def large(func, args):  # 1 MiB per plot, marked with the process that drew it
@@ -150,10 +180,11 @@ def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp
     monkeypatch.setattr(drawing, "workers_available", lambda: 2)
     forked = []
     real_fork = drawing.Helper.fork
-    monkeypatch.setattr(drawing.Helper, "fork", lambda *a: forked.append(real_fork(*a)) or forked[-1])
+    monkeypatch.setattr(drawing.Helper, "fork",
+                        lambda *a, **k: forked.append(real_fork(*a, **k)) or forked[-1])
     with pytest.raises(MijaError, match="nothing to report"):
         write_report(store, tmp_path / "out")
-    assert len(forked) == 2 and all(forked)
+    assert len(forked) == 1 and all(forked)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
 
@@ -194,3 +225,47 @@ def test_the_plotted_tables_are_handed_over_before_the_tests_and_are_the_final_o
         assert frame.names == other.names
         for col in frame.names:
             assert np.array_equal(frame[col], other[col], equal_nan=frame[col].dtype != object), (name, col)
+
+
+def test_a_failed_partner_is_redrawn_by_its_helper(monkeypatch):
+    """The partner's plots, when it fails, are drawn by the helper that forked it, not left to the report."""
+    parent = os.getpid()
+
+    def marked(func, args):  # fails in the partner (a grandchild of this process), marks who drew it
+        if os.getpid() != parent and os.getppid() != parent:
+            raise RuntimeError("drawing failed in the partner")
+        return f"{os.getpid()} {args[0]}".encode()
+
+    jobs = [(f"plot{i}", 10.0 - i, "marked", (i,)) for i in range(4)]
+    drawn = drawing.Drawing(jobs, marked, drawing.fork_helpers(marked, 2)).finish()
+    assert list(drawn) == [name for name, *_ in jobs]
+    makers = {int(png.split()[0]) for png in drawn.values()}
+    assert len(makers) == 1 and parent not in makers  # all by the helper
+
+
+def test_a_helper_forked_at_start_up_draws_the_report_plots(store, monkeypatch):
+    """`mijabench report` forks its helper before the libraries are imported (``drawing.prefork``): the
+    drawing module loads none of them, the report takes that helper, and its plots are the same PNGs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mijabench.report import drawing; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'pyarrow', 'matplotlib') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
+    args = _inputs(store)
+    serial = plots.all_plots(*args, workers=1)
+    drawing.prefork()
+    assert len(drawing._PREFORKED) == 1
+    helper = drawing._PREFORKED[0]
+    partner = _partner_of(helper.pid)
+    assert plots.fork_helpers() == [helper]  # handed to the report, once
+    assert not drawing._PREFORKED
+    assert plots.start_plots(*args, helpers=[helper]).finish() == serial
+    assert _ended(partner)
+    drawing.prefork()  # one the command never uses is stopped and reaped (at exit)
+    unused = drawing._PREFORKED[0]
+    drawing.cancel_preforked()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(unused.pid, os.WNOHANG)

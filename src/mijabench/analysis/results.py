@@ -29,6 +29,8 @@ RATE_CUTS: dict[str, tuple[str, ...]] = {
     "by_family_size_class": ("family", "size_class"),
     "by_model_language_strategy": ("model", "language", "strategy"),
 }
+# the rate tables the report's plots draw (or order their models by), computed before the others
+PLOTTED_CUTS = ("by_model", "by_strategy", "by_model_strategy", "by_scenario_category")
 
 
 @dataclass
@@ -71,18 +73,29 @@ def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     average = average_name(average)
-    tables: dict[str, Frame] = {}
+    computed: dict[str, Frame] = {}
     clusters = ClusterIndex.of(table)  # sorted once, shared by every table
-    for name, by in RATE_CUTS.items():
-        tables[name] = rates(table, by, resamples=resamples, seed=seed, name=name, clusters=clusters)
+
+    def cut(name: str) -> None:
+        computed[name] = rates(table, RATE_CUTS[name], resamples=resamples, seed=seed, name=name,
+                               clusters=clusters)
+
+    # the tables the report plots first, so their drawing starts early (each table has its own seeded
+    # draws: the order they are computed in changes no number)
+    for name in PLOTTED_CUTS:
+        cut(name)
     dev = deviations(table, average=average, resamples=resamples, seed=seed, clusters=clusters)
-    tables["deviations"] = dev
     disp = disparity(dev, seed=seed)
-    tables["disparity"] = disp
     meta = model_metadata(table)
-    scale = scaling(disp, meta)  # computed before the tests, kept after them (the tables' order is fixed)
+    scale = scaling(disp, meta)
     if plot_tables is not None:
-        plot_tables({**tables, "scaling": scale})
+        plot_tables({**computed, "deviations": dev, "disparity": disp, "scaling": scale})
+    for name in RATE_CUTS:
+        if name not in computed:
+            cut(name)
+    tables = {name: computed[name] for name in RATE_CUTS}  # the tables' order is fixed
+    tables["deviations"] = dev
+    tables["disparity"] = disp
     pairs = pairwise_tests(dev)
     tables["pairwise_tests"] = pairs
     tables["paired"] = paired_analysis(table, pairs, resamples=resamples, seed=seed)

@@ -1,15 +1,19 @@
 """Drawing the report's plots in other processes. matplotlib holds the GIL, so threads would not help: forked
-processes (helpers) draw the plots while the report writes its tables, examples and provenance. The helpers
-are forked when the report starts, before the judged table is loaded, so that they import matplotlib while
-the report analyses (a little less urgently than the report: ``HELPER_NICENESS``); once the analysis is
-done, the report sends each its share of the plots: the plotting function's name (from a fixed list) and
-its arguments, the tables among them as JSON (no pickle, no code). The PNGs come back through a pipe as
-plain bytes. Anything that fails in a helper is drawn again in the report's process, where its error is
-raised, as are the plots of a helper that has not answered within ``CHILD_TIMEOUT_S``."""
+processes draw the plots while the report writes its tables, examples and provenance. A helper is forked
+when the report starts, before the judged table is loaded, so that it imports matplotlib while the report
+analyses (a little less urgently than the report: ``HELPER_NICENESS``); with two CPUs it then forks a partner
+that shares the import. Once the plotted tables exist the report sends the helper the plots: the plotting
+function's name (from a fixed list) and its arguments, the tables among them as JSON (no pickle, no code).
+The helper splits them with its partner the same way. The PNGs come back through pipes as plain bytes.
+Anything that fails in a process is drawn again by the one that forked it (in the end the report's own,
+where its error is raised), as are the plots of a process that has not answered within
+``CHILD_TIMEOUT_S``."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib
 import json
 import os
 import select
@@ -20,10 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
-
-from ..analysis import Frame
 
 try:
     import fcntl
@@ -54,7 +54,12 @@ def workers_available() -> int:
 
 # --- the jobs on the pipe: JSON, tables as their columns' values and dtypes (floats round-trip exactly) ---
 
+# numpy and the analysis package are imported inside the functions: this module is imported at start-up,
+# before the helper is forked (``prefork``), and must not load them there
+
 def _encode_value(value: Any) -> Any:
+    from ..analysis import Frame
+
     if isinstance(value, Frame):
         return {"frame": value.name, "columns": [[name, col.dtype.str if col.dtype != object else "object",
                                                   col.tolist()] for name, col in value.columns.items()]}
@@ -66,6 +71,10 @@ def _encode_value(value: Any) -> Any:
 def _decode_value(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
+    import numpy as np
+
+    from ..analysis import Frame
+
     columns = {}
     for name, dtype, values in value["columns"]:
         if dtype == "object":
@@ -89,23 +98,38 @@ def decode_jobs(data: bytes) -> list[Job]:
 
 # --- the helper process ---
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent ends (Linux); exit at once if it already has."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the request above
+        os._exit(1)
+
+
 class Helper:
-    """A forked process that imports matplotlib at once, then waits for the plots it is to draw."""
+    """A forked process that imports matplotlib at once, then waits for the plots it is to draw. With
+    ``processes`` 2 it forks a partner once matplotlib is imported (the partner shares the import instead of
+    repeating it: half a second of CPU) and draws the plots with it."""
 
     def __init__(self, pid: int, to_child: int, from_child: int):
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
         self.reaped = False  # once reaped, its pid may be another process's: never signalled again
 
     @classmethod
-    def fork(cls, draw: Draw, siblings: list[Helper] = ()) -> Helper | None:
-        """A helper, or None when this process cannot fork. ``siblings``: helpers forked before, whose pipe
-        ends this one must not keep open (a sibling would wait for the end of its jobs while this one held
-        their pipe's write end)."""
+    def fork(cls, draw: Draw, processes: int = 1, close: tuple[int, ...] = (), preload: str | None = None
+             ) -> Helper | None:
+        """A helper, or None when this process cannot fork. ``close``: descriptors the child must not keep
+        open (a partner holding its helper's pipe to the report would keep the report waiting for the end of
+        the PNGs after the helper has sent them). ``preload``: a module the child imports with matplotlib,
+        before its partner is forked (the plotting code, when forked before the report imported it)."""
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             job_read, job_write = os.pipe()
             png_read, png_write = os.pipe()
+            parent = os.getpid()
             pid = os.fork()
         except OSError:
             return None
@@ -117,23 +141,29 @@ class Helper:
             return cls(pid, job_write, png_read)
         code = 1
         try:  # the child: import, wait, draw, write, and leave without running the parent's exit handlers
-            for fd in (job_write, png_read, *(end for h in siblings for end in (h.to_child, h.from_child))):
+            for fd in (job_write, png_read, *close):
                 if fd >= 0:
                     os.close(fd)
-            with contextlib.suppress(OSError):
-                os.nice(HELPER_NICENESS)
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.collections  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-
+            if close:  # a partner: it must not outlive its helper (stopped when the report fails)
+                _die_with_parent(parent)
+            if "matplotlib" not in sys.modules:  # a partner inherits the import, and its helper's niceness
+                with contextlib.suppress(OSError):
+                    os.nice(HELPER_NICENESS)
+                import matplotlib.backends.backend_agg  # noqa: F401
+                import matplotlib.collections  # noqa: F401
+                import matplotlib.figure  # noqa: F401
+            if preload:
+                importlib.import_module(preload)
+            partner = cls.fork(draw, close=(job_read, png_write)) if processes > 1 else None
             with os.fdopen(job_read, "rb") as pipe:
                 message = pipe.read()  # empty when the report needs no help after all
             jobs = decode_jobs(message) if message else []
             # every plot is drawn before the first write: the parent reads the pipe only when its own share
             # is done, and a PNG larger than the pipe's buffer (64 KiB) would block the child until then
-            drawn = [(name.encode("utf-8"), draw(func, args)) for name, _, func, args in jobs]
+            drawn = Drawing(jobs, draw, [partner] if partner else [], draw_here=True).finish()
             with os.fdopen(png_write, "wb") as out:
-                for key, data in drawn:
+                for name, data in drawn.items():
+                    key = name.encode("utf-8")
                     out.write(struct.pack("<IQ", len(key), len(data)) + key + data)
             code = 0
         finally:
@@ -191,36 +221,67 @@ class Helper:
                 os.waitpid(self.pid, 0)
 
 
-def fork_helpers(draw: Draw, count: int | None = None) -> list[Helper]:
-    """``count`` helpers (default: one per CPU this process may use, up to two, none with one CPU or while
-    other threads run)."""
+def fork_helpers(draw: Draw, count: int | None = None, preload: str | None = None) -> list[Helper]:
+    """The helper that draws in ``count`` processes (itself and a partner it forks; default: one per CPU
+    this process may use, up to two), or none with one CPU or while other threads run."""
     count = workers_available() if count is None else count
     if count < 2:
         return []
-    helpers = []
-    for _ in range(count):
-        helper = Helper.fork(draw, helpers)
-        if helper is not None:
-            helpers.append(helper)
+    helper = Helper.fork(draw, processes=count, preload=preload)
+    return [helper] if helper is not None else []
+
+
+# --- a helper forked when the command starts ---
+
+_PREFORKED: list[Helper] = []
+
+
+def _draw_plots(func: str, args: tuple) -> bytes:
+    """The report's plotting functions, imported in the helper (this module is imported before them)."""
+    from .plots import _draw
+
+    return _draw(func, args)
+
+
+def prefork() -> None:
+    """Fork the report's drawing helper now, before the command imports its libraries (over half a second
+    on one CPU): the helper imports matplotlib and the plotting code on the other CPU meanwhile.
+    ``take_preforked`` hands it to the report; a helper the command did not use is stopped at exit."""
+    if _PREFORKED:
+        return
+    _PREFORKED.extend(fork_helpers(_draw_plots, preload=f"{__package__}.plots"))
+    if _PREFORKED:
+        atexit.register(cancel_preforked)
+
+
+def take_preforked() -> list[Helper]:
+    """The helper ``prefork`` started, once (none if it did not)."""
+    helpers = _PREFORKED[:]
+    _PREFORKED.clear()
     return helpers
+
+
+def cancel_preforked() -> None:
+    for helper in take_preforked():
+        helper.cancel()
 
 
 class Drawing:
     """Plots being drawn by helper processes (or by this one when ``finish`` is called, without helpers), so
-    this process can do other work in between."""
+    this process can do other work in between. ``draw_here``: this process takes a share too."""
 
-    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper]):
+    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper], draw_here: bool = False):
         self.order = [name for name, _, _, _ in jobs]
         self.draw = draw
         self.forked: list[tuple[Helper, list[Job]]] = []
         if not helpers:
             self.own = jobs
             return
-        # the costliest plots first, each to the least loaded helper (longest processing time first)
-        shares: list[list[Job]] = [[] for _ in helpers]
+        # the costliest plots first, each to the least loaded process (longest processing time first)
+        shares: list[list[Job]] = [[] for _ in range(len(helpers) + draw_here)]
         for job in sorted(jobs, key=lambda j: -j[1]):
             min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
-        self.own = []
+        self.own = shares.pop() if draw_here else []
         for helper, share in zip(helpers, shares, strict=True):
             if helper.send(share):
                 self.forked.append((helper, share))

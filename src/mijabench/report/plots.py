@@ -229,9 +229,10 @@ def _jobs(analysis: Tables, models: list[str], groups_by_language: dict[str, lis
 
 
 def fork_helpers() -> list[Helper]:
-    """Processes that import matplotlib now, while the report loads and analyses, and draw the plots once
-    ``start_plots`` sends them; none when drawing in other processes is not worth it (one CPU)."""
-    return drawing.fork_helpers(_draw)
+    """The helper the command started (``drawing.prefork``), or one forked now, that imports matplotlib while
+    the report loads and analyses and draws the plots once ``start_plots`` sends them; none when drawing in
+    other processes is not worth it (one CPU)."""
+    return drawing.take_preforked() or drawing.fork_helpers(_draw)
 
 
 def start_plots(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]],
