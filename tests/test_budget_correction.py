@@ -4,8 +4,17 @@
 import numpy as np
 import pytest
 
-from mijabench.analysis.budget_correction import corrected_limits, rogan_gladen_box, staged_function
+from mijabench.analysis import correction
+from mijabench.analysis.budget_correction import (
+    LabelCounts,
+    budgeted_correction,
+    corrected_limits,
+    rogan_gladen_box,
+    staged_function,
+)
+from mijabench.analysis.correction import corrected_rates, label_strata
 from mijabench.analysis.rates import parent_index
+from mijabench.analysis.table import JudgedTable
 from mijabench.run.budget import Design, TableOracle, run_plan
 
 # four groups per (model, language) block, each with its own judge: (true rate, sensitivity, specificity)
@@ -119,3 +128,111 @@ def test_box_extremes_and_a_chance_level_judge():
     low, high, ok = rogan_gladen_box((one, one), (np.array([0.4]), np.array([0.9])),
                                      (np.array([0.5]), np.array([0.9])))
     assert not ok[0] and np.isnan(low[0]) and np.isnan(high[0])
+
+
+def _judged_audit(seed=7):
+    """A judged budgeted audit as the report sees it: 2 models x 2 languages x 3 groups x 2 strategies of
+    30-90 responses, a judge with 10-15% errors, 6 human labels per (model, language, group, strategy) and
+    vote (so the labels' weights differ), and the audit's record: per cell a pilot of 30 then the rest,
+    out of twice the judged responses."""
+    rng = np.random.default_rng(seed)
+    cols = {"model": [], "language": [], "group": [], "strategy": [], "label": []}
+    truth, labels, cells, stage_n, stage_s = [], {}, [], [[], []], [[], []]
+    for model in ("ma", "mb"):
+        for lang in ("en", "pt"):
+            for g, group in enumerate(("g1", "g2", "g3")):
+                n_cell = s_cell = 0
+                for strategy in ("s1", "s2"):
+                    n = int(rng.integers(30, 90))
+                    y = rng.random(n) < 0.3 + 0.2 * g + 0.1 * (model == "mb")
+                    vote = np.where(y, rng.random(n) < 0.9, rng.random(n) >= 0.85)
+                    first = len(truth)
+                    for vv in (True, False):
+                        pool = np.flatnonzero(vote == vv)
+                        for i in rng.choice(pool, size=min(6, len(pool)), replace=False):
+                            labels[f"r{first + i}"] = "safe" if y[i] else "harmful"
+                    for name, value in (("model", model), ("language", lang), ("group", group),
+                                        ("strategy", strategy)):
+                        cols[name] += [value] * n
+                    cols["label"] += ["safe" if v else "harmful" for v in vote]
+                    truth += list(y)
+                    n_cell, s_cell = n_cell + n, s_cell + int(vote.sum())
+                cells.append([model, lang, group])
+                s1 = s_cell * 30 // n_cell
+                stage_n[0].append(30), stage_n[1].append(n_cell - 30)
+                stage_s[0].append(s1), stage_s[1].append(s_cell - s1)
+    plan = {"by": [], "cells": cells, "stage_n": stage_n, "stage_s": stage_s, "looks": [2] * len(cells),
+            "population": [2 * (a + b) for a, b in zip(*stage_n, strict=True)], "weight": [0.2] * len(cells)}
+    return JudgedTable.from_columns(**cols), labels, plan
+
+
+def test_label_counts_weigh_each_label_by_its_sampling_stratum():
+    # Kish's effective counts, summed label by label as the coverage simulation above weighs its labels,
+    # equal LabelCounts' sums over correction.label_strata's strata
+    table, labels, _ = _judged_audit()
+    counts = LabelCounts(label_strata(table, labels))
+    key = {f"r{i}": (m, lang, g, st, v) for i, (m, lang, g, st, v) in enumerate(zip(
+        table.cat("model").values(), table.cat("language").values(), table.cat("group").values(),
+        table.cat("strategy").values(), table.cat("label").values(), strict=True))}
+    judged: dict = {}
+    for k in key.values():
+        judged[k] = judged.get(k, 0) + 1
+    labelled: dict = {}
+    for rid in labels:
+        labelled[key[rid]] = labelled.get(key[rid], 0) + 1
+    sums = {}
+    for rid, human in labels.items():
+        m, lang, g, st, vote = key[rid]
+        w = judged[key[rid]] / labelled[key[rid]]
+        at = (counts.index[lang, g], 0 if vote == "safe" else 1)
+        sw, sw2, swy, n = sums.get(at, (0.0, 0.0, 0.0, 0))
+        sums[at] = (sw + w, sw2 + w * w, swy + w * (human == "safe"), n + 1)
+    assert len(sums) == counts.n_labels.size  # every (language, group) has labels of both votes
+    for at, (sw, sw2, swy, n) in sums.items():
+        assert counts.n_labels[at] == n
+        assert counts.n_eff[at] == pytest.approx(sw * sw / sw2, rel=1e-12)
+        assert counts.k_eff[at] == pytest.approx(sw * sw / sw2 * swy / sw, rel=1e-12)
+
+
+def test_budgeted_correction_keeps_the_point_estimates_and_runs_no_rate_bootstrap(monkeypatch):
+    table, labels, plan = _judged_audit()
+    full = corrected_rates(table, labels, resamples=200, seed=3)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the budgeted path resampled the judged responses")
+    monkeypatch.setattr(correction, "_binomial_rates", refused)
+    budgeted = budgeted_correction(table, labels, plan, resamples=200, seed=3)
+    # the point estimates and the judge accuracy table (its intervals resample the labels) are the
+    # bootstrap path's, bit for bit
+    def same(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        return np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    for name in ("language", "group", "model", "n_judged", "n_labels", "sensitivity", "specificity",
+                 "raw_rate", "corrected_rate", "clipped", "raw_deviation", "corrected_deviation",
+                 "judge_bias"):
+        assert same(budgeted.rates[name], full.rates[name]), name
+    assert list(budgeted.accuracy.columns) == list(full.accuracy.columns)
+    for name in full.accuracy.columns:
+        assert same(budgeted.accuracy[name], full.accuracy[name]), name
+    assert (budgeted.labels_used, budgeted.labels_undecided) == (full.labels_used, full.labels_undecided)
+    # no column of the rates' bootstrap is left behind, and the flag (which needs it) is never raised
+    for name in ("raw_ci_low", "raw_ci_high", "bias_ci_low", "bias_ci_high", "undefined_share"):
+        assert np.isnan(budgeted.rates[name]).all(), name
+    assert budgeted.rates.boot is None and not budgeted.rates["flagged"].any()
+    for note in budgeted.rates["note"]:
+        assert "budgeted: staged box interval" in note and "judge bias:" not in note
+    # the intervals are the staged box's, from the labels' effective counts
+    counts = LabelCounts(label_strata(table, labels))
+    r = budgeted.rates
+    at = np.array([counts.index[k] for k in zip(r["language"], r["group"], strict=True)])
+    pick = [[list(c) for c in plan["cells"]].index([m, lang, g])
+            for m, lang, g in zip(r["model"], r["language"], r["group"], strict=True)]
+    staged = staged_function(*([np.asarray(x)[pick] for x in plan[k]] for k in ("stage_n", "stage_s")),
+                             *(np.asarray(plan[k])[pick] for k in ("population", "looks", "weight")))
+    parent, starts = parent_index({k: r[k] for k in ("language", "model")}, ["language", "model"])
+    low, high, _, dev_low, dev_high = corrected_limits(staged, counts.k_eff, counts.n_eff, counts.q, at,
+                                                       parent, starts)
+    for got, want in ((r["ci_low"], low), (r["ci_high"], high), (r["deviation_ci_low"], dev_low),
+                      (r["deviation_ci_high"], dev_high)):
+        assert np.array_equal(got, want, equal_nan=True)
+    assert np.all(r["ci_low"] <= r["corrected_rate"]) and np.all(r["corrected_rate"] <= r["ci_high"])

@@ -144,3 +144,28 @@ def test_a_group_whose_answers_all_fail_does_not_keep_its_block_drawing():
     res = run_plan(design, TableOracle(labels), target=0.15, budget=None)
     assert res.n[0] == 0 and np.isnan(res.dev[0])  # no verdict: no rate, out of the groups' mean
     assert list(res.status[1:]) == ["target", "target"] and res.calls < sizes.sum() - 200
+
+
+def test_a_last_look_cut_short_by_the_budget_adds_only_what_its_draws_prove():
+    # Most answers undecided, so stages fall short of their plan and two cells reach look 6, the look that
+    # takes every prompt left; a budget 14 calls short of that cuts it. No alpha is left past look 5
+    # (analysis.stages.boundary), so the look may narrow a cell only to the rates its draws allow for
+    # certain: the cell ends with its look-5 interval (a run whose budget stops there) cut by those bounds.
+    rng = np.random.default_rng(3)
+    size = 400
+    labels = [np.where(rng.random(size) < 0.8, -1, (rng.random(size) < 0.4).astype(np.int64))
+              for _ in range(2)]
+    design = Design(cell_stratum=np.arange(2), cell_block=np.zeros(2, np.int64),
+                    population=np.full(2, size), units=np.full(2, size), calls_per_unit=np.ones(2, np.int64))
+    full = run_plan(design, TableOracle(labels), target=0.2, budget=None)
+    assert len(full.history) == 6 and full.status[1] == "exhausted"
+    through_5 = sum(h["calls"] for h in full.history[:5])
+    five = run_plan(design, TableOracle(labels), target=0.2, budget=through_5)
+    cut = run_plan(design, TableOracle(labels), target=0.2, budget=full.calls - 14)
+    assert list(cut.looks) == [5, 6] and 0 < cut.stage_n[5][1] and cut.calls < full.calls
+    n, s = sum(cut.stage_n)[1], sum(cut.stage_s)[1]
+    pop = cut.population[1]
+    assert n < pop  # not the whole cell: the look's interval is not exact
+    low, high = max(five.low[1], s / pop), min(five.high[1], (pop - (n - s)) / pop)
+    assert (cut.low[1], cut.high[1]) == pytest.approx((low, high), abs=1e-12)
+    assert (cut.low[0], cut.high[0]) == (five.low[0], five.high[0])  # the cell that stopped at look 5

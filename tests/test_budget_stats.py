@@ -99,3 +99,34 @@ def test_anytime_sequences_are_exact_at_the_end_and_cover():
     k = rng.binomial(n, p, size=(2000, 3))
     lo, hi = bernoulli_limits(k.ravel(), np.tile(n, 2000))
     assert np.mean((lo <= p) & (p <= hi)) >= 0.95
+
+
+def test_no_look_past_the_spending_schedule_spends_alpha():
+    # The joint chance, on the Gaussian sequence C_2 ... C_6, that some look crosses the boundary it uses,
+    # integrated on a grid of cells (exact cell masses and truncation, independent of ``boundaries``' own
+    # grid): at most the alpha scheduled for looks 2-5 per tail. Look 6 (the planner's last, which a budget
+    # can cut short of the whole cell) has no alpha left; reusing c_5 there spent 0.5% of alpha beyond it.
+    from scipy.stats import norm
+
+    from mijabench.run.budget import MAX_LOOKS
+    x = np.linspace(-10, 10, 2001)
+    dx = x[1] - x[0]
+    a, b = np.sqrt(1 - stages.TOPUP_WEIGHT), np.sqrt(stages.TOPUP_WEIGHT)
+    step = norm.cdf((x[:, None] + dx / 2 - a * x[None, :]) / b) - norm.cdf((x[:, None] - dx / 2 - a * x) / b)
+    mass = norm.cdf(x + dx / 2) - norm.cdf(x - dx / 2)  # C_2's
+    crossed = 0.0
+    for look in range(2, MAX_LOOKS + 1):
+        c = boundary(look)
+        if look > 2:
+            crossed += float(np.sum(mass * norm.sf((c - a * x) / b)))
+            mass = step @ mass
+        else:
+            crossed += float(norm.sf(c))
+        mass = mass * np.clip((c - (x - dx / 2)) / dx, 0, 1)  # paths still below the boundary
+    assert crossed <= sum(stages.SPEND) * stages.ALPHA / 2
+    assert crossed >= 0.99 * sum(stages.SPEND) * stages.ALPHA / 2  # the schedule is spent, not wasted
+    assert boundary(MAX_LOOKS) == np.inf and boundary(MAX_LOOKS + 1) == np.inf
+    # past the schedule, the interval is every K the draws allow: 12 safe and 6 harmful of 100 prompts
+    six = [(np.array([3]), np.array([2]))] * MAX_LOOKS
+    _, low, high = combined_limits(six, np.array([100]), MAX_LOOKS, np.array([0.2]))
+    assert (low[0], high[0]) == (0.12, 0.94)

@@ -42,13 +42,11 @@ from scipy.stats import beta
 
 from ..errors import InputError
 from ..judge.validate import HumanLabels
-from .correction import Correction, corrected_rates, labelled_rows
+from .correction import Correction, LabelStrata, corrected_from_strata, label_strata
 from .frame import Frame
 from .rates import DEFAULT_RESAMPLES, group_counts, parent_index
 from .stages import ALPHA, combined_limits
-from .table import ST_HARMFUL, ST_SAFE, JudgedTable
-
-STRATA = ("model", "language", "group", "strategy")
+from .table import JudgedTable
 
 
 def staged_limits(stage_n: list[np.ndarray], stage_s: list[np.ndarray], population: np.ndarray,
@@ -133,32 +131,24 @@ def rogan_gladen_box(q: tuple[np.ndarray, np.ndarray], sens: tuple[np.ndarray, n
 
 class LabelCounts:
     """Per (language, group) and vote: the labels' weighted human-safe share and Kish effective size, and the
-    vote's safe share over the judged responses."""
+    vote's safe share over the judged responses. The weights are the labels' own (``correction.LabelStrata``:
+    one per sampling stratum), so sums over a stratum's labels are its label count times its weight."""
 
-    def __init__(self, table: JudgedTable, labels: HumanLabels | Mapping[str, str], where: str):
-        rows, human_safe = labelled_rows(table, labels, where)
-        status = table.status[rows]
-        decided = (status == ST_SAFE) | (status == ST_HARMFUL)
-        rows, human_safe, vote_safe = rows[decided], human_safe[decided], status[decided] == ST_SAFE
-        self.keys, counts, lg_row = group_counts(table, ["language", "group"])
-        _, fine, fine_row = group_counts(table, [s for s in STRATA if s in table.columns])
-        stratum = fine_row[rows] * 2 + (~vote_safe)
-        strata, inverse, labelled = np.unique(stratum, return_inverse=True, return_counts=True)
-        judged = np.where(strata % 2 == 0, fine["n_safe"][strata // 2], fine["n_harmful"][strata // 2])
-        w = (judged / labelled)[inverse]  # a label stands for judged / labelled responses of its stratum
+    def __init__(self, strata: LabelStrata):
+        self.keys = strata.lg_keys
         cells = len(self.keys["language"])
-        self.q = counts["n_safe"] / np.maximum(counts["n_judged"], 1)
-        self.n_labels = np.zeros((cells, 2))
-        self.k_eff, self.n_eff = np.zeros((cells, 2)), np.zeros((cells, 2))
-        col = (~vote_safe).astype(np.int64)  # 0: vote safe (a), 1: vote harmful (b)
-        cell = lg_row[rows]
-        for name, x in (("sw", w), ("sw2", w * w), ("swy", w * human_safe), ("n", np.ones_like(w))):
+        col = (~strata.vote_safe).astype(np.int64)  # 0: vote safe (a), 1: vote harmful (b)
+
+        def per_cell(x: np.ndarray) -> np.ndarray:
             acc = np.zeros((cells, 2))
-            np.add.at(acc, (cell, col), x)
-            setattr(self, "_" + name, acc)
-        self.n_labels = self._n
-        self.n_eff = _ratio(self._sw ** 2, self._sw2, 0.0)
-        self.k_eff = self.n_eff * _ratio(self._swy, self._sw, 0.0)
+            np.add.at(acc, (strata.cell, col), x)
+            return acc
+        w, n, k = strata.weight, strata.n, strata.k
+        sw, sw2, swy = per_cell(n * w), per_cell(n * w * w), per_cell(k * w)
+        self.n_labels = per_cell(n)
+        self.n_eff = _ratio(sw ** 2, sw2, 0.0)
+        self.k_eff = self.n_eff * _ratio(swy, sw, 0.0)
+        self.q = strata.lg_counts["n_safe"] / np.maximum(strata.lg_counts["n_judged"], 1)
         self.index = {key: i for i, key in enumerate(zip(self.keys["language"], self.keys["group"],
                                                          strict=True))}
 
@@ -190,12 +180,15 @@ def corrected_limits(staged, label_k: np.ndarray, label_n: np.ndarray, q_lg: np.
 def budgeted_correction(table: JudgedTable, labels: HumanLabels | Mapping[str, str], plan: dict, *,
                         resamples: int = DEFAULT_RESAMPLES, seed: int = 0, alpha: float = ALPHA,
                         where: str = "the analysed responses") -> Correction:
-    """``analysis.correction.corrected_rates`` (its point estimates and accuracy table), with the rates' and
-    deviations' intervals replaced by the staged box intervals of the module text. ``plan``: the budgeted
-    audit's record (``audit.budgeted.load_record``)."""
-    base = corrected_rates(table, labels, resamples=resamples, seed=seed, where=where)
+    """``analysis.correction.corrected_rates``'s point estimates and accuracy table (``resamples`` and
+    ``seed`` are its labels' bootstrap), with the rates' and deviations' intervals the staged box intervals
+    of the module text; the bootstrap of the rates, which the stopping rule breaks, is not run and its
+    columns (raw and bias intervals, undefined share) stay empty. ``plan``: the budgeted audit's record
+    (``audit.budgeted.load_record``)."""
+    strata = label_strata(table, labels, where)
+    base = corrected_from_strata(table, strata, resamples=resamples, seed=seed, rate_intervals=False)
     rates = base.rates
-    counts = LabelCounts(table, labels, where)
+    counts = LabelCounts(strata)
     keys = {k: rates[k] for k in ("language", "model", "group")}
     staged = _staged_cells(plan, keys, table)
     at = np.array([counts.index[key] for key in zip(keys["language"], keys["group"], strict=True)], np.int64)
@@ -214,10 +207,7 @@ def budgeted_correction(table: JudgedTable, labels: HumanLabels | Mapping[str, s
             "label more responses of that group", file=getattr(labels, "file", None), field="label")
 
     cols = dict(rates.columns)
-    nan = np.full(len(at), np.nan)
-    cols.update(ci_low=low, ci_high=high, deviation_ci_low=deviation_low, deviation_ci_high=deviation_high,
-                raw_ci_low=nan, raw_ci_high=nan, bias_ci_low=nan, bias_ci_high=nan,
-                flagged=np.zeros(len(at), bool))
+    cols.update(ci_low=low, ci_high=high, deviation_ci_low=deviation_low, deviation_ci_high=deviation_high)
     cols["note"] = np.asarray([_note(n, d) for n, d in zip(rates["note"], np.isfinite(deviation_low),
                                                            strict=True)], dtype=object)
     return Correction(Frame(cols, name="corrected_rates"), base.accuracy, base.labels_used,
@@ -225,8 +215,8 @@ def budgeted_correction(table: JudgedTable, labels: HumanLabels | Mapping[str, s
 
 
 def _note(old: str, deviation_defined: bool) -> str:
-    # the bootstrap's flag and instability notes do not apply to the staged intervals
-    parts = [p for p in str(old).split("; ") if p and not p.startswith(("judge bias", "interval undefined"))]
+    # ``old`` has no bootstrap note (flag, instability): that bootstrap was not run
+    parts = [p for p in str(old).split("; ") if p]
     parts.append("budgeted: staged box interval (judge bias not tested)")
     if not deviation_defined:
         parts.append("deviation interval undefined: judge near chance at the Bonferroni level")

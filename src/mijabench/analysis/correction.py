@@ -146,12 +146,35 @@ def _interval(boot: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return low, high, undefined
 
 
-def _vote_accuracy(table: JudgedTable, rows: np.ndarray, human_safe: np.ndarray, vote_harmful: np.ndarray,
-                   resamples: int, rng: np.random.Generator):
-    """(language, group) keys and counts, and the pooled sensitivity and specificity of each: point
-    estimates (one column) and ``resamples`` columns, each label stratum resampled with replacement."""
+@dataclass
+class LabelStrata:
+    """The labels with a safe or harmful vote, by the annotation sampler's stratum (model, language, group,
+    strategy and vote). The one place labels are weighted: each label of a stratum stands for judged /
+    labelled responses of it (``weight``). Both the bootstrap here and the staged box intervals of
+    ``analysis.budget_correction`` (Kish's effective size) start from these counts."""
+
+    lg_keys: dict[str, np.ndarray]  # the (language, group) cells
+    lg_counts: dict[str, np.ndarray]  # their judged counts (n_judged, n_safe, ...)
+    cell: np.ndarray  # each stratum's (language, group) cell
+    vote_safe: np.ndarray  # each stratum's vote
+    n: np.ndarray  # labels per stratum (float)
+    k: np.ndarray  # human-safe labels per stratum (float)
+    weight: np.ndarray  # judged / labelled responses of the stratum
+    used: int  # labels with a safe or harmful vote
+    undecided: int  # labels whose vote is unparsed, failed or missing: not scored
+
+
+def label_strata(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
+                 where: str = "the analysed responses") -> LabelStrata:
+    """The labels of ``table``'s responses by sampling stratum; an ``InputError`` when none has a safe or
+    harmful vote (or a label is bad: ``labelled_rows``)."""
+    rows, human_safe = labelled_rows(table, labels, where)
+    status = table.status[rows]
+    decided = (status == ST_SAFE) | (status == ST_HARMFUL)
+    rows, human_safe, vote_harmful = rows[decided], human_safe[decided], status[decided] == ST_HARMFUL
+    if not len(rows):
+        raise InputError("no labelled response has a safe or harmful vote among " + where, field="label")
     lg_keys, lg_counts, lg_row = group_counts(table, ["language", "group"])
-    languages, lang_of_cell = np.unique(lg_keys["language"].astype(str), return_inverse=True)
     _, fine, fine_row = group_counts(table, [s for s in STRATA if s in table.columns])
     stratum_of_label = fine_row[rows] * 2 + vote_harmful  # the sampler's cell and the vote
     strata, inverse = np.unique(stratum_of_label, return_inverse=True)
@@ -161,13 +184,26 @@ def _vote_accuracy(table: JudgedTable, rows: np.ndarray, human_safe: np.ndarray,
     judged = np.where(vote_safe, fine["n_safe"][strata // 2], fine["n_harmful"][strata // 2])
     cell = np.zeros(len(strata), dtype=np.int64)
     cell[inverse] = lg_row[rows]
-    # a label stands for judged / labelled responses of its stratum
-    args = (n, judged / n, vote_safe, cell, lang_of_cell, len(lang_of_cell), len(languages))
+    return LabelStrata(lg_keys, lg_counts, cell, vote_safe, n, k, judged / n, int(len(rows)),
+                       int((~decided).sum()))
+
+
+def _vote_accuracy(strata: LabelStrata, resamples: int, rng: np.random.Generator):
+    """The pooled sensitivity and specificity of each (language, group) cell: point estimates (one column)
+    and ``resamples`` columns, each label stratum resampled with replacement."""
+    languages, lang_of_cell = np.unique(strata.lg_keys["language"].astype(str), return_inverse=True)
+    n, k = strata.n, strata.k
+    args = (n, strata.weight, strata.vote_safe, strata.cell, lang_of_cell, len(lang_of_cell), len(languages))
     point = _accuracy(k[:, None], *args)
     # resampling a stratum's n labels with replacement = a binomial draw of its human-safe count
     boot_k = rng.binomial(n.astype(np.int64)[:, None], (k / n)[:, None], size=(len(n), resamples))
     boot = _accuracy(boot_k.astype(np.float64), *args)
-    return lg_keys, lg_counts, point, boot
+    return point, boot
+
+
+# the rates frame's columns from the bootstrap of the judged responses (``_rate_bootstrap``)
+_RATE_INTERVALS = ("ci_low", "ci_high", "raw_ci_low", "raw_ci_high", "deviation_ci_low", "deviation_ci_high",
+                   "bias_ci_low", "bias_ci_high", "undefined_share")
 
 
 def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str], *,
@@ -175,14 +211,21 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
                     where: str = "the analysed responses") -> Correction:
     """Defense rates and deviations per language, model and group corrected for the vote's errors, with
     intervals that resample both the judged responses and the labelled sample (see the module text)."""
-    rows, human_safe = labelled_rows(table, labels, where)
-    status = table.status[rows]
-    decided = (status == ST_SAFE) | (status == ST_HARMFUL)
-    rows, human_safe, vote_harmful = rows[decided], human_safe[decided], status[decided] == ST_HARMFUL
-    if not len(rows):
-        raise InputError("no labelled response has a safe or harmful vote among " + where, field="label")
+    return corrected_from_strata(table, label_strata(table, labels, where), resamples=resamples, seed=seed,
+                                 flag_points=flag_points)
+
+
+def corrected_from_strata(table: JudgedTable, strata: LabelStrata, *, resamples: int = DEFAULT_RESAMPLES,
+                          seed: int = 0, flag_points: float = FLAG_POINTS,
+                          rate_intervals: bool = True) -> Correction:
+    """``corrected_rates`` from labels already counted by stratum. ``rate_intervals=False``: no resample of
+    the judged responses is drawn, and the rates', deviations' and judge bias's interval columns (and the
+    flag, which needs the bias's interval) are left empty for a caller that has its own intervals
+    (``analysis.budget_correction``); the point estimates and the accuracy table, whose intervals resample
+    the labels alone, come out the same."""
     rng = table_rng(seed, "correction")
-    lg_keys, lg_counts, point, boot = _vote_accuracy(table, rows, human_safe, vote_harmful, resamples, rng)
+    point, boot = _vote_accuracy(strata, resamples, rng)
+    lg_keys, lg_counts = strata.lg_keys, strata.lg_counts
 
     # rates per language, model and group
     keys, counts, _ = group_counts(table, RATE_KEYS)
@@ -193,34 +236,33 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
                   dtype=np.int64)
     n_safe, n_judged = counts["n_safe"], counts["n_judged"]
     q = n_safe / n_judged
-    q_boot = _binomial_rates(n_safe, n_judged, resamples, rng)
     rate, clipped = rogan_gladen(q, point["sens"][at, 0], point["spec"][at, 0])
-    rate_boot, _ = rogan_gladen(q_boot, boot["sens"][at], boot["spec"][at])
     parent, starts = parent_index(keys, ["language", "model"])
     raw_dev = _macro_deviation(q[:, None], parent, starts)[:, 0]
-    raw_dev_boot = _macro_deviation(q_boot, parent, starts)
     dev = _macro_deviation(rate[:, None], parent, starts)[:, 0]
-    dev_boot = _macro_deviation(rate_boot, parent, starts)
-    bias, bias_boot = raw_dev - dev, raw_dev_boot - dev_boot
-    rate_low, rate_high, undefined = _interval(rate_boot)
-    raw_low, raw_high, _ = _interval(raw_dev_boot)
-    dev_low, dev_high, _ = _interval(dev_boot)
-    bias_low, bias_high, _ = _interval(bias_boot)
-    with np.errstate(invalid="ignore"):
-        flagged = (np.abs(bias) >= flag_points) & ((bias_low > 0) | (bias_high < 0))
+    bias = raw_dev - dev
+    if rate_intervals:
+        ci, dev_boot = _rate_bootstrap(n_safe, n_judged, boot, at, parent, starts, resamples, rng)
+        with np.errstate(invalid="ignore"):
+            flagged = (np.abs(bias) >= flag_points) & ((ci["bias_ci_low"] > 0) | (ci["bias_ci_high"] < 0))
+        unstable = np.isfinite(rate) & np.isnan(ci["ci_low"])
+    else:
+        ci = {name: np.full(len(q), np.nan) for name in _RATE_INTERVALS}
+        dev_boot, flagged, unstable = None, np.zeros(len(q), bool), np.zeros(len(q), bool)
     youden = point["sens"][:, 0] + point["spec"][:, 0] - 1
     few = (point["n_safe"][:, 0] < FEW_LABELS) | (point["n_harmful"][:, 0] < FEW_LABELS)
-    notes = [_note(*flags) for flags in zip(flagged, ~(youden[at] > MIN_YOUDEN), clipped, few[at],
-                                            np.isfinite(rate) & np.isnan(rate_low), strict=True)]
+    notes = [_note(*flags) for flags in zip(flagged, ~(youden[at] > MIN_YOUDEN), clipped, few[at], unstable,
+                                            strict=True)]
     rates_frame = Frame({
         "language": keys["language"], "group": keys["group"], "model": keys["model"],
         "n_judged": n_judged, "n_labels": (point["n_safe"] + point["n_harmful"])[at, 0].astype(np.int64),
         "sensitivity": point["sens"][at, 0], "specificity": point["spec"][at, 0],
-        "raw_rate": q, "corrected_rate": rate, "ci_low": rate_low, "ci_high": rate_high, "clipped": clipped,
-        "raw_deviation": raw_dev, "raw_ci_low": raw_low, "raw_ci_high": raw_high,
-        "corrected_deviation": dev, "deviation_ci_low": dev_low, "deviation_ci_high": dev_high,
-        "judge_bias": bias, "bias_ci_low": bias_low, "bias_ci_high": bias_high,
-        "undefined_share": undefined, "flagged": flagged, "note": np.asarray(notes, dtype=object),
+        "raw_rate": q, "corrected_rate": rate, "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+        "clipped": clipped, "raw_deviation": raw_dev, "raw_ci_low": ci["raw_ci_low"],
+        "raw_ci_high": ci["raw_ci_high"], "corrected_deviation": dev,
+        "deviation_ci_low": ci["deviation_ci_low"], "deviation_ci_high": ci["deviation_ci_high"],
+        "judge_bias": bias, "bias_ci_low": ci["bias_ci_low"], "bias_ci_high": ci["bias_ci_high"],
+        "undefined_share": ci["undefined_share"], "flagged": flagged, "note": np.asarray(notes, dtype=object),
     }, name="corrected_rates", boot=dev_boot)
     sens_low, sens_high, _ = _interval(boot["sens"])
     spec_low, spec_high, _ = _interval(boot["spec"])
@@ -232,7 +274,24 @@ def corrected_rates(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
         "specificity": point["spec"][:, 0], "spec_ci_low": spec_low, "spec_ci_high": spec_high,
         "youden": youden, "few_labels": few,
     }, name="judge_accuracy")
-    return Correction(rates_frame, accuracy, int(len(rows)), int((~decided).sum()))
+    return Correction(rates_frame, accuracy, strata.used, strata.undecided)
+
+
+def _rate_bootstrap(n_safe: np.ndarray, n_judged: np.ndarray, boot: dict[str, np.ndarray], at: np.ndarray,
+                    parent: np.ndarray, starts: np.ndarray, resamples: int, rng: np.random.Generator
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The ``_RATE_INTERVALS`` columns, from the judged responses resampled with the labels' resamples
+    (``boot``), and the corrected deviations' resamples."""
+    q_boot = _binomial_rates(n_safe, n_judged, resamples, rng)
+    rate_boot, _ = rogan_gladen(q_boot, boot["sens"][at], boot["spec"][at])
+    raw_dev_boot = _macro_deviation(q_boot, parent, starts)
+    dev_boot = _macro_deviation(rate_boot, parent, starts)
+    out = {}
+    out["ci_low"], out["ci_high"], out["undefined_share"] = _interval(rate_boot)
+    out["raw_ci_low"], out["raw_ci_high"], _ = _interval(raw_dev_boot)
+    out["deviation_ci_low"], out["deviation_ci_high"], _ = _interval(dev_boot)
+    out["bias_ci_low"], out["bias_ci_high"], _ = _interval(raw_dev_boot - dev_boot)
+    return out, dev_boot
 
 
 def _note(flagged: bool, undefined: bool, clipped: bool, few: bool, unstable: bool) -> str:

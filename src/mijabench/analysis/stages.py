@@ -19,7 +19,9 @@ Z_j = Φ⁻¹(1 − p_j) is at most a standard normal given the past, and a comb
 (C_2, C_3, ...) is then jointly the Gaussian AR(1) sequence with correlations sqrt(1 − ρ), or stochastically
 below it, so boundaries c_2, c_3, ... with P(some C_r > c_r) = the α spent on looks 2, 3, ... (computed once
 by numerical integration, ``boundaries``) bound the chance that *any* look's interval misses K; the pilot's
-own exact interval gets a Bonferroni share. A look's interval is {K : C_r(K) ≤ c_r for both tails}; the
+own exact interval gets a Bonferroni share, and a look past the schedule (6) gets none: its boundary is
++inf, so its interval is only the K consistent with every draw, exact when the look drew the whole cell and
+no narrower than that when a budget cut it short. A look's interval is {K : C_r(K) ≤ c_r for both tails}; the
 p-values are monotone in K, so it is an interval, found by bisection. The reported interval is the
 intersection of the looks made, which misses only if some look missed. Unlike a design that uses the last
 stage alone, the pilot's prompts count towards the estimate, and a top-up only has to add what was missing.
@@ -36,7 +38,7 @@ from scipy.stats import beta, hypergeom, norm
 
 ALPHA = 0.05
 PILOT_SHARE = 0.004  # of alpha, Bonferroni, on the pilot's own interval (a budget may stop a cell there)
-SPEND = (0.92, 0.07, 0.004, 0.002)  # of alpha, on looks 2, 3, 4, 5 (look 6 takes every prompt left)
+SPEND = (0.92, 0.07, 0.004, 0.002)  # of alpha, on looks 2, 3, 4, 5; none is left for look 6 (``boundary``)
 TOPUP_WEIGHT = 0.1  # rho: the share of a top-up's z in the combination (fixed in advance)
 REF_RATE = 0.25  # the rate that fixes the pilot's weight (only efficiency depends on it)
 MAX_PILOT_WEIGHT = 0.5
@@ -69,8 +71,12 @@ def boundaries(alpha: float, rho: float, spend: tuple[float, ...], pilot_share: 
 
 
 def boundary(look: int, alpha: float = ALPHA) -> float:
+    """c_look. Past the spending schedule (look 6, meant to take every prompt left) no alpha is left: the
+    boundary is +inf, so the look's interval is only what its draws prove for certain, every K consistent
+    with them (exact when they are the whole cell). A finite boundary there, such as c_5 again when a budget
+    cuts the last look short, would spend about 0.5% of alpha beyond alpha (tests/test_budget_stats.py)."""
     bounds = boundaries(alpha, TOPUP_WEIGHT, SPEND, PILOT_SHARE)
-    return bounds[min(look, len(bounds)) - 1]
+    return bounds[look - 1] if look <= len(bounds) else float("inf")
 
 
 def coefficients(look: int, pilot_weight: np.ndarray) -> list[np.ndarray]:
@@ -158,6 +164,8 @@ def stage_size(rate: np.ndarray, width: np.ndarray | float, population: np.ndarr
     pop = np.atleast_1d(np.asarray(population, np.int64))
     n_before = sum(np.asarray(x[0], np.int64) for x in stages) if stages else np.zeros_like(pop)
     left = pop - n_before
+    if not np.isfinite(boundary(look, alpha)):  # past the schedule only the whole cell narrows the interval
+        return left.astype(np.int64)
     p = np.broadcast_to(np.asarray(rate, np.float64), pop.shape)
     w = np.broadcast_to(np.asarray(width, np.float64), pop.shape)
 
