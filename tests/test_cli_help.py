@@ -49,3 +49,40 @@ def test_bracketed_words_survive():
     for path, words in cases.items():
         result = runner.invoke(cli, [*path, "--help"], terminal_width=100)
         assert words in _words(result.output), (path, result.output)
+
+
+def test_a_command_run_by_name_is_the_same_command():
+    """`mijabench NAME` registers only NAME (``cli.launch``): its help, with every sub-command's, is the
+    same as in the whole command, and the whole command lists exactly the names the launcher knows."""
+    from mijabench.cli.commands import COMMANDS, build_cli
+
+    runner = CliRunner()
+    full_root = typer.main.get_command(cli)
+    assert sorted(full_root.commands) == sorted(COMMANDS)
+    for name in COMMANDS:
+        one = build_cli(only=name)
+        assert list(typer.main.get_command(one).commands) == [name]
+        for path, _ in _commands(full_root.commands[name], (name,)):
+            whole = runner.invoke(cli, [*path, "--help"], terminal_width=200)
+            alone = runner.invoke(one, [*path, "--help"], terminal_width=200)
+            assert alone.exit_code == whole.exit_code == 0, (path, alone.output)
+            assert alone.output == whole.output, path
+
+
+def test_the_launcher_loads_only_the_command_it_runs(tmp_path):
+    """`python -m mijabench groups` imports neither the analysis nor the judge runner; an unknown name
+    gets the whole command's suggestion."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys; sys.argv = ['mijabench', 'groups']; runpy.run_module('mijabench', "
+            "run_name='__main__')\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text("import atexit, sys\natexit.register(lambda: print(sorted(m for m in ('scipy', "
+                     "'mijabench.analysis', 'mijabench.judge.runner') if m in sys.modules)))\n" + code)
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "16 demographic groups" in done.stdout and done.stdout.strip().endswith("[]")
+    typo = subprocess.run([sys.executable, "-m", "mijabench", "reprt"], capture_output=True, text=True,
+                          timeout=120)
+    assert typo.returncode == 2 and "Did you mean 'report'?" in typo.stderr

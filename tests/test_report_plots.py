@@ -249,10 +249,16 @@ def test_a_helper_forked_at_start_up_draws_the_report_plots(store, monkeypatch):
     import subprocess
     import sys
 
+    heavy = "('numpy', 'scipy', 'pyarrow', 'matplotlib', 'mijabench.judge.runner')"
     code = ("import sys; from mijabench.report import drawing; "
-            "print(sorted(m for m in ('numpy', 'scipy', 'pyarrow', 'matplotlib') if m in sys.modules))")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "[]"
+            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
+            # what the helper imports besides matplotlib: no interval code (scipy), no judge runner
+            "import mijabench.report.plots; import mijabench.judge as j; "
+            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
+            "print(sorted(j.__all__) == sorted(j._HOME) and all(getattr(j, n) for n in j.__all__))")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split("\n")
+    assert lines[:3] == ["[]", "['numpy', 'pyarrow']", "True"]
     monkeypatch.setattr(drawing, "workers_available", lambda: 2)
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)

@@ -31,15 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
-from ..judge.validate import HumanLabels
 from ..records import HARMFUL, SAFE
 from .frame import CI_LEVEL, Frame, percentile_ci
 from .rates import DEFAULT_RESAMPLES, group_counts, parent_index, table_rng
 from .table import ST_HARMFUL, ST_SAFE, JudgedTable
+
+if TYPE_CHECKING:  # the judge package (its runner, the HTTP stack) is imported only with labels to read
+    from ..judge.validate import HumanLabels
 
 PRIOR_LABELS = 5.0  # strength of the pull towards the language's (or all labels') estimate, in labels
 FEW_LABELS = 10  # fewer labels of a human class in a cell: noted, the estimate leans on the language
@@ -61,6 +64,8 @@ def labelled_rows(table: JudgedTable, labels: HumanLabels | Mapping[str, str],
                   where: str = "the analysed responses") -> tuple[np.ndarray, np.ndarray]:
     """(row in ``table``, human says safe) for every labelled response. A label for a response that is not
     in the table is an ``InputError`` naming the file, its row and the field."""
+    from ..judge.validate import HumanLabels
+
     if isinstance(labels, HumanLabels):
         mapping, file, rows = labels.labels, labels.file, labels.rows
     else:

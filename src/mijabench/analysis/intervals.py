@@ -14,14 +14,18 @@ Every function is vectorised over cells; counts may be fractional (effective cou
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from .frame import CI_LEVEL
+
+# scipy.special is imported where it is used (a quarter of a second): the report's drawing processes import
+# this package for its tables, never for an interval
 
 
 def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float | np.ndarray = CI_LEVEL
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Exact binomial limits from Beta quantiles; NaN where n is 0. ``level`` may differ per cell."""
+    from scipy import special
+
     k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
     alpha = (1 - np.asarray(level, np.float64)) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -36,6 +40,8 @@ def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float | np.ndarray = CI
 
 def wilson(k: np.ndarray, n: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score limits; NaN where n is 0."""
+    from scipy import special
+
     k, n = np.asarray(k, np.float64), np.asarray(n, np.float64)
     z = float(special.ndtri(1 - (1 - level) / 2))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,6 +1,7 @@
-"""The `mijabench` command's entry point. It reads the command's name before the CLI and its libraries are
-imported (over half a second on one CPU), so that `mijabench report` can start its drawing helper first:
-the helper then imports matplotlib on the other CPU meanwhile (``report.drawing.prefork``)."""
+"""The `mijabench` command's entry point. It reads the sub-command's name before anything else is
+imported, and registers only that sub-command (``commands.build_cli``): its module's libraries are all a
+command loads. `mijabench report` also starts its drawing helper first, so that matplotlib is imported on
+the other CPU while the report's own libraries are (``report.drawing.prefork``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ HELP_FLAGS = {"--help", "-h"}
 def app() -> None:
     """Console entry point (``mijabench``, ``python -m mijabench``)."""
     args = sys.argv[1:]
-    if args[:1] == ["report"] and not HELP_FLAGS & set(args):
+    name = args[0] if args else None
+    if name == "report" and not HELP_FLAGS & set(args):
         from ..report import drawing
 
         drawing.prefork()
-    from .main import app as run
+    from .commands import COMMANDS, build_cli, run
 
-    run()
+    # no known sub-command (`mijabench`, `--help`, a typo): the whole command lists or suggests them
+    run(build_cli(only=name if name in COMMANDS else None))

@@ -108,22 +108,71 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _claim(queue: int) -> int | None:
+    """The next job number from the queue, or None when it is empty (every writer has closed it). The
+    numbers were all written before anyone read, as 4-byte records, so a read never splits one."""
+    record = os.read(queue, 4)
+    return struct.unpack("<I", record)[0] if record else None
+
+
+def _serve(draw: Draw, job_read: int, png_write: int, processes: int, queue: int) -> None:
+    """A helper's (or its partner's) work: read the jobs, draw what it takes from the queue, send back the
+    PNGs. The helper owns the queue: it fills it and hands its partner the same jobs; it then draws again
+    whatever its partner took but did not deliver (the partner failed)."""
+    partner, fill = None, -1
+    if queue < 0:  # the helper: a queue for itself and its partner
+        queue, fill = os.pipe()
+        if processes > 1:
+            partner = Helper.fork(draw, close=(job_read, png_write, fill), queue=queue)
+    with os.fdopen(job_read, "rb") as pipe:
+        message = pipe.read()  # empty when the report needs no help after all
+    jobs = decode_jobs(message) if message else []
+    if fill >= 0:
+        costliest_first = sorted(range(len(jobs)), key=lambda i: -jobs[i][1])
+        with os.fdopen(fill, "wb") as out:
+            out.write(b"".join(struct.pack("<I", i) for i in costliest_first))
+        if partner is not None and not partner.send_message(message):
+            partner.cancel()
+            partner = None
+    # every plot is drawn before the first write: the parent reads the pipe only when its own plots are
+    # done, and a PNG larger than the pipe's buffer (64 KiB) would block this process until then
+    drawn = {}
+    try:
+        while (i := _claim(queue)) is not None:
+            name, _, func, args = jobs[i]
+            drawn[name] = draw(func, args)
+    except BaseException:
+        if partner is not None:
+            partner.cancel()
+        raise
+    if partner is not None:
+        drawn.update(partner.collect() or {})
+        drawn.update({name: draw(func, args) for name, _, func, args in jobs if name not in drawn})
+    with os.fdopen(png_write, "wb") as out:
+        for name, _, _, _ in jobs:
+            if name in drawn:
+                key = name.encode("utf-8")
+                out.write(struct.pack("<IQ", len(key), len(drawn[name])) + key + drawn[name])
+
+
 class Helper:
     """A forked process that imports matplotlib at once, then waits for the plots it is to draw. With
     ``processes`` 2 it forks a partner once matplotlib is imported (the partner shares the import instead of
-    repeating it: half a second of CPU) and draws the plots with it."""
+    repeating it: half a second of CPU). The two take the plots one at a time, costliest first, from a queue
+    (a pipe of job numbers), so neither waits for the other while plots are left."""
 
     def __init__(self, pid: int, to_child: int, from_child: int):
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
         self.reaped = False  # once reaped, its pid may be another process's: never signalled again
 
     @classmethod
-    def fork(cls, draw: Draw, processes: int = 1, close: tuple[int, ...] = (), preload: str | None = None
-             ) -> Helper | None:
+    def fork(cls, draw: Draw, processes: int = 1, close: tuple[int, ...] = (), preload: str | None = None,
+             queue: int = -1) -> Helper | None:
         """A helper, or None when this process cannot fork. ``close``: descriptors the child must not keep
         open (a partner holding its helper's pipe to the report would keep the report waiting for the end of
         the PNGs after the helper has sent them). ``preload``: a module the child imports with matplotlib,
-        before its partner is forked (the plotting code, when forked before the report imported it)."""
+        before its partner is forked (the plotting code, when forked before the report imported it).
+        ``queue``: a partner's read end of its helper's job queue."""
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -144,7 +193,7 @@ class Helper:
             for fd in (job_write, png_read, *close):
                 if fd >= 0:
                     os.close(fd)
-            if close:  # a partner: it must not outlive its helper (stopped when the report fails)
+            if queue >= 0:  # a partner: it must not outlive its helper (stopped when the report fails)
                 _die_with_parent(parent)
             if "matplotlib" not in sys.modules:  # a partner inherits the import, and its helper's niceness
                 with contextlib.suppress(OSError):
@@ -154,27 +203,20 @@ class Helper:
                 import matplotlib.figure  # noqa: F401
             if preload:
                 importlib.import_module(preload)
-            partner = cls.fork(draw, close=(job_read, png_write)) if processes > 1 else None
-            with os.fdopen(job_read, "rb") as pipe:
-                message = pipe.read()  # empty when the report needs no help after all
-            jobs = decode_jobs(message) if message else []
-            # every plot is drawn before the first write: the parent reads the pipe only when its own share
-            # is done, and a PNG larger than the pipe's buffer (64 KiB) would block the child until then
-            drawn = Drawing(jobs, draw, [partner] if partner else [], draw_here=True).finish()
-            with os.fdopen(png_write, "wb") as out:
-                for name, data in drawn.items():
-                    key = name.encode("utf-8")
-                    out.write(struct.pack("<IQ", len(key), len(data)) + key + data)
+            _serve(draw, job_read, png_write, processes, queue)
             code = 0
         finally:
             os._exit(code)
 
     def send(self, jobs: list[Job]) -> bool:
         """Hand the helper its plots (it starts drawing when the pipe is closed); False if it is gone."""
+        return self.send_message(encode_jobs(jobs))
+
+    def send_message(self, message: bytes) -> bool:
         fd, self.to_child = self.to_child, -1  # closed below: never closed again (its number may be reused)
         try:
             with os.fdopen(fd, "wb") as pipe:
-                pipe.write(encode_jobs(jobs))
+                pipe.write(message)
         except OSError:  # BrokenPipeError: it died; its plots are drawn here
             return False
         return True
@@ -268,9 +310,9 @@ def cancel_preforked() -> None:
 
 class Drawing:
     """Plots being drawn by helper processes (or by this one when ``finish`` is called, without helpers), so
-    this process can do other work in between. ``draw_here``: this process takes a share too."""
+    this process can do other work in between."""
 
-    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper], draw_here: bool = False):
+    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper]):
         self.order = [name for name, _, _, _ in jobs]
         self.draw = draw
         self.forked: list[tuple[Helper, list[Job]]] = []
@@ -278,10 +320,10 @@ class Drawing:
             self.own = jobs
             return
         # the costliest plots first, each to the least loaded process (longest processing time first)
-        shares: list[list[Job]] = [[] for _ in range(len(helpers) + draw_here)]
+        shares: list[list[Job]] = [[] for _ in helpers]
         for job in sorted(jobs, key=lambda j: -j[1]):
             min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
-        self.own = shares.pop() if draw_here else []
+        self.own = []
         for helper, share in zip(helpers, shares, strict=True):
             if helper.send(share):
                 self.forked.append((helper, share))
