@@ -23,6 +23,40 @@ def test_a_bulk_write_drops_and_rebuilds_the_secondary_indexes(store):
     assert indexes(store.path) == INDEXES
 
 
+def journal(store) -> str:
+    return store.conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+
+
+def test_a_bulk_write_alone_keeps_a_rollback_journal_and_the_log_comes_back(tmp_path):
+    """Alone on the store, a bulk write leaves the write-ahead log (each new page then written once) and
+    syncs its commits; with another connection open the log stays. Either way the log is back at the end,
+    also after a failed bulk write, and what was committed is there."""
+    with Store(tmp_path / "ws") as store:
+        assert journal(store) == "wal"
+        with store.bulk(["responses"]):
+            assert journal(store) == "delete"
+            assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            store.put_answer_columns(["r1"], ["i1"], ["m"], ["hi"], {}, "run")
+        assert journal(store) == "wal" and store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        reader = sqlite3.connect(store.path)
+        reader.execute("SELECT COUNT(*) FROM responses").fetchone()  # another connection with the store open
+        try:
+            with store.bulk(["responses"]):
+                assert journal(store) == "wal"
+                store.put_answer_columns(["r2"], ["i2"], ["m"], ["hi"], {}, "run")
+        finally:
+            reader.close()
+        try:
+            with store.bulk(["responses"]):
+                store.put_answer_columns(["r3"], ["i3"], ["m"], ["hi"], {}, "run")
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+        assert journal(store) == "wal" and indexes(store.path) == INDEXES
+        assert [r[0] for r in store.conn.execute("SELECT id FROM responses ORDER BY rowid")] == ["r1", "r2",
+                                                                                              "r3"]
+
+
 def test_a_store_left_without_its_indexes_rebuilds_them_when_opened(tmp_path):
     with Store(tmp_path / "ws") as store:
         store.conn.execute("DROP INDEX verdicts_response")  # as a bulk import killed before its end leaves it

@@ -6,6 +6,7 @@ database as it was before that batch. Readers get records back, never rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -235,10 +236,17 @@ class Store:
         """For writes of many rows into ``tables``: their secondary indexes are dropped and built once at
         the end (one sort beats millions of random index inserts), under a larger page cache. Rows are
         written and committed as usual; killed midway, the store builds the missing indexes when next
-        opened, so a bulk write never leaves it wrong, only briefly slower to read."""
+        opened, so a bulk write never leaves it wrong, only briefly slower to read.
+
+        While no other connection has the store open, a bulk write also keeps a rollback journal instead of
+        the write-ahead log: pages the store did not have before are then written once, where the log
+        writes every page twice (into the log, then back into the database): 10 to 15% of an import at
+        paper scale. Commits then sync (``synchronous=FULL``), as the log's own mode needs none to stay
+        whole. The log comes back at the end, or when the store is next opened."""
         tables = [t for t in tables if t in SECONDARY_INDEXES]
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        journal = self._rollback_journal()
         try:
             with self.transaction() as cur:
                 for table in tables:
@@ -251,6 +259,25 @@ class Store:
                     for statement in SECONDARY_INDEXES[table]:
                         cur.execute(statement)
             self.conn.execute(f"PRAGMA cache_size={cache}")
+            if journal:
+                self._write_ahead_log()
+
+    def _rollback_journal(self) -> bool:
+        """Switch to a rollback journal; False (the log stays) when another connection has the store open,
+        as SQLite then refuses to leave the log."""
+        try:
+            mode = self.conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except sqlite3.OperationalError:  # locked by another connection
+            return False
+        if mode.lower() != "delete":
+            return False
+        self.conn.execute("PRAGMA synchronous=FULL")
+        return True
+
+    def _write_ahead_log(self) -> None:
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        with contextlib.suppress(sqlite3.OperationalError):  # a reader arrived: the next open restores it
+            self.conn.execute("PRAGMA journal_mode=WAL")
 
     # -- runs and events ---------------------------------------------------------------------------------
     def new_run(self, kind: str, config: dict[str, Any]) -> str:
