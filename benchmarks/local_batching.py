@@ -91,7 +91,7 @@ def time_audit() -> None:
         print(f"\n`mijabench audit` (the demo), load average before: {load_average()}")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "mijabench.cli.main", "audit", "--out",
+        done = subprocess.run([sys.executable, "-m", "mijabench", "audit", "--out",
                                str(Path(folder) / "report")], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -60,7 +60,7 @@ def main() -> None:
 
         start = time.perf_counter()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-        done = subprocess.run([sys.executable, "-m", "mijabench.cli.main", "run", "--bench", "resume",
+        done = subprocess.run([sys.executable, "-m", "mijabench", "run", "--bench", "resume",
                                "--model", MODEL, "--workspace", str(workspace)], env=env,
                               capture_output=True, text=True)
         cli_s = time.perf_counter() - start
