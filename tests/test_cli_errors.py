@@ -104,6 +104,19 @@ def test_unreachable_hub_fails_cleanly(tmp_path):
                           ["could not reach the Hugging Face hub", "toxigen/toxigen-data", "--source FILE"])
 
 
+def test_unreachable_hub_in_bench_build_names_its_own_option(tmp_path):
+    """`bench build --seeds toxigen` has no --source or --from-disk: its hint names --seeds FILE."""
+    _, _, workspace = _prepare(tmp_path, "unused.jsonl", GOOD)
+    before = _store_state(workspace)
+    result = run_cli("bench", "build", "--seeds", "toxigen", "--bench", "b", "--offline", "--workspace",
+                     str(workspace), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "could not reach the Hugging Face hub" in lines[0], result.stderr
+    assert "with --seeds FILE" in lines[0] and "pass a local copy with --from-disk" not in lines[0]
+    assert _store_state(workspace) == before
+
+
 def test_bad_from_disk_folder_fails_cleanly(tmp_path):
     _, out, workspace = _prepare(tmp_path, "unused.jsonl", GOOD)
     before = _store_state(workspace)

@@ -146,10 +146,11 @@ def _policy(timeout: float):
 def _load_seeds(spec: str, language: str | None):
     """What ``Workspace.build(seeds=...)`` reads (``sources.load_source``): a named source or a seed file."""
     from ..sources.build import NAMED_SOURCES, load_source
+    from ..sources.hub import BENCH_SEEDS_OFFLINE_HINT
 
     if spec not in NAMED_SOURCES and not Path(spec).is_file():
         raise MijaError(f"{spec}: seed file not found (or pass --seeds {', '.join(NAMED_SOURCES)})")
-    return load_source(spec, language=language)
+    return load_source(spec, language=language, offline_hint=BENCH_SEEDS_OFFLINE_HINT)
 
 
 def print_balance(report) -> None:

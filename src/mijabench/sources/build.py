@@ -35,8 +35,9 @@ class SeedBuild:
 
 def load_source(source: str, *, language: str | None = None, columns: SeedColumns | None = None,
                 where: Iterable[str] = (), from_disk: str | Path | None = None,
-                stats: LoadStats | None = None) -> list[Seed]:
-    """All seeds of a named source ('demo', 'toxigen', 'toxsyn') or a local file, before sampling."""
+                stats: LoadStats | None = None, offline_hint: str | None = None) -> list[Seed]:
+    """All seeds of a named source ('demo', 'toxigen', 'toxsyn') or a local file, before sampling.
+    ``offline_hint``: how to go on without the hub, in the calling command's options."""
     stats = stats if stats is not None else LoadStats()
     language = normalise_language(language) if language else None
     filters = parse_filters(list(where))  # a bad expression fails before anything is read
@@ -48,7 +49,9 @@ def load_source(source: str, *, language: str | None = None, columns: SeedColumn
     if source in HUB_SEED_SOURCES and not Path(source).is_file():
         if columns and columns != SeedColumns():
             raise MijaError(f"--text-col/--group-col/--language-col apply to files, not to '{source}'")
-        return load_hub_seeds(source, language=language, where=where, from_disk=from_disk, stats=stats)
+        hint = {"offline_hint": offline_hint} if offline_hint else {}
+        return load_hub_seeds(source, language=language, where=where, from_disk=from_disk, stats=stats,
+                              **hint)
     if from_disk is not None:
         raise MijaError("--from-disk goes with --source toxigen or toxsyn")
     base = columns or SeedColumns()

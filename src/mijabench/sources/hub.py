@@ -50,6 +50,9 @@ def _datasets():
 
 
 SEEDS_OFFLINE_HINT = "or pass a local copy with --from-disk DIR or a local file with --source FILE"
+# `bench build --seeds toxigen` has neither option: its seeds come from a file, or from `seeds build`
+BENCH_SEEDS_OFFLINE_HINT = ("or pass a local seed file with --seeds FILE (`mijabench seeds build "
+                            "--source FILE or --from-disk DIR` writes one)")
 BENCHMARK_OFFLINE_HINT = "or pass a local copy of the benchmark (JSONL/CSV/Parquet) with --prompts-from FILE"
 
 
@@ -104,12 +107,14 @@ def items_from_dataset(data: Iterable[dict[str, Any]], repo: str = BENCHMARK_REP
 
 # -- the named sources -------------------------------------------------------------------------------------
 def load_hub_seeds(name: str, *, language: str | None = None, where: Iterable[str] = (),
-                   from_disk: str | Path | None = None, stats: LoadStats | None = None) -> list[Seed]:
-    """Seeds of a named hub source ('toxigen' or 'toxsyn')."""
+                   from_disk: str | Path | None = None, stats: LoadStats | None = None,
+                   offline_hint: str = SEEDS_OFFLINE_HINT) -> list[Seed]:
+    """Seeds of a named hub source ('toxigen' or 'toxsyn'); ``offline_hint`` ends the error when the hub
+    cannot be reached (the options of the command that asked)."""
     if name not in HUB_SEED_SOURCES:
         raise MijaError(f"unknown hub source '{name}' (known: {', '.join(HUB_SEED_SOURCES)})")
     spec = HUB_SEED_SOURCES[name]
-    data = open_dataset(spec.repo, spec.config, spec.split, from_disk=from_disk)
+    data = open_dataset(spec.repo, spec.config, spec.split, from_disk=from_disk, offline_hint=offline_hint)
     return seeds_from_dataset(data, spec, language=language, where=where, stats=stats)
 
 
