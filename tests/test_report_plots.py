@@ -160,6 +160,7 @@ def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
     parent = os.getpid()
 
     def large(func, args):  # 1 MiB per plot, marked with the process that drew it
+        time.sleep(0.5)  # long enough that the partner takes some of the plots from the queue
         return f"{os.getpid()} {func} {args[0]}".encode().ljust(1 << 20, b".")
 
     monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 60.0)  # a deadlock ends here, redrawn in this process

@@ -3,6 +3,7 @@ midway) builds them when next opened; a bulk import stores exactly what a row-by
 
 import dataclasses
 import sqlite3
+import time
 
 from mijabench.records import Response, SamplingSettings, Verdict
 from mijabench.sources import importer
@@ -39,13 +40,18 @@ def test_a_bulk_write_alone_keeps_a_rollback_journal_and_the_log_comes_back(tmp_
             store.put_answer_columns(["r1"], ["i1"], ["m"], ["hi"], {}, "run")
         assert journal(store) == "wal" and store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         reader = sqlite3.connect(store.path)
-        reader.execute("SELECT COUNT(*) FROM responses").fetchone()  # another connection with the store open
+        # another connection with the store open, in the middle of a read (its statement not finished): the
+        # bulk write neither waits for it (the store's busy timeout is 30 s) nor leaves the log
+        reading = reader.execute("SELECT id FROM responses UNION ALL SELECT 'x'")
+        reading.fetchone()
+        started = time.monotonic()
         try:
             with store.bulk(["responses"]):
                 assert journal(store) == "wal"
                 store.put_answer_columns(["r2"], ["i2"], ["m"], ["hi"], {}, "run")
         finally:
             reader.close()
+        assert time.monotonic() - started < 10
         try:
             with store.bulk(["responses"]):
                 store.put_answer_columns(["r3"], ["i3"], ["m"], ["hi"], {}, "run")

@@ -6,7 +6,6 @@ database as it was before that batch. Readers get records back, never rows.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -148,9 +147,10 @@ class Store:
         try:
             self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._check_health()
+            # the timeout first: a bulk write elsewhere may hold the store (``bulk``) while the log is set
+            self.conn.execute("PRAGMA busy_timeout=30000")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA busy_timeout=30000")
             self._migrate()
             for statements in SECONDARY_INDEXES.values():
                 for statement in statements:
@@ -265,19 +265,27 @@ class Store:
     def _rollback_journal(self) -> bool:
         """Switch to a rollback journal; False (the log stays) when another connection has the store open,
         as SQLite then refuses to leave the log."""
-        try:
-            mode = self.conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-        except sqlite3.OperationalError:  # locked by another connection
-            return False
-        if mode.lower() != "delete":
+        mode = self._journal_mode("DELETE")
+        if mode != "delete":
             return False
         self.conn.execute("PRAGMA synchronous=FULL")
         return True
 
     def _write_ahead_log(self) -> None:
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        with contextlib.suppress(sqlite3.OperationalError):  # a reader arrived: the next open restores it
-            self.conn.execute("PRAGMA journal_mode=WAL")
+        self._journal_mode("WAL")  # refused while a reader is there: the next open restores it
+
+    def _journal_mode(self, mode: str) -> str:
+        """Ask for ``mode``; the mode the store is in after. Another connection's open read makes SQLite
+        refuse, and it is not waited for (the busy timeout would hold the write up for 30 s)."""
+        timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self.conn.execute("PRAGMA busy_timeout=0")
+        try:
+            return str(self.conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
+        except sqlite3.OperationalError:  # locked by another connection
+            return str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={timeout}")
 
     # -- runs and events ---------------------------------------------------------------------------------
     def new_run(self, kind: str, config: dict[str, Any]) -> str:
