@@ -4,9 +4,9 @@ when the report starts, before the judged table is loaded, so that it imports ma
 analyses (a little less urgently than the report: ``HELPER_NICENESS``); with two CPUs it then forks a partner
 that shares the import. Once the plotted tables exist the report sends the helper the plots: the plotting
 function's name (from a fixed list) and its arguments, the tables among them as JSON (no pickle, no code).
-The helper splits them with its partner the same way. The PNGs come back through pipes as plain bytes.
-Anything that fails in a process is drawn again by the one that forked it (in the end the report's own,
-where its error is raised), as are the plots of a process that has not answered within
+The helper and its partner take them one at a time from one queue. The PNGs come back through pipes as
+plain bytes. Anything that fails in a process is drawn again by the one that forked it (in the end the
+report's own, where its error is raised), as are the plots of a process that has not answered within
 ``CHILD_TIMEOUT_S``."""
 
 from __future__ import annotations
