@@ -1,9 +1,10 @@
 """Whole commands at the paper's scale: `mijabench import` of a judged corpus, `mijabench report` on it, and
 the selection of responses a judge still has to judge.
 
-The corpus is synthetic, in the long layout `import` reads: 14 models answer the same prompts (615,454 rows
-at paper scale is 14 x 43,961), 13 English and 9 Portuguese group cells, 4 strategies, 21 scenario
-categories, three judges' plain labels per reply. Prompts and replies are short, mild placeholder text.
+The corpus is synthetic, in the long layout `import` reads (or, with `--layout wide`, the published wide
+one): 14 models answer the same prompts (615,454 rows at paper scale is 14 x 43,961), 13 English and 9
+Portuguese group cells, 4 strategies, 21 scenario categories, three judges' plain labels per reply.
+Prompts and replies are short, mild placeholder text.
 Every command runs as its own process: wall time, CPU time (user + system, from ``os.wait4``: the honest
 figure on a shared machine; it counts the processes the command reaped, such as the report's forked
 plotting) and peak resident memory (the child's own high-water mark, VmHWM).
@@ -12,6 +13,7 @@ wall and 1 GB peak; judge selection with memory flat in corpus size.
 
     .venv/bin/python benchmarks/paper_scale.py --rows 60000 600000 [6000000] [--keep DIR] [--resamples B]
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reuse DIR/paper600000-x --src OTHER/src
+    .venv/bin/python benchmarks/paper_scale.py --rows 600000 --layout wide   # the published layout
 
 Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
 wall / CPU / peak RSS. `report` runs twice: cold (from SQLite, writing the judged-table snapshot) and
@@ -54,8 +56,9 @@ print(n)
 """
 
 
-def write_corpus(path: Path, rows: int, seed: int = 0) -> Path:
-    """A long-layout Parquet file of ``rows`` replies (all 14 models answer every prompt)."""
+def write_corpus(path: Path, rows: int, seed: int = 0, layout: str = "long") -> Path:
+    """A Parquet file of ``rows`` replies (all 14 models answer every prompt): long (a row per prompt and
+    model) or wide (the published layout: a row per prompt, response and judge columns per model)."""
     from mijabench.taxonomy import load_taxonomy
     tax = load_taxonomy()
     rng = np.random.default_rng(seed)
@@ -79,6 +82,16 @@ def write_corpus(path: Path, rows: int, seed: int = 0) -> Path:
     for judge in JUDGES:  # each judge agrees with the truth 95% of the time
         flip = rng.random(rows) < 0.05
         columns[f"jb_cls_{judge}"] = np.where(harmful ^ flip, "harmful", "safe")
+    if layout == "wide":  # the same replies and labels, model by model in columns (None past the last one)
+        wide = {k: columns[k][:n_items] for k in ("jb_prompt", "group", "language", "jb_strategy",
+                                                  "scenario_category")}
+        for m, name in enumerate(MODELS):
+            part = slice(m * n_items, min((m + 1) * n_items, rows))
+            for key, prefix in [("jb_response", "jb_response_"),
+                                *((f"jb_cls_{j}", f"jb_cls_{j}_") for j in JUDGES)]:
+                values = columns[key][part].astype(object)
+                wide[prefix + name] = np.concatenate([values, np.full(n_items - len(values), None)])
+        columns = wide
     pq.write_table(pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}), path,
                    row_group_size=100_000)
     return path
@@ -118,7 +131,7 @@ def run(args: list[str], cwd: Path) -> dict[str, float]:
 NAMES = ("import", "report", "warm", "select")
 
 
-def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
+def measure(rows: int, folder: Path, resamples: int, layout: str = "long") -> dict[str, dict]:
     cli = ["mijabench"]  # `python -m mijabench`: the same entry point as the `mijabench` command
     corpus = folder / "corpus.parquet"
     ws = folder / "ws"
@@ -128,7 +141,7 @@ def measure(rows: int, folder: Path, resamples: int) -> dict[str, dict]:
         shutil.rmtree(ws / "mijabench.sqlite.judged", ignore_errors=True)
         out["import"] = {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan")}
     else:
-        write_corpus(corpus, rows)
+        write_corpus(corpus, rows, layout=layout)
         out["import"] = run([*cli, "import", str(corpus), "-w", str(ws), "--bench", "paper"], folder)
     report = [*cli, "report", "-w", str(ws), "--out", str(folder / "report"), *voters, "--resamples",
               str(resamples)]
@@ -152,6 +165,9 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, help="a kept folder (paperN-...) whose workspace is timed "
                         "again, without generating or importing")
     parser.add_argument("--src", help="the mijabench source folder to time (default: this checkout's)")
+    parser.add_argument("--layout", choices=("long", "wide"), default="long",
+                        help="the corpus file's layout: long (a row per prompt and model) or wide (the "
+                             "published one: a row per prompt, columns per model)")
     args = parser.parse_args()
     global SRC
     SRC = args.src or SRC
@@ -161,7 +177,7 @@ def main() -> None:
     for rows in args.rows:
         folder = args.reuse or Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
         try:
-            results[rows] = measure(rows, folder, args.resamples)
+            results[rows] = measure(rows, folder, args.resamples, args.layout)
         finally:
             if args.keep is None and args.reuse is None:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -156,10 +156,11 @@ def test_an_interrupted_import_is_finished_by_running_it_again(tmp_path, monkeyp
         import_corpus(once, path)
         expected = dump(once)
     with Store(tmp_path / "resumed") as store:
-        def killed(self, verdicts):
+        def killed(self, *verdicts):
             raise KeyboardInterrupt
         with monkeypatch.context() as mp:
-            mp.setattr(Store, "put_verdicts", killed)
+            mp.setattr(Store, "put_verdicts", killed)  # read row by row
+            mp.setattr(Store, "put_verdict_columns", killed)  # or by columns, as a Parquet file is
             with pytest.raises(KeyboardInterrupt):
                 import_corpus(store, path)
         assert store.counts()["responses"] == 5 and store.counts()["verdicts"] == 0

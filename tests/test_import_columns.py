@@ -14,7 +14,7 @@ from mijabench.errors import InputError
 from mijabench.sources import corpuscolumns
 from mijabench.sources.importer import import_corpus
 from mijabench.store import Store
-from test_import import EN, PT, long_rows
+from test_import import EN, PT, long_rows, wide_rows
 
 
 def tricky_rows() -> list[dict]:
@@ -105,3 +105,36 @@ def test_column_reader_masks_secrets_as_the_store_always_does(tmp_path, monkeypa
         assert import_corpus(store, write(rows, tmp_path / "corpus.parquet")).read["verdicts"] == 14
         stored = repr(table_rows(store))
     assert secret not in stored and "my key is ***" in stored and "saw ***" in stored
+
+
+def tricky_wide_rows() -> list[dict]:
+    """The published wide fixture plus: a third model that one judge never judged (no column), a row that
+    repeats an earlier prompt with the same replies, blank and missing judge cells, an extra column."""
+    rows = [{**r, "jb_response_phi": f"Reply {k}.", "jb_cls_gpt_phi": "safe" if k % 2 else "unsafe",
+             "batch": f"b{k % 2}"} for k, r in enumerate(wide_rows())]
+    rows.append({**rows[0]})  # the same prompt again: its replies add nothing
+    rows.append({**rows[1], "jb_prompt": "Another prompt...", "jb_response_qwen_7b": None,
+                 "jb_cls_gpt_qwen_7b": "  ", "jb_cls_llama_guard_gemma": None, "jb_response_phi": "Sure."})
+    return rows
+
+
+def test_a_wide_table_read_by_columns_writes_what_the_row_reader_writes(tmp_path, monkeypatch):
+    """The published wide layout goes through the column reader as its long table of (row, model) cells:
+    the same store row for row, in the same order, with the same summary and notes."""
+    path = write(tricky_wide_rows(), tmp_path / "wide.parquet")
+    used = []
+    real = corpuscolumns.read_columns
+    monkeypatch.setattr(corpuscolumns, "read_columns", lambda t, r: used.append(real(t, r)) or used[-1])
+    with Store(tmp_path / "columns") as store:
+        fast = import_corpus(store, path, judge_prefix="paper:")
+        fast_rows = table_rows(store)
+    assert used == [True]
+    by_rows(monkeypatch)
+    with Store(tmp_path / "rows") as store:
+        slow = import_corpus(store, path, judge_prefix="paper:")
+        assert table_rows(store) == fast_rows
+    assert (fast.layout, fast.read, fast.added) == (slow.layout, slow.read, slow.added)
+    assert fast.notes == slow.notes
+    assert fast.layout == "wide" and fast.read["rows"] == 5 and fast.read["responses"] == 10
+    items = fast_rows["items"]
+    assert all('"batch"' in row[-1] for row in items)  # the extra column kept in each item's provenance

@@ -134,7 +134,7 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
         return RowReader(Corpus(source, columns.layout), columns, fixed, judge_prefix, run_id, table.origin)
 
     reader = fresh()
-    if table.arrow is not None and columns.layout == "long" and not columns.votes:  # else not worth reading
+    if table.arrow is not None and not columns.votes:  # else not worth reading
         import pyarrow as pa
 
         from .corpuscolumns import read_columns

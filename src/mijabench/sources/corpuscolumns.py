@@ -31,18 +31,68 @@ class GiveUp(Exception):
 
 
 def read_columns(table: pa.Table, reader: RowReader) -> bool:
-    """Fill ``reader.corpus`` from ``table``; False when the row reader must read it instead."""
+    """Fill ``reader.corpus`` from ``table``; False when the row reader must read it instead. A wide table
+    is read as the long table of its (row, model) cells, in the order the row reader goes."""
     cols = reader.columns
-    if cols.layout != "long" or cols.votes:
+    if cols.votes:
         return False
+    per_row = 1
+    if cols.layout == "wide":
+        per_model = [*cols.responses.values(), *cols.wide_judges.values()]
+        if not cols.responses or any(not _is_text(table.schema.field(n).type) for n in per_model):
+            return False
+        table, reader = _as_long(table, reader)
+        per_row = len(cols.responses)
+        cols = reader.columns
     names = [*reader.item_columns, cols.roles["model"], cols.roles["response"], *cols.judges.values()]
     if any(not _is_text(table.schema.field(n).type) for n in set(names)):
         return False
     try:
-        _read(table, reader)
+        _read(table, reader, per_row)
     except (GiveUp, InputError):
         return False
     return True
+
+
+def _as_long(table: pa.Table, reader: RowReader) -> tuple[pa.Table, RowReader]:
+    """A wide table as its long table, row by row and within a row model by model (the row reader's order),
+    with a reader of that table that fills the same corpus. Item columns and extras are repeated per model;
+    a model without a column for some judge gets nulls there (no verdict, as the row reader has it)."""
+    from .corpus import RowReader
+    from .corpuscols import CorpusColumns
+
+    cols = reader.columns
+    models = list(cols.responses)
+    judges = list(dict.fromkeys(judge for judge, _ in cols.wide_judges))
+    n, m = table.num_rows, len(models)
+    per_model = set(cols.responses.values()) | set(cols.wide_judges.values())
+    kept = [c for c in table.column_names if c not in per_model]
+
+    def fresh(name: str) -> str:  # a column name the kept columns do not use
+        while name in kept:
+            name = "_" + name
+        return name
+
+    # cell (row r, model j) goes to position r * m + j; the per-model columns are concatenated model by model
+    order = pa.array((np.arange(n)[:, None] + np.arange(m)[None, :] * n).reshape(-1))
+
+    def interleaved(columns: list[pa.ChunkedArray | pa.Array]) -> pa.Array:
+        return pa.concat_arrays([c.combine_chunks().cast(pa.large_string()) if isinstance(c, pa.ChunkedArray)
+                                 else c for c in columns]).take(order)
+
+    model_col, response_col = fresh("model"), fresh("jb_response")
+    judge_cols = {judge: fresh(f"jb_cls_{judge}") for judge in judges}
+    columns = {name: table.column(name).take(pa.array(np.repeat(np.arange(n), m))) for name in kept}
+    columns[model_col] = pa.array(np.tile(np.array(models, dtype=object), n), pa.large_string())
+    columns[response_col] = interleaved([table.column(cols.responses[model]) for model in models])
+    for judge, name in judge_cols.items():
+        columns[name] = interleaved([table.column(cols.wide_judges[(judge, model)])
+                                     if (judge, model) in cols.wide_judges else pa.nulls(n, pa.large_string())
+                                     for model in models])
+    long_cols = CorpusColumns("long", {**cols.roles, "model": model_col, "response": response_col},
+                              judges=judge_cols)
+    return pa.table(columns), RowReader(reader.corpus, long_cols, reader.language, reader.judge_prefix,
+                                        reader.run_id, reader.origin)
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -59,9 +109,11 @@ def _dense(key: np.ndarray) -> np.ndarray:
     return np.unique(key, return_inverse=True)[1].reshape(-1)
 
 
-def _read(table: pa.Table, reader: RowReader) -> None:
+def _read(table: pa.Table, reader: RowReader, per_row: int = 1) -> None:
+    """``per_row``: rows of ``table`` per row of the file (a wide file's models), for the row numbers."""
     corpus, cols, origin = reader.corpus, reader.columns, reader.origin
-    corpus.rows = n = table.num_rows
+    n = table.num_rows
+    corpus.rows = n // per_row
 
     # items: one per distinct tuple of raw item cells, checked and built on its first row, as the row reader
     key = np.zeros(n, np.int64)
@@ -77,7 +129,7 @@ def _read(table: pa.Table, reader: RowReader) -> None:
     languages: dict[str, int] = {}
     language_of_item: list[int] = []
     for cell, row in zip(by_first.tolist(), table.take(first[by_first]).to_pylist(), strict=True):
-        item = reader.item(row, {"file": origin, "row": int(first[cell]) + 1})
+        item = reader.item(row, {"file": origin, "row": int(first[cell]) // per_row + 1})
         if item.id not in index:
             index[item.id] = len(item_ids)
             item_ids.append(item.id)
@@ -94,7 +146,7 @@ def _read(table: pa.Table, reader: RowReader) -> None:
     model_names: list[str] = []
     model_of_code = np.empty(len(values), np.int64)
     for code, value in enumerate(values):
-        loc = {"file": origin, "row": int(firsts[code]) + 1}
+        loc = {"file": origin, "row": int(firsts[code]) // per_row + 1}
         name = reader.text({model_column: value}, model_column, loc, required=True)
         model_of_code[code] = model_names.index(name) if name in model_names else len(model_names)
         if model_of_code[code] == len(model_names):
