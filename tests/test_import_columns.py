@@ -53,22 +53,32 @@ def write(rows: list[dict], path):
     return path
 
 
-def test_column_reader_writes_what_the_row_reader_writes(tmp_path, monkeypatch):
-    path = write(tricky_rows(), tmp_path / "corpus.parquet")
+def both_readers(path, tmp_path, monkeypatch, twice: bool = False):
+    """(column reader's result, its store's rows, row reader's result, whether each import went by
+    columns); the two stores must be the same row for row. ``twice``: the column import runs again into its
+    full store and must add and change nothing."""
     used = []
     real = corpuscolumns.read_columns
     monkeypatch.setattr(corpuscolumns, "read_columns", lambda t, r: used.append(real(t, r)) or used[-1])
     with Store(tmp_path / "columns") as store:
         fast = import_corpus(store, path, judge_prefix="paper:")
         fast_rows = table_rows(store)
-        again = import_corpus(store, path, judge_prefix="paper:")  # into a full store: ids looked up
-        assert not any(again.added.values()) and table_rows(store) == fast_rows
-    assert used == [True, True]
+        if twice:
+            again = import_corpus(store, path, judge_prefix="paper:")  # into a full store: ids looked up
+            assert not any(again.added.values()) and table_rows(store) == fast_rows
     by_rows(monkeypatch)
     with Store(tmp_path / "rows") as store:
         slow = import_corpus(store, path, judge_prefix="paper:")
         assert table_rows(store) == fast_rows
-    assert (fast.read, fast.added, fast.notes) == (slow.read, slow.added, slow.notes)
+    assert (fast.layout, fast.read, fast.added) == (slow.layout, slow.read, slow.added)
+    assert fast.notes == slow.notes
+    return fast, fast_rows, used
+
+
+def test_column_reader_writes_what_the_row_reader_writes(tmp_path, monkeypatch):
+    path = write(tricky_rows(), tmp_path / "corpus.parquet")
+    fast, _, used = both_readers(path, tmp_path, monkeypatch, twice=True)
+    assert used == [True, True]
     assert fast.read == {"rows": 10, "items": 3, "responses": 8, "verdicts": 14}
     assert any("without a response" in n for n in fast.notes) and any("paper:llama_guard" in n
                                                                       for n in fast.notes)
@@ -122,19 +132,7 @@ def test_a_wide_table_read_by_columns_writes_what_the_row_reader_writes(tmp_path
     """The published wide layout goes through the column reader as its long table of (row, model) cells:
     the same store row for row, in the same order, with the same summary and notes."""
     path = write(tricky_wide_rows(), tmp_path / "wide.parquet")
-    used = []
-    real = corpuscolumns.read_columns
-    monkeypatch.setattr(corpuscolumns, "read_columns", lambda t, r: used.append(real(t, r)) or used[-1])
-    with Store(tmp_path / "columns") as store:
-        fast = import_corpus(store, path, judge_prefix="paper:")
-        fast_rows = table_rows(store)
+    fast, fast_rows, used = both_readers(path, tmp_path, monkeypatch)
     assert used == [True]
-    by_rows(monkeypatch)
-    with Store(tmp_path / "rows") as store:
-        slow = import_corpus(store, path, judge_prefix="paper:")
-        assert table_rows(store) == fast_rows
-    assert (fast.layout, fast.read, fast.added) == (slow.layout, slow.read, slow.added)
-    assert fast.notes == slow.notes
     assert fast.layout == "wide" and fast.read["rows"] == 5 and fast.read["responses"] == 10
-    items = fast_rows["items"]
-    assert all('"batch"' in row[-1] for row in items)  # the extra column kept in each item's provenance
+    assert all('"batch"' in row[-1] for row in fast_rows["items"])  # the extra column in each provenance
