@@ -87,8 +87,8 @@ def _ended(pid: int, timeout: float = 10.0) -> bool:
 
 def test_a_cancelled_drawing_leaves_no_process_behind(store):
     started = plots.start_plots(*_inputs(store), workers=2)
-    assert len(started.forked) == 1  # one helper, which draws with a partner
-    helper = started.forked[0][0].pid
+    assert started.helper is not None  # one helper, which draws with a partner
+    helper = started.helper.pid
     partner = _partner_of(helper)
     started.cancel()
     with pytest.raises(ChildProcessError):
@@ -101,21 +101,19 @@ def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatc
     monkeypatch.setattr(drawing, "workers_available", lambda: 2)
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)
-    helpers = plots.fork_helpers()
-    assert len(helpers) == 1
-    partner = _partner_of(helpers[0].pid)
-    started = plots.start_plots(*args, helpers=helpers)
-    assert [h for h, _ in started.forked] == helpers and all(share for _, share in started.forked)
-    assert not started.own  # this process draws nothing while helpers do
+    helper = plots.fork_helper()
+    assert helper is not None
+    partner = _partner_of(helper.pid)
+    started = plots.start_plots(*args, helper=helper)
+    assert started.helper is helper  # this process draws nothing while the helper does
     assert started.finish() == serial
-    for helper in helpers:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
     assert _ended(partner)
-    for unused in plots.fork_helpers():  # a report that fails before its plots: stopped and reaped
-        unused.cancel()
-        with pytest.raises(ChildProcessError):
-            os.waitpid(unused.pid, os.WNOHANG)
+    unused = plots.fork_helper()  # a report that fails before its plots: stopped and reaped
+    unused.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(unused.pid, os.WNOHANG)
 
 
 def test_jobs_cross_the_pipe_unchanged():
@@ -165,7 +163,7 @@ def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
 
     monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 60.0)  # a deadlock ends here, redrawn in this process
     jobs = [(f"plot{i}", 10.0 - i, "large", (i,)) for i in range(4)]
-    started = drawing.Drawing(jobs, large, drawing.fork_helpers(large, 2))
+    started = drawing.Drawing(jobs, large, drawing.fork_helper(large, 2))
     drawn = started.finish()
     assert list(drawn) == [name for name, *_ in jobs]
     makers = {name: int(png.split()[0]) for name, png in drawn.items()}
@@ -177,7 +175,7 @@ def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp
     from mijabench.errors import MijaError
     from mijabench.report import write_report
 
-    # helpers are forked first (two, as on a two-CPU machine with no other thread), then the store fails
+    # the helper is forked first (as on a two-CPU machine with no other thread), then the store fails
     monkeypatch.setattr(drawing, "workers_available", lambda: 2)
     forked = []
     real_fork = drawing.Helper.fork
@@ -238,7 +236,7 @@ def test_a_failed_partner_is_redrawn_by_its_helper(monkeypatch):
         return f"{os.getpid()} {args[0]}".encode()
 
     jobs = [(f"plot{i}", 10.0 - i, "marked", (i,)) for i in range(4)]
-    drawn = drawing.Drawing(jobs, marked, drawing.fork_helpers(marked, 2)).finish()
+    drawn = drawing.Drawing(jobs, marked, drawing.fork_helper(marked, 2)).finish()
     assert list(drawn) == [name for name, *_ in jobs]
     makers = {int(png.split()[0]) for png in drawn.values()}
     assert len(makers) == 1 and parent not in makers  # all by the helper
@@ -264,15 +262,15 @@ def test_a_helper_forked_at_start_up_draws_the_report_plots(store, monkeypatch):
     args = _inputs(store)
     serial = plots.all_plots(*args, workers=1)
     drawing.prefork()
-    assert len(drawing._PREFORKED) == 1
-    helper = drawing._PREFORKED[0]
+    helper = drawing._preforked
+    assert helper is not None
     partner = _partner_of(helper.pid)
-    assert plots.fork_helpers() == [helper]  # handed to the report, once
-    assert not drawing._PREFORKED
-    assert plots.start_plots(*args, helpers=[helper]).finish() == serial
+    assert plots.fork_helper() is helper  # handed to the report, once
+    assert drawing._preforked is None
+    assert plots.start_plots(*args, helper=helper).finish() == serial
     assert _ended(partner)
     drawing.prefork()  # one the command never uses is stopped and reaped (at exit)
-    unused = drawing._PREFORKED[0]
+    unused = drawing._preforked
     drawing.cancel_preforked()
     with pytest.raises(ChildProcessError):
         os.waitpid(unused.pid, os.WNOHANG)

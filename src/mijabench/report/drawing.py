@@ -34,8 +34,8 @@ except ImportError:  # no fcntl (Windows): no fork either, so no helper
 Job = tuple[str, float, str, tuple]
 Draw = Callable[[str, tuple], bytes]  # a plotting function's name and arguments -> PNG bytes
 CHILD_TIMEOUT_S = 600.0  # the forked drawing takes seconds; past this it is stopped and redrawn here
-# the helpers import matplotlib while the report analyses: with two CPUs, three processes then share them,
-# and the report, which everything waits for, keeps a whole CPU when the helpers yield to it
+# the helper imports matplotlib while the report analyses: with two CPUs, three processes then share them,
+# and the report, which everything waits for, keeps a whole CPU when the helper and its partner yield to it
 HELPER_NICENESS = 5
 JOBS_PIPE_BYTES = 1 << 20  # a helper reads its jobs once matplotlib is imported: the report need not wait
 
@@ -263,19 +263,16 @@ class Helper:
                 os.waitpid(self.pid, 0)
 
 
-def fork_helpers(draw: Draw, count: int | None = None, preload: str | None = None) -> list[Helper]:
+def fork_helper(draw: Draw, count: int | None = None, preload: str | None = None) -> Helper | None:
     """The helper that draws in ``count`` processes (itself and a partner it forks; default: one per CPU
-    this process may use, up to two), or none with one CPU or while other threads run."""
+    this process may use, up to two), or None with one CPU or while other threads run."""
     count = workers_available() if count is None else count
-    if count < 2:
-        return []
-    helper = Helper.fork(draw, processes=count, preload=preload)
-    return [helper] if helper is not None else []
+    return Helper.fork(draw, processes=count, preload=preload) if count >= 2 else None
 
 
 # --- a helper forked when the command starts ---
 
-_PREFORKED: list[Helper] = []
+_preforked: Helper | None = None
 
 
 def _draw_plots(func: str, args: tuple) -> bytes:
@@ -289,64 +286,46 @@ def prefork() -> None:
     """Fork the report's drawing helper now, before the command imports its libraries (over half a second
     on one CPU): the helper imports matplotlib and the plotting code on the other CPU meanwhile.
     ``take_preforked`` hands it to the report; a helper the command did not use is stopped at exit."""
-    if _PREFORKED:
-        return
-    _PREFORKED.extend(fork_helpers(_draw_plots, preload=f"{__package__}.plots"))
-    if _PREFORKED:
-        atexit.register(cancel_preforked)
+    global _preforked
+    if _preforked is None:
+        _preforked = fork_helper(_draw_plots, preload=f"{__package__}.plots")
+        if _preforked is not None:
+            atexit.register(cancel_preforked)
 
 
-def take_preforked() -> list[Helper]:
-    """The helper ``prefork`` started, once (none if it did not)."""
-    helpers = _PREFORKED[:]
-    _PREFORKED.clear()
-    return helpers
+def take_preforked() -> Helper | None:
+    """The helper ``prefork`` started, once (None if it did not)."""
+    global _preforked
+    helper, _preforked = _preforked, None
+    return helper
 
 
 def cancel_preforked() -> None:
-    for helper in take_preforked():
+    helper = take_preforked()
+    if helper is not None:
         helper.cancel()
 
 
 class Drawing:
-    """Plots being drawn by helper processes (or by this one when ``finish`` is called, without helpers), so
-    this process can do other work in between."""
+    """Plots being drawn by a helper (or by this process when ``finish`` is called, without one), so this
+    process can do other work in between."""
 
-    def __init__(self, jobs: list[Job], draw: Draw, helpers: list[Helper]):
-        self.order = [name for name, _, _, _ in jobs]
-        self.draw = draw
-        self.forked: list[tuple[Helper, list[Job]]] = []
-        if not helpers:
-            self.own = jobs
-            return
-        # the costliest plots first, each to the least loaded process (longest processing time first)
-        shares: list[list[Job]] = [[] for _ in helpers]
-        for job in sorted(jobs, key=lambda j: -j[1]):
-            min(shares, key=lambda share: sum(j[1] for j in share)).append(job)
-        self.own = []
-        for helper, share in zip(helpers, shares, strict=True):
-            if helper.send(share):
-                self.forked.append((helper, share))
-            else:  # gone: its share is drawn here
-                helper.cancel()
-                self.own.extend(share)
+    def __init__(self, jobs: list[Job], draw: Draw, helper: Helper | None):
+        self.jobs, self.draw = jobs, draw
+        self.helper = helper if helper is not None and helper.send(jobs) else None
+        if helper is not None and self.helper is None:  # gone: its plots are drawn here
+            helper.cancel()
 
     def finish(self) -> dict[str, bytes]:
         """Every plot's PNG, by name, in a fixed order."""
-        try:
-            drawn = {name: self.draw(func, args) for name, _, func, args in self.own}
-        except BaseException:
-            self.cancel()  # no forked process outlives a failed report
-            raise
-        forked, self.forked = self.forked, []
-        for helper, share in forked:
-            theirs = helper.collect()
-            drawn.update(theirs if theirs is not None else
-                         {name: self.draw(func, args) for name, _, func, args in share})
-        return {name: drawn[name] for name in self.order}
+        helper, self.helper = self.helper, None
+        drawn = helper.collect() if helper is not None else None
+        if drawn is None:  # no helper, or it failed: drawn here, where an error is raised
+            drawn = {name: self.draw(func, args) for name, _, func, args in self.jobs}
+        return {name: drawn[name] for name, _, _, _ in self.jobs}
 
     def cancel(self) -> None:
-        """Stop the forked processes (the report failed before its plots were needed)."""
-        forked, self.forked = self.forked, []
-        for helper, _ in forked:
+        """Stop the forked process (the report failed before its plots were needed)."""
+        helper, self.helper = self.helper, None
+        if helper is not None:
             helper.cancel()

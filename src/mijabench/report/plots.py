@@ -15,7 +15,7 @@ from . import drawing
 from .drawing import Drawing, Helper, Job, workers_available
 from .html import MIDDLE, NEGATIVE, POSITIVE
 
-__all__ = ["Drawing", "all_plots", "fork_helpers", "start_plots", "workers_available"]
+__all__ = ["Drawing", "all_plots", "fork_helper", "start_plots", "workers_available"]
 
 
 def _figure(width: float, height: float):
@@ -228,22 +228,26 @@ def _jobs(analysis: Tables, models: list[str], groups_by_language: dict[str, lis
     return jobs
 
 
-def fork_helpers() -> list[Helper]:
+def fork_helper() -> Helper | None:
     """The helper the command started (``drawing.prefork``), or one forked now, that imports matplotlib while
-    the report loads and analyses and draws the plots once ``start_plots`` sends them; none when drawing in
-    other processes is not worth it (one CPU)."""
-    return drawing.take_preforked() or drawing.fork_helpers(_draw)
+    the report loads and analyses and draws the plots once ``start_plots`` sends them; None when drawing in
+    another process is not worth it (one CPU)."""
+    return drawing.take_preforked() or drawing.fork_helper(_draw)
+
+
+FORK_NOW = "fork now"  # start_plots' default: a helper forked when the plots are started
 
 
 def start_plots(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]],
                 limit: float, size_order: list[str], workers: int | None = None,
-                helpers: list[Helper] | None = None) -> Drawing:
-    """Start drawing every plot; ``Drawing.finish`` gives them. ``helpers``: the processes ``fork_helpers``
-    started; else ``workers`` are forked now (default: one per CPU, up to two; 1: draw in this process)."""
+                helper: Helper | None | str = FORK_NOW) -> Drawing:
+    """Start drawing every plot; ``Drawing.finish`` gives them. ``helper``: the one ``fork_helper`` gave
+    (None: draw in this process); by default one is forked now with ``workers`` processes (default: one per
+    CPU, up to two; 1: none, draw in this process)."""
     jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
-    if helpers is None:
-        helpers = drawing.fork_helpers(_draw, workers)
-    return Drawing(jobs, _draw, helpers)
+    if helper == FORK_NOW:
+        helper = drawing.fork_helper(_draw, workers)
+    return Drawing(jobs, _draw, helper)
 
 
 def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],

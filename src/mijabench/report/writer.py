@@ -168,12 +168,12 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     check_output(out_dir, folder=True)
     # processes that import matplotlib while the table is loaded and analysed, then draw the plots: they
     # get them as soon as the plotted tables exist, while the tests are computed
-    helpers = plots.fork_helpers()
+    helper = plots.fork_helper()
     started: list[tuple[plots.Drawing, list[str], float]] = []  # the drawing, the models in order, limit
 
     def start_drawing(tables: dict[str, Frame]) -> None:
         layout = _plot_layout(tables)
-        started.append((plots.start_plots(tables, *layout, helpers=helpers), layout[0], layout[2]))
+        started.append((plots.start_plots(tables, *layout, helper=helper), layout[0], layout[2]))
 
     try:
         table, analysis, correction = _analysed(
@@ -188,7 +188,7 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     except BaseException:
         for drawing, _, _ in started:
             drawing.cancel()
-        for helper in helpers:
+        if helper is not None:
             helper.cancel()
         raise
     try:  # the tables, examples and provenance while the plots are drawn
