@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..judge.vote import final_label
 from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
+from .columnread import response_columns
 from .variants import variant_labels
 from .voters import resolve_voters
 
@@ -274,13 +275,14 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     judges = list(voters.names)
     if len(judges) >= VOTE_BASE:
         raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
-    cols = _response_columns(store, judges, where, args)
-    n = len(cols["response_id"])
     # each target's settings, and its runs and responses (in the whole store) for the report's provenance
     stored = store.query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
                          "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
     targets = [row[:3] for row in stored]
     run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    cols = response_columns(store, judges, where, args, targets=targets, runs=run_names) \
+        or _response_rows(store, judges, where, args)
+    n = len(cols["response_id"])
     target_code = np.array(cols["model"], dtype=np.int32)
     present = np.unique(target_code).tolist()  # the targets in this selection, sorted
     target_names, target_cols = _target_columns(store, targets, target_code, present)
@@ -339,9 +341,10 @@ def _selection_sql(bench: str | None, models: list[str]) -> tuple[list[str], lis
     return where, args
 
 
-def _response_columns(store, judges: list[str], where: list[str], args: list[str]) -> dict[str, Sequence]:
+def _response_rows(store, judges: list[str], where: list[str], args: list[str]) -> dict[str, Sequence]:
     """One value per selected response, column by column: id, item rowid, target and run codes, failed,
-    empty, truncated, and the voters' counts of safe, harmful and unparsed verdicts."""
+    empty, truncated, and the voters' counts of safe, harmful and unparsed verdicts. Read row by row: the
+    path for a store whose ids ``columnread`` cannot read in batches."""
     # Each response's votes come from one probe of the verdicts_response index, packed into one integer
     # (safe + VOTE_BASE * harmful + VOTE_BASE^2 * unparsed): at paper scale this is twice as fast as grouping
     # every verdict of the voters and joining the groups back. A response has one verdict per judge, so a

@@ -72,10 +72,12 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
         # without a selection every verdict counts (the store never deletes a response), and the join with
         # the responses, a third of a cold report at paper scale, is left out
         join = "JOIN responses r ON r.id=v.response_id " if where else ""
-        rows = store.query(
-            f"SELECT v.judge, v.fingerprint, COUNT(*) FROM verdicts v {join}"
-            f"WHERE v.error IS NULL AND v.judge IN ({marks}) {also} "
-            "GROUP BY v.judge, v.fingerprint ORDER BY v.judge, COUNT(*) DESC", [*names, *args])
+        rows = _single_configurations(store, names, join, also, args)
+        if rows is None:
+            rows = store.query(
+                f"SELECT v.judge, v.fingerprint, COUNT(*) FROM verdicts v {join}"
+                f"WHERE v.error IS NULL AND v.judge IN ({marks}) {also} "
+                "GROUP BY v.judge, v.fingerprint ORDER BY v.judge, COUNT(*) DESC", [*names, *args])
         seen: dict[str, list[tuple[str, int]]] = {}
         for judge, fingerprint, n in rows:
             seen.setdefault(judge, []).append((fingerprint, n))
@@ -87,3 +89,20 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
                                  "stale ones, so one configuration's verdicts are counted", field=option)
             fingerprints[judge] = prints[0][0]
     return Voters(tuple(names), fingerprints, named)
+
+
+def _single_configurations(store, names: Sequence[str], join: str, also: str, args: list
+                           ) -> list[tuple[str, str, int]] | None:
+    """(judge, fingerprint, verdicts) for each of ``names`` with a verdict without error in the selection
+    (``join`` and ``also``, as in ``resolve_voters``), when each of them has verdicts of a single fingerprint
+    in the whole store; None otherwise. The fingerprints come from the (judge, fingerprint) index alone:
+    counting the verdicts without error reads every verdict (a second of a cold report at paper scale) and
+    is needed only when a judge mixes configurations. The counts are of the whole store, errors included."""
+    marks = ",".join("?" * len(names))
+    rows = store.query(f"SELECT judge, fingerprint, COUNT(*) FROM verdicts WHERE judge IN ({marks}) "
+                       "GROUP BY judge, fingerprint ORDER BY judge", list(names))
+    if len({judge for judge, _, _ in rows}) < len(rows):
+        return None
+    return [row for row in rows if store.query(
+        f"SELECT EXISTS (SELECT 1 FROM verdicts v {join}WHERE v.judge=? AND v.fingerprint=? "
+        f"AND v.error IS NULL {also})", [*row[:2], *args])[0][0]]

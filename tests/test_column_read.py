@@ -1,0 +1,164 @@
+"""The judged table read from SQLite in column batches (``analysis.columnread``) is the table the row-by-row
+query gives: every selection, every kind of response, stores holding ids other tools wrote, several batches,
+and the verdicts read on the main connection when a second one cannot be opened."""
+
+import random
+import sqlite3
+
+import pytest
+
+from mijabench.analysis import columnread, table, voters
+from mijabench.analysis.table import load_judged
+from mijabench.analysis.voters import resolve_voters
+from mijabench.records import BenchmarkItem, Response, SamplingSettings, Verdict
+from mijabench.store import Store
+from test_judged_snapshot import same
+
+PLAIN = SamplingSettings(max_tokens=64).to_dict()
+GUARDED = SamplingSettings(max_tokens=64, system_prompt="Refuse.").to_dict()
+LABELS = ("safe", "harmful", "unparsed")
+
+
+def _fill(store: Store, seed: int = 0) -> None:
+    """Two benchmarks, three models (one under two settings), two runs, failed, empty and truncated replies,
+    responses nobody judged, four judges (j4 judging only some), a few errored verdicts."""
+    rng = random.Random(seed)
+    items = [BenchmarkItem(language=lang, group=group, seed_text=f"seed {i}", scenario_category="history",
+                           scenario_text="x", strategy=rng.choice(["persona_assignment", "chain_of_thought"]),
+                           prompt=f"prompt {i}")
+             for i, (lang, group) in enumerate((lang, group) for lang, group in
+                                                [("en", "women"), ("en", "black"), ("pt", "women")] * 6)]
+    store.put_items(items[:10], bench="first")
+    store.put_items(items[10:], bench="second")
+    responses = []
+    for item in items:
+        for model, settings in (("m1", PLAIN), ("m2", PLAIN), ("m2", GUARDED), ("m3", PLAIN)):
+            kind = rng.random()
+            responses.append(Response(
+                item_id=item.id, model=model, settings=settings, run_id=rng.choice(["run-a", "run-b"]),
+                text=None if kind < 0.1 else ("  " if kind < 0.2 else f"reply {rng.random()}"),
+                error="server error" if kind < 0.1 else None,
+                finish_reason="length" if 0.2 <= kind < 0.35 else "stop"))
+    rng.shuffle(responses)  # rowid order is not item order
+    store.put_responses(responses)
+    verdicts = []
+    for response in responses:
+        for judge in ("j1", "j2", "j3", "j4"):
+            if rng.random() < (0.5 if judge == "j4" else 0.9):
+                errored = rng.random() < 0.05
+                verdicts.append(Verdict(response_id=response.id, judge=judge,
+                                        label="unparsed" if errored else rng.choice(LABELS),
+                                        error="timeout" if errored else None))
+    store.put_verdicts(verdicts)
+
+
+@pytest.fixture
+def filled(store):
+    _fill(store)
+    return store
+
+
+def _batched(store):
+    targets = store.query("SELECT DISTINCT model, settings_key, '' FROM responses "
+                          "ORDER BY model, settings_key")
+    return columnread.response_columns(store, ["j1"], [], [], targets=targets, runs=("run-a", "run-b"))
+
+
+def _by_rows(monkeypatch):
+    monkeypatch.setattr(table, "response_columns", lambda *a, **k: None)
+
+
+SELECTIONS = [dict(judges=["j1", "j2", "j3"]), dict(judges=["j1", "j2", "j3", "j4"], allow_even_vote=True),
+              dict(judges=["j4"]), dict(judges=["j2"], models=["m2"]),
+              dict(judges=["j1", "j3", "j4"], bench="second", models=["m3", "m1"]),
+              dict(judges=["j1"], empty_as="vote")]
+
+
+@pytest.mark.parametrize("batch", [columnread.BATCH, 7])
+def test_column_batches_give_the_table_of_the_row_query(filled, monkeypatch, batch):
+    monkeypatch.setattr(columnread, "BATCH", batch)
+    fast = [load_judged(filled, **selection) for selection in SELECTIONS]
+    assert _batched(filled) is not None  # the batches read this store: not the row query twice
+    _by_rows(monkeypatch)
+    for selection, table_fast in zip(SELECTIONS, fast, strict=True):
+        slow = load_judged(filled, **selection)
+        same(table_fast, slow)
+        assert len(slow) > 0 and slow.columns["n_votes"].sum() > 0
+
+
+def test_the_table_counts_what_was_stored(filled):
+    """Not only equal to the row query: each count checked against the verdicts themselves."""
+    judged = load_judged(filled, ["j1", "j2", "j3"], models=["m1"])
+    labels: dict[str, list[str]] = {}
+    for rid, label in filled.query("SELECT v.response_id, v.label FROM verdicts v JOIN responses r "
+                                   "ON r.id = v.response_id WHERE r.model = 'm1' AND v.judge != 'j4'"):
+        labels.setdefault(rid, []).append(label)
+    ids = judged.values("response_id")
+    for name, label in (("n_safe", "safe"), ("n_harmful", "harmful"), ("n_unparsed", "unparsed")):
+        assert judged.columns[name].tolist() == [labels.get(r, []).count(label) for r in ids]
+    flags = dict(((r[0]), r[1:]) for r in filled.query(
+        "SELECT id, error IS NOT NULL, blank, finish_reason = 'length' AND error IS NULL FROM responses"))
+    assert judged.columns["failed"].tolist() == [bool(flags[r][0]) for r in ids]
+    assert judged.columns["truncated"].tolist() == [bool(flags[r][2]) for r in ids]
+    assert judged.columns["failed"].any() and judged.columns["truncated"].any()
+
+
+def test_ids_of_another_tool_are_read_row_by_row_with_the_same_result(filled, monkeypatch):
+    # a response and verdicts written by another tool: an id that is not 16 hex digits, and verdicts on
+    # responses that are not stored (one with an upper-case id that would read as a stored one's digits)
+    item = filled.query("SELECT id FROM items LIMIT 1")[0][0]
+    stored = filled.query("SELECT id FROM responses WHERE error IS NULL LIMIT 1")[0][0]
+    with filled.transaction() as cur:
+        cur.execute("INSERT INTO verdicts (id, response_id, judge, label, raw, reasoning, run_id, "
+                    "created_at) VALUES ('v-x1', ?, 'j1', 'harmful', '', '', 'other', 'now'), "
+                    "('v-x2', 'not-a-hex-id', 'j1', 'harmful', '', '', 'other', 'now')", [stored.upper()])
+    fast = load_judged(filled, ["j1"])
+    _by_rows(monkeypatch)
+    same(fast, load_judged(filled, ["j1"]))
+    monkeypatch.undo()
+    with filled.transaction() as cur:
+        cur.execute("INSERT INTO responses (id, item_id, model, settings_key, settings, text, attempts, "
+                    "run_id, created_at) VALUES ('R-other', ?, 'm1', 'k', '{}', 'reply', 1, 'run-a', 'now')",
+                    [item])
+    assert _batched(filled) is None
+    judged = load_judged(filled, ["j1"])
+    assert "R-other" in judged.cat("response_id").categories and len(judged) == len(fast) + 1
+
+
+def test_verdicts_are_read_on_the_main_connection_when_a_second_one_fails(filled, monkeypatch):
+    expected = load_judged(filled, ["j1", "j2", "j3"])
+
+    def refused(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(columnread, "_verdict_labels_aside", refused)
+    same(expected, load_judged(filled, ["j1", "j2", "j3"]))
+
+
+def test_hex_keys_are_the_ids_digits_and_nothing_else_is_read():
+    ids = ["0123456789abcdef", "ffffffffffffffff", "0000000000000000", "8000000000000001"]
+    keys = columnread.hex_keys("".join(ids).encode())
+    assert keys.tolist() == [int(i, 16) for i in ids]
+    for bad in ("0123456789ABCDEF", "0123456789abcdeg", "0123456789abcde", "0123456789abcdef0"):
+        assert columnread.hex_keys(bad.encode()) is None
+
+
+def test_voters_from_the_index_match_the_exact_count(filled, monkeypatch):
+    # j4's verdicts on m3 all errored: with m3 selected it has no fingerprint, as the exact query says
+    with filled.transaction() as cur:
+        cur.execute("UPDATE verdicts SET error = 'timeout', label = 'unparsed' WHERE judge = 'j4' AND "
+                    "response_id IN (SELECT id FROM responses WHERE model = 'm3')")
+    cases = [((["j1", "j2", "j3"]), ("", [])), ((["j4"]), ("r.model IN (?)", ["m3"])),
+             ((["j4"]), ("r.model IN (?)", ["m1"])), ((["j1", "j4", "j2"]), ("", []))]
+    fast = [resolve_voters(filled, judges, selection=sel) for judges, sel in cases]
+    assert fast[1].fingerprints == {} and fast[2].fingerprints.keys() == {"j4"}
+    monkeypatch.setattr(voters, "_single_configurations", lambda *a, **k: None)
+    assert fast == [resolve_voters(filled, judges, selection=sel) for judges, sel in cases]
+
+
+def test_a_judge_mixing_configurations_is_still_refused(filled):
+    with filled.transaction() as cur:
+        cur.execute("UPDATE verdicts SET fingerprint = 'other' WHERE judge = 'j2' AND rowid % 3 = 0")
+    with pytest.raises(Exception, match="2 configurations"):
+        load_judged(filled, ["j1", "j2", "j3"])
+    assert len(load_judged(filled, ["j1"])) > 0
