@@ -4,6 +4,7 @@ Fixture content is mild placeholder text."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pyarrow as pa
@@ -136,3 +137,40 @@ def test_a_wide_table_read_by_columns_writes_what_the_row_reader_writes(tmp_path
     assert used == [True]
     assert fast.layout == "wide" and fast.read["rows"] == 5 and fast.read["responses"] == 10
     assert all('"batch"' in row[-1] for row in fast_rows["items"])  # the extra column in each provenance
+
+
+def write_jsonl(rows: list[dict], path, blank_line: bool = False):
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    if blank_line:
+        lines.insert(2, "")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def jsonl_rows() -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "weight"} for r in tricky_rows()]  # a NaN is not JSON
+
+
+def test_a_jsonl_corpus_is_read_by_columns_to_the_same_store(tmp_path, monkeypatch):
+    path = write_jsonl(jsonl_rows(), tmp_path / "corpus.jsonl")
+    fast, _, used = both_readers(path, tmp_path, monkeypatch, twice=True)
+    assert used == [True, True]
+    assert fast.read == {"rows": 10, "items": 3, "responses": 8, "verdicts": 14}
+
+
+@pytest.mark.parametrize("change", [
+    "blank line",  # line numbers would no longer be row positions
+    lambda r: r[3].update(weight=0.5),  # a float among ints: Arrow reads the whole column as floats
+    lambda r: r[3].update(n=None),  # an extra key set to null ...
+    lambda r: r[3].pop("n"),  # ... or missing: Arrow cannot tell them apart, the provenance can
+    lambda r: r[5].update(batch="b7"),  # a key the first line lacks
+    lambda r: [row.update(n=f"2024-01-0{k % 9 + 1}") for k, row in enumerate(r)],  # read as dates
+    lambda r: r[1].update(n={"nested": 1}),  # objects get every key of every row
+])
+def test_a_jsonl_file_whose_table_could_differ_is_read_line_by_line(tmp_path, monkeypatch, change):
+    rows = jsonl_rows()
+    if callable(change):
+        change(rows)
+    path = write_jsonl(rows, tmp_path / "corpus.jsonl", blank_line=change == "blank line")
+    fast, _, used = both_readers(path, tmp_path, monkeypatch)
+    assert used == [] and fast.read["responses"] == 8

@@ -24,7 +24,7 @@ from ..records import LABELS, BenchmarkItem, Response, SamplingSettings, Verdict
 from ..taxonomy import load_taxonomy
 from .corpuscols import PER_RESPONSE, CorpusColumns, resolve_columns
 from .seedmap import normalise_language
-from .tables import RowSource, clean_value
+from .tables import JSONL_MARK, RowSource, clean_value
 
 IMPORT_SETTINGS = SamplingSettings().to_dict()
 LONG_COLUMNS = ("model", "response")  # roles of a long row that are not the item's
@@ -139,7 +139,8 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
 
         from .corpuscolumns import read_columns
         try:
-            if read_columns(table.arrow(), reader):
+            arrow = table.arrow()  # None: the file's table may differ from its rows
+            if arrow is not None and not _absent_or_null(arrow, reader) and read_columns(arrow, reader):
                 return reader.corpus
         except (pa.ArrowException, OSError):
             pass  # an unreadable file: the row reader names the row where it breaks
@@ -149,6 +150,16 @@ def read_corpus(table: RowSource, *, source: str, overrides: dict[str, str] | No
         corpus.rows += 1
         reader.read(row_no, row)
     return corpus
+
+
+def _absent_or_null(table, reader: RowReader) -> bool:
+    """Whether a JSONL file's table may hide the difference between a key a line lacks and a key set to
+    null (Arrow has a null for both): an item's provenance keeps the extra keys each line has, so an extra
+    column with a null leaves the file to the row reader."""
+    if not (table.schema.metadata or {}).get(JSONL_MARK):
+        return False
+    extras = [c for c in table.column_names if c not in reader.used and c not in PER_RESPONSE]
+    return any(table.column(c).null_count for c in extras)
 
 
 class RowReader:

@@ -34,7 +34,8 @@ class RowSource:
     origin: str
     columns: list[str]
     rows: Iterable[Row]
-    # the whole input as one Arrow table, where it is one already (Parquet): for readers that work by column
+    # the whole input as one Arrow table (Parquet; JSONL when its table is exactly its rows, else None), for
+    # readers that work by column
     arrow: Callable[[], Any] | None = None
 
 
@@ -49,8 +50,10 @@ def open_table(path: str | Path) -> RowSource:
     if not path.is_file():
         raise InputError("no such file", file=origin)
     if suffix in JSONL_SUFFIXES:
-        rows = _jsonl_rows(path)
-    elif suffix in CSV_SUFFIXES:
+        source = _with_columns(origin, _jsonl_rows(path))
+        source.arrow = lambda: _jsonl_table(path, source.columns)
+        return source
+    if suffix in CSV_SUFFIXES:
         rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     else:
         return RowSource(origin, _parquet_columns(path), _parquet_rows(path), lambda: _parquet_table(path))
@@ -104,6 +107,42 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
                 raise InputError(f"expected a JSON object, found {type(obj).__name__}",
                                  file=origin, row=line_no)
             yield line_no, obj
+
+
+JSONL_MARK = b"mijabench.jsonl"  # schema metadata of a table read from JSONL
+JSONL_BLOCK = 16 * 2**20  # bytes Arrow parses at a time: a longer line leaves the file to the line reader
+_LINE_SCAN = 2**22
+
+
+def _jsonl_table(path: Path, columns: list[str]):
+    """The JSONL file as one Arrow table, or None where that table could differ from what ``_jsonl_rows``
+    yields: a blank line (row numbers would shift), a key the first line lacks, a value Arrow would change
+    (numbers that mix ints and floats become floats, text that looks like a date becomes a timestamp, objects
+    get every key of every row), or anything Arrow cannot parse. Only text, whole numbers, booleans and nulls
+    pass, and they come back from Arrow as ``json.loads`` gives them."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=JSONL_BLOCK))
+    except (pa.ArrowException, OSError):
+        return None
+    plain = (pa.types.is_string, pa.types.is_large_string, pa.types.is_int64, pa.types.is_boolean,
+             pa.types.is_null)
+    if table.column_names != columns or not all(any(t(f.type) for t in plain) for f in table.schema):
+        return None
+    if table.num_rows != _line_count(path):
+        return None
+    return table.replace_schema_metadata({JSONL_MARK: b"1"})  # a null may be a key the line lacks
+
+
+def _line_count(path: Path) -> int:
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(_LINE_SCAN):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
 
 
 # -- CSV ---------------------------------------------------------------------------------------------------
