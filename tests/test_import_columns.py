@@ -4,6 +4,8 @@ Fixture content is mild placeholder text."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -174,3 +176,56 @@ def test_a_jsonl_file_whose_table_could_differ_is_read_line_by_line(tmp_path, mo
     path = write_jsonl(rows, tmp_path / "corpus.jsonl", blank_line=change == "blank line")
     fast, _, used = both_readers(path, tmp_path, monkeypatch)
     assert used == [] and fast.read["responses"] == 8
+
+
+def write_csv(rows: list[dict], path, delimiter: str = ",", after_first: str = ""):
+    """Rows as CSV (None as an empty cell); ``after_first``: raw text inserted after the first record."""
+    out = io.StringIO(newline="")
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(out, names, delimiter=delimiter, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    text = out.getvalue()
+    if after_first:
+        head, first, rest = text.split("\r\n", 2)
+        text = f"{head}\r\n{first}\r\n{after_first}{rest}"
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def csv_rows() -> list[dict]:
+    """The tricky rows with cells CSV must quote: delimiters, doubled quotes, line breaks, padding."""
+    rows = tricky_rows()
+    rows[1]["jb_response"] = 'She said "no, never",\r\nthen left.\n'
+    rows[2]["jb_response"] = "\ttabbed\t"
+    return rows
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_csv_corpus_is_read_by_columns_to_the_same_store(tmp_path, monkeypatch, suffix):
+    path = write_csv(csv_rows(), tmp_path / f"corpus{suffix}", "\t" if suffix == ".tsv" else ",")
+    fast, _, used = both_readers(path, tmp_path, monkeypatch, twice=True)
+    assert used == [True, True]
+    assert fast.read["rows"] == 10 and fast.read["responses"] == 8
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\u3000"])
+def test_a_csv_file_with_a_blank_record_is_read_record_by_record(tmp_path, monkeypatch, blank):
+    """A record of blank cells (or an empty line) is skipped by the row reader and counted: the records
+    after it would get other numbers by position."""
+    rows = csv_rows()
+    width = len(dict.fromkeys(k for r in rows for k in r))
+    line = ",".join([blank] * width) if blank else ""
+    path = write_csv(rows, tmp_path / "corpus.csv", after_first=line + "\r\n")
+    fast, _, used = both_readers(path, tmp_path, monkeypatch)
+    assert used == [] and fast.read["rows"] == 10
+
+
+def test_a_broken_csv_record_is_named_by_the_row_reader(tmp_path, monkeypatch):
+    path = write_csv(csv_rows(), tmp_path / "bad.csv", after_first='"unclosed,quote\r\n')
+    with Store(tmp_path / "a") as store, pytest.raises(InputError) as fast:
+        import_corpus(store, path)
+    by_rows(monkeypatch)
+    with Store(tmp_path / "b") as store, pytest.raises(InputError) as slow:
+        import_corpus(store, path)
+    assert str(fast.value) == str(slow.value) and "bad.csv" in str(fast.value)

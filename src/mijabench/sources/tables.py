@@ -34,8 +34,8 @@ class RowSource:
     origin: str
     columns: list[str]
     rows: Iterable[Row]
-    # the whole input as one Arrow table (Parquet; JSONL when its table is exactly its rows, else None), for
-    # readers that work by column
+    # the whole input as one Arrow table (Parquet; JSONL and CSV when the table is exactly the rows, else
+    # None), for readers that work by column
     arrow: Callable[[], Any] | None = None
 
 
@@ -54,10 +54,11 @@ def open_table(path: str | Path) -> RowSource:
         source.arrow = lambda: _jsonl_table(path, source.columns)
         return source
     if suffix in CSV_SUFFIXES:
-        rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
-    else:
-        return RowSource(origin, _parquet_columns(path), _parquet_rows(path), lambda: _parquet_table(path))
-    return _with_columns(origin, rows)
+        delimiter = "\t" if suffix == ".tsv" else ","
+        source = _with_columns(origin, _csv_rows(path, delimiter))
+        source.arrow = lambda: _csv_table(path, source.columns, delimiter)
+        return source
+    return RowSource(origin, _parquet_columns(path), _parquet_rows(path), lambda: _parquet_table(path))
 
 
 def rows_of(data: Any, origin: str) -> RowSource:
@@ -186,6 +187,42 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[Row]:
                 yield pos.records, dict(zip(header, record, strict=True))
         except csv.Error as exc:
             raise InputError(f"malformed CSV ({exc})", file=origin, row=pos.records + 1) from None
+
+
+# Python's str.isspace characters, for a record the row reader would skip as blank
+_BLANK = r"^[\s\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]*$"
+
+
+def _csv_table(path: Path, columns: list[str], delimiter: str):
+    """The CSV file as one Arrow table of text columns, or None where it could differ from what
+    ``_csv_rows`` yields: a header Arrow could split otherwise (a repeated name, a line break in a name), a
+    blank record (the row reader skips it, so record numbers would shift), or anything Arrow cannot parse
+    (an unclosed quote, a short record: the row reader names it). Both read RFC 4180 quoting the same way,
+    doubled quotes and line breaks inside quotes included."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    if len(set(columns)) != len(columns) or any("\n" in c or "\r" in c for c in columns):
+        return None
+    names = [f"c{i}" for i in range(len(columns))]
+    try:
+        table = pcsv.read_csv(
+            path, read_options=pcsv.ReadOptions(skip_rows=1, column_names=names, block_size=JSONL_BLOCK),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                            ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowException, OSError):
+        return None
+    if table.num_rows:
+        blank = None
+        for column in table.columns:
+            empty = pc.match_substring_regex(column, _BLANK)
+            blank = empty if blank is None else pc.and_(blank, empty)
+        if pc.any(blank).as_py():
+            return None
+    return table.rename_columns(columns)
 
 
 # -- Parquet -----------------------------------------------------------------------------------------------
