@@ -229,3 +229,24 @@ def test_a_broken_csv_record_is_named_by_the_row_reader(tmp_path, monkeypatch):
     with Store(tmp_path / "b") as store, pytest.raises(InputError) as slow:
         import_corpus(store, path)
     assert str(fast.value) == str(slow.value) and "bad.csv" in str(fast.value)
+
+
+def test_a_hub_dataset_is_read_by_columns_to_the_same_store(tmp_path, monkeypatch):
+    """A corpus from the hub (here a saved copy, as `--from-disk` reads it) is a `datasets.Dataset`, whose
+    Arrow table the column reader takes as it takes a Parquet file's."""
+    datasets = pytest.importorskip("datasets")
+    rows = tricky_rows()
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "copy"))
+    used = []
+    real = corpuscolumns.read_columns
+    monkeypatch.setattr(corpuscolumns, "read_columns", lambda t, r: used.append(real(t, r)) or used[-1])
+    results, stores = [], []
+    for name in ("columns", "rows"):
+        if name == "rows":
+            by_rows(monkeypatch)
+        with Store(tmp_path / name) as store:
+            results.append(import_corpus(store, "AKCIT/mijabench_align", hub=True,
+                                         from_disk=tmp_path / "copy"))
+            stores.append(table_rows(store))
+    assert used == [True] and stores[0] == stores[1]
+    assert results[0].read == results[1].read == {"rows": 10, "items": 3, "responses": 8, "verdicts": 14}

@@ -68,8 +68,18 @@ def rows_of(data: Any, origin: str) -> RowSource:
         raise InputError("is empty (no data rows)", file=origin)
     rows = ((n, dict(r)) for n, r in enumerate(data, start=1))
     if columns:
-        return RowSource(origin, columns, rows)
+        return RowSource(origin, columns, rows, _dataset_table(data))
     return _with_columns(origin, rows)
+
+
+def _dataset_table(data: Any) -> Callable[[], Any] | None:
+    """A `datasets.Dataset`'s rows as one Arrow table (its own, in row order), when every feature is a plain
+    value: a decoded feature (an image, a sound) reads differently row by row, and is left to the rows."""
+    features = getattr(data, "features", None)
+    if not hasattr(data, "with_format") or not features or \
+            any(type(f).__name__ != "Value" for f in features.values()):
+        return None
+    return lambda: data.with_format("arrow")[:]
 
 
 def _with_columns(origin: str, rows: Iterator[Row]) -> RowSource:
