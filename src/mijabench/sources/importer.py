@@ -106,6 +106,8 @@ def prepare_import(source: str | Path, *, hub: bool = False, split: str = "train
     with collector_paused():
         corpus = read_corpus(table, source=name, overrides=overrides, language=language,
                              judge_prefix=judge_prefix, default_judge=default_judge, run_id=run_id)
+    del table
+    release_read_memory()
     bench = bench or _default_bench(str(source))
     record = {"source": name, "content": digest, "layout": corpus.layout, "bench": bench,
               "columns": overrides, "language": language, "judge_prefix": judge_prefix,
@@ -155,6 +157,20 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
             "verdicts": corpus.verdict_count}
     return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
                         _notes(corpus))
+
+
+def release_read_memory() -> None:
+    """Hand back what reading a corpus freed before the writing starts: Arrow's pool keeps the pages of the
+    table it read, and the C heap the freed blocks of the reading's interim arrays. At paper scale that was
+    370 of the 910 MB held after reading, which the writing's page cache then came on top of."""
+    import sys
+
+    from ..backends.heap import release_freed_memory
+
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
+    release_freed_memory()
 
 
 @contextlib.contextmanager
