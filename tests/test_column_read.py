@@ -4,6 +4,7 @@ and the verdicts read on the main connection when a second one cannot be opened.
 
 import random
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -59,9 +60,8 @@ def filled(store):
 
 
 def _batched(store):
-    targets = store.query("SELECT DISTINCT model, settings_key, '' FROM responses "
-                          "ORDER BY model, settings_key")
-    return columnread.response_columns(store, ["j1"], [], [], targets=targets, runs=("run-a", "run-b"))
+    with ThreadPoolExecutor(2) as pool:
+        return columnread.response_columns(store, ["j1"], [], [], pool=pool, runs=lambda: ("run-a", "run-b"))
 
 
 def _by_rows(monkeypatch):
@@ -125,14 +125,30 @@ def test_ids_of_another_tool_are_read_row_by_row_with_the_same_result(filled, mo
     assert "R-other" in judged.cat("response_id").categories and len(judged) == len(fast) + 1
 
 
-def test_verdicts_are_read_on_the_main_connection_when_a_second_one_fails(filled, monkeypatch):
+@pytest.mark.parametrize("where", ["connect", "query"])
+def test_the_lanes_read_on_the_main_connection_when_a_second_one_fails(filled, monkeypatch, where):
     expected = load_judged(filled, ["j1", "j2", "j3"])
 
     def refused(*args, **kwargs):
         raise sqlite3.OperationalError("unable to open database file")
 
-    monkeypatch.setattr(columnread, "_verdict_labels_aside", refused)
+    class Refusing:  # opens, then fails on its first query, as a read-only open of a WAL store can
+        execute = refused
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(columnread, "_read_only", refused if where == "connect" else lambda path: Refusing())
     same(expected, load_judged(filled, ["j1", "j2", "j3"]))
+
+
+def test_a_store_of_one_run_reads_as_the_row_query_reads_it(filled, monkeypatch):
+    with filled.transaction() as cur:
+        cur.execute("UPDATE responses SET run_id = 'run-b'")
+    fast = load_judged(filled, ["j1"], models=["m2"])
+    assert fast.cat("run_id").categories == ("run-b",)
+    _by_rows(monkeypatch)
+    same(fast, load_judged(filled, ["j1"], models=["m2"]))
 
 
 def test_hex_keys_are_the_ids_digits_and_nothing_else_is_read():

@@ -12,8 +12,8 @@ holding other ids (written by another tool) gets ``None`` here and is read row b
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,41 +57,57 @@ def _fixed_ids(blob: bytes | None, n: int, shortest: int | None, longest: int | 
     return hex_keys(blob)
 
 
-def response_columns(store, judges: Sequence[str], where: list[str], args: list, *,
-                     targets: Sequence[tuple], runs: Sequence[str]) -> dict | None:
+def aside(pool: ThreadPoolExecutor, store, work: Callable, *args) -> Future:
+    """``work(query, *args)`` in one of ``pool``'s threads, on a read-only connection of its own: SQLite
+    leaves Python's lock while it works, so such queries share the cores with the caller's. On the store's
+    own connection when a second one cannot be opened (a folder the user may not write to, say)."""
+    def run():
+        try:
+            connection = _read_only(store.path)
+        except sqlite3.Error:
+            return work(store.query, *args)
+        try:
+            connection.execute("PRAGMA busy_timeout=30000")
+            return work(lambda sql, params=(): connection.execute(sql, tuple(params)).fetchall(), *args)
+        except sqlite3.OperationalError:
+            return work(store.query, *args)
+        finally:
+            connection.close()
+    return pool.submit(run)
+
+
+def _read_only(path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def response_columns(store, judges: Sequence[str], where: list[str], args: list, *, pool: ThreadPoolExecutor,
+                     runs: Callable[[], Sequence[str]]) -> dict | None:
     """The columns ``table._response_rows`` gives (same values, same order: responses by rowid), or None
-    when an id in the selection is not one mijabench writes. ``targets``: every (model, settings key) of the
-    store in code order; ``runs``: every run id in code order."""
-    with ThreadPoolExecutor(1) as pool:  # leaving it waits for the thread, also when this returns None
-        aside = pool.submit(_verdict_labels_aside, store.path, judges) if judges else None
-        columns = _read(store, where, args, targets, runs)
-        if columns is None:
-            return None
-        batches = []
-        if aside is not None:
-            try:
-                batches = aside.result()
-            except sqlite3.Error:  # no second connection (a read-only folder, say): the verdicts read here
-                batches = _verdict_labels(store.query, judges)
-    votes = _votes(batches, columns.pop("keys"))
+    when an id in the selection is not one mijabench writes. ``runs``: every run id of the store in code
+    order (asked only when the selection holds more than one run). The verdicts are read in a thread of
+    ``pool`` meanwhile."""
+    verdicts = aside(pool, store, _verdict_labels, judges) if judges else None
+    columns = _read(store, where, args, runs)
+    if columns is None:
+        return None
+    votes = _votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
     columns.update(n_safe=votes[:, 0], n_harmful=votes[:, 1], n_unparsed=votes[:, 2])
     return columns
 
 
-def _read(store, where: list[str], args: list, targets: Sequence[tuple], runs: Sequence[str]) -> dict | None:
+def _read(store, where: list[str], args: list, runs: Callable[[], Sequence[str]]) -> dict | None:
     """``response_columns`` without the votes, with each response's id key (``keys``)."""
     also = "".join(f" AND {w}" for w in where)
-    many_runs = len(runs) > 1
-    parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "runs")}
+    parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "first_run")}
     for lo, hi in _batches(store.query, "responses"):
         row = store.query(
             "SELECT COUNT(*), MIN(length(r.id)), MAX(length(r.id)), MIN(length(r.item_id)), "
             "MAX(length(r.item_id)), CAST(group_concat(r.id, '') AS BLOB), "
             "CAST(group_concat(r.item_id, '') AS BLOB), "
             "CAST(group_concat(char(48 + (r.error IS NOT NULL) + 2 * (r.blank != 0) + 4 * (r.error IS NULL "
-            "AND COALESCE(r.finish_reason, '') = 'length')), '') AS BLOB), group_concat(r.rowid)"
-            + (f", group_concat(r.run_id, '{SEPARATOR}')" if many_runs else "")
-            + f" FROM responses r WHERE r.rowid BETWEEN ? AND ?{also}", [lo, hi, *args])[0]
+            "AND COALESCE(r.finish_reason, '') = 'length')), '') AS BLOB), group_concat(r.rowid), "
+            f"MIN(r.run_id), MAX(r.run_id) FROM responses r WHERE r.rowid BETWEEN ? AND ?{also}",
+            [lo, hi, *args])[0]
         n = row[0]
         if not n:
             continue
@@ -104,34 +120,49 @@ def _read(store, where: list[str], args: list, targets: Sequence[tuple], runs: S
         parts["items"].append(items)
         parts["flags"].append(np.frombuffer(row[7], np.uint8) - 48)
         parts["rowid"].append(np.array(row[8].split(","), dtype=np.int64))
-        if many_runs:
-            names = row[9].split(SEPARATOR)
-            if len(names) != n:
-                return None
-            code = {name: i for i, name in enumerate(runs)}
-            parts["runs"].append(np.fromiter((code[name] for name in names), np.int32, n))
+        parts["first_run"].extend(row[9:11])
     rowid = _join(parts["rowid"], np.int64)
     # a selection read through an index comes back in that index's order: put responses in rowid order
     order = None if np.all(rowid[1:] > rowid[:-1]) else np.argsort(rowid, kind="stable")
     keys, item_keys, flags = (_join(parts[k], dt) for k, dt in (("keys", np.uint64), ("items", np.uint64),
                                                                  ("flags", np.uint8)))
-    run_code = _join(parts["runs"], np.int32) if many_runs else np.zeros(len(rowid), np.int32)
     ids = [i for batch in parts["ids"] for i in batch]
     if order is not None:
-        rowid, keys, item_keys, flags, run_code = (a[order] for a in
-                                                   (rowid, keys, item_keys, flags, run_code))
+        rowid, keys, item_keys, flags = (a[order] for a in (rowid, keys, item_keys, flags))
         ids = [ids[i] for i in order.tolist()]
     item_rowid = _item_rowids(store, item_keys)
     if item_rowid is None:
         return None
     known = item_rowid >= 0  # a response whose item is not stored is left out, as the inner join leaves it
     if not known.all():
-        rowid, keys, flags, run_code, item_rowid = (a[known] for a in
-                                                    (rowid, keys, flags, run_code, item_rowid))
+        rowid, keys, flags, item_rowid = (a[known] for a in (rowid, keys, flags, item_rowid))
         ids = [i for i, k in zip(ids, known.tolist(), strict=True) if k]
-    return {"response_id": ids, "keys": keys, "item_rowid": item_rowid, "run_id": run_code,
-            "model": _target_codes(store, targets, rowid), "failed": (flags & 1).astype(bool),
+    return {"response_id": ids, "keys": keys, "item_rowid": item_rowid,
+            "run_id": _run_codes(store, where, args, rowid, set(parts["first_run"]), runs),
+            "model": _target_codes(store, rowid), "failed": (flags & 1).astype(bool),
             "empty": (flags & 2).astype(bool), "truncated": (flags & 4).astype(bool)}
+
+
+def _run_codes(store, where: list[str], args: list, rowid: np.ndarray, seen: set[str],
+               runs: Callable[[], Sequence[str]]) -> np.ndarray:
+    """Each response's run code (its run id's rank in ``runs()``). One run in the selection (an import, a
+    single ``run``) is known from the batches' MIN and MAX; with more, each response's run id is read
+    again, with its rowid to place it."""
+    if not len(rowid):
+        return np.zeros(0, np.int32)
+    code = {name: i for i, name in enumerate(runs())}
+    if len(seen) == 1:
+        return np.full(len(rowid), code[seen.pop()], np.int32)
+    also = "".join(f" AND {w}" for w in where)
+    rowids, codes = [], []
+    for lo, hi in _batches(store.query, "responses"):
+        n, listed, names = store.query(
+            f"SELECT COUNT(*), group_concat(r.rowid), group_concat(r.run_id, '{SEPARATOR}') FROM responses r "
+            f"WHERE r.rowid BETWEEN ? AND ?{also}", [lo, hi, *args])[0]
+        if n:
+            rowids.append(np.array(listed.split(","), dtype=np.int64))
+            codes.append(np.fromiter((code[name] for name in names.split(SEPARATOR)), np.int32, n))
+    return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
 
 
 def _join(arrays: list[np.ndarray], dtype) -> np.ndarray:
@@ -160,14 +191,13 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     return np.where(found, values[order][at] if len(sorted_keys) else -1, -1)
 
 
-def _target_codes(store, targets: Sequence[tuple], rowid: np.ndarray) -> np.ndarray:
-    """Each response's target code (its (model, settings key) rank in ``targets``), from the rowids the
-    model index lists per target."""
-    rank = {(m, k): i for i, (m, k, *_) in enumerate(targets)}
+def _target_codes(store, rowid: np.ndarray) -> np.ndarray:
+    """Each response's target code: the rank of its (model, settings key) among the store's, in that order
+    (as ``table.load_judged`` numbers them), from the rowids the model index lists per target."""
     lists = store.query("SELECT model, settings_key, group_concat(rowid) FROM responses "
-                        "GROUP BY model, settings_key")
+                        "GROUP BY model, settings_key ORDER BY model, settings_key")
     rowids = [np.array(ids.split(","), dtype=np.int64) for _, _, ids in lists]
-    codes = [np.full(len(r), rank[(m, k)], np.int32) for (m, k, _), r in zip(lists, rowids, strict=True)]
+    codes = [np.full(len(r), rank, np.int32) for rank, r in enumerate(rowids)]
     return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
 
 
@@ -192,17 +222,6 @@ def _verdict_labels(query, judges: Sequence[str]) -> list[tuple[np.ndarray, np.n
         by_key = np.argsort(keys)
         out.append((keys[by_key], label[by_key]))
     return out
-
-
-def _verdict_labels_aside(path, judges: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``_verdict_labels`` on a read-only connection of its own, for a thread that reads the verdicts while
-    the responses are read: SQLite leaves Python's lock while it works, so the two scans share the cores."""
-    connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        connection.execute("PRAGMA busy_timeout=30000")
-        return _verdict_labels(lambda sql, args=(): connection.execute(sql, tuple(args)).fetchall(), judges)
-    finally:
-        connection.close()
 
 
 def _votes(batches: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray) -> np.ndarray:

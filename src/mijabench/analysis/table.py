@@ -15,6 +15,7 @@ scenario categories, size classes, languages), so tables and plots come out in a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..errors import InputError
 from ..judge.vote import final_label
 from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
-from .columnread import response_columns
+from .columnread import aside, response_columns
 from .variants import variant_labels
 from .voters import resolve_voters
 
@@ -270,18 +271,19 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     models = list(models or [])
     _check_selection(store, bench, models)
     where, args = _selection_sql(bench, models)
-    voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
-                            allow_even=allow_even_vote)
-    judges = list(voters.names)
-    if len(judges) >= VOTE_BASE:
-        raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
-    # each target's settings, and its runs and responses (in the whole store) for the report's provenance
-    stored = store.query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
-                         "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
+    # three lanes on the cores (columnread.aside): the store's facts and the verdicts in threads, each on a
+    # connection of its own, the responses here; leaving the pool waits for its threads, also on an error
+    with ThreadPoolExecutor(2) as pool:
+        facts = aside(pool, store, _store_facts)
+        voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
+                                allow_even=allow_even_vote)
+        judges = list(voters.names)
+        if len(judges) >= VOTE_BASE:
+            raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
+        cols = response_columns(store, judges, where, args, pool=pool, runs=lambda: facts.result()[1])
+        stored, run_names, judge_counts = facts.result()
+    cols = cols or _response_rows(store, judges, where, args)
     targets = [row[:3] for row in stored]
-    run_names = tuple(r[0] for r in store.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
-    cols = response_columns(store, judges, where, args, targets=targets, runs=run_names) \
-        or _response_rows(store, judges, where, args)
     n = len(cols["response_id"])
     target_code = np.array(cols["model"], dtype=np.int32)
     present = np.unique(target_code).tolist()  # the targets in this selection, sorted
@@ -295,14 +297,23 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         **{name: np.asarray(cols[name], dtype=np.int32) for name in ("n_safe", "n_harmful", "n_unparsed")})
     # target label -> (stored model name, settings key) of the targets present, and -> (settings, runs,
     # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
-    # and every judge's verdict count in the store, for the report's list of judges (an index scan of every
-    # verdict: 0.15 s at paper scale, kept in the snapshot too)
-    judge_counts = [list(row) for row in store.query(
-        "SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")]
     table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
                       target_rows={target_names[code]: list(stored[code][2:]) for code in present},
                       judge_counts=judge_counts)
     return table.with_empty_rule(empty_as)
+
+
+def _store_facts(query) -> tuple[list[tuple], tuple[str, ...], list[list]]:
+    """What the table's provenance needs of the whole store: each target's (model, settings key, settings,
+    runs, responses), in target-code order; every run id, in run-code order; each judge's verdict count,
+    for the report's list of judges (an index scan of every verdict: 0.15 s at paper scale, kept in the
+    snapshot)."""
+    stored = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
+                   "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
+    runs = tuple(r[0] for r in query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    judge_counts = [list(row) for row in query("SELECT judge, COUNT(*) FROM verdicts GROUP BY judge "
+                                               "ORDER BY judge")]
+    return stored, runs, judge_counts
 
 
 def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_even_vote: bool) -> JudgedTable:
