@@ -208,13 +208,16 @@ class JudgedTable:
         return cls(columns, meta)
 
     def to_arrow(self) -> pa.Table:
+        """Columns handed to Arrow as buffers (``frame.numeric_array``, ``frame.text_array``): pa.array()
+        would import pandas on first use, 0.45 s of the report that writes a snapshot."""
+        from .frame import numeric_array, text_array
         arrays = {}
         for name, col in self.columns.items():
             if isinstance(col, Categorical):
-                arrays[name] = pa.DictionaryArray.from_arrays(pa.array(col.codes, pa.int32()),
-                                                              pa.array(list(col.categories), pa.string()))
+                codes = numeric_array(col.codes.astype(np.int32, copy=False))
+                arrays[name] = pa.DictionaryArray.from_arrays(codes, text_array(list(col.categories)))
             else:
-                arrays[name] = pa.array(col)
+                arrays[name] = numeric_array(col)
         return pa.table(arrays)
 
 
