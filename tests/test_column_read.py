@@ -61,7 +61,8 @@ def filled(store):
 
 def _batched(store):
     with ThreadPoolExecutor(2) as pool:
-        return columnread.response_columns(store, ["j1"], [], [], pool=pool, runs=lambda: ("run-a", "run-b"))
+        return columnread.response_columns(store, ["j1"], [], [], pool=pool,
+                                           facts=lambda: table._store_facts(store.query))
 
 
 def _by_rows(monkeypatch):
@@ -178,3 +179,14 @@ def test_a_judge_mixing_configurations_is_still_refused(filled):
     with pytest.raises(Exception, match="2 configurations"):
         load_judged(filled, ["j1", "j2", "j3"])
     assert len(load_judged(filled, ["j1"])) > 0
+
+
+def test_a_target_written_between_the_two_reads_is_never_given_another_name(filled):
+    """The facts lane read the targets before a run of a new model wrote one: the batches give up (the row
+    query then numbers targets itself) rather than shift every later target's code by one."""
+    stored, runs, counts = table._store_facts(filled.query)
+    with ThreadPoolExecutor(2) as pool:
+        assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
+                                           facts=lambda: (stored[1:], runs, counts)) is None
+        assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
+                                           facts=lambda: (stored, runs, counts)) is not None

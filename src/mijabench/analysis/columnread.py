@@ -81,13 +81,13 @@ def _read_only(path) -> sqlite3.Connection:
 
 
 def response_columns(store, judges: Sequence[str], where: list[str], args: list, *, pool: ThreadPoolExecutor,
-                     runs: Callable[[], Sequence[str]]) -> dict | None:
+                     facts: Callable[[], tuple]) -> dict | None:
     """The columns ``table._response_rows`` gives (same values, same order: responses by rowid), or None
-    when an id in the selection is not one mijabench writes. ``runs``: every run id of the store in code
-    order (asked only when the selection holds more than one run). The verdicts are read in a thread of
-    ``pool`` meanwhile."""
+    when an id in the selection is not one mijabench writes. ``facts()``: every (model, settings key, ...)
+    of the store and every run id, each in code order (``table._store_facts``, read in another thread).
+    The verdicts are read in a thread of ``pool`` meanwhile."""
     verdicts = aside(pool, store, _verdict_labels, judges) if judges else None
-    columns = _read(store, where, args, runs)
+    columns = _read(store, where, args, facts)
     if columns is None:
         return None
     votes = _votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
@@ -95,7 +95,7 @@ def response_columns(store, judges: Sequence[str], where: list[str], args: list,
     return columns
 
 
-def _read(store, where: list[str], args: list, runs: Callable[[], Sequence[str]]) -> dict | None:
+def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> dict | None:
     """``response_columns`` without the votes, with each response's id key (``keys``)."""
     also = "".join(f" AND {w}" for w in where)
     parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "first_run")}
@@ -137,20 +137,24 @@ def _read(store, where: list[str], args: list, runs: Callable[[], Sequence[str]]
     if not known.all():
         rowid, keys, flags, item_rowid = (a[known] for a in (rowid, keys, flags, item_rowid))
         ids = [i for i, k in zip(ids, known.tolist(), strict=True) if k]
-    return {"response_id": ids, "keys": keys, "item_rowid": item_rowid,
+    targets, runs = facts()[:2]
+    model = _target_codes(store, rowid, targets)
+    if model is None:
+        return None
+    return {"response_id": ids, "keys": keys, "item_rowid": item_rowid, "model": model,
             "run_id": _run_codes(store, where, args, rowid, set(parts["first_run"]), runs),
-            "model": _target_codes(store, rowid), "failed": (flags & 1).astype(bool),
-            "empty": (flags & 2).astype(bool), "truncated": (flags & 4).astype(bool)}
+            "failed": (flags & 1).astype(bool), "empty": (flags & 2).astype(bool),
+            "truncated": (flags & 4).astype(bool)}
 
 
 def _run_codes(store, where: list[str], args: list, rowid: np.ndarray, seen: set[str],
-               runs: Callable[[], Sequence[str]]) -> np.ndarray:
-    """Each response's run code (its run id's rank in ``runs()``). One run in the selection (an import, a
+               runs: Sequence[str]) -> np.ndarray:
+    """Each response's run code (its run id's rank in ``runs``). One run in the selection (an import, a
     single ``run``) is known from the batches' MIN and MAX; with more, each response's run id is read
     again, with its rowid to place it."""
     if not len(rowid):
         return np.zeros(0, np.int32)
-    code = {name: i for i, name in enumerate(runs())}
+    code = {name: i for i, name in enumerate(runs)}
     if len(seen) == 1:
         return np.full(len(rowid), code[seen.pop()], np.int32)
     also = "".join(f" AND {w}" for w in where)
@@ -191,13 +195,17 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     return np.where(found, values[order][at] if len(sorted_keys) else -1, -1)
 
 
-def _target_codes(store, rowid: np.ndarray) -> np.ndarray:
-    """Each response's target code: the rank of its (model, settings key) among the store's, in that order
-    (as ``table.load_judged`` numbers them), from the rowids the model index lists per target."""
+def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple]) -> np.ndarray | None:
+    """Each response's target code: the rank of its (model, settings key) in ``targets``, from the rowids
+    the model index lists per target. None when the index lists a target ``targets`` lacks (a run of a new
+    model wrote it between the two reads): no response is then given another target's name."""
+    rank = {(model, key): i for i, (model, key, *_) in enumerate(targets)}
     lists = store.query("SELECT model, settings_key, group_concat(rowid) FROM responses "
-                        "GROUP BY model, settings_key ORDER BY model, settings_key")
+                        "GROUP BY model, settings_key")
+    if any((model, key) not in rank for model, key, _ in lists):
+        return None
     rowids = [np.array(ids.split(","), dtype=np.int64) for _, _, ids in lists]
-    codes = [np.full(len(r), rank, np.int32) for rank, r in enumerate(rowids)]
+    codes = [np.full(len(r), rank[(m, k)], np.int32) for (m, k, _), r in zip(lists, rowids, strict=True)]
     return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
 
 

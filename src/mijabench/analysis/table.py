@@ -283,7 +283,7 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         judges = list(voters.names)
         if len(judges) >= VOTE_BASE:
             raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
-        cols = response_columns(store, judges, where, args, pool=pool, runs=lambda: facts.result()[1])
+        cols = response_columns(store, judges, where, args, pool=pool, facts=facts.result)
         stored, run_names, judge_counts = facts.result()
     cols = cols or _response_rows(store, judges, where, args)
     targets = [row[:3] for row in stored]
