@@ -154,10 +154,13 @@ def test_a_store_of_one_run_reads_as_the_row_query_reads_it(filled, monkeypatch)
 
 def test_hex_keys_are_the_ids_digits_and_nothing_else_is_read():
     ids = ["0123456789abcdef", "ffffffffffffffff", "0000000000000000", "8000000000000001"]
-    keys = columnread.hex_keys("".join(ids).encode())
+    keys = columnread.hex_keys(",".join(ids).encode())
     assert keys.tolist() == [int(i, 16) for i in ids]
-    for bad in ("0123456789ABCDEF", "0123456789abcdeg", "0123456789abcde", "0123456789abcdef0"):
-        assert columnread.hex_keys(bad.encode()) is None
+    assert columnread.hex_keys(ids[0].encode()).tolist() == [int(ids[0], 16)]
+    for bad in (["0123456789ABCDEF"], ["0123456789abcdeg"], ["0123456789abcde"], ["0123456789abcdef0"],
+                ["0123456789abcde", "f0123456789abcdef"],  # one short, one long: the same total length
+                ["0123456789abcdef", "0123456789abcde,"]):
+        assert columnread.hex_keys(",".join(bad).encode()) is None, bad
 
 
 def test_voters_from_the_index_match_the_exact_count(filled, monkeypatch):

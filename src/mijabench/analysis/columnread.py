@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 ID_LENGTH = 16
+RECORD = ID_LENGTH + 1  # an id and the comma after it
+COMMA = ord(",")
 BATCH = 1_000_000  # rowids per query: bounds the strings SQLite builds (about 45 MB per batch of responses)
 SEPARATOR = "\x1f"  # between run ids (the unit separator: never in an id mijabench writes)
 # label -> digit, in the order of the counts returned (anything else is not a vote)
@@ -29,15 +31,20 @@ _HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint
 
 
 def hex_keys(blob: bytes) -> np.ndarray | None:
-    """The 64-bit integers of consecutive 16-hex-digit ids, or None if ``blob`` is not such a sequence.
-    Lower-case digits only (what ``stable_id`` writes), so two different ids never share a key."""
-    if len(blob) % ID_LENGTH:
+    """The 64-bit integers of the ids in ``blob``, each 16 hex digits and each followed by a comma but the
+    last (as ``group_concat(id, ',')`` gives them), or None if ``blob`` is not exactly that. Lower-case
+    digits only (what ``stable_id`` writes), so two different ids never share a key. An id of another
+    length moves a comma into a digit's place, or a digit into a comma's: the check is exact."""
+    if (len(blob) + 1) % RECORD:
         return None
-    digits = _HEX[np.frombuffer(blob, np.uint8)]
+    records = np.frombuffer(blob + b",", np.uint8).reshape(-1, RECORD)
+    if not (records[:, ID_LENGTH] == COMMA).all():
+        return None
+    digits = _HEX[records[:, :ID_LENGTH]]
     if (digits == 255).any():
         return None
     pairs = digits.reshape(-1, 2)
-    packed = (pairs[:, 0] << 4) | pairs[:, 1]  # two digits per byte, most significant first
+    packed = np.ascontiguousarray((pairs[:, 0] << 4) | pairs[:, 1])  # two digits a byte, high one first
     return packed.view(">u8").astype(np.uint64)
 
 
@@ -47,14 +54,13 @@ def _batches(query, table: str) -> list[tuple[int, int]]:
     return [] if lo is None else [(a, min(a + BATCH - 1, hi)) for a in range(lo, hi + 1, BATCH)]
 
 
-def _fixed_ids(blob: bytes | None, n: int, shortest: int | None, longest: int | None) -> np.ndarray | None:
-    """Keys of ``n`` ids concatenated in ``blob`` when every one is 16 hex digits (the lengths are checked
-    in SQL first: equal total length alone could hide one short and one long id)."""
+def _fixed_ids(blob: bytes | None, n: int) -> np.ndarray | None:
+    """Keys of the ``n`` ids listed in ``blob`` when every one is 16 hex digits, else None (a NULL id,
+    which ``group_concat`` leaves out, makes the count differ)."""
     if n == 0:
         return np.zeros(0, np.uint64)
-    if shortest != ID_LENGTH or longest != ID_LENGTH or blob is None or len(blob) != n * ID_LENGTH:
-        return None
-    return hex_keys(blob)
+    keys = hex_keys(blob) if blob is not None else None
+    return keys if keys is not None and len(keys) == n else None
 
 
 def aside(pool: ThreadPoolExecutor, store, work: Callable, *args) -> Future:
@@ -100,27 +106,24 @@ def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> di
     also = "".join(f" AND {w}" for w in where)
     parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "first_run")}
     for lo, hi in _batches(store.query, "responses"):
-        row = store.query(
-            "SELECT COUNT(*), MIN(length(r.id)), MAX(length(r.id)), MIN(length(r.item_id)), "
-            "MAX(length(r.item_id)), CAST(group_concat(r.id, '') AS BLOB), "
-            "CAST(group_concat(r.item_id, '') AS BLOB), "
+        n, ids, items, flags, rowids, *first_run = store.query(
+            "SELECT COUNT(*), CAST(group_concat(r.id, ',') AS BLOB), "
+            "CAST(group_concat(r.item_id, ',') AS BLOB), "
             "CAST(group_concat(char(48 + (r.error IS NOT NULL) + 2 * (r.blank != 0) + 4 * (r.error IS NULL "
             "AND COALESCE(r.finish_reason, '') = 'length')), '') AS BLOB), group_concat(r.rowid), "
             f"MIN(r.run_id), MAX(r.run_id) FROM responses r WHERE r.rowid BETWEEN ? AND ?{also}",
             [lo, hi, *args])[0]
-        n = row[0]
         if not n:
             continue
-        keys, items = _fixed_ids(row[5], n, row[1], row[2]), _fixed_ids(row[6], n, row[3], row[4])
-        if keys is None or items is None:
+        keys, item_keys = _fixed_ids(ids, n), _fixed_ids(items, n)
+        if keys is None or item_keys is None:
             return None
-        text = row[5].decode("ascii")
-        parts["ids"].append([text[i:i + ID_LENGTH] for i in range(0, len(text), ID_LENGTH)])
+        parts["ids"].append(ids.decode("ascii").split(","))
         parts["keys"].append(keys)
-        parts["items"].append(items)
-        parts["flags"].append(np.frombuffer(row[7], np.uint8) - 48)
-        parts["rowid"].append(np.array(row[8].split(","), dtype=np.int64))
-        parts["first_run"].extend(row[9:11])
+        parts["items"].append(item_keys)
+        parts["flags"].append(np.frombuffer(flags, np.uint8) - 48)
+        parts["rowid"].append(np.array(rowids.split(","), dtype=np.int64))
+        parts["first_run"].extend(first_run)
     rowid = _join(parts["rowid"], np.int64)
     # a selection read through an index comes back in that index's order: put responses in rowid order
     order = None if np.all(rowid[1:] > rowid[:-1]) else np.argsort(rowid, kind="stable")
@@ -175,10 +178,9 @@ def _join(arrays: list[np.ndarray], dtype) -> np.ndarray:
 
 def _item_rowids(store, item_keys: np.ndarray) -> np.ndarray | None:
     """Each response's item rowid (-1 where no item has its id), or None when item ids are not hex."""
-    n, shortest, longest, blob, rowids = store.query(
-        "SELECT COUNT(*), MIN(length(id)), MAX(length(id)), CAST(group_concat(id, '') AS BLOB), "
-        "group_concat(rowid) FROM items")[0]
-    keys = _fixed_ids(blob, n, shortest, longest)
+    n, blob, rowids = store.query(
+        "SELECT COUNT(*), CAST(group_concat(id, ',') AS BLOB), group_concat(rowid) FROM items")[0]
+    keys = _fixed_ids(blob, n)
     if keys is None:
         return None
     rowid = np.array(rowids.split(","), dtype=np.int64) if n else np.zeros(0, np.int64)
@@ -218,11 +220,11 @@ def _verdict_labels(query, judges: Sequence[str]) -> list[tuple[np.ndarray, np.n
         filter_sql, filter_args = f" AND judge IN ({','.join('?' * len(judges))})", list(judges)
     out = []
     for lo, hi in _batches(query, "verdicts"):
-        n, shortest, longest, blob, digits = query(
-            "SELECT COUNT(*), MIN(length(response_id)), MAX(length(response_id)), "
-            f"CAST(group_concat(response_id, '') AS BLOB), CAST(group_concat({LABEL_DIGIT}, '') AS BLOB) "
-            f"FROM verdicts WHERE rowid BETWEEN ? AND ?{filter_sql}", [lo, hi, *filter_args])[0]
-        keys = _fixed_ids(blob, n, shortest, longest)
+        n, blob, digits = query(
+            f"SELECT COUNT(*), CAST(group_concat(response_id, ',') AS BLOB), "
+            f"CAST(group_concat({LABEL_DIGIT}, '') AS BLOB) FROM verdicts "
+            f"WHERE rowid BETWEEN ? AND ?{filter_sql}", [lo, hi, *filter_args])[0]
+        keys = _fixed_ids(blob, n)
         if keys is None:  # some verdict is on a response of another tool's ids: it cannot match
             keys, label = _hex_only(query, lo, hi, filter_sql, filter_args)
         else:
@@ -253,7 +255,7 @@ def _hex_only(query, lo: int, hi: int, filter_sql: str, filter_args: list) -> tu
                  f"{filter_sql} AND length(response_id) = {ID_LENGTH}", [lo, hi, *filter_args])
     keys, labels = [], []
     for response_id, digit in rows:
-        key = hex_keys(response_id.encode("utf-8"))
+        key = hex_keys(response_id.encode("utf-8")) if "," not in response_id else None
         if key is not None and len(key) == 1:
             keys.append(key[0])
             labels.append(int(digit))
