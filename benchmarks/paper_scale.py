@@ -14,6 +14,7 @@ wall and 1 GB peak; judge selection with memory flat in corpus size.
     .venv/bin/python benchmarks/paper_scale.py --rows 60000 600000 [6000000] [--keep DIR] [--resamples B]
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reuse DIR/paper600000-x --src OTHER/src
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --layout wide   # the published layout
+    .venv/bin/python benchmarks/paper_scale.py --rows 600000 --format jsonl  # or csv, or hub (a saved copy)
 
 Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
 wall / CPU / peak RSS. `report` runs twice: cold (from SQLite, writing the judged-table snapshot) and
@@ -23,6 +24,7 @@ again on the unchanged store (reading the snapshot).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -131,7 +133,29 @@ def run(args: list[str], cwd: Path) -> dict[str, float]:
 NAMES = ("import", "report", "warm", "select")
 
 
-def measure(rows: int, folder: Path, resamples: int, layout: str = "long") -> dict[str, dict]:
+def as_format(corpus: Path, fmt: str) -> list[str]:
+    """The import command's source arguments for the corpus written in ``fmt``: the Parquet file itself,
+    a JSONL or CSV copy beside it, or a saved `datasets` copy read as the hub's (``--hub --from-disk``)."""
+    if fmt == "parquet":
+        return [str(corpus)]
+    table = pq.read_table(corpus)
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+        pcsv.write_csv(table, corpus.with_suffix(".csv"))
+        return [str(corpus.with_suffix(".csv"))]
+    if fmt == "jsonl":
+        with open(corpus.with_suffix(".jsonl"), "w", encoding="utf-8") as out:
+            for batch in table.to_batches(50_000):
+                out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch.to_pylist())
+        return [str(corpus.with_suffix(".jsonl"))]
+    import datasets
+    folder = corpus.with_name("hub-copy")
+    datasets.Dataset(table).save_to_disk(str(folder))
+    return ["AKCIT/mijabench_align", "--hub", "--from-disk", str(folder)]
+
+
+def measure(rows: int, folder: Path, resamples: int, layout: str = "long", fmt: str = "parquet"
+            ) -> dict[str, dict]:
     cli = ["mijabench"]  # `python -m mijabench`: the same entry point as the `mijabench` command
     corpus = folder / "corpus.parquet"
     ws = folder / "ws"
@@ -142,7 +166,8 @@ def measure(rows: int, folder: Path, resamples: int, layout: str = "long") -> di
         out["import"] = {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan")}
     else:
         write_corpus(corpus, rows, layout=layout)
-        out["import"] = run([*cli, "import", str(corpus), "-w", str(ws), "--bench", "paper"], folder)
+        source = as_format(corpus, fmt)
+        out["import"] = run([*cli, "import", *source, "-w", str(ws), "--bench", "paper"], folder)
     report = [*cli, "report", "-w", str(ws), "--out", str(folder / "report"), *voters, "--resamples",
               str(resamples)]
     out["report"] = run(report, folder)  # cold: loads from SQLite and writes the judged-table snapshot
@@ -168,6 +193,9 @@ def main() -> None:
     parser.add_argument("--layout", choices=("long", "wide"), default="long",
                         help="the corpus file's layout: long (a row per prompt and model) or wide (the "
                              "published one: a row per prompt, columns per model)")
+    parser.add_argument("--format", choices=("parquet", "jsonl", "csv", "hub"), default="parquet",
+                        help="the file the import reads: the corpus as Parquet, JSONL or CSV, or a saved "
+                             "`datasets` copy imported as the hub's (--hub --from-disk)")
     args = parser.parse_args()
     global SRC
     SRC = args.src or SRC
@@ -177,7 +205,7 @@ def main() -> None:
     for rows in args.rows:
         folder = args.reuse or Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
         try:
-            results[rows] = measure(rows, folder, args.resamples, args.layout)
+            results[rows] = measure(rows, folder, args.resamples, args.layout, args.format)
         finally:
             if args.keep is None and args.reuse is None:
                 shutil.rmtree(folder, ignore_errors=True)
