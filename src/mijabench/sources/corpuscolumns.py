@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
+from ..records import LABELS
 
 if TYPE_CHECKING:
     from .corpus import RowReader
@@ -179,8 +180,10 @@ def _read(table: pa.Table, reader: RowReader, per_row: int = 1) -> None:
 def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np.ndarray,
               language_names: list[str], response_ids: np.ndarray) -> None:
     corpus, cols = reader.corpus, reader.columns
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "response_id", "judge", "label", "raw",
-                                                          "reasoning", "fingerprint")}
+    # each column as codes into a list of its values (Coded), per judge first: the verdicts' judge, label,
+    # judge output and fingerprint repeat on nearly every row, and each one's response is a position
+    parts: dict[str, list] = {k: [] for k in ("id", "response", "judge", "label", "raw", "reasoning")}
+    values_of: dict[str, list] = {"judge": [], "raw": [], "reasoning": [], "fingerprint": []}
     corpus.column_judges = {}
     for judge, column in cols.judges.items():
         codes, values = _codes(table.column(column).take(kept))
@@ -193,42 +196,81 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
             if raw is None or not raw.strip():
                 continue  # no verdict, as in the row reader
             labels[k], reasonings[k] = reader.label(raw, language_names[value % len(language_names)])
-        label = labels[of_cell]
-        judged = np.flatnonzero(label != None)  # noqa: E711 (element-wise)
+        of_distinct = np.array([-1 if v is None else LABEL_CODE[v] for v in labels.tolist()], np.int64)
+        label_code = of_distinct[of_cell]
+        judged = np.flatnonzero(label_code >= 0)
         name = f"{reader.judge_prefix}{judge}"
-        label = label[judged]
-        unparsed = int(np.count_nonzero(label == "unparsed"))
+        label_code = label_code[judged]
+        unparsed = int(np.count_nonzero(label_code == LABEL_CODE["unparsed"]))
         if unparsed:
             corpus.unparsed[name] += unparsed
         fingerprint = reader.fingerprint(judge)
         if len(judged):
             corpus.column_judges[name] = fingerprint
-        rids = response_ids[judged]
-        parts["id"].append(np.array(reader.ids.verdicts(rids.tolist(), name), dtype=object))
-        parts["response_id"].append(rids)
-        parts["judge"].append(_repeated(name, len(judged)))
-        parts["label"].append(label)
-        parts["raw"].append(np.array(values, dtype=object)[codes[judged]])
-        parts["reasoning"].append(reasonings[of_cell[judged]])
-        parts["fingerprint"].append(_repeated(fingerprint, len(judged)))
-    # column by column, each one's parts let go as it is joined, ordered and listed: at paper scale every
-    # form of a column (parts, joined, ordered, listed) is 14 MB of references per column
-    by_id = id_order(np.concatenate(parts["id"]) if parts["id"] else np.zeros(0, object))
-    corpus.verdict_columns = {}
-    for name in list(parts):
-        pieces = parts.pop(name)
-        joined = np.concatenate(pieces) if pieces else np.zeros(0, object)
-        del pieces
-        corpus.verdict_columns[name] = joined[by_id].tolist()
+        # ids as bytes (16 a verdict, not a 65-byte string object): 1.8M of them at paper scale
+        parts["id"].append(np.array(reader.ids.verdicts(response_ids[judged].tolist(), name), dtype="S"))
+        parts["response"].append(judged)
+        parts["judge"].append(np.full(len(judged), len(values_of["judge"]), np.int64))
+        values_of["judge"].append(name)
+        values_of["fingerprint"].append(fingerprint)
+        parts["label"].append(label_code)
+        parts["raw"].append(codes[judged] + len(values_of["raw"]))
+        values_of["raw"].extend(values)
+        parts["reasoning"].append(of_cell[judged] + len(values_of["reasoning"]))
+        values_of["reasoning"].extend(reasonings.tolist())
+    ids = np.concatenate(parts.pop("id")) if cols.judges else np.zeros(0, "S16")
+    by_id = id_order(ids)
+    joined = {name: np.concatenate(pieces)[by_id] if pieces else np.zeros(0, np.int64)
+              for name, pieces in parts.items()}
+    corpus.verdict_columns = {
+        "id": Ids(ids[by_id]), "response_id": Coded(joined["response"], response_ids),
+        "judge": Coded(joined["judge"], values_of["judge"]), "label": Coded(joined["label"], LABEL_ORDER),
+        "raw": Coded(joined["raw"], values_of["raw"]), "reasoning": Coded(joined["reasoning"],
+                                                                          values_of["reasoning"]),
+        "fingerprint": Coded(joined["judge"], values_of["fingerprint"])}
 
 
-def _repeated(value: str, n: int) -> np.ndarray:
-    """``n`` references to the one ``value``. ``np.full(n, value, dtype=object)`` makes a new string per
-    element (through a fixed-width text array): 1.8M copies of a judge's name and fingerprint were 230 MB
-    of a paper-scale import."""
-    out = np.empty(n, dtype=object)
-    out.fill(value)
-    return out
+LABEL_ORDER = tuple(LABELS)  # the labels a judge output reads as
+LABEL_CODE = {label: i for i, label in enumerate(LABEL_ORDER)}
+
+
+class Coded:
+    """A column as integer codes into its values: a slice comes back as the list of values the store's
+    writers take. A corpus then holds a small integer a row (often fewer bytes than the 8 of a reference),
+    and no row holds its own copy of a value."""
+
+    def __init__(self, codes: np.ndarray, values):
+        self.codes = codes.astype(_code_type(len(values)), copy=False)
+        self.values = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: slice) -> list:
+        return self.values[self.codes[index]].tolist()
+
+    def __iter__(self):
+        return iter(self[:])
+
+
+class Ids:
+    """Ids kept as bytes (ASCII hex); a slice comes back as a list of strings."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: slice) -> list[str]:
+        return self.ids[index].astype(str).tolist()
+
+    def __iter__(self):
+        return iter(self[:])
+
+
+def _code_type(n: int):
+    return np.int8 if n <= 127 else np.int16 if n <= 32767 else np.int32
 
 
 def id_order(ids: np.ndarray) -> np.ndarray:
@@ -239,6 +281,8 @@ def id_order(ids: np.ndarray) -> np.ndarray:
     and there are three times fewer of them."""
     if not len(ids):
         return np.zeros(0, np.int64)
+    if ids.dtype.kind == "S":  # bytes already (the column reader's verdict ids)
+        return np.argsort(ids, kind="stable")
     try:  # hex ids: bytes sort faster than text, in the same order for ASCII
         keys = ids.astype(bytes)
     except UnicodeEncodeError:
