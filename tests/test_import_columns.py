@@ -250,3 +250,17 @@ def test_a_hub_dataset_is_read_by_columns_to_the_same_store(tmp_path, monkeypatc
             stores.append(table_rows(store))
     assert used == [True] and stores[0] == stores[1]
     assert results[0].read == results[1].read == {"rows": 10, "items": 3, "responses": 8, "verdicts": 14}
+
+
+def test_a_dataset_with_a_feature_that_is_not_a_plain_value_is_read_row_by_row():
+    """A decoded feature (a list here; an image or a sound alike) reads otherwise row by row than in Arrow:
+    only a dataset of plain values offers its table."""
+    datasets = pytest.importorskip("datasets")
+    from mijabench.sources.tables import rows_of
+
+    plain = datasets.Dataset.from_list([{"a": "x", "n": 1}, {"a": "y", "n": 2}])
+    listed = datasets.Dataset.from_list([{"a": "x", "tags": ["p", "q"]}, {"a": "y", "tags": []}])
+    table = rows_of(plain, "plain").arrow()
+    assert table.column_names == ["a", "n"] and table.num_rows == 2
+    assert rows_of(listed, "listed").arrow is None
+    assert rows_of([{"a": "x"}], "a list").arrow is None

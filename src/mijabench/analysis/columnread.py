@@ -104,9 +104,9 @@ def response_columns(store, judges: Sequence[str], where: list[str], args: list,
 def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> dict | None:
     """``response_columns`` without the votes, with each response's id key (``keys``)."""
     also = "".join(f" AND {w}" for w in where)
-    parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "first_run")}
+    parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "run_bounds")}
     for lo, hi in _batches(store.query, "responses"):
-        n, ids, items, flags, rowids, *first_run = store.query(
+        n, ids, items, flags, rowids, *run_bounds = store.query(
             "SELECT COUNT(*), CAST(group_concat(r.id, ',') AS BLOB), "
             "CAST(group_concat(r.item_id, ',') AS BLOB), "
             "CAST(group_concat(char(48 + (r.error IS NOT NULL) + 2 * (r.blank != 0) + 4 * (r.error IS NULL "
@@ -123,7 +123,7 @@ def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> di
         parts["items"].append(item_keys)
         parts["flags"].append(np.frombuffer(flags, np.uint8) - 48)
         parts["rowid"].append(np.array(rowids.split(","), dtype=np.int64))
-        parts["first_run"].extend(first_run)
+        parts["run_bounds"].extend(run_bounds)  # the batch's MIN and MAX run id
     rowid = _join(parts["rowid"], np.int64)
     # a selection read through an index comes back in that index's order: put responses in rowid order
     order = None if np.all(rowid[1:] > rowid[:-1]) else np.argsort(rowid, kind="stable")
@@ -145,7 +145,7 @@ def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> di
     if model is None:
         return None
     return {"response_id": ids, "keys": keys, "item_rowid": item_rowid, "model": model,
-            "run_id": _run_codes(store, where, args, rowid, set(parts["first_run"]), runs),
+            "run_id": _run_codes(store, where, args, rowid, set(parts["run_bounds"]), runs),
             "failed": (flags & 1).astype(bool), "empty": (flags & 2).astype(bool),
             "truncated": (flags & 4).astype(bool)}
 

@@ -249,9 +249,6 @@ class Coded:
     def __getitem__(self, index: slice) -> list:
         return self.values[self.codes[index]].tolist()
 
-    def __iter__(self):
-        return iter(self[:])
-
 
 class Ids:
     """Ids kept as bytes (ASCII hex); a slice comes back as a list of strings."""
@@ -264,9 +261,6 @@ class Ids:
 
     def __getitem__(self, index: slice) -> list[str]:
         return self.ids[index].astype(str).tolist()
-
-    def __iter__(self):
-        return iter(self[:])
 
 
 def _code_type(n: int):
@@ -281,8 +275,6 @@ def id_order(ids: np.ndarray) -> np.ndarray:
     and there are three times fewer of them."""
     if not len(ids):
         return np.zeros(0, np.int64)
-    if ids.dtype.kind == "S":  # bytes already (the column reader's verdict ids)
-        return np.argsort(ids, kind="stable")
     try:  # hex ids: bytes sort faster than text, in the same order for ASCII
         keys = ids.astype(bytes)
     except UnicodeEncodeError:

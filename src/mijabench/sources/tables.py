@@ -76,8 +76,11 @@ def _dataset_table(data: Any) -> Callable[[], Any] | None:
     """A `datasets.Dataset`'s rows as one Arrow table (its own, in row order), when every feature is a plain
     value: a decoded feature (an image, a sound) reads differently row by row, and is left to the rows."""
     features = getattr(data, "features", None)
-    if not hasattr(data, "with_format") or not features or \
-            any(type(f).__name__ != "Value" for f in features.values()):
+    if not hasattr(data, "with_format") or not features:
+        return None
+    from datasets import Value  # loaded already: ``data`` is a Dataset
+
+    if not all(isinstance(f, Value) for f in features.values()):
         return None
     return lambda: data.with_format("arrow")[:]
 
@@ -121,7 +124,7 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
 
 
 JSONL_MARK = b"mijabench.jsonl"  # schema metadata of a table read from JSONL
-JSONL_BLOCK = 16 * 2**20  # bytes Arrow parses at a time: a longer line leaves the file to the line reader
+ARROW_BLOCK = 16 * 2**20  # bytes Arrow parses at a time: a longer line or record leaves the file to rows
 _LINE_SCAN = 2**22
 
 
@@ -135,7 +138,7 @@ def _jsonl_table(path: Path, columns: list[str]):
     import pyarrow.json as pj
 
     try:
-        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=JSONL_BLOCK))
+        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=ARROW_BLOCK))
     except (pa.ArrowException, OSError):
         return None
     plain = (pa.types.is_string, pa.types.is_large_string, pa.types.is_int64, pa.types.is_boolean,
@@ -218,7 +221,7 @@ def _csv_table(path: Path, columns: list[str], delimiter: str):
     names = [f"c{i}" for i in range(len(columns))]
     try:
         table = pcsv.read_csv(
-            path, read_options=pcsv.ReadOptions(skip_rows=1, column_names=names, block_size=JSONL_BLOCK),
+            path, read_options=pcsv.ReadOptions(skip_rows=1, column_names=names, block_size=ARROW_BLOCK),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                                             ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
