@@ -24,6 +24,51 @@ def test_a_bulk_write_drops_and_rebuilds_the_secondary_indexes(store):
     assert indexes(store.path) == INDEXES
 
 
+def test_indexes_are_sorted_on_every_core_and_the_settings_come_back(store, monkeypatch):
+    """The index builds run with SQLite's sorter threads and a small sort cache; the connection's own
+    settings return afterwards, also when a build fails."""
+    pragma = lambda name: store.conn.execute(f"PRAGMA {name}").fetchone()[0]  # noqa: E731
+    before = (pragma("threads"), pragma("cache_size"))
+    seen = []
+    real = core.SECONDARY_INDEXES["verdicts"]
+
+    class Spy:  # the connection's cursor, noting the sorter settings as each index is built
+        def __init__(self, cursor):
+            self.cursor = cursor
+
+        def execute(self, sql, *args):
+            if sql.startswith("CREATE INDEX"):
+                seen.append((pragma("threads"), pragma("cache_size")))
+            return self.cursor.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.cursor, name)
+    real_transaction = store.transaction
+
+    class Transaction:
+        def __enter__(self):
+            self.inner = real_transaction()
+            return Spy(self.inner.__enter__())
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+    monkeypatch.setattr(store, "transaction", Transaction)
+    monkeypatch.setattr(core.os, "cpu_count", lambda: 3)
+    with store.bulk(["verdicts"]):
+        pass
+    assert seen == [(3, -core.INDEX_SORT_CACHE_KIB)] * 2
+    assert (pragma("threads"), pragma("cache_size")) == before
+    monkeypatch.setitem(core.SECONDARY_INDEXES, "verdicts", real + ("CREATE INDEX IF NOT EXISTS broken ON nowhere(x)",))
+    try:
+        with store.bulk(["verdicts"]):
+            pass
+    except sqlite3.OperationalError:
+        pass
+    else:
+        raise AssertionError("the broken index was built")
+    assert (pragma("threads"), pragma("cache_size")) == before
+
+
 def journal(store) -> str:
     return store.conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
 

@@ -17,12 +17,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 from ..judge.parse import parse_verdict
 from ..judge.prompts import judge_languages, vocabulary
 from ..records import LABELS, BenchmarkItem, Response, SamplingSettings, Verdict, stable_id
 from ..taxonomy import load_taxonomy
 from .corpuscols import PER_RESPONSE, CorpusColumns, resolve_columns
+from .digests import DIGEST_BYTES, hex_ids
 from .seedmap import normalise_language
 from .tables import JSONL_MARK, RowSource, clean_value
 
@@ -54,16 +57,33 @@ class RecordIds:
         blob = f'["verdict","{response_id}",{self._name(judge)}]'
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
-    # the same ids for whole columns (the column reader): one comprehension, no call per id
+    # the same ids for whole columns (the column reader): one comprehension per half, hashed on two cores
     def responses(self, item_ids: list[str], models: list[str]) -> list[str]:
+        return self.response_keys(item_ids, models).astype(str).tolist()
+
+    def response_keys(self, item_ids: list[str], models: list[str]) -> np.ndarray:
+        """``responses`` as 16-byte ASCII (dtype S16)."""
+        if len(item_ids) != len(models):
+            raise ValueError("item ids and models differ in length")
         sha, key = hashlib.sha256, self.settings_key
         name = {m: self._name(m) for m in set(models)}
-        return [sha(f'["response","{i}",{name[m]},"{key}"]'.encode()).hexdigest()[:16]
-                for i, m in zip(item_ids, models, strict=True)]
+
+        def part(lo: int, hi: int) -> bytes:
+            return b"".join([sha(f'["response","{i}",{name[m]},"{key}"]'.encode()).digest()[:DIGEST_BYTES]
+                             for i, m in zip(item_ids[lo:hi], models[lo:hi], strict=True)])
+        return hex_ids(part, len(item_ids))
 
     def verdicts(self, response_ids: list[str], judge: str) -> list[str]:
+        return self.verdict_keys(response_ids, judge).astype(str).tolist()
+
+    def verdict_keys(self, response_ids: list[str], judge: str) -> np.ndarray:
+        """``verdicts`` as 16-byte ASCII (dtype S16)."""
         sha, tail = hashlib.sha256, f",{self._name(judge)}]"
-        return [sha(f'["verdict","{r}"{tail}'.encode()).hexdigest()[:16] for r in response_ids]
+
+        def part(lo: int, hi: int) -> bytes:
+            return b"".join([sha(f'["verdict","{r}"{tail}'.encode()).digest()[:DIGEST_BYTES]
+                             for r in response_ids[lo:hi]])
+        return hex_ids(part, len(response_ids))
 
 
 @dataclass

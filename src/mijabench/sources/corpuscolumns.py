@@ -168,7 +168,7 @@ def _read(table: pa.Table, reader: RowReader, per_row: int = 1) -> None:
     kept = np.sort(answered[first_of_pair])
     r_items = np.array(item_ids, dtype=object)[item_of_row[kept]].tolist()
     r_models = np.array(model_names, dtype=object)[model_of_row[kept]].tolist()
-    r_ids = reader.ids.responses(r_items, r_models)
+    r_ids = reader.ids.response_keys(r_items, r_models).astype(str).tolist()
     corpus.response_columns = {"id": r_ids, "item_id": r_items, "model": r_models,
                                 "text": texts.take(kept).to_pylist()}
 
@@ -208,7 +208,7 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
         if len(judged):
             corpus.column_judges[name] = fingerprint
         # ids as bytes (16 a verdict, not a 65-byte string object): 1.8M of them at paper scale
-        parts["id"].append(np.array(reader.ids.verdicts(response_ids[judged].tolist(), name), dtype="S"))
+        parts["id"].append(reader.ids.verdict_keys(response_ids[judged].tolist(), name))
         parts["response"].append(judged)
         parts["judge"].append(np.full(len(judged), len(values_of["judge"]), np.int64))
         values_of["judge"].append(name)
