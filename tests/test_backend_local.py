@@ -571,6 +571,32 @@ def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_mo
     assert all(rows * capacity * kv <= budget for rows, capacity in buffers), buffers
 
 
+def test_a_rebuilt_buffer_hands_the_old_layers_back_as_it_goes(tiny_model_dir, monkeypatch):
+    """Rebuilding the key/value buffer frees the old one layer by layer; freed on the heap, those layers
+    would stay resident until the last layer is copied (the old buffer beside the new one). The rebuild
+    hands them back each time ``RESIZE_TRIM_BYTES`` have been freed, and never for a first buffer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mijabench.backends import continuous
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    loop = continuous.DecodeLoop(model, [0], 0, rows=4)
+    calls: list[int] = []
+    monkeypatch.setattr(continuous, "release_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(continuous, "RESIZE_TRIM_BYTES", 1)
+    loop._resize(4, 64)
+    assert calls == []  # nothing was there to free
+    loop._resize(8, 96)
+    assert len(calls) == 2 * 2  # keys and values of each of the 2 layers, each over the 1-byte threshold
+    calls.clear()
+    old_layer = 8 * 2 * 96 * 8 * 4  # rows x kv heads x columns x head dim x float32: the keys of one layer
+    monkeypatch.setattr(continuous, "RESIZE_TRIM_BYTES", 3 * old_layer)  # after the third of four
+    loop._resize(4, 64)
+    assert len(calls) == 1
+    assert [tuple(k.shape) for k in loop.cache.keys] == [(4, 2, 64, 8)] * 2
+
+
 def test_a_model_with_its_own_repetition_penalty_batches_with_generate(tiny_model_dir, tmp_path):
     """A generation config that changes greedy picks keeps batched ``model.generate`` (the decode loop does
     not apply penalties): replies, left-padded in one batch, are the model's alone, penalty included."""

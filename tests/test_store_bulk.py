@@ -58,7 +58,8 @@ def test_indexes_are_sorted_on_every_core_and_the_settings_come_back(store, monk
         pass
     assert seen == [(3, -core.INDEX_SORT_CACHE_KIB)] * 2
     assert (pragma("threads"), pragma("cache_size")) == before
-    monkeypatch.setitem(core.SECONDARY_INDEXES, "verdicts", real + ("CREATE INDEX IF NOT EXISTS broken ON nowhere(x)",))
+    broken = "CREATE INDEX IF NOT EXISTS broken ON nowhere(x)"
+    monkeypatch.setitem(core.SECONDARY_INDEXES, "verdicts", real + (broken,))
     try:
         with store.bulk(["verdicts"]):
             pass

@@ -45,6 +45,7 @@ MIN_SHARED_PREFIX = 16  # shorter common openings are not worth a forward pass o
 # the buffer's width grows in steps of this many columns: every row pays for the widest one, so a coarse step
 # costs rows (the demo's longest prompt, 269 tokens + 64 new, takes 352 columns, not 384)
 CAPACITY_STEP = 32
+RESIZE_TRIM_BYTES = 64 * 2**20  # a rebuild of the buffer hands back the old layers this much at a time
 PREFIX_CACHE_BYTES = 64 * 2**20  # keys and values of recent shared prefixes kept for the next refills
 
 
@@ -349,12 +350,20 @@ class DecodeLoop:
         keys = old.keys if old is not None else [None] * layers
         values = old.values if old is not None else [None] * layers
         used = min(self.capacity, capacity)
+        freed = 0
         for layer in range(layers):
             for buffers in (keys, values):
                 fresh = torch.zeros(shape, dtype=self.dtype, device=self.device)
                 if live:
                     fresh[:len(live), :, :used] = buffers[layer][live, :, :used]
+                if buffers[layer] is not None:
+                    freed += buffers[layer].nbytes
                 buffers[layer] = fresh  # the old layer goes as soon as it is replaced
+                if freed >= RESIZE_TRIM_BYTES and self.device.type == "cpu":
+                    # the old layers were served from the heap (heap.py): freed there, they stay
+                    # resident, and by the last layer the old buffer would exist beside the new one
+                    release_freed_memory()
+                    freed = 0
         valid = torch.zeros((rows, capacity), dtype=torch.bool, device=self.device)
         valid[:, 0] = True  # an idle slot attends to one column, never to none
         if live:
