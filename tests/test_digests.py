@@ -102,3 +102,28 @@ def test_no_fork_hashes_here(monkeypatch):
 def test_mismatched_columns_are_refused():
     with pytest.raises(ValueError):
         RecordIds().response_keys(ITEMS, MODELS[:-1])
+
+
+def test_no_fork_while_another_thread_runs(monkeypatch):
+    """A thread holding a lock at the fork would leave it held in the child: with another thread running,
+    everything is hashed here."""
+    import threading
+
+    monkeypatch.setattr(digests, "FORK_MIN", 2)
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked beside another thread"))
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        responses, _ = record_ids()
+        assert RecordIds().responses(ITEMS, MODELS) == responses
+    finally:
+        release.set()
+        other.join()
+
+
+def test_the_builtin_sha256_is_sha256():
+    import hashlib
+
+    for data in (b"", b"x", b"[\"verdict\",\"0123456789abcdef\",\"gpt\"]", bytes(range(256)) * 9):
+        assert digests.sha256(data).digest() == hashlib.sha256(data).digest()

@@ -25,7 +25,7 @@ from ..judge.prompts import judge_languages, vocabulary
 from ..records import LABELS, BenchmarkItem, Response, SamplingSettings, Verdict, stable_id
 from ..taxonomy import load_taxonomy
 from .corpuscols import PER_RESPONSE, CorpusColumns, resolve_columns
-from .digests import DIGEST_BYTES, hex_ids
+from .digests import DIGEST_BYTES, hex_ids, sha256
 from .seedmap import normalise_language
 from .tables import JSONL_MARK, RowSource, clean_value
 
@@ -65,7 +65,7 @@ class RecordIds:
         """``responses`` as 16-byte ASCII (dtype S16)."""
         if len(item_ids) != len(models):
             raise ValueError("item ids and models differ in length")
-        sha, key = hashlib.sha256, self.settings_key
+        sha, key = sha256, self.settings_key
         name = {m: self._name(m) for m in set(models)}
 
         def part(lo: int, hi: int) -> bytes:
@@ -78,7 +78,7 @@ class RecordIds:
 
     def verdict_keys(self, response_ids: list[str], judge: str) -> np.ndarray:
         """``verdicts`` as 16-byte ASCII (dtype S16)."""
-        sha, tail = hashlib.sha256, f",{self._name(judge)}]"
+        sha, tail = sha256, f",{self._name(judge)}]"
 
         def part(lo: int, hi: int) -> bytes:
             return b"".join([sha(f'["verdict","{r}"{tail}'.encode()).digest()[:DIGEST_BYTES]
