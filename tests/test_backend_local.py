@@ -571,6 +571,44 @@ def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_mo
     assert all(rows * capacity * kv <= budget for rows, capacity in buffers), buffers
 
 
+def test_a_buffer_widened_by_long_prompts_narrows_once_they_are_done(tiny_model_dir, monkeypatch):
+    """Long prompts widen the buffer, and a wide buffer holds fewer rows in the same memory. Once they are
+    done, short prompts must not be held to the long ones' row count: the buffer is narrowed and takes
+    as many short rows as the budget holds at their width. Replies stay those of one prompt at a time."""
+    from mijabench.backends import continuous
+
+    kv = 2 * 2 * 2 * 8 * 4  # bytes a token takes: layers x (keys, values) x kv heads x head dim x float32
+    budget = 8 * 64 * kv  # 8 rows of 64 columns, 4 of 128
+    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="narrow",
+                                         options={"kv_cache_mb": budget / 2**20, "batch_wait_ms": 300}))
+    backend.load()
+    buffers: list[tuple[int, int]] = []
+    real_resize = continuous.DecodeLoop._resize
+
+    def resize(loop, rows, capacity):
+        buffers.append((rows, capacity))
+        return real_resize(loop, rows, capacity)
+
+    monkeypatch.setattr(continuous.DecodeLoop, "_resize", resize)
+    long_text = "The quick brown fox jumps over the lazy dog. " * 3
+    long = [ask(f"{long_text} {i}", key=f"long{i}", max_tokens=12) for i in range(2)]
+    short = [ask(PROMPTS[i % 4] + f" {i}", key=f"short{i}", max_tokens=12) for i in range(8)]
+    try:
+        replies = run(gather(backend, long))
+        widened = max(capacity for _, capacity in buffers)
+        after_long = len(buffers)
+        replies += run(gather(backend, short))
+        reference = [_generate_one(backend, r, backend._eos_ids) for r in long + short]
+    finally:
+        run(backend.aclose())
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in replies] == reference
+    assert widened > 64  # the long prompts did widen it, past the width at which 8 rows fit
+    narrowed = buffers[after_long:]
+    assert narrowed and max(capacity for _, capacity in narrowed) <= 64, narrowed
+    assert max(rows for rows, _ in narrowed) > budget // (widened * kv), narrowed  # more rows than wide
+    assert all(rows * capacity * kv <= budget for rows, capacity in buffers), buffers
+
+
 def test_a_rebuilt_buffer_hands_the_old_layers_back_as_it_goes(tiny_model_dir, monkeypatch):
     """Rebuilding the key/value buffer frees the old one layer by layer; freed on the heap, those layers
     would stay resident until the last layer is copied (the old buffer beside the new one). The rebuild

@@ -171,7 +171,8 @@ class DecodeLoop:
         ended on their first token (an end token, or max_tokens 1), and the requests left out, in order.
         Requests that begin with the same tokens (a system prompt, a template's opening) are prefilled
         together, and that shared opening only once."""
-        room = self._room(requests)
+        room, width = self._room(requests)
+        plan = (width, self.active + room)  # the buffer these requests and the active rows need together
         requests, left = requests[:room], requests[room:]
         done: list[RowResult] = []
         for shared, group in shared_prefix_groups(requests):
@@ -183,29 +184,41 @@ class DecodeLoop:
                     else len(request.prompt_ids) - shared
                 if chunk and (width * (len(chunk) + 1) > PREFILL_TOKENS
                               or (shared + width) * (len(chunk) + 1) > PREFILL_CACHE_TOKENS):
-                    done += self._prefill(chunk, prefix)
+                    done += self._prefill(chunk, prefix, plan)
                     chunk = []
                 chunk.append(request)
             if chunk:
-                done += self._prefill(chunk, prefix)
+                done += self._prefill(chunk, prefix, plan)
         if requests:
             release_freed_memory()
         return done, left
 
-    def _room(self, requests: list[RowRequest]) -> int:
-        """How many of ``requests``, taken in order, fit beside the active rows: each one taken may widen
-        the buffer, and a wider buffer holds fewer rows in the same memory. At least one when none is
-        active (a single row that is over budget still runs)."""
+    def _room(self, requests: list[RowRequest]) -> tuple[int, int]:
+        """How many of ``requests``, taken in order, fit beside the active rows, and the buffer width they
+        and the active rows need (``needed_capacity``): each one taken may widen the buffer, and a wider
+        buffer holds fewer rows in the same memory. The width counts what the rows need, not what the
+        buffer has: once its long rows are done, a buffer too wide for the budget to hold more rows is
+        narrowed (``_prefill``). At least one when none is active (a single row over budget still runs)."""
         longest = most_tokens = 0
-        room = 0
+        room, plan = 0, 0
+        floor = self.needed_capacity()
         for taken, request in enumerate(requests[:self.free], start=1):
             longest = max(longest, len(request.prompt_ids))
             most_tokens = max(most_tokens, request.settings.max_tokens)
-            capacity = max(self.capacity, _round_up(longest + most_tokens, CAPACITY_STEP))
+            capacity = max(floor, _round_up(longest + most_tokens, CAPACITY_STEP))
             if self.active + taken > min(self.rows, self.rows_for(capacity)):
                 break
-            room = taken
-        return room if room or self.active else min(1, len(requests))
+            room, plan = taken, capacity
+        if not room and not self.active and requests:
+            return 1, max(floor, _round_up(len(requests[0].prompt_ids) + requests[0].settings.max_tokens,
+                                           CAPACITY_STEP))
+        return room, plan
+
+    def needed_capacity(self) -> int:
+        """The buffer width the active rows need to the end of their replies (0 with none active)."""
+        need = max((row.column + row.request.settings.max_tokens - len(row.tokens)
+                    for row in self.slots if row is not None), default=0)
+        return _round_up(need, CAPACITY_STEP) if need else 0
 
     def step(self) -> list[RowResult]:
         """One token for every active row."""
@@ -251,7 +264,8 @@ class DecodeLoop:
 
     # ---- prefill ---------------------------------------------------------------------------------------
 
-    def _prefill(self, requests: list[RowRequest], prefix: _Prefix | None = None) -> list[RowResult]:
+    def _prefill(self, requests: list[RowRequest], prefix: _Prefix | None = None,
+                 plan: tuple[int, int] = (0, 0)) -> list[RowResult]:
         """One forward pass over ``requests``' prompts, left-padded to a common width. With ``prefix``,
         only the tokens after it are run: its keys and values (computed once) start every row's cache, at
         columns ``[0, p)``, and the padded rest follows at ``[p, p + width)``."""
@@ -302,11 +316,17 @@ class DecodeLoop:
         if going:
             need = p + width + max(row.request.settings.max_tokens for row, _ in going)
             wanted = self.active + len(going)
-            if need > self.capacity or wanted > self._allocated_rows():
+            planned = max(wanted, plan[1])  # the rows of this whole admission, when it has more passes
+            # the width admit planned for (it checked the budget there), or what these rows need
+            target = max(plan[0], self.needed_capacity(), _round_up(need, CAPACITY_STEP))
+            if target < self.capacity and planned > self.rows_for(self.capacity):
+                capacity = target  # the long rows that widened the buffer are done: narrow it, more rows fit
+            else:
+                capacity = max(self.capacity, _round_up(need, CAPACITY_STEP))
+            if capacity != self.capacity or wanted > self._allocated_rows():
                 # rows grow by doubling up to the batch size: a few long rows (a rewriter's 3 prompts of
                 # 1,000 tokens) must not get a buffer sized for a full batch of them
-                capacity = max(self.capacity, _round_up(need, CAPACITY_STEP))
-                rows = max(wanted, min(self.rows, self.rows_for(capacity), 1 << (wanted - 1).bit_length()))
+                rows = max(wanted, min(self.rows, self.rows_for(capacity), 1 << (planned - 1).bit_length()))
                 self._resize(rows, capacity)
             placed = [(self._take_slot(row), j) for row, j in going]
             self._copy_in(cache, keep, placed, p + width)

@@ -50,6 +50,7 @@ class _Job:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     settled: bool = False  # a result was sent (the future itself is set later, on the event loop)
+    prompt_ids: list[int] | None = None  # the prompt's tokens, once rendered (a job may wait several turns)
 
     @property
     def batch_key(self) -> int:
@@ -93,7 +94,7 @@ class TransformersBackend(Backend):
         if self._batch_size_option:
             return int(self._batch_size_option)
         if self.chooser is not None and self.decode_loop is not None:
-            return self.chooser.rows(self.decode_loop.capacity or continuous.CAPACITY_STEP)
+            return self.chooser.rows(self.decode_loop.needed_capacity() or continuous.CAPACITY_STEP)
         return 32 if self._wants_cuda() else 8
 
     @property
@@ -328,8 +329,10 @@ class TransformersBackend(Backend):
         for job in loop.owners():
             if job.future.done():
                 loop.drop(job)
-        # before the first prompts the capacity is unknown: admit checks the budget once their lengths are
-        loop.set_rows(chooser.rows(loop.capacity or continuous.CAPACITY_STEP))
+        # the width the active rows need, not the buffer's: once its long rows are done, more rows may fit
+        # (admit narrows the buffer then); idle, the width is unknown until the prompts' lengths are
+        width = loop.needed_capacity() or continuous.CAPACITY_STEP
+        loop.set_rows(chooser.rows(width))
         free, taken = loop.free, []
         # Refill once a few rows are free: each refill is a forward pass of its own.
         if pending and free and (not loop.active or free >= max(1, loop.rows // 8) or len(pending) <= free):
@@ -343,7 +346,7 @@ class TransformersBackend(Backend):
             if loop.active:
                 rows, active, start = loop.rows, loop.active, time.perf_counter()
                 finished = loop.step()
-                chooser.record(rows, active, time.perf_counter() - start, loop.capacity)
+                chooser.record(rows, active, time.perf_counter() - start, width)
                 self._finish(finished)
         except Exception as exc:  # noqa: BLE001 - a failure of the model is reported per request
             jobs = [j for j in {id(j): j for j in [*loop.owners(), *taken]}.values() if not j.settled]
@@ -361,14 +364,15 @@ class TransformersBackend(Backend):
     def _row_requests(self, jobs: list[_Job]) -> list[continuous.RowRequest]:
         rows = []
         for job in jobs:
-            try:
-                text = self.render_prompt(job.request)
-            except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
-                _settle(job, BackendError(f"{self.name}: chat template failed ({exc})", retryable=False,
-                                          kind=ErrorKind.TEMPLATE_ERROR))
-                continue
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            rows.append(continuous.RowRequest(job, ids, job.request.settings))
+            if job.prompt_ids is None:
+                try:
+                    text = self.render_prompt(job.request)
+                except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
+                    _settle(job, BackendError(f"{self.name}: chat template failed ({exc})", retryable=False,
+                                              kind=ErrorKind.TEMPLATE_ERROR))
+                    continue
+                job.prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            rows.append(continuous.RowRequest(job, job.prompt_ids, job.request.settings))
         return rows
 
     def _finish(self, results: list[continuous.RowResult]) -> None:
