@@ -11,6 +11,7 @@ from mijabench.records import Response, Verdict
 from mijabench.sources import digests
 from mijabench.sources.corpus import IMPORT_SETTINGS, RecordIds
 
+CAN_FORK = digests._can_fork  # before any test replaces it
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
 ITEMS = [f"{k * 7919:016x}" for k in range(301)]  # an odd count: the halves differ in size
@@ -127,3 +128,70 @@ def test_the_builtin_sha256_is_sha256():
 
     for data in (b"", b"x", b"[\"verdict\",\"0123456789abcdef\",\"gpt\"]", bytes(range(256)) * 9):
         assert digests.sha256(data).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_deferred_computation_runs_in_a_child_and_comes_back_whole(forks):
+    """The verdict ids are hashed in a child while the import writes: its arrays come back as they were
+    made, and the child hashes alone (no halves of its own: the parent has the other core)."""
+    import numpy as np
+
+    made_here = []
+
+    def compute():
+        made_here.append(os.getpid())
+        ids = np.array([b"0123456789abcdef", b"fedcba9876543210"], dtype="S16")
+        return ids, np.array([1, 0], dtype=np.int64), np.array([digests._IN_CHILD])
+
+    parent = os.getpid()
+    deferred = digests.Deferred(compute, arrays=3, size=10)
+    ids, order, in_child = deferred.result()
+    assert len(forks) == 1 and made_here == []  # computed in the child only
+    assert ids.dtype == "S16" and ids.tolist() == [b"0123456789abcdef", b"fedcba9876543210"]
+    assert order.tolist() == [1, 0] and in_child.tolist() == [True]
+    assert deferred.result() is deferred.result() and os.getpid() == parent
+
+
+@pytest.mark.parametrize("fail", ["raise", "kill", "exit"])
+def test_a_deferred_computation_whose_child_fails_is_made_here(forks, fail):
+    import numpy as np
+
+    parent = os.getpid()
+
+    def compute():
+        if os.getpid() != parent:
+            if fail == "raise":
+                raise RuntimeError("the child fails")
+            if fail == "kill":
+                os.kill(os.getpid(), 9)
+            os._exit(0)  # leaves nothing in the file
+        return (np.arange(5),)
+
+    assert digests.Deferred(compute, arrays=1, size=10).result()[0].tolist() == [0, 1, 2, 3, 4]
+    assert len(forks) == 1
+
+
+def test_small_deferred_computations_are_made_here_when_asked(monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked for a few ids"))
+    calls = []
+    deferred = digests.Deferred(lambda: calls.append(1) or (np.zeros(2),), arrays=1,
+                                size=digests.FORK_MIN - 1)
+    assert calls == []  # nothing until the result is needed
+    assert deferred.result()[0].tolist() == [0.0, 0.0] and calls == [1]
+
+
+def test_an_import_with_its_verdict_ids_hashed_in_a_child_stores_the_same(forks, tmp_path, monkeypatch):
+    """The whole column import with every hash forked (the halves and the deferred verdict ids) against the
+    row reader: the same store, row for row."""
+    from test_import_columns import both_readers, tricky_rows, write
+
+    path = write(tricky_rows(), tmp_path / "corpus.parquet")
+    _, _, used = both_readers(path, tmp_path, monkeypatch, twice=True)
+    assert used == [True, True]
+    assert len(forks) == 2 * 2  # each column import: the response ids in halves, then the verdict ids
+
+
+def test_a_deferred_child_does_not_fork_halves_of_its_own(monkeypatch):
+    monkeypatch.setattr(digests, "_IN_CHILD", True)
+    assert CAN_FORK() is False

@@ -100,7 +100,7 @@ class Corpus:
     notes: list[str] = field(default_factory=list)  # what the reader wants the user told
     # read column by column (corpuscolumns): responses and verdicts as the store's columns, not as records
     response_columns: dict[str, list] | None = None
-    verdict_columns: dict[str, list] | None = None
+    verdict_columns: Any = None  # corpuscolumns.VerdictColumns
     # with verdict_columns: judge -> its fingerprint, for the judges that have a verdict there (the reader
     # knows them; gathering them from millions of rows took about a second at paper scale)
     column_judges: dict[str, str] | None = None
@@ -123,7 +123,8 @@ class Corpus:
 
     @property
     def verdict_count(self) -> int:
-        return len(self.verdict_columns["id"]) if self.verdict_columns is not None else len(self.verdicts)
+        # the column reader's count is known before the verdict ids are (corpuscolumns.VerdictColumns)
+        return self.verdict_columns.count if self.verdict_columns is not None else len(self.verdicts)
 
     def fingerprints(self) -> dict[str, set[str]]:
         """judge -> the fingerprints of its verdicts here."""

@@ -14,6 +14,7 @@ rows one by one, which then names the first bad row exactly as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..records import LABELS
+from .digests import Deferred
 
 if TYPE_CHECKING:
     from .corpus import RowReader
@@ -182,7 +184,8 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
     corpus, cols = reader.corpus, reader.columns
     # each column as codes into a list of its values (Coded), per judge first: the verdicts' judge, label,
     # judge output and fingerprint repeat on nearly every row, and each one's response is a position
-    parts: dict[str, list] = {k: [] for k in ("id", "response", "judge", "label", "raw", "reasoning")}
+    parts: dict[str, list] = {k: [] for k in ("response", "judge", "label", "raw", "reasoning")}
+    hashed: list[tuple[np.ndarray, str]] = []  # per judge: its verdicts (their responses' positions), name
     values_of: dict[str, list] = {"judge": [], "raw": [], "reasoning": [], "fingerprint": []}
     corpus.column_judges = {}
     for judge, column in cols.judges.items():
@@ -207,8 +210,7 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
         fingerprint = reader.fingerprint(judge)
         if len(judged):
             corpus.column_judges[name] = fingerprint
-        # ids as bytes (16 a verdict, not a 65-byte string object): 1.8M of them at paper scale
-        parts["id"].append(reader.ids.verdict_keys(response_ids[judged].tolist(), name))
+        hashed.append((judged, name))
         parts["response"].append(judged)
         parts["judge"].append(np.full(len(judged), len(values_of["judge"]), np.int64))
         values_of["judge"].append(name)
@@ -218,16 +220,50 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
         values_of["raw"].extend(values)
         parts["reasoning"].append(of_cell[judged] + len(values_of["reasoning"]))
         values_of["reasoning"].extend(reasonings.tolist())
-    ids = np.concatenate(parts.pop("id")) if cols.judges else np.zeros(0, "S16")
-    by_id = id_order(ids)
-    joined = {name: np.concatenate(pieces)[by_id] if pieces else np.zeros(0, np.int64)
-              for name, pieces in parts.items()}
-    corpus.verdict_columns = {
-        "id": Ids(ids[by_id]), "response_id": Coded(joined["response"], response_ids),
-        "judge": Coded(joined["judge"], values_of["judge"]), "label": Coded(joined["label"], LABEL_ORDER),
-        "raw": Coded(joined["raw"], values_of["raw"]), "reasoning": Coded(joined["reasoning"],
-                                                                          values_of["reasoning"]),
-        "fingerprint": Coded(joined["judge"], values_of["fingerprint"])}
+
+    def ids_in_order() -> tuple[np.ndarray, np.ndarray]:
+        """The verdict ids in id order (bytes: 16 a verdict, not a 65-byte string object; 1.8M at paper
+        scale), and the order itself."""
+        ids = np.concatenate([reader.ids.verdict_keys(response_ids[judged].tolist(), name)
+                              for judged, name in hashed]) if hashed else np.zeros(0, "S16")
+        by_id = id_order(ids)
+        return ids[by_id], by_id
+
+    def columns(ids: np.ndarray, by_id: np.ndarray) -> dict[str, Any]:
+        joined = {name: np.concatenate(pieces)[by_id] if pieces else np.zeros(0, np.int64)
+                  for name, pieces in parts.items()}
+        return {"id": Ids(ids), "response_id": Coded(joined["response"], response_ids),
+                "judge": Coded(joined["judge"], values_of["judge"]),
+                "label": Coded(joined["label"], LABEL_ORDER), "raw": Coded(joined["raw"], values_of["raw"]),
+                "reasoning": Coded(joined["reasoning"], values_of["reasoning"]),
+                "fingerprint": Coded(joined["judge"], values_of["fingerprint"])}
+
+    # every check is done: the ids are hashed in another process while the items and responses are written
+    count = sum(len(judged) for judged, _ in hashed)
+    corpus.verdict_columns = VerdictColumns(count, Deferred(ids_in_order, arrays=2, size=count), columns)
+
+
+class VerdictColumns(Mapping):
+    """The verdicts' columns in the order of their ids, built when first read, once the ids are hashed
+    (``digests.Deferred``); ``count`` is known before."""
+
+    def __init__(self, count: int, ids: Deferred, build: Callable[[np.ndarray, np.ndarray], dict]):
+        self.count, self._ids, self._build = count, ids, build
+        self._columns: dict[str, Any] | None = None
+
+    def _built(self) -> dict[str, Any]:
+        if self._columns is None:
+            self._columns = self._build(*self._ids.result())
+        return self._columns
+
+    def __getitem__(self, name: str) -> Any:
+        return self._built()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 LABEL_ORDER = tuple(LABELS)  # the labels a judge output reads as

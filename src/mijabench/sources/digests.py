@@ -17,12 +17,14 @@ from __future__ import annotations
 import binascii
 import hashlib
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+_IN_CHILD = False  # set in a Deferred's child: it hashes alone, the parent has the other core
 FORK_MIN = 200_000  # fewer ids than this are hashed here: the fork would cost more than it saves
 DIGEST_BYTES = 8  # an id is the first 16 hex digits of the SHA-256 (``records.stable_id``)
 
@@ -47,7 +49,7 @@ def hex_ids(part: Callable[[int, int], bytes], n: int) -> np.ndarray:
 
 
 def _can_fork() -> bool:
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if _IN_CHILD or not hasattr(os, "fork") or threading.active_count() > 1:
         return False
     try:
         return len(os.sched_getaffinity(0)) >= 2
@@ -95,3 +97,63 @@ def _halves(part: Callable[[int, int], bytes], n: int) -> bytes:
     if status != 0 or len(tail) != want:
         tail = part(mid, n)
     return head + tail
+
+
+class Deferred:
+    """``compute()`` (which returns ``arrays`` numpy arrays of plain numbers or bytes) run in a forked
+    child while this process goes on, when it can fork and ``size`` (the ids to hash) is at least
+    ``FORK_MIN``; ``result()`` waits for it. An import hashes its verdict ids this way while it writes its
+    items and responses, the child on one core and SQLite on the other. The child leaves its arrays in a
+    temporary file (``np.save``, no pickles) and exits; anything that goes wrong there only means
+    ``result()`` computes them here."""
+
+    def __init__(self, compute: Callable[[], tuple[np.ndarray, ...]], arrays: int, size: int):
+        self.compute, self.arrays = compute, arrays
+        self.pid: int | None = None
+        self.value: tuple[np.ndarray, ...] | None = None
+        if size < FORK_MIN or not _can_fork():  # computed here, when asked
+            return
+        try:
+            self.file = tempfile.TemporaryFile()
+        except OSError:
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            self.file.close()
+            return
+        if pid == 0:
+            self._child()
+        self.pid = pid
+
+    def _child(self) -> None:
+        global _IN_CHILD
+        _IN_CHILD = True
+        code = 1
+        try:
+            for array in self.compute():
+                np.save(self.file, array, allow_pickle=False)
+            self.file.flush()
+            code = 0
+        finally:
+            os._exit(code)
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        if self.value is None:
+            self.value = self._join() or tuple(self.compute())
+        return self.value
+
+    def _join(self) -> tuple[np.ndarray, ...] | None:
+        if self.pid is None:
+            return None
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = None
+            if status != 0:
+                return None
+            self.file.seek(0)
+            return tuple(np.load(self.file, allow_pickle=False) for _ in range(self.arrays))
+        except (OSError, ValueError, EOFError):
+            return None
+        finally:
+            self.file.close()
