@@ -539,17 +539,19 @@ def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_m
     assert sum(opening) <= shared < prompt_tokens / 2  # each opening run once, not once per row
 
 
-def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_model_dir, monkeypatch):
-    """The budget holds 8 rows of short prompts but 2 of long ones: long prompts arriving behind short
-    ones wait for rows to free rather than widen a full buffer past the budget."""
+KV = 2 * 2 * 2 * 8 * 4  # the tiny model's bytes a token: layers x (keys, values) x kv heads x head dim x 4
+BUDGET = 8 * 64 * KV  # 8 rows of 64 columns, 4 of 128
+LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 3
+
+
+def budget_backend(tiny_model_dir, monkeypatch, name: str):
+    """The tiny model with a key/value budget of ``BUDGET``, and the (rows, columns) of every buffer it
+    builds, as it builds them."""
     from mijabench.backends import continuous
 
-    kv = 2 * 2 * 2 * 8 * 4  # bytes a token takes: layers x (keys, values) x kv heads x head dim x float32
-    budget = 8 * 64 * kv
-    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="budget",
-                                         options={"kv_cache_mb": budget / 2**20, "batch_wait_ms": 300}))
+    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name=name,
+                                         options={"kv_cache_mb": BUDGET / 2**20, "batch_wait_ms": 300}))
     backend.load()
-    assert continuous.kv_bytes_per_token(backend.model) == kv
     buffers: list[tuple[int, int]] = []
     real_resize = continuous.DecodeLoop._resize
 
@@ -558,9 +560,19 @@ def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_mo
         return real_resize(loop, rows, capacity)
 
     monkeypatch.setattr(continuous.DecodeLoop, "_resize", resize)
-    long_text = "The quick brown fox jumps over the lazy dog. " * 3
+    return backend, buffers
+
+
+def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_model_dir, monkeypatch):
+    """The budget holds 8 rows of short prompts but 2 of long ones: long prompts arriving behind short
+    ones wait for rows to free rather than widen a full buffer past the budget."""
+    from mijabench.backends import continuous
+
+    backend, buffers = budget_backend(tiny_model_dir, monkeypatch, "budget")
+    assert continuous.kv_bytes_per_token(backend.model) == KV
+    budget, kv = BUDGET, KV
     requests = [ask(PROMPTS[i], key=f"short{i}", max_tokens=12) for i in range(4)] + \
-               [ask(f"{long_text} {i}", key=f"long{i}", max_tokens=12) for i in range(4)]
+               [ask(f"{LONG_TEXT} {i}", key=f"long{i}", max_tokens=12) for i in range(4)]
     try:
         replies = run(gather(backend, requests))
         reference = [_generate_one(backend, r, backend._eos_ids) for r in requests]
@@ -575,23 +587,10 @@ def test_a_buffer_widened_by_long_prompts_narrows_once_they_are_done(tiny_model_
     """Long prompts widen the buffer, and a wide buffer holds fewer rows in the same memory. Once they are
     done, short prompts must not be held to the long ones' row count: the buffer is narrowed and takes
     as many short rows as the budget holds at their width. Replies stay those of one prompt at a time."""
-    from mijabench.backends import continuous
 
-    kv = 2 * 2 * 2 * 8 * 4  # bytes a token takes: layers x (keys, values) x kv heads x head dim x float32
-    budget = 8 * 64 * kv  # 8 rows of 64 columns, 4 of 128
-    backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="narrow",
-                                         options={"kv_cache_mb": budget / 2**20, "batch_wait_ms": 300}))
-    backend.load()
-    buffers: list[tuple[int, int]] = []
-    real_resize = continuous.DecodeLoop._resize
-
-    def resize(loop, rows, capacity):
-        buffers.append((rows, capacity))
-        return real_resize(loop, rows, capacity)
-
-    monkeypatch.setattr(continuous.DecodeLoop, "_resize", resize)
-    long_text = "The quick brown fox jumps over the lazy dog. " * 3
-    long = [ask(f"{long_text} {i}", key=f"long{i}", max_tokens=12) for i in range(2)]
+    backend, buffers = budget_backend(tiny_model_dir, monkeypatch, "narrow")
+    budget, kv = BUDGET, KV
+    long = [ask(f"{LONG_TEXT} {i}", key=f"long{i}", max_tokens=12) for i in range(2)]
     short = [ask(PROMPTS[i % 4] + f" {i}", key=f"short{i}", max_tokens=12) for i in range(8)]
     try:
         replies = run(gather(backend, long))
