@@ -356,4 +356,4 @@ def test_import_ids_are_the_records_own_ids(model):
     verdict = Verdict(response_id=response.id, judge=f"paper:{model}", label="safe")
     assert ids.verdict(response.id, f"paper:{model}") == verdict.id
     assert ids.responses(["0123456789abcdef"], [model]) == [response.id]  # the column reader's form
-    assert ids.verdicts([response.id], f"paper:{model}") == [verdict.id]
+    assert ids.verdict_keys([response.id], f"paper:{model}").astype(str).tolist() == [verdict.id]

@@ -264,8 +264,8 @@ class DecodeLoop:
 
     # ---- prefill ---------------------------------------------------------------------------------------
 
-    def _prefill(self, requests: list[RowRequest], prefix: _Prefix | None = None,
-                 plan: tuple[int, int] = (0, 0)) -> list[RowResult]:
+    def _prefill(self, requests: list[RowRequest], prefix: _Prefix | None, plan: tuple[int, int]
+                 ) -> list[RowResult]:
         """One forward pass over ``requests``' prompts, left-padded to a common width. With ``prefix``,
         only the tokens after it are run: its keys and values (computed once) start every row's cache, at
         columns ``[0, p)``, and the padded rest follows at ``[p, p + width)``."""
@@ -317,8 +317,8 @@ class DecodeLoop:
             need = p + width + max(row.request.settings.max_tokens for row, _ in going)
             wanted = self.active + len(going)
             planned = max(wanted, plan[1])  # the rows of this whole admission, when it has more passes
-            # the width admit planned for (it checked the budget there), or what these rows need
-            target = max(plan[0], self.needed_capacity(), _round_up(need, CAPACITY_STEP))
+            # the width admit planned for the active rows and all it takes (it checked the budget there)
+            target = max(plan[0], _round_up(need, CAPACITY_STEP))
             if target < self.capacity and planned > self.rows_for(self.capacity):
                 capacity = target  # the long rows that widened the buffer are done: narrow it, more rows fit
             else:

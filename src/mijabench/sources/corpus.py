@@ -59,10 +59,6 @@ class RecordIds:
 
     # the same ids for whole columns (the column reader): one comprehension per half, hashed on two cores
     def responses(self, item_ids: list[str], models: list[str]) -> list[str]:
-        return self.response_keys(item_ids, models).astype(str).tolist()
-
-    def response_keys(self, item_ids: list[str], models: list[str]) -> np.ndarray:
-        """``responses`` as 16-byte ASCII (dtype S16)."""
         if len(item_ids) != len(models):
             raise ValueError("item ids and models differ in length")
         sha, key = sha256, self.settings_key
@@ -71,13 +67,10 @@ class RecordIds:
         def part(lo: int, hi: int) -> bytes:
             return b"".join([sha(f'["response","{i}",{name[m]},"{key}"]'.encode()).digest()[:DIGEST_BYTES]
                              for i, m in zip(item_ids[lo:hi], models[lo:hi], strict=True)])
-        return hex_ids(part, len(item_ids))
-
-    def verdicts(self, response_ids: list[str], judge: str) -> list[str]:
-        return self.verdict_keys(response_ids, judge).astype(str).tolist()
+        return hex_ids(part, len(item_ids)).astype(str).tolist()
 
     def verdict_keys(self, response_ids: list[str], judge: str) -> np.ndarray:
-        """``verdicts`` as 16-byte ASCII (dtype S16)."""
+        """The verdict ids as 16-byte ASCII (dtype S16): the column reader keeps them as bytes."""
         sha, tail = sha256, f",{self._name(judge)}]"
 
         def part(lo: int, hi: int) -> bytes:

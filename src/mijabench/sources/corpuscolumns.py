@@ -170,7 +170,7 @@ def _read(table: pa.Table, reader: RowReader, per_row: int = 1) -> None:
     kept = np.sort(answered[first_of_pair])
     r_items = np.array(item_ids, dtype=object)[item_of_row[kept]].tolist()
     r_models = np.array(model_names, dtype=object)[model_of_row[kept]].tolist()
-    r_ids = reader.ids.response_keys(r_items, r_models).astype(str).tolist()
+    r_ids = reader.ids.responses(r_items, r_models)
     corpus.response_columns = {"id": r_ids, "item_id": r_items, "model": r_models,
                                 "text": texts.take(kept).to_pylist()}
 

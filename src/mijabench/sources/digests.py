@@ -2,9 +2,9 @@
 
 An import at paper scale hashes 2.4M ids (600k responses, 1.8M verdicts): one SHA-256 per id, about 0.4 us of
 Python each and 2 to 3 s in all, on one core while the other waits. Above ``FORK_MIN`` ids, a forked child
-hashes the second half while this process hashes the first; the child hands back 8 raw bytes per id through
-a pipe. Anything that goes wrong in the child (no ``fork`` on this platform, a child killed, a short
-answer) only means this process hashes that half too: the ids are the same either way.
+(``Deferred``) hashes the second half while this process hashes the first, and hands back 8 raw bytes per
+id. Anything that goes wrong in the child (no ``fork`` on this platform, a child killed, a short answer)
+only means this process hashes that half too: the ids are the same either way.
 
 The child must not wait on a lock another thread held at the fork, so it forks only while this process runs
 no other Python thread (a notebook's, a server's), and hashes with Python's own SHA-256 where it has one,
@@ -58,45 +58,14 @@ def _can_fork() -> bool:
 
 
 def _halves(part: Callable[[int, int], bytes], n: int) -> bytes:
+    """The second half hashed in a child (``Deferred``) while this process hashes the first."""
     mid = n // 2
-    want = (n - mid) * DIGEST_BYTES
-    try:
-        read_end, write_end = os.pipe()
-    except OSError:
-        return part(0, n)
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        return part(0, n)
-    if pid == 0:  # the child: hash the second half, write it, leave without running any exit handler
-        code = 1
-        try:
-            os.close(read_end)
-            view = memoryview(part(mid, n))
-            while view:
-                view = view[os.write(write_end, view):]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        head = part(0, mid)
-        chunks, got = [], 0
-        while got < want:
-            chunk = os.read(read_end, min(want - got, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-    finally:
-        os.close(read_end)
-        _, status = os.waitpid(pid, 0)
-    tail = b"".join(chunks)
-    if status != 0 or len(tail) != want:
-        tail = part(mid, n)
-    return head + tail
+    tail = Deferred(lambda: (np.frombuffer(part(mid, n), np.uint8),), arrays=1, size=n)
+    head = part(0, mid)
+    rest = tail.result()[0].tobytes()
+    if len(rest) != (n - mid) * DIGEST_BYTES:  # a child that answered short or long
+        rest = part(mid, n)
+    return head + rest
 
 
 class Deferred:
