@@ -11,6 +11,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pyarrow.parquet as pq
 import pytest
@@ -121,12 +122,12 @@ def test_every_table_and_plot_is_written(audit):
     deviations = pq.read_table(out / "tables" / "deviations.parquet")
     csv_lines = (out / "tables" / "deviations.csv").read_text().splitlines()
     assert deviations.num_rows == len(csv_lines) - 1 == 3 + 3 + 2 + 2
-    plots = sorted(p.stem for p in (out / "plots").glob("*.png"))
+    plots = sorted(p.stem for p in (out / "plots").glob("*.svg"))
     assert {"heatmap_en", "heatmap_pt", "strategy", "scenario_category", "disparity", "scaling"} <= set(plots)
     for name in plots:
-        data = (out / "plots" / f"{name}.png").read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        assert base64.b64encode(data).decode() in audit["html"]  # embedded, not linked
+        data = (out / "plots" / f"{name}.svg").read_bytes()
+        assert ElementTree.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
+        assert f"data:image/svg+xml;base64,{base64.b64encode(data).decode()}" in audit["html"]  # not linked
     assert not list(out.rglob("*.part"))
 
 

@@ -1,276 +1,213 @@
-"""The report's plots drawn in two processes are the same PNGs, byte for byte, as drawn in one; a failed or
-stuck forked process is stopped and its plots redrawn in this one; no fork while other threads run. And the
-example picker's shortcut keeps every row it could choose."""
+"""The report's SVG plots: the numbers and marks they draw are the analysis's, bars and error bars are to
+scale, data text is escaped and laid out inside the picture, and a secret in a model name never reaches a
+plot file."""
 
-import contextlib
-import os
-import threading
-import time
+from __future__ import annotations
+
+import math
+import re
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 
-from mijabench.analysis import Frame, analyze, load_judged
-from mijabench.report import context, drawing, plots
-from mijabench.taxonomy import load_taxonomy
-from test_analysis import put_rows
+from mijabench.analysis import Frame
+from mijabench.report import html, plots, svg
+
+NS = "{http://www.w3.org/2000/svg}"
+CELL_W = 58.0  # heatmap cell width (plots.heatmap)
 
 
-def _inputs(store):
-    rows = [(model, lang, group, "persona_assignment", outcome, "")
-            for model in ("m-a", "m-b") for lang, group in (("en", "women"), ("en", "black"), ("pt", "women"))
-            for outcome in ("safe", "harmful", "safe")]
-    put_rows(store, rows)
-    analysis = analyze(load_judged(store), resamples=50, seed=0)
-    dev = analysis["deviations"]
-    groups = {lang: sorted(set(dev["group"][dev["language"] == lang].tolist())) for lang in ("en", "pt")}
-    return analysis, ["m-a", "m-b"], groups, 0.1, [c.id for c in load_taxonomy().size_classes]
+def _parse(data: bytes) -> ElementTree.Element:
+    root = ElementTree.fromstring(data)
+    assert root.tag == f"{NS}svg"
+    return root
 
 
-def test_two_processes_draw_the_same_pngs_and_a_failed_child_is_redrawn(store, monkeypatch):
-    args = _inputs(store)
-    serial = plots.all_plots(*args, workers=1)
-    assert {"heatmap_en", "heatmap_pt", "strategy", "model_strategy", "scenario_category"} <= set(serial)
-    assert all(png.startswith(b"\x89PNG") for png in serial.values())
-    assert plots.all_plots(*args, workers=2) == serial
-    parent, real = os.getpid(), plots.heatmap
-    # a failure in a helper: its plots are drawn here instead (the failing helper's other plots too)
-
-    def fails_in_child(*a, **k):
-        if os.getpid() != parent:
-            raise RuntimeError("drawing failed in the forked process")
-        return real(*a, **k)
-
-    monkeypatch.setattr(plots, "heatmap", fails_in_child)
-    assert plots.all_plots(*args, workers=2) == serial
-    monkeypatch.setattr(plots, "heatmap", real)
-    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 0.0)  # a child that does not answer in time is stopped
-    assert plots.all_plots(*args, workers=2) == serial
+def _all(root, tag: str) -> list[ElementTree.Element]:
+    return list(root.iter(f"{NS}{tag}"))
 
 
-def test_no_fork_while_other_threads_run():
-    stop = threading.Event()
-    worker = threading.Thread(target=stop.wait)
-    worker.start()
-    try:
-        assert plots.workers_available() == 1
-    finally:
-        stop.set()
-        worker.join()
+def _f(element, name: str) -> float:
+    return float(element.get(name))
 
 
-def _partner_of(pid: int, timeout: float = 30.0) -> int:
-    """The process a helper forks once matplotlib is imported (Linux: /proc lists a task's children)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            children = [int(c) for c in fh.read().split()]
-        if children:
-            return children[0]
-        time.sleep(0.02)
-    raise AssertionError("the helper forked no partner")
+def _deviations(models, groups, values, significant) -> Frame:
+    cells = [(m, g) for m in models for g in groups]
+    rows = [(m, g, v, s) for (m, g), v, s in zip(cells, values, significant, strict=True)]
+    return Frame({"model": np.array([r[0] for r in rows], dtype=object),
+                  "language": np.array(["en"] * len(rows), dtype=object),
+                  "group": np.array([r[1] for r in rows], dtype=object),
+                  "deviation": np.array([r[2] for r in rows], dtype=np.float64),
+                  "significant": np.array([r[3] for r in rows], dtype=bool)}, "deviations")
 
 
-def _ended(pid: int, timeout: float = 10.0) -> bool:
-    """Whether a process that is not this one's child has ended (gone, or a zombie left to init)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
+def test_heatmap_cells_carry_the_deviations_colours_and_marks():
+    models, groups = ["m-a", "m-b"], ["women", "black", "muslim"]
+    values = [0.031, -0.12, np.nan, 0.0, 0.064, -0.02]
+    significant = [True, True, False, False, False, True]
+    limit = 0.08
+    dev = _deviations(models, groups, values, significant)
+    root = _parse(plots.heatmap(dev, "en", models, groups, limit))
+    numbers = [t for t in _all(root, "text") if t.get("font-size") == "10"]
+    expected = [f"{100 * v:+.1f}{'*' if s else ''}" for v, s in zip(values, significant, strict=True)
+                if math.isfinite(v)]
+    assert [t.text for t in numbers] == expected
+    assert [t.get("font-weight") == "bold" for t in numbers] == [s for v, s in zip(values, significant,
+                                                                                     strict=True)
+                                                                  if math.isfinite(v)]
+    rects = _all(root, "rect")
+    hatched = [r for r in rects if r.get("fill") == "url(#hatch)"]
+    assert len(hatched) == sum(s for v, s in zip(values, significant, strict=True) if math.isfinite(v))
+    # every finite cell has the page table's colour for its value (-12 points is past the limit: full red)
+    cells = [r for r in rects if _f(r, "width") == CELL_W and r.get("fill") != "url(#hatch)"]
+    assert len(cells) == len(values)
+    fills = [c.get("fill") for c in cells]
+    for fill, value in zip(fills, values, strict=True):
+        if math.isfinite(value):
+            assert fill == html.diverging(100 * value, 100 * limit)[0]
+        else:
+            assert fill == "#ffffff"  # no cell colour for a missing deviation
+    assert fills[1] == "#{:02x}{:02x}{:02x}".format(*html.NEGATIVE)
+    # the cell numbers sit in their cells, row by row
+    xs = sorted({round(_f(t, "x")) for t in numbers})
+    assert len(xs) == 3 and xs[1] - xs[0] == CELL_W
+    labels = {t.text for t in _all(root, "text")}
+    assert set(models) | set(groups) <= labels and "deviation (pts)" in labels
 
 
-def test_a_cancelled_drawing_leaves_no_process_behind(store):
-    started = plots.start_plots(*_inputs(store), workers=2)
-    assert started.helper is not None  # one helper, which draws with a partner
-    helper = started.helper.pid
-    partner = _partner_of(helper)
-    started.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(helper, os.WNOHANG)  # killed and reaped
-    assert _ended(partner)  # the partner ends with its helper
+def _bars(root, fill: str) -> list[ElementTree.Element]:
+    return [r for r in _all(root, "rect") if r.get("fill") == fill]
 
 
-def test_helpers_forked_before_the_analysis_draw_the_same_pngs(store, monkeypatch):
-    # as on a two-CPU machine with no other thread (earlier tests in the same process may leave one behind)
-    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
-    args = _inputs(store)
-    serial = plots.all_plots(*args, workers=1)
-    helper = plots.fork_helper()
-    assert helper is not None
-    partner = _partner_of(helper.pid)
-    started = plots.start_plots(*args, helper=helper)
-    assert started.helper is helper  # this process draws nothing while the helper does
-    assert started.finish() == serial
-    with pytest.raises(ChildProcessError):
-        os.waitpid(helper.pid, os.WNOHANG)  # reaped by finish
-    assert _ended(partner)
-    unused = plots.fork_helper()  # a report that fails before its plots: stopped and reaped
-    unused.cancel()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(unused.pid, os.WNOHANG)
+@pytest.mark.parametrize("horizontal", [False, True])
+def test_bars_and_error_bars_are_drawn_to_scale(horizontal):
+    rate = np.array([0.25, 0.5, np.nan, 1.0])
+    low, high = rate - 0.1, np.minimum(rate + 0.05, 1.0)
+    frame = Frame({"strategy": np.array(["a", "b", "c", "d"], dtype=object), "rate": rate, "ci_low": low,
+                   "ci_high": high}, "by_strategy")
+    root = _parse(plots.rate_bars(frame, "strategy", "title", horizontal=horizontal))
+    bars = _bars(root, "#4a78a8")
+    assert len(bars) == 3  # no bar for the missing rate
+    length = [_f(b, "width" if horizontal else "height") for b in bars]
+    finite = rate[np.isfinite(rate)]
+    assert np.allclose(np.array(length) / length[-1], finite / finite[-1])  # proportional, from 0
+    # each bar's error bar spans its interval, on the same scale
+    scale = length[-1] / 1.0
+    spans = [line for line in _all(root, "line") if line.get("stroke") == "#222222"
+             and (line.get("x1") == line.get("x2")) != horizontal]
+    measured = sorted(abs(_f(s, "x2" if horizontal else "y2") - _f(s, "x1" if horizontal else "y1"))
+                      for s in spans)
+    assert np.allclose(measured, sorted((high - low)[np.isfinite(rate)] * scale), atol=0.02)
 
 
-def test_jobs_cross_the_pipe_unchanged():
-    frame = Frame({"model": np.array(["a", "b$", None], dtype=object), "rate": np.array([0.1, np.nan, 1 / 3]),
-                   "n": np.array([1, 2, 2**40]), "significant": np.array([True, False, True])}, "t")
-    jobs = [("heatmap_en", 12.5, "heatmap", (frame, "en", ["m"], ["g1", "g2"], 0.07)),
-            ("strategy", 3.0, "rate_bars", (frame, "model", "title", True))]
-    back = drawing.decode_jobs(drawing.encode_jobs(jobs))
-    assert [(n, c, f, a[1:]) for n, c, f, a in back] == [(n, c, f, a[1:]) for n, c, f, a in jobs]
-    for *_, args in back:
-        assert args[0].name == "t" and args[0].names == frame.names
-        for name in frame.names:
-            assert args[0][name].dtype == frame[name].dtype
-            assert np.array_equal(args[0][name], frame[name], equal_nan=frame[name].dtype != object)
-    with pytest.raises(ValueError, match="no plot function"):
-        plots._draw("__import__", ("os",))
+def test_grouped_bars_have_one_colour_per_strategy_and_a_legend():
+    models, strategies = ["m-a", "m-b", "m-c"], ["persona_assignment", "chain_of_thought"]
+    rows = [(m, s) for m in models for s in strategies]
+    rate = np.linspace(0.1, 0.9, len(rows))
+    frame = Frame({"model": np.array([m for m, _ in rows], dtype=object),
+                   "strategy": np.array([s for _, s in rows], dtype=object), "rate": rate,
+                   "ci_low": rate - 0.05, "ci_high": rate + 0.05}, "by_model_strategy")
+    root = _parse(plots.model_strategy(frame))
+    texts = [t.text for t in _all(root, "text")]
+    for i, strategy in enumerate(strategies):
+        colour = svg.SERIES[i]
+        bars = [b for b in _bars(root, colour) if _f(b, "width") != _f(b, "height")]  # not the swatch
+        assert len(bars) == len(models)
+        heights = [_f(b, "height") for b in sorted(bars, key=lambda b: _f(b, "x"))]
+        assert np.allclose(np.array(heights) / 240.0, rate[i::len(strategies)])  # the plot is 240 px high
+        assert strategy in texts
 
 
-def test_example_candidates_hold_every_groups_lowest_noise_rows():
-    """pick_examples sorts only the rows ``_lowest_noise`` keeps: each (cell, kind) group's ``per_cell``
-    lowest noise values must be among them, also in groups too small to reach the threshold."""
-    rng = np.random.default_rng(3)
-    n, per_cell = 60_000, 2
-    cell = np.r_[rng.integers(0, 100, n - 3), [999, 999, 998]]  # two tiny cells
-    kind = rng.integers(0, 2, n)
-    noise = rng.random(n)
-    judged = np.arange(n) + 10
-    kept, kept_cell, kept_kind, kept_noise = context._lowest_noise(judged, cell, kind, noise, per_cell)
-    assert len(kept) < n // 10  # the point: few rows left to sort
-    assert np.array_equal(judged[np.isin(judged, kept)], kept)  # a subset, in the same order
-    assert np.array_equal(kept_noise, noise[kept - 10]) and np.array_equal(kept_cell, cell[kept - 10])
-    for key in np.unique(cell * 2 + kind):
-        rows = np.flatnonzero(cell * 2 + kind == key)
-        lowest = rows[np.argsort(noise[rows])[:per_cell]] + 10
-        assert np.isin(lowest, kept).all()
+def _text_box(t: ElementTree.Element) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of a text element by the layout's own width estimate and rotation."""
+    size = _f(t, "font-size")
+    width = svg.text_width(t.text or "", size)
+    x, y = _f(t, "x"), _f(t, "y")
+    start = {"start": 0.0, "middle": -width / 2, "end": -width}[t.get("text-anchor")]
+    corners = [(start, -size / 2), (start + width, -size / 2), (start, size / 2), (start + width, size / 2)]
+    angle = 0.0
+    if t.get("transform"):
+        angle = math.radians(float(re.match(r"rotate\(([-\d.]+)", t.get("transform")).group(1)))
+    cos, sin = math.cos(angle), math.sin(angle)
+    points = [(x + cx * cos - cy * sin, y + cx * sin + cy * cos) for cx, cy in corners]
+    return (min(p[0] for p in points), min(p[1] for p in points), max(p[0] for p in points),
+            max(p[1] for p in points))
 
 
-def test_helpers_with_plots_larger_than_a_pipe_both_answer(monkeypatch):
-    """Each process writes its PNGs only when all are drawn, and a pipe holds 64 KiB: the partner must not
-    keep its helper's pipes to the report open, and the helper reads its partner's plots before it writes
-    its own (else each would wait for the other)."""
-    parent = os.getpid()
-
-    def large(func, args):  # 1 MiB per plot, marked with the process that drew it
-        time.sleep(0.5)  # long enough that the partner takes some of the plots from the queue
-        return f"{os.getpid()} {func} {args[0]}".encode().ljust(1 << 20, b".")
-
-    monkeypatch.setattr(drawing, "CHILD_TIMEOUT_S", 60.0)  # a deadlock ends here, redrawn in this process
-    jobs = [(f"plot{i}", 10.0 - i, "large", (i,)) for i in range(4)]
-    started = drawing.Drawing(jobs, large, drawing.fork_helper(large, 2))
-    drawn = started.finish()
-    assert list(drawn) == [name for name, *_ in jobs]
-    makers = {name: int(png.split()[0]) for name, png in drawn.items()}
-    assert parent not in makers.values() and len(set(makers.values())) == 2
-    assert all(len(png) == 1 << 20 for png in drawn.values())
+HOSTILE = '<script>alert("x")</script> & a model with a rather long name'
 
 
-def test_a_report_that_fails_before_its_plots_leaves_no_helper_behind(store, tmp_path, monkeypatch):
-    from mijabench.errors import MijaError
+def test_data_text_is_escaped_and_every_label_lies_inside_the_picture():
+    models = ["m", HOSTILE]
+    groups = ["a-group-with-a-long-name", "b", "c", "d"]
+    dev = _deviations(models, groups, [0.01 * i for i in range(8)], [False] * 8)
+    rate = np.array([0.3, 0.7])
+    disp = Frame({"model": np.array(models, dtype=object), "language": np.array(["en", "pt"], dtype=object),
+                  "spread": rate, "spread_ci_low": rate - 0.1, "spread_ci_high": rate + 0.2}, "disparity")
+    bars = Frame({"scenario_category": np.array([HOSTILE, "x"], dtype=object), "rate": rate,
+                  "ci_low": rate - 0.1, "ci_high": rate + 0.1}, "by_scenario_category")
+    drawn = [plots.heatmap(dev, "en", models, groups, 0.05), plots.disparity_plot(disp),
+             plots.rate_bars(bars, "scenario_category", "title", horizontal=False),
+             plots.rate_bars(bars, "scenario_category", "title", horizontal=True)]
+    for data in drawn:
+        assert b"<script" not in data
+        root = _parse(data)
+        assert not _all(root, "script")
+        width, height = _f(root, "width"), _f(root, "height")
+        texts = _all(root, "text")
+        assert any(HOSTILE in (t.text or "") for t in texts)  # shown literally
+        for t in texts:
+            left, top, right, bottom = _text_box(t)
+            assert left >= 0 and top >= 0 and right <= width and bottom <= height, (t.text, width, height)
+
+
+def test_scaling_plot_draws_a_line_per_family_and_language():
+    rows = [("llama", "en", "small", 0.10, 0.60), ("llama", "en", "large", 0.20, 0.70),
+            ("qwen", "en", "small", 0.05, 0.50), ("qwen", "en", "medium", np.nan, 0.55),
+            ("qwen", "en", "large", 0.15, 0.40)]
+    cols = list(zip(*rows, strict=True))
+    spread = np.array(cols[3], dtype=np.float64)
+    scale = Frame({"family": np.array(cols[0], dtype=object), "language": np.array(cols[1], dtype=object),
+                   "size_class": np.array(cols[2], dtype=object), "mean_spread": spread,
+                   "spread_ci_low": spread - 0.02, "spread_ci_high": spread + 0.03,
+                   "mean_rate": np.array(cols[4], dtype=np.float64)}, "scaling")
+    root = _parse(plots.scaling_plot(scale, ["small", "medium", "large"]))
+    lines = _all(root, "polyline")
+    assert len(lines) == 4  # spread and rate, for each family
+    points = [len(p.get("points").split()) for p in lines]
+    assert points == [2, 2, 2, 3]  # the missing spread leaves its point out of the line, not the rate's
+    assert len(_all(root, "circle")) == sum(points)
+    labels = [t.text for t in _all(root, "text")]
+    assert "llama (en)" in labels and "qwen (en)" in labels
+    assert labels.index("small") < labels.index("medium") < labels.index("large")  # in the size order
+
+
+@pytest.mark.parametrize("low, high", [(0, 100), (-6.7, 6.7), (0, 1), (0, 23.5), (-0.3, 0.3), (0, 1e-3),
+                                       (12, 13)])
+def test_ticks_are_round_and_cover_the_range(low, high):
+    ticks = svg.nice_ticks(low, high, 6)
+    assert 3 <= len(ticks) <= 11
+    step = ticks[1] - ticks[0]
+    assert np.allclose(np.diff(ticks), step)
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+    assert ticks[0] >= low - 1e-9 and ticks[-1] <= high + 1e-9
+    assert ticks[0] - step < low + 1e-9 and ticks[-1] + step > high - 1e-9  # no room for another tick
+
+
+def test_a_secret_in_a_model_name_never_reaches_a_plot(store, tmp_path, monkeypatch):
     from mijabench.report import write_report
+    from test_analysis import put_rows
 
-    # the helper is forked first (as on a two-CPU machine with no other thread), then the store fails
-    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
-    forked = []
-    real_fork = drawing.Helper.fork
-    monkeypatch.setattr(drawing.Helper, "fork",
-                        lambda *a, **k: forked.append(real_fork(*a, **k)) or forked[-1])
-    with pytest.raises(MijaError, match="nothing to report"):
-        write_report(store, tmp_path / "out")
-    assert len(forked) == 1 and all(forked)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child left, running or unreaped
-
-
-def test_a_helper_never_closes_a_pipe_twice(store, tmp_path):
-    """After its jobs are sent the job pipe is closed; cancelling the drawing then must not close that
-    descriptor number again (by then it may be another file's)."""
-    started = plots.start_plots(*_inputs(store), workers=2)
-    others = [open(tmp_path / f"other{i}", "wb") for i in range(8)]  # noqa: SIM115 (take the freed numbers)
-    try:
-        started.cancel()
-        for other in others:
-            other.write(b"still open")
-            other.flush()
-    finally:
-        for other in others:
-            with contextlib.suppress(OSError):
-                other.close()
-    assert all((tmp_path / f"other{i}").read_bytes() == b"still open" for i in range(8))
-
-
-def test_the_plotted_tables_are_handed_over_before_the_tests_and_are_the_final_ones(store):
-    _inputs(store)
-    table = load_judged(store)
-    seen = []
-    analysis = analyze(table, resamples=50, seed=0, plot_tables=seen.append)
-    assert len(seen) == 1
-    early = seen[0]
-    assert {"by_model", "by_strategy", "by_model_strategy", "by_scenario_category", "deviations", "disparity",
-            "scaling"} <= set(early)
-    assert "pairwise_tests" not in early and "paired" not in early  # handed over before the tests
-    for name, frame in early.items():
-        assert frame is analysis.tables[name]
-    plain = analyze(table, resamples=50, seed=0)
-    assert list(plain.tables) == list(analysis.tables)  # the tables' order does not move
-    for name, frame in plain.tables.items():
-        other = analysis.tables[name]
-        assert frame.names == other.names
-        for col in frame.names:
-            assert np.array_equal(frame[col], other[col], equal_nan=frame[col].dtype != object), (name, col)
-
-
-def test_a_failed_partner_is_redrawn_by_its_helper(monkeypatch):
-    """The partner's plots, when it fails, are drawn by the helper that forked it, not left to the report."""
-    parent = os.getpid()
-
-    def marked(func, args):  # fails in the partner (a grandchild of this process), marks who drew it
-        if os.getpid() != parent and os.getppid() != parent:
-            raise RuntimeError("drawing failed in the partner")
-        return f"{os.getpid()} {args[0]}".encode()
-
-    jobs = [(f"plot{i}", 10.0 - i, "marked", (i,)) for i in range(4)]
-    drawn = drawing.Drawing(jobs, marked, drawing.fork_helper(marked, 2)).finish()
-    assert list(drawn) == [name for name, *_ in jobs]
-    makers = {int(png.split()[0]) for png in drawn.values()}
-    assert len(makers) == 1 and parent not in makers  # all by the helper
-
-
-def test_a_helper_forked_at_start_up_draws_the_report_plots(store, monkeypatch):
-    """`mijabench report` forks its helper before the libraries are imported (``drawing.prefork``): the
-    drawing module loads none of them, the report takes that helper, and its plots are the same PNGs."""
-    import subprocess
-    import sys
-
-    heavy = "('numpy', 'scipy', 'pyarrow', 'matplotlib', 'mijabench.judge.runner')"
-    code = ("import sys; from mijabench.report import drawing; "
-            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
-            # what the helper imports besides matplotlib: no interval code (scipy), no judge runner
-            "import mijabench.report.plots; import mijabench.judge as j; "
-            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
-            "print(sorted(j.__all__) == sorted(j._HOME) and all(getattr(j, n) for n in j.__all__))")
-    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout.split("\n")
-    assert lines[:3] == ["[]", "['numpy', 'pyarrow']", "True"]
-    monkeypatch.setattr(drawing, "workers_available", lambda: 2)
-    args = _inputs(store)
-    serial = plots.all_plots(*args, workers=1)
-    drawing.prefork()
-    helper = drawing._preforked
-    assert helper is not None
-    partner = _partner_of(helper.pid)
-    assert plots.fork_helper() is helper  # handed to the report, once
-    assert drawing._preforked is None
-    assert plots.start_plots(*args, helper=helper).finish() == serial
-    assert _ended(partner)
-    drawing.prefork()  # one the command never uses is stopped and reaped (at exit)
-    unused = drawing._preforked
-    drawing.cancel_preforked()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(unused.pid, os.WNOHANG)
+    secret = "sk-plot-secret-4711"
+    rows = [(f"model-{secret}" if i % 2 else "model-b", "en", group, "persona_assignment", outcome, "")
+            for i in range(2) for group in ("women", "black") for outcome in ("safe", "harmful", "safe")]
+    put_rows(store, rows)  # stored before the key was known as one: only the report's scrubber stands
+    monkeypatch.setenv("PLOT_TEST_API_KEY", secret)
+    result = write_report(store, tmp_path / "out", resamples=50)
+    assert result.plots and all(p.suffix == ".svg" for p in result.plots.values())
+    for path in result.plots.values():
+        assert secret not in path.read_text()
+    heatmap = result.plots["heatmap_en"].read_text()
+    assert "model-***" in heatmap and "model-b" in heatmap

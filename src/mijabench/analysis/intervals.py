@@ -17,8 +17,8 @@ import numpy as np
 
 from .frame import CI_LEVEL
 
-# scipy.special is imported where it is used (a quarter of a second): the report's drawing processes import
-# this package for its tables, never for an interval
+# scipy.special is imported where it is used (a quarter of a second): most commands that import this package
+# never compute an interval
 
 
 def clopper_pearson(k: np.ndarray, n: np.ndarray, level: float | np.ndarray = CI_LEVEL

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +28,6 @@ RATE_CUTS: dict[str, tuple[str, ...]] = {
     "by_family_size_class": ("family", "size_class"),
     "by_model_language_strategy": ("model", "language", "strategy"),
 }
-# the rate tables the report's plots draw (or order their models by), computed before the others
-PLOTTED_CUTS = ("by_model", "by_strategy", "by_model_strategy", "by_scenario_category")
 
 
 @dataclass
@@ -62,38 +59,20 @@ class Analysis:
 
 
 def analyze(table: JudgedTable, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-            average: str = "groups", plot_tables: Callable[[dict[str, Frame]], None] | None = None
-            ) -> Analysis:
+            average: str = "groups") -> Analysis:
     """Rates for every cut in ``RATE_CUTS``, the deviation heatmap data, disparity, pairwise and paired
     tests, the cross-language comparison and the scaling table, all with 95% CIs. ``average``: the model
-    mean the deviations are taken from, "groups" (each group weighs the same) or "responses".
-    ``plot_tables`` is called with the tables computed so far as soon as the ones the report plots (the
-    rates, deviations, disparity and scaling) are there, so their drawing can start while the tests are
-    computed."""
+    mean the deviations are taken from, "groups" (each group weighs the same) or "responses"."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     average = average_name(average)
-    computed: dict[str, Frame] = {}
     clusters = ClusterIndex.of(table)  # sorted once, shared by every table
-
-    def cut(name: str) -> None:
-        computed[name] = rates(table, RATE_CUTS[name], resamples=resamples, seed=seed, name=name,
-                               clusters=clusters)
-
-    # the tables the report plots first, so their drawing starts early (each table has its own seeded
-    # draws: the order they are computed in changes no number)
-    for name in PLOTTED_CUTS:
-        cut(name)
+    tables = {name: rates(table, cut, resamples=resamples, seed=seed, name=name, clusters=clusters)
+              for name, cut in RATE_CUTS.items()}
     dev = deviations(table, average=average, resamples=resamples, seed=seed, clusters=clusters)
     disp = disparity(dev, seed=seed)
     meta = model_metadata(table)
     scale = scaling(disp, meta)
-    if plot_tables is not None:
-        plot_tables({**computed, "deviations": dev, "disparity": disp, "scaling": scale})
-    for name in RATE_CUTS:
-        if name not in computed:
-            cut(name)
-    tables = {name: computed[name] for name in RATE_CUTS}  # the tables' order is fixed
     tables["deviations"] = dev
     tables["disparity"] = disp
     pairs = pairwise_tests(dev)

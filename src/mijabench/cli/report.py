@@ -40,7 +40,7 @@ def report(
                                 "reads them): add rates and deviations corrected for judge error."),
     workspace: Path = WorkspaceOption,
 ) -> None:
-    """Write the HTML report, CSV/Parquet tables and PNG plots of the judged responses."""
+    """Write the HTML report, CSV/Parquet tables and SVG plots of the judged responses."""
     if average not in ("groups", "responses", "macro", "micro"):
         raise typer.BadParameter("must be 'groups' or 'responses'", param_hint="--average")
     from ..paths import check_output

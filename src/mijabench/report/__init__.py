@@ -1,8 +1,7 @@
-"""The report: a self-contained HTML page, CSV/Parquet tables and PNG plots drawn from what ``analysis``
+"""The report: a self-contained HTML page, CSV/Parquet tables and SVG plots drawn from what ``analysis``
 computed, plus a Rich terminal summary. Start with ``write_report(store, out_dir)``.
 
-The names are imported on first use, so that ``report.drawing`` can start its helper process before the
-analysis libraries are loaded (``drawing.prefork``)."""
+The names are imported on first use: importing ``mijabench.report`` loads no analysis library."""
 
 from __future__ import annotations
 

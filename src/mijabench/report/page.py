@@ -1,7 +1,8 @@
 """The HTML page: sections built from the analysis, poured into ``templates/report.html``.
 
 The page is self-contained: CSS inline (allowed by its hash in the Content-Security-Policy), plots as
-``data:`` PNGs, no script at all (``script-src 'none'``), nothing fetched from the network.
+``data:`` SVG images (an image runs no script), no script at all (``script-src 'none'``), nothing fetched
+from the network.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _img(plots: dict[str, bytes], name: str, alt: str) -> Markup:
         return Markup("")
     data = base64.b64encode(plots[name]).decode("ascii")
     return Markup(f'<img class="plot" id="plot-{esc(name)}" alt="{esc(alt)}" '
-                  f'src="data:image/png;base64,{data}">')
+                  f'src="data:image/svg+xml;base64,{data}">')
 
 
 def _p(text: str, class_: str = "note") -> Markup:

@@ -1,64 +1,55 @@
-"""PNG plots of the analysis, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
-Each function returns PNG bytes; the report writes them to files and embeds them as data URIs. Drawing is
-most of a report's time at paper scale (text layout of the heatmaps' cell numbers), so ``start_plots`` draws
-in other processes when two CPUs are there (``drawing``), while the report writes its tables."""
+"""The report's plots as SVG (``svg.Canvas``): the deviation heatmaps, defense rates with their 95% CIs, the
+spread between groups and the scaling lines. Each function returns the SVG document as bytes; the report
+writes them to ``plots/*.svg`` and embeds them as images (an SVG shown through ``<img>`` runs no script)."""
 
 from __future__ import annotations
 
-import io
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..analysis import Analysis, Frame
-from . import drawing
-from .drawing import Drawing, Helper, Job, workers_available
-from .html import MIDDLE, NEGATIVE, POSITIVE
+from .html import MIDDLE, NEGATIVE, POSITIVE, diverging
+from .svg import (
+    SERIES,
+    Canvas,
+    ValueAxis,
+    error_bar,
+    legend,
+    legend_size,
+    nice_ticks,
+    rotated_extent,
+    text_width,
+    tick_label,
+    value_grid,
+)
 
-__all__ = ["Drawing", "all_plots", "fork_helper", "start_plots", "workers_available"]
+__all__ = ["all_plots", "disparity_plot", "heatmap", "model_strategy", "rate_bars", "scaling_plot"]
 
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=110, layout="constrained")
-
-
-def _png(fig) -> bytes:
-    """The figure as PNG, drawn once. ``savefig`` on a figure with a layout engine draws it twice: once with
-    drawing switched off, only to run the layout, then for real. Here the layout runs first and the figure
-    is drawn by the Agg canvas directly (the same pixels: the same layout, renderer and defaults)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)
-        fig.set_layout_engine("none")  # a place holder: drawing does not run the layout again
-    buf = io.BytesIO()
-    canvas.print_png(buf, metadata={"Software": None})
-    return buf.getvalue()
+SIZE = 11.0  # labels and ticks, px
+TITLE_SIZE = 13.0
+PERCENT_TICKS = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
 
 
-def _label(text: object) -> str:
-    """Data text for matplotlib: ``$`` would start mathtext."""
-    return str(text).replace("$", r"\$")
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def _cmap():
-    from matplotlib.colors import LinearSegmentedColormap
+def _title(canvas: Canvas, centre: float, text: str) -> None:
+    canvas.text(centre, 20, text, TITLE_SIZE, anchor="middle")
 
-    return LinearSegmentedColormap.from_list(
-        "mija_diverging", [tuple(c / 255 for c in rgb) for rgb in (NEGATIVE, MIDDLE, POSITIVE)])
+
+def _centred(centre: float, text: str, size: float = TITLE_SIZE) -> tuple[float, float]:
+    """(centre, right edge) for a title centred on ``centre`` but kept inside the left edge."""
+    half = text_width(text, size) / 2 + 10
+    centre = max(centre, half)
+    return centre, centre + half
 
 
 def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], limit: float) -> bytes:
-    """Model x group deviation (percentage points) from the model's mean, numbers in the cells; cells whose
-    CI excludes 0 are hatched and their number carries a *."""
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import MaxNLocator
-
+    """Model x group deviation (percentage points) from the model's mean, numbers in the cells, coloured as
+    the page's heatmap table; cells whose CI excludes 0 are hatched and their number carries a *."""
     grid = np.full((len(models), len(groups)), np.nan)
     sig = np.zeros(grid.shape, dtype=bool)
     mi, gi = {m: i for i, m in enumerate(models)}, {g: j for j, g in enumerate(groups)}
@@ -66,191 +57,237 @@ def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], lim
         if r["language"] == language and r["model"] in mi and r["group"] in gi:
             grid[mi[r["model"]], gi[r["group"]]] = 100 * r["deviation"]
             sig[mi[r["model"]], gi[r["group"]]] = bool(r.get("significant", False))
-    # a floor on the height keeps a one-model heatmap's rotated labels, colour bar and ticks readable
-    fig = _figure(1.6 + 0.75 * len(groups), max(3.2, 1.9 + 0.42 * len(models)))
-    ax = fig.add_subplot()
-    image = ax.imshow(grid, cmap=_cmap(), vmin=-100 * limit, vmax=100 * limit, aspect="auto")
-    ax.set_xticks(range(len(groups)), [_label(g) for g in groups], rotation=45, ha="right")
-    ax.set_yticks(range(len(models)), [_label(m) for m in models])
-    # the cell numbers and hatches lie inside the axes, so the layout need not measure them (in_layout);
-    # the hatches are one collection, not a patch per cell
-    hatched = []
-    for i in range(len(models)):
+    title = f"Defense-rate deviation by group ({language}); hatched *: 95% CI excludes 0"
+    cell_w = 58.0
+    # a floor on the grid's height keeps a one-model heatmap's colour bar readable
+    cell_h = max(26.0, 170.0 / max(len(models), 1))
+    grid_w, grid_h = cell_w * len(groups), cell_h * len(models)
+    cos45 = math.sqrt(0.5)
+    left = 14 + max((text_width(m, SIZE) for m in models), default=0.0)
+    # a rotated group label reaches left of its column: the first ones may reach past the models' labels
+    left = max([left] + [text_width(g, SIZE) * cos45 - (j + 0.5) * cell_w + 8 for j, g in enumerate(groups)])
+    top = 40.0
+    bottom = top + grid_h + 12 + max((rotated_extent(g, SIZE, 45) for g in groups), default=0.0)
+    limit_pts = 100 * limit
+    ticks = nice_ticks(-limit_pts, limit_pts, 7)
+    bar_x = left + grid_w + 18
+    bar_w = 16.0
+    right = bar_x + bar_w + 10 + max((text_width(tick_label(t), SIZE) for t in ticks), default=0.0) + 24
+    centre, title_right = _centred(left + grid_w / 2, title)
+    canvas = Canvas(max(right, title_right), bottom + 8, title)
+    _title(canvas, centre, title)
+    hatch = canvas.hatch("hatch", "#00000066") if sig.any() else ""
+    for i, model in enumerate(models):
+        y = top + i * cell_h
+        canvas.text(left - 8, y + cell_h / 2, model, SIZE, anchor="end")
         for j in range(len(groups)):
-            if math.isfinite(grid[i, j]):
-                dark = abs(grid[i, j]) > 0.6 * 100 * limit
-                mark = "*" if sig[i, j] else ""
-                ax.text(j, i, f"{grid[i, j]:+.1f}{mark}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black", fontweight="bold" if mark else "normal",
-                        in_layout=False)
-                if sig[i, j]:
-                    hatched.append(Rectangle((j - 0.5, i - 0.5), 1, 1))
-    if hatched:
-        ax.add_collection(PatchCollection(hatched, facecolor="none", hatch="///", linewidth=0,
-                                          edgecolor="#00000055", in_layout=False), autolim=False)
-    bar = fig.colorbar(image, ax=ax, label="deviation (pts)", fraction=0.05, aspect=12)
-    bar.locator = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])  # round ticks, not fractions of the limit
-    bar.update_ticks()
-    ax.set_title(f"Defense-rate deviation by group ({_label(language)}); hatched *: 95% CI excludes 0",
-                 fontsize=10)
-    return _png(fig)
+            x, value = left + j * cell_w, grid[i, j]
+            if not math.isfinite(value):
+                canvas.rect(x, y, cell_w, cell_h, "#ffffff", stroke="#eeeeee")
+                continue
+            background, foreground = diverging(value, limit_pts)
+            canvas.rect(x, y, cell_w, cell_h, background, stroke="#ffffff")
+            if sig[i, j]:
+                canvas.rect(x, y, cell_w, cell_h, hatch)
+            canvas.text(x + cell_w / 2, y + cell_h / 2, f"{value:+.1f}{'*' if sig[i, j] else ''}", 10.0,
+                        anchor="middle", bold=bool(sig[i, j]), fill=foreground)
+    for j, group in enumerate(groups):
+        x, y = left + (j + 0.5) * cell_w, top + grid_h + 8
+        canvas.text(x, y, group, SIZE, anchor="end", rotate=-45)
+    # the colour bar: +limit at the top, as the cells' scale
+    fill = canvas.gradient("scale", [(0.0, _hex(POSITIVE)), (0.5, _hex(MIDDLE)), (1.0, _hex(NEGATIVE))])
+    canvas.rect(bar_x, top, bar_w, grid_h, fill, stroke="#999999")
+    axis = ValueAxis(-limit_pts, limit_pts, top + grid_h, top)
+    for tick in ticks:
+        y = axis.at(tick)
+        canvas.line(bar_x + bar_w, y, bar_x + bar_w + 4, y)
+        canvas.text(bar_x + bar_w + 7, y, tick_label(tick), SIZE)
+    canvas.text(right - 8, top + grid_h / 2, "deviation (pts)", SIZE, anchor="middle", rotate=90)
+    return canvas.svg()
+
+
+Series = tuple[str, str, np.ndarray, np.ndarray, np.ndarray]  # label, colour, values, CI lows, CI highs
+
+
+def _bars(labels: Sequence[str], series: Sequence[Series], title: str, axis_title: str, ticks: list[float],
+          horizontal: bool, show_legend: bool = False) -> bytes:
+    """Bars per category (one per series, side by side) with their CIs as error bars, on a value axis
+    from ``ticks[0]`` to ``ticks[-1]``. Missing values draw no bar."""
+    n, k = len(labels), max(len(series), 1)
+    entries = [(name, colour) for name, colour, *_ in series]
+    legend_w = legend_size(entries)[0] + 24 if show_legend else 0.0
+    if horizontal:
+        slot = max(24.0, 12.0 * k + 8)
+        left = 14 + max((text_width(t, SIZE) for t in labels), default=0.0)
+        top, plot_w = 40.0, 440.0
+        plot_h = slot * n
+        box_right, bottom = left + plot_w, top + plot_h + 2.6 * SIZE + 18
+        axis = ValueAxis(ticks[0], ticks[-1], left, box_right)
+    else:
+        slot = max(62.0, 16.0 * k + 20)
+        plot_h, top = 240.0, 40.0
+        left = 30 + 2 * SIZE + max((text_width(tick_label(t), SIZE) for t in ticks), default=0.0)
+        # the first rotated labels reach left of their slot
+        left = max([left] + [text_width(t, SIZE) * math.cos(math.radians(30)) - (i + 0.5) * slot + 8
+                             for i, t in enumerate(labels)])
+        plot_w = slot * n
+        box_right = left + plot_w
+        bottom = top + plot_h + 12 + max((rotated_extent(t, SIZE, 30) for t in labels), default=0.0)
+        axis = ValueAxis(ticks[0], ticks[-1], top + plot_h, top)
+    centre, title_right = _centred((left + box_right) / 2, title)
+    canvas = Canvas(max(box_right + 20 + legend_w, title_right), bottom + 8, title)
+    _title(canvas, centre, title)
+    if horizontal:
+        value_grid(canvas, axis, ticks, (top, top + plot_h), False, axis_title, SIZE)
+    else:
+        value_grid(canvas, axis, ticks, (left, box_right), True, axis_title, SIZE)
+    thick = 0.8 * slot / k
+    for i, label in enumerate(labels):
+        start = (top if horizontal else left) + i * slot
+        if horizontal:
+            canvas.text(left - 8, start + slot / 2, label, SIZE, anchor="end")
+        else:
+            canvas.text(start + slot / 2, top + plot_h + 8, label, SIZE, anchor="end", rotate=-30)
+        for s, (_, colour, values, lows, highs) in enumerate(series):
+            value = float(values[i])
+            if not math.isfinite(value):
+                continue
+            at = start + 0.1 * slot + (s + 0.5) * thick
+            base, end = axis.at(max(ticks[0], 0.0)), axis.at(value)
+            if horizontal:
+                canvas.rect(base, at - thick / 2, end - base, thick, colour)
+            else:
+                canvas.rect(at - thick / 2, end, thick, base - end, colour)
+            error_bar(canvas, at, axis.at(float(lows[i])) if math.isfinite(lows[i]) else math.nan,
+                      axis.at(float(highs[i])) if math.isfinite(highs[i]) else math.nan,
+                      min(4.0, thick / 3), vertical=not horizontal)
+    if show_legend:
+        legend(canvas, box_right + 20, top + 8, entries)
+    return canvas.svg()
+
+
+def _percent(frame: Frame, name: str) -> np.ndarray:
+    return 100 * np.asarray(frame[name], dtype=np.float64)
 
 
 def rate_bars(frame: Frame, key: str, title: str, horizontal: bool = False) -> bytes:
     """Defense rate per category of ``key`` with 95% CI error bars."""
-    labels = [_label(v) for v in frame[key].tolist()]
-    rate, low, high = 100 * frame["rate"], 100 * frame["ci_low"], 100 * frame["ci_high"]
-    err = np.vstack([np.nan_to_num(rate - low), np.nan_to_num(high - rate)])
-    fig = _figure(7, 1.2 + 0.3 * len(labels)) if horizontal else _figure(1.5 + 0.9 * len(labels), 3.6)
-    ax = fig.add_subplot()
-    pos = np.arange(len(labels))
-    if horizontal:
-        ax.barh(pos, rate, xerr=err, color="#4a78a8", capsize=2)
-        ax.set_yticks(pos, labels)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("defense rate (%)")
-    else:
-        ax.bar(pos, rate, yerr=err, color="#4a78a8", capsize=3)
-        ax.set_xticks(pos, labels, rotation=30, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("defense rate (%)")
-    ax.set_title(title)
-    return _png(fig)
+    labels = [str(v) for v in frame[key].tolist()]
+    series = [("defense rate", "#4a78a8", _percent(frame, "rate"), _percent(frame, "ci_low"),
+               _percent(frame, "ci_high"))]
+    return _bars(labels, series, title, "defense rate (%)", PERCENT_TICKS, horizontal)
 
 
 def model_strategy(frame: Frame) -> bytes:
     """Grouped bars: defense rate per model, one bar per strategy, with CIs."""
-    models = list(dict.fromkeys(frame["model"].tolist()))
-    strategies = list(dict.fromkeys(frame["strategy"].tolist()))
-    width = 0.8 / max(len(strategies), 1)
-    fig = _figure(3.5 + 0.9 * len(models), 3.8)
-    ax = fig.add_subplot()
+    models = list(dict.fromkeys(str(m) for m in frame["model"].tolist()))
+    strategies = list(dict.fromkeys(str(s) for s in frame["strategy"].tolist()))
+    model_of = [str(m) for m in frame["model"].tolist()]
+    strategy_of = [str(s) for s in frame["strategy"].tolist()]
+    series = []
     for s_i, strategy in enumerate(strategies):
-        sel = frame["strategy"] == strategy
-        offset = (s_i - (len(strategies) - 1) / 2) * width
-        pos = np.array([models.index(m) for m in frame["model"][sel]]) + offset
-        rate = 100 * frame["rate"][sel]
-        err = np.vstack([np.nan_to_num(rate - 100 * frame["ci_low"][sel]),
-                         np.nan_to_num(100 * frame["ci_high"][sel] - rate)])
-        ax.bar(pos, rate, width, yerr=err, capsize=2, label=_label(strategy))
-    ax.set_xticks(range(len(models)), [_label(m) for m in models], rotation=30, ha="right")
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("defense rate (%)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Defense rate by model and strategy")
-    return _png(fig)
+        values = [np.full(len(models), np.nan) for _ in range(3)]
+        for row, (model, name) in enumerate(zip(model_of, strategy_of, strict=True)):
+            if name == strategy:
+                for column, out in zip(("rate", "ci_low", "ci_high"), values, strict=True):
+                    out[models.index(model)] = 100 * float(frame[column][row])
+        series.append((strategy, SERIES[s_i % len(SERIES)], *values))
+    return _bars(models, series, "Defense rate by model and strategy", "defense rate (%)", PERCENT_TICKS,
+                 horizontal=False, show_legend=True)
+
+
+def _upper_ticks(*columns: np.ndarray) -> list[float]:
+    """Ticks from 0 to a round value over every finite value of ``columns``."""
+    finite = np.concatenate([c[np.isfinite(c)] for c in columns]) if columns else np.zeros(0)
+    top = max(float(finite.max()) if finite.size else 0.0, 1.0)
+    ticks = nice_ticks(0.0, top, 6)
+    if ticks[-1] < top:
+        ticks.append(ticks[-1] + (ticks[1] - ticks[0]))
+    return ticks
 
 
 def disparity_plot(disp: Frame) -> bytes:
     """Max-min spread between groups per model and language, with CIs."""
-    labels = [_label(f"{m} ({lang})") for m, lang in zip(disp["model"], disp["language"], strict=True)]
-    spread = 100 * disp["spread"]
-    err = np.vstack([np.nan_to_num(spread - 100 * disp["spread_ci_low"]),
-                     np.nan_to_num(100 * disp["spread_ci_high"] - spread)]).clip(min=0)
-    fig = _figure(7, 1.2 + 0.3 * len(labels))
-    ax = fig.add_subplot()
-    pos = np.arange(len(labels))
-    ax.barh(pos, spread, xerr=err, color="#b2182b", capsize=2)
-    ax.set_yticks(pos, labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("max - min defense rate between groups (pts)")
-    ax.set_title("Disparity between groups")
-    return _png(fig)
+    labels = [f"{m} ({lang})" for m, lang in zip(disp["model"].tolist(), disp["language"].tolist(),
+                                                  strict=True)]
+    spread, low, high = (_percent(disp, c) for c in ("spread", "spread_ci_low", "spread_ci_high"))
+    series = [("spread", "#b2182b", spread, low, high)]
+    return _bars(labels, series, "Disparity between groups", "max - min defense rate between groups (pts)",
+                 _upper_ticks(spread, high), horizontal=True)
+
+
+def _line_panel(canvas: Canvas, left: float, top: float, width: float, height: float, classes: list[str],
+                lines: list[tuple[str, list[int], np.ndarray, np.ndarray | None, np.ndarray | None]],
+                ticks: list[float], axis_title: str) -> None:
+    """One panel of ``scaling_plot``: a line per entry of ``lines`` (colour, class positions, values and,
+    when given, CI lows and highs) over the size classes."""
+    axis = ValueAxis(ticks[0], ticks[-1], top + height, top)
+    value_grid(canvas, axis, ticks, (left, left + width), True, axis_title, SIZE)
+    slot = width / max(len(classes), 1)
+    for c, name in enumerate(classes):
+        canvas.text(left + (c + 0.5) * slot, top + height + 6 + SIZE / 2, name, SIZE, anchor="middle")
+    canvas.text(left + width / 2, top + height + 12 + 1.8 * SIZE, "size class", SIZE, anchor="middle")
+    for colour, xs, values, lows, highs in lines:
+        points = [(left + (x + 0.5) * slot, axis.at(float(v))) for x, v in zip(xs, values, strict=True)
+                  if math.isfinite(v)]
+        canvas.polyline(points, colour)
+        for x, y in points:
+            canvas.circle(x, y, 3.5, colour)
+        if lows is not None and highs is not None:
+            for x, lo, hi in zip(xs, lows, highs, strict=True):
+                if math.isfinite(lo) and math.isfinite(hi):
+                    error_bar(canvas, left + (x + 0.5) * slot, axis.at(lo), axis.at(hi), 3.0, vertical=True)
 
 
 def scaling_plot(scale: Frame, size_order: list[str]) -> bytes:
     """Mean spread and mean defense rate by size class, one line per family and language."""
-    fig = _figure(9, 3.6)
-    ax_spread, ax_rate = fig.subplots(1, 2)
-    classes = [c for c in size_order if c in set(scale["size_class"].tolist())]
-    for family, lang in dict.fromkeys(zip(scale["family"].tolist(), scale["language"].tolist(), strict=True)):
-        sel = (scale["family"] == family) & (scale["language"] == lang)
-        x = [classes.index(c) for c in scale["size_class"][sel]]
-        label = _label(f"{family} ({lang})")
-        spread = 100 * scale["mean_spread"][sel]
-        err = np.vstack([np.nan_to_num(spread - 100 * scale["spread_ci_low"][sel]),
-                         np.nan_to_num(100 * scale["spread_ci_high"][sel] - spread)]).clip(min=0)
-        ax_spread.errorbar(x, spread, yerr=err, marker="o", capsize=3, label=label)
-        ax_rate.plot(x, 100 * scale["mean_rate"][sel], marker="o", label=label)
-    for ax, ylabel in ((ax_spread, "mean max-min spread (pts)"), (ax_rate, "mean defense rate (%)")):
-        ax.set_xticks(range(len(classes)), [_label(c) for c in classes])
-        ax.set_xlabel("size class")
-        ax.set_ylabel(ylabel)
-    ax_rate.set_ylim(0, 100)
-    ax_rate.legend(fontsize=7)
-    fig.suptitle("Scaling within model families")
-    return _png(fig)
+    present = set(str(c) for c in scale["size_class"].tolist())
+    classes = [c for c in size_order if c in present]
+    family, language = scale["family"].tolist(), scale["language"].tolist()
+    size_class = [str(c) for c in scale["size_class"].tolist()]
+    spread, low, high, rate = (_percent(scale, c) for c in ("mean_spread", "spread_ci_low", "spread_ci_high",
+                                                             "mean_rate"))
+    spreads, rates, entries = [], [], []
+    for n, key in enumerate(dict.fromkeys(zip(family, language, strict=True))):
+        rows = [i for i, k in enumerate(zip(family, language, strict=True)) if k == key and size_class[i] in
+                classes]
+        colour = SERIES[n % len(SERIES)]
+        xs = [classes.index(size_class[i]) for i in rows]
+        spreads.append((colour, xs, spread[rows], low[rows], high[rows]))
+        rates.append((colour, xs, rate[rows], None, None))
+        entries.append((f"{key[0]} ({key[1]})", colour))
+    panel_w, panel_h, top = 300.0, 220.0, 44.0
+    tick_w = 3 * SIZE * 0.62 + 30 + 2 * SIZE
+    left_a = tick_w
+    left_b = left_a + panel_w + tick_w + 10
+    legend_w, legend_h = legend_size(entries)
+    right = left_b + panel_w + 20 + legend_w + 12
+    title = "Scaling within model families"
+    centre, title_right = _centred(right / 2, title)
+    canvas = Canvas(max(right, title_right), top + max(panel_h, legend_h) + 2.6 * SIZE + 20, title)
+    _title(canvas, centre, title)
+    _line_panel(canvas, left_a, top, panel_w, panel_h, classes, spreads, _upper_ticks(spread, high),
+                "mean max-min spread (pts)")
+    _line_panel(canvas, left_b, top, panel_w, panel_h, classes, rates, PERCENT_TICKS, "mean defense rate (%)")
+    legend(canvas, left_b + panel_w + 20, top + 8, entries)
+    return canvas.svg()
 
 
-Tables = Analysis | dict[str, Frame]  # an analysis, or the tables of one still being computed
-PLOTTERS = ("heatmap", "rate_bars", "model_strategy", "disparity_plot", "scaling_plot")
-
-
-def _draw(func: str, args: tuple) -> bytes:
-    """Draw with the plotting function of this name (the helper process gets names, not code)."""
-    if func not in PLOTTERS:
-        raise ValueError(f"no plot function {func!r}")
-    return globals()[func](*args)
-
-
-def _columns(frame: Frame, *names: str) -> Frame:
-    """The columns of ``frame`` a plot draws (only these travel to a helper process)."""
-    return Frame({name: frame[name] for name in names if name in frame}, frame.name)
-
-
-def _jobs(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]], limit: float,
-          size_order: list[str]) -> list[Job]:
-    """(plot name, rough cost, plotting function, its arguments) for every plot the analysis has. The cost
-    counts the text artists, which is where matplotlib spends its time (a heatmap draws a number in every
-    cell), plus a share per figure and per bar with its error bar (about 2.3 ms of CPU a unit at paper
-    scale, fitted on the six plots there)."""
-    dev = _columns(analysis["deviations"], "model", "language", "group", "deviation", "significant")
-    jobs = [(f"heatmap_{lang}", 40 + len(models) * len(groups), "heatmap", (dev, lang, models, groups, limit))
-            for lang, groups in groups_by_language.items()]
-    interval = ("rate", "ci_low", "ci_high")
-    jobs.append(("strategy", 30 + 2 * len(analysis["by_strategy"]), "rate_bars",
-                 (_columns(analysis["by_strategy"], "strategy", *interval), "strategy",
-                  "Defense rate by strategy")))
-    jobs.append(("model_strategy", 30 + len(analysis["by_model_strategy"]), "model_strategy",
-                 (_columns(analysis["by_model_strategy"], "model", "strategy", *interval),)))
-    jobs.append(("scenario_category", 30 + 2 * len(analysis["by_scenario_category"]), "rate_bars",
-                 (_columns(analysis["by_scenario_category"], "scenario_category", *interval),
-                  "scenario_category", "Defense rate by scenario category", True)))
+def all_plots(analysis: Analysis | dict[str, Frame], models: list[str],
+              groups_by_language: dict[str, list[str]], limit: float, size_order: list[str]
+              ) -> dict[str, bytes]:
+    """Every plot the analysis has, by name, in a fixed order: the heatmap of each language, the rates by
+    strategy, by model and strategy and by scenario category, then disparity and scaling when there are
+    rows for them."""
+    dev = analysis["deviations"]
+    out = {f"heatmap_{lang}": heatmap(dev, lang, models, groups, limit)
+           for lang, groups in groups_by_language.items()}
+    out["strategy"] = rate_bars(analysis["by_strategy"], "strategy", "Defense rate by strategy")
+    out["model_strategy"] = model_strategy(analysis["by_model_strategy"])
+    out["scenario_category"] = rate_bars(analysis["by_scenario_category"], "scenario_category",
+                                         "Defense rate by scenario category", horizontal=True)
     if len(analysis["disparity"]):
-        jobs.append(("disparity", 30 + 2.5 * len(analysis["disparity"]), "disparity_plot",
-                     (_columns(analysis["disparity"], "model", "language", "spread", "spread_ci_low",
-                               "spread_ci_high"),)))
+        out["disparity"] = disparity_plot(analysis["disparity"])
     if len(analysis["scaling"]):
-        jobs.append(("scaling", 60 + len(analysis["scaling"]), "scaling_plot",
-                     (_columns(analysis["scaling"], "family", "language", "size_class", "mean_spread",
-                               "spread_ci_low", "spread_ci_high", "mean_rate"), size_order)))
-    return jobs
-
-
-def fork_helper() -> Helper | None:
-    """The helper the command started (``drawing.prefork``), or one forked now, that imports matplotlib while
-    the report loads and analyses and draws the plots once ``start_plots`` sends them; None when drawing in
-    another process is not worth it (one CPU)."""
-    return drawing.take_preforked() or drawing.fork_helper(_draw)
-
-
-FORK_NOW = "fork now"  # start_plots' default: a helper forked when the plots are started
-
-
-def start_plots(analysis: Tables, models: list[str], groups_by_language: dict[str, list[str]],
-                limit: float, size_order: list[str], workers: int | None = None,
-                helper: Helper | None | str = FORK_NOW) -> Drawing:
-    """Start drawing every plot; ``Drawing.finish`` gives them. ``helper``: the one ``fork_helper`` gave
-    (None: draw in this process); by default one is forked now with ``workers`` processes (default: one per
-    CPU, up to two; 1: none, draw in this process)."""
-    jobs = _jobs(analysis, models, groups_by_language, limit, size_order)
-    if helper == FORK_NOW:
-        helper = drawing.fork_helper(_draw, workers)
-    return Drawing(jobs, _draw, helper)
-
-
-def all_plots(analysis: Analysis, models: list[str], groups_by_language: dict[str, list[str]],
-              limit: float, size_order: list[str], workers: int | None = None) -> dict[str, bytes]:
-    """Every plot's PNG, by name, in a fixed order (``start_plots``, then ``finish``)."""
-    return start_plots(analysis, models, groups_by_language, limit, size_order, workers).finish()
+        out["scaling"] = scaling_plot(analysis["scaling"], size_order)
+    return out

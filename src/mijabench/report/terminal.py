@@ -56,5 +56,5 @@ def summary(result: ReportResult) -> list:
         out += [headline_table(analysis), disparity_table(analysis)]
     out.append(Text(f"report: {result.html}\n"
                     f"tables: {len(result.tables)} (CSV + Parquet) in {result.out_dir / 'tables'}\n"
-                    f"plots: {len(result.plots)} PNG in {result.out_dir / 'plots'}"))
+                    f"plots: {len(result.plots)} SVG in {result.out_dir / 'plots'}"))
     return out

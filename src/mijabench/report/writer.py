@@ -1,5 +1,5 @@
 """``write_report``: the judged store in, a folder out: ``report.html`` (self-contained), ``tables/*.csv`` and
-``tables/*.parquet`` for every table, ``plots/*.png`` for every plot.
+``tables/*.parquet`` for every table, ``plots/*.svg`` for every plot.
 
 Each file is written under a temporary name and renamed, so an interrupted report never leaves a
 half-written file. Every string written passes through the secret scrubber as a last line of defence (the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +97,8 @@ def heatmap_limit(analysis: Analysis | dict[str, Frame]) -> float:
     return max(MIN_HEATMAP_LIMIT, float(finite.max()) if finite.size else 0.0)
 
 
-def _plot_layout(tables: dict[str, Frame]) -> tuple[list[str], dict[str, list[str]], float, list[str]]:
+def _plot_layout(tables: Analysis | dict[str, Frame]
+                 ) -> tuple[list[str], dict[str, list[str]], float, list[str]]:
     """What the plots are drawn with besides the tables: the models in order, each language's groups in
     order, the heatmaps' colour limit, the size classes in order."""
     tax = load_taxonomy()
@@ -111,18 +111,16 @@ def _plot_layout(tables: dict[str, Frame]) -> tuple[list[str], dict[str, list[st
 
 def _analysed(store: Store, *, judges: list[str] | None, bench: str | None, models: list[str] | None,
               resamples: int, seed: int, average: str, empty_as: str, allow_even_vote: bool,
-              labels: HumanLabels | str | Path | None, snapshot: bool,
-              plot_tables: Callable[[dict[str, Frame]], None] | None = None
+              labels: HumanLabels | str | Path | None, snapshot: bool
               ) -> tuple[JudgedTable, Analysis, Correction | None]:
-    """The judged table, its analysis and, with human labels, the rates corrected for judge error;
-    ``plot_tables`` as ``analyze`` takes it."""
+    """The judged table, its analysis and, with human labels, the rates corrected for judge error."""
     table = load_judged(store, judges=judges, bench=bench, models=models, empty_as=empty_as,
                         allow_even_vote=allow_even_vote, snapshot=snapshot)
     judges = list(table.meta["voters"].names)
     if not len(table):
         where = f" for benchmark '{bench}'" if bench else ""
         raise MijaError(f"nothing to report: no stored responses{where}")
-    analysis = analyze(table, resamples=resamples, seed=seed, average=average, plot_tables=plot_tables)
+    analysis = analyze(table, resamples=resamples, seed=seed, average=average)
     if analysis.counts["judged"] == 0:
         raise MijaError(f"nothing to report: none of the {len(table):,} responses has a safe/harmful verdict "
                         "yet (run `mijabench judge` first)")
@@ -166,53 +164,36 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     check_output(out_dir, folder=True)
-    # processes that import matplotlib while the table is loaded and analysed, then draw the plots: they
-    # get them as soon as the plotted tables exist, while the tests are computed
-    helper = plots.fork_helper()
-    started: list[tuple[plots.Drawing, list[str], float]] = []  # the drawing, the models in order, limit
-
-    def start_drawing(tables: dict[str, Frame]) -> None:
-        layout = _plot_layout(tables)
-        started.append((plots.start_plots(tables, *layout, helper=helper), layout[0], layout[2]))
-
-    try:
-        table, analysis, correction = _analysed(
-            store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
-            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot,
-            plot_tables=start_drawing)
-        voters = table.meta["voters"]
-        judges = list(voters.names)
-        out = Path(out_dir)
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-        drawing, models_order, limit = started[0]
-    except BaseException:
-        for drawing, _, _ in started:
-            drawing.cancel()
-        if helper is not None:
-            helper.cancel()
-        raise
-    try:  # the tables, examples and provenance while the plots are drawn
-        table_paths = write_tables(analysis, out / "tables")
-        banners = context.banners(store, table, demo)
-        judge_list = context.judges_used(store, judges, table)
-        examples = context.pick_examples(store, table, examples_per_cell, seed, judges)
-        runs, targets = context.provenance(store), context.targets(store, table)
-        used_models = set(models_order)
-        models_used = [m for m in store.models() if m["name"] in used_models]
-    except BaseException:
-        drawing.cancel()
-        raise
-    pngs = drawing.finish()
+    table, analysis, correction = _analysed(
+        store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
+        empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot)
+    voters = table.meta["voters"]
+    judges = list(voters.names)
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    table_paths = write_tables(analysis, out / "tables")
+    banners = context.banners(store, table, demo)
+    judge_list = context.judges_used(store, judges, table)
+    examples = context.pick_examples(store, table, examples_per_cell, seed, judges)
+    runs, targets = context.provenance(store), context.targets(store, table)
+    models_order, groups_by_language, limit, size_order = _plot_layout(analysis)
+    used_models = set(models_order)
+    models_used = [m for m in store.models() if m["name"] in used_models]
+    # the plots carry model and group names as text: scrubbed like every other file the report writes
+    secrets = secret_values()
+    svgs = {name: scrub_text(data.decode("utf-8"), secrets).encode("utf-8")
+            for name, data in plots.all_plots(analysis, models_order, groups_by_language, limit,
+                                              size_order).items()}
     plot_paths = {}
-    for name, data in pngs.items():
-        plot_paths[name] = out / "plots" / f"{name}.png"
+    for name, data in svgs.items():
+        plot_paths[name] = out / "plots" / f"{name}.svg"
         _write_bytes(plot_paths[name], data)
     subtitle = (f"{len(table):,} responses from {len(models_order)} models; vote: {voters.describe()}; "
                 f"benchmark: {bench or 'all items'}; "
                 f"{resamples:,} draws for derived intervals and tests, seed {seed}; generated "
                 f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}")
     html = page.render(page.PageInput(
-        analysis=analysis, plots=pngs, examples=examples, banners=banners, runs=runs, judges=judge_list,
+        analysis=analysis, plots=svgs, examples=examples, banners=banners, runs=runs, judges=judge_list,
         targets=targets, models=models_used, title=title, subtitle=subtitle, heatmap_limit=limit,
         budget=budget))
     html_path = out / "report.html"
