@@ -11,6 +11,7 @@ import pytest
 from mijabench.analysis import columnread, table, voters
 from mijabench.analysis.table import load_judged
 from mijabench.analysis.voters import resolve_voters
+from mijabench.errors import InputError
 from mijabench.records import BenchmarkItem, Response, SamplingSettings, Verdict
 from mijabench.store import Store
 from test_judged_snapshot import same
@@ -187,9 +188,51 @@ def test_a_judge_mixing_configurations_is_still_refused(filled):
 def test_a_target_written_between_the_two_reads_is_never_given_another_name(filled):
     """The facts lane read the targets before a run of a new model wrote one: the batches give up (the row
     query then numbers targets itself) rather than shift every later target's code by one."""
-    stored, runs, counts = table._store_facts(filled.query)
+    stored, runs = table._store_facts(filled.query)
     with ThreadPoolExecutor(2) as pool:
         assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
-                                           facts=lambda: (stored[1:], runs, counts)) is None
+                                           facts=lambda: (stored[1:], runs)) is None
         assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
-                                           facts=lambda: (stored, runs, counts)) is not None
+                                           facts=lambda: (stored, runs)) is not None
+
+
+def _without_json(query):
+    """``query`` on an SQLite built without JSON functions."""
+    def run(sql, args=()):
+        if "json_" in sql:
+            raise sqlite3.OperationalError("no such function: json_group_array")
+        return query(sql, args)
+    return run
+
+
+def test_store_facts_list_every_run_in_sqlites_order(filled):
+    """The run ids gathered from the targets' pass are SELECT DISTINCT's, in its order, for ids with commas,
+    quotes and non-ASCII letters too; an SQLite without JSON functions gets the same from two queries."""
+    odd = ["run,with,commas", 'run "quoted"', "run-\u00e9t\u00e9", "Run-upper", "run-\u4e2d"]
+    item = filled.items("first")[0]
+    filled.put_responses([Response(item_id=item.id, model=f"m9-{i}", settings=PLAIN, run_id=run, text="r")
+                          for i, run in enumerate(odd)])
+    stored, runs = table._store_facts(filled.query)
+    expected = tuple(r[0] for r in filled.query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    assert runs == expected and set(odd) <= set(runs) and len(runs) == 2 + len(odd)
+    assert table._store_facts(_without_json(filled.query)) == (stored, runs)
+    assert stored == filled.query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), "
+                                  "COUNT(*) FROM responses GROUP BY model, settings_key "
+                                  "ORDER BY model, settings_key")
+
+
+def test_the_judge_census_answers_what_the_index_scans_did(filled):
+    """Voters resolved from the census are those resolved from the store's own queries (one judge with two
+    configurations refused the same way), and the census's per-judge counts are GROUP BY judge's."""
+    census = table.judge_census(filled.query)
+    assert table.judge_counts(census) == [list(r) for r in filled.query(
+        "SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")]
+    for names in (["j1"], ["j3", "j1", "j2"], ["j2", "j4", "j1"]):
+        assert resolve_voters(filled, names, census=census) == resolve_voters(filled, names)
+    two = [r[0] for r in filled.query("SELECT id FROM responses LIMIT 2")]
+    filled.put_verdicts([Verdict(response_id=response, judge="j5", label="safe", fingerprint=fingerprint)
+                         for response, fingerprint in zip(two, ("a" * 16, "b" * 16), strict=True)])
+    census = table.judge_census(filled.query)
+    for given in (census, None):
+        with pytest.raises(InputError, match="2 configurations"):
+            resolve_voters(filled, ["j5"], census=given)

@@ -14,6 +14,8 @@ scenario categories, size classes, languages), so tables and plots come out in a
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -278,13 +280,14 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     # connection of its own, the responses here; leaving the pool waits for its threads, also on an error
     with ThreadPoolExecutor(2) as pool:
         facts = aside(pool, store, _store_facts)
+        census = judge_census(store.query)
         voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
-                                allow_even=allow_even_vote)
+                                allow_even=allow_even_vote, census=census)
         judges = list(voters.names)
         if len(judges) >= VOTE_BASE:
             raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
         cols = response_columns(store, judges, where, args, pool=pool, facts=facts.result)
-        stored, run_names, judge_counts = facts.result()
+        stored, run_names = facts.result()
     cols = cols or _response_rows(store, judges, where, args)
     targets = [row[:3] for row in stored]
     n = len(cols["response_id"])
@@ -302,21 +305,41 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
     table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
                       target_rows={target_names[code]: list(stored[code][2:]) for code in present},
-                      judge_counts=judge_counts)
+                      judge_counts=judge_counts(census))
     return table.with_empty_rule(empty_as)
 
 
-def _store_facts(query) -> tuple[list[tuple], tuple[str, ...], list[list]]:
+def _store_facts(query) -> tuple[list[tuple], tuple[str, ...]]:
     """What the table's provenance needs of the whole store: each target's (model, settings key, settings,
-    runs, responses), in target-code order; every run id, in run-code order; each judge's verdict count,
-    for the report's list of judges (an index scan of every verdict: 0.15 s at paper scale, kept in the
-    snapshot)."""
-    stored = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
-                   "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
-    runs = tuple(r[0] for r in query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
-    judge_counts = [list(row) for row in query("SELECT judge, COUNT(*) FROM verdicts GROUP BY judge "
-                                               "ORDER BY judge")]
-    return stored, runs, judge_counts
+    runs, responses), in target-code order; and every run id, in run-code order. The run ids come from the
+    same pass over the responses (a second one, SELECT DISTINCT, took 0.2 s at paper scale)."""
+    try:
+        rows = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*), "
+                     "json_group_array(DISTINCT run_id) FROM responses GROUP BY model, settings_key "
+                     "ORDER BY model, settings_key")
+    except sqlite3.OperationalError:  # an SQLite without JSON functions
+        stored = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
+                       "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
+        return stored, tuple(r[0] for r in query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
+    runs = {run for row in rows for run in json.loads(row[5])}
+    # Python orders strings by code point, as SQLite's ORDER BY orders them (UTF-8 bytes, BINARY)
+    return [row[:5] for row in rows], tuple(sorted(runs))
+
+
+def judge_census(query) -> list[tuple[str, str, int]]:
+    """(judge, fingerprint, verdicts) for every pair in the store, from the (judge, fingerprint) index alone:
+    the voters' checks and the report's verdict counts are both answered from it (three scans of that index
+    before, 0.4 s at paper scale)."""
+    return [tuple(row) for row in query("SELECT judge, fingerprint, COUNT(*) FROM verdicts "
+                                        "GROUP BY judge, fingerprint ORDER BY judge, fingerprint")]
+
+
+def judge_counts(census: list[tuple[str, str, int]]) -> list[list]:
+    """[judge, verdicts] per judge, in judge order (for the report's list of judges)."""
+    counts: dict[str, int] = {}
+    for judge, _, n in census:
+        counts[judge] = counts.get(judge, 0) + n
+    return [[judge, n] for judge, n in counts.items()]
 
 
 def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_even_vote: bool) -> JudgedTable:

@@ -46,11 +46,17 @@ def check_vote_size(names: Sequence[str], allow_even: bool, option: str = "--jud
 
 
 def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str, list] = ("", []),
-                   allow_even: bool = False, option: str = "--judge") -> Voters:
+                   allow_even: bool = False, option: str = "--judge",
+                   census: Sequence[tuple[str, str, int]] | None = None) -> Voters:
     """The voting judges for the responses picked by ``selection`` (an SQL condition on ``r``, the responses
     table, and its arguments). Raises InputError (exit 2) on an unknown judge, an unnamed choice among
-    several judges, an even vote (unless ``allow_even``) and a judge whose verdicts mix fingerprints."""
-    known = sorted(r[0] for r in store.query("SELECT DISTINCT judge FROM verdicts"))
+    several judges, an even vote (unless ``allow_even``) and a judge whose verdicts mix fingerprints.
+    ``census``: the store's (judge, fingerprint, verdicts) rows (``table.judge_census``) when the caller has
+    them, so the index is not read again."""
+    if census is None:
+        known = sorted(r[0] for r in store.query("SELECT DISTINCT judge FROM verdicts"))
+    else:
+        known = sorted({judge for judge, _, _ in census})
     names = list(dict.fromkeys(judges or []))
     named = bool(names)
     if names:
@@ -72,7 +78,7 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
         # without a selection every verdict counts (the store never deletes a response), and the join with
         # the responses, a third of a cold report at paper scale, is left out
         join = "JOIN responses r ON r.id=v.response_id " if where else ""
-        rows = _single_configurations(store, names, join, also, args)
+        rows = _single_configurations(store, names, join, also, args, census)
         if rows is None:
             rows = store.query(
                 f"SELECT v.judge, v.fingerprint, COUNT(*) FROM verdicts v {join}"
@@ -91,16 +97,21 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
     return Voters(tuple(names), fingerprints, named)
 
 
-def _single_configurations(store, names: Sequence[str], join: str, also: str, args: list
+def _single_configurations(store, names: Sequence[str], join: str, also: str, args: list,
+                           census: Sequence[tuple[str, str, int]] | None = None
                            ) -> list[tuple[str, str, int]] | None:
     """(judge, fingerprint, verdicts) for each of ``names`` with a verdict without error in the selection
     (``join`` and ``also``, as in ``resolve_voters``), when each of them has verdicts of a single fingerprint
     in the whole store; None otherwise. The fingerprints come from the (judge, fingerprint) index alone:
     counting the verdicts without error reads every verdict (a second of a cold report at paper scale) and
     is needed only when a judge mixes configurations. The counts are of the whole store, errors included."""
-    marks = ",".join("?" * len(names))
-    rows = store.query(f"SELECT judge, fingerprint, COUNT(*) FROM verdicts WHERE judge IN ({marks}) "
-                       "GROUP BY judge, fingerprint ORDER BY judge", list(names))
+    if census is None:
+        marks = ",".join("?" * len(names))
+        rows = store.query(f"SELECT judge, fingerprint, COUNT(*) FROM verdicts WHERE judge IN ({marks}) "
+                           "GROUP BY judge, fingerprint ORDER BY judge", list(names))
+    else:
+        wanted = set(names)
+        rows = sorted((row for row in census if row[0] in wanted), key=lambda row: row[0])
     if len({judge for judge, _, _ in rows}) < len(rows):
         return None
     return [row for row in rows if store.query(
