@@ -30,9 +30,26 @@ def folder(store) -> Path:
     return store.path.with_name(store.path.name + ".judged")
 
 
+def selection(judges, bench: str | None, models, empty_as: str, allow_even_vote: bool) -> dict:
+    """A table's selection as its snapshot is keyed on. The voters are a set: their order changes no row
+    (``as_asked`` puts it back), so a report naming them in another order, or an import that named none,
+    finds the same snapshot."""
+    return {"judges": sorted(set(judges or [])), "bench": bench, "models": list(models or []),
+            "empty_as": empty_as, "allow_even_vote": allow_even_vote}
+
+
 def snapshot_path(store, selection: dict) -> Path:
     state = store.state()
     return folder(store) / f"{stable_id('judged', VERSION, state, selection, length=24)}.arrow"
+
+
+def as_asked(table, judges):
+    """``table`` with its voters in the order ``judges`` names them (as ``resolve_voters`` gives them)."""
+    names = tuple(dict.fromkeys(judges or []))
+    voters = table.meta["voters"]
+    if names and names != voters.names:
+        table.meta["voters"] = Voters(names, voters.fingerprints, voters.named)
+    return table
 
 
 def read(path: Path):
@@ -53,19 +70,29 @@ def read(path: Path):
 def write(path: Path, table) -> None:
     """Store ``table`` at ``path`` (written whole, then renamed); a workspace that cannot be written to
     costs the next report its speed, never its result."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        write_file(tmp, table)
+        place(tmp, path)
+    except OSError:
+        return
+
+
+def write_file(path: Path, table) -> None:
+    """``table`` as an Arrow file at ``path``, its meta (voters, targets, ...) in the schema's metadata."""
     voters = table.meta["voters"]
     meta = {**table.meta, "voters": {"names": list(voters.names), "fingerprints": voters.fingerprints,
                                      "named": voters.named}}
     arrow = table.to_arrow()
     arrow = arrow.replace_schema_metadata({"mijabench": json.dumps(meta)})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, arrow.schema) as writer:
-            writer.write_table(arrow)
-        os.replace(tmp, path)
-        older = sorted(path.parent.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
-        for old in older:
-            old.unlink(missing_ok=True)
-    except OSError:
-        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, arrow.schema) as writer:
+        writer.write_table(arrow)
+
+
+def place(written: Path, path: Path) -> None:
+    """Move a written snapshot to ``path``, and drop all but the ``KEEP`` newest of the store's."""
+    os.replace(written, path)
+    older = sorted(path.parent.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
+    for old in older:
+        old.unlink(missing_ok=True)

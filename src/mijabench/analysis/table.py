@@ -29,7 +29,7 @@ from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
 from .columnread import aside, response_columns
 from .variants import variant_labels
-from .voters import resolve_voters
+from .voters import Voters, resolve_voters
 
 UNJUDGED = "unjudged"
 LABEL_CATEGORIES = (SAFE, HARMFUL, UNPARSED, UNJUDGED)
@@ -289,13 +289,24 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
         cols = response_columns(store, judges, where, args, pool=pool, facts=facts.result)
         stored, run_names = facts.result()
     cols = cols or _response_rows(store, judges, where, args)
+    return assemble(cols, _item_rows(store, cols["item_rowid"]), stored, run_names, voters, census,
+                    store.models(), empty_as)
+
+
+def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tuple],
+             run_names: tuple[str, ...], voters: Voters, census: list[tuple[str, str, int]],
+             models: list[dict], empty_as: str) -> JudgedTable:
+    """The judged table from what ``load_judged`` reads: the responses' columns (``response_columns``),
+    the items (rowid, id, pair id, language, group, strategy, scenario category) in rowid order, the
+    store's targets and runs (``_store_facts``), the voters, the judge census and the stored models. An
+    import that gives these from its own columns makes the same table (``sources.importsnapshot``)."""
     targets = [row[:3] for row in stored]
     n = len(cols["response_id"])
     target_code = np.array(cols["model"], dtype=np.int32)
     present = np.unique(target_code).tolist()  # the targets in this selection, sorted
-    target_names, target_cols = _target_columns(store, targets, target_code, present)
+    target_names, target_cols = _target_columns(models, targets, target_code, present)
     table = JudgedTable.from_columns(
-        **_item_columns(store, np.array(cols["item_rowid"], dtype=np.int64)), **target_cols,
+        **_item_columns(item_rows, np.array(cols["item_rowid"], dtype=np.int64)), **target_cols,
         response_id=Categorical(np.arange(n, dtype=np.int32), tuple(cols["response_id"])),
         run_id=Categorical(np.array(cols["run_id"], dtype=np.int32), run_names),
         failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
@@ -344,14 +355,12 @@ def judge_counts(census: list[tuple[str, str, int]]) -> list[list]:
 
 def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_even_vote: bool) -> JudgedTable:
     from . import snapshot as snap
-    path = snap.snapshot_path(store, {"judges": list(judges or []), "bench": bench,
-                                      "models": list(models or []), "empty_as": empty_as,
-                                      "allow_even_vote": allow_even_vote})
+    path = snap.snapshot_path(store, snap.selection(judges, bench, models, empty_as, allow_even_vote))
     table = snap.read(path)
     if table is None:
         table = load_judged(store, judges, bench, models, empty_as=empty_as, allow_even_vote=allow_even_vote)
         snap.write(path, table)
-    return table
+    return snap.as_asked(table, judges)
 
 
 def _check_selection(store, bench: str | None, models: list[str]) -> None:
@@ -412,11 +421,18 @@ def _response_rows(store, judges: list[str], where: list[str], args: list[str]) 
     return cols
 
 
-def _item_columns(store, item_rowid: np.ndarray) -> dict[str, Categorical]:
-    """The item attributes of each response, read once per item and spread by position."""
+def _item_rows(store, item_rowid: Sequence[int]) -> list[tuple]:
+    """Every item's (rowid, id, pair id, language, group, strategy, scenario category), in rowid order."""
+    if not len(item_rowid):
+        return []
+    return store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
+                       "FROM items ORDER BY rowid")
+
+
+def _item_columns(items: list[tuple], item_rowid: np.ndarray) -> dict[str, Categorical]:
+    """The item attributes of each response, from ``_item_rows``, read once per item and spread by
+    position."""
     used = np.unique(item_rowid)
-    items = store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
-                        "FROM items ORDER BY rowid") if len(used) else []
     if len(items) > len(used):  # other benchmarks' items, or items nobody answered yet
         wanted = set(used.tolist())
         items = [r for r in items if r[0] in wanted]
@@ -429,11 +445,11 @@ def _item_columns(store, item_rowid: np.ndarray) -> dict[str, Categorical]:
                 strict=True)}
 
 
-def _target_columns(store, targets: list[tuple], target_code: np.ndarray, present: list[int]
+def _target_columns(models: list[dict], targets: list[tuple], target_code: np.ndarray, present: list[int]
                     ) -> tuple[tuple[str, ...], dict[str, Categorical | np.ndarray]]:
     """(target labels, columns) for each response's target: its label (a model, or a model with the
     settings that tell its variants apart), stored model name, family, size class and parameters."""
-    model_meta = {m["name"]: m for m in store.models()}
+    model_meta = {m["name"]: m for m in models}
     # labels from the variants present in this selection, so a model with one settings in it keeps its name
     labels = variant_labels((m, k, s) for code, (m, k, s) in enumerate(targets) if code in present)
     target_names = tuple(labels.get((m, k), f"{m} [settings {k}]") for m, k, _ in targets)

@@ -131,6 +131,11 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
+
+def is_blank(text: str) -> bool:
+    """An answer with nothing but white space (the ``blank`` column; ``--empty-as`` decides how it counts)."""
+    return not text.strip()
+
 class Store:
     """A workspace database. Open with ``Store(path)`` where path is a folder or a ``.sqlite`` file."""
 
@@ -441,7 +446,7 @@ class Store:
                          None if r.text is None else scrub_text(r.text, secrets), r.prompt_tokens,
                          r.completion_tokens, r.latency_s, r.finish_reason,
                          None if r.error is None else scrub_text(r.error, secrets), r.attempts, r.run_id,
-                         stamp, int(r.error is None and not (r.text or "").strip())))
+                         stamp, int(r.error is None and is_blank(r.text or ""))))
         return self._upsert_responses(rows)
 
     def put_answer_columns(self, ids: list[str], item_ids: list[str], models: list[str], texts: list[str],
@@ -455,7 +460,7 @@ class Store:
                  "completion_tokens": None, "latency_s": None, "finish_reason": None, "error": None,
                  "attempts": 1, "run_id": run_id, "created_at": stamp}
         given = {"id": ids, "item_id": item_ids, "model": models, "text": _scrub_all(texts, secret_values()),
-                 "blank": [int(not t.strip()) for t in texts]}
+                 "blank": [int(is_blank(t)) for t in texts]}
         return self._upsert_columns("responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, given, fixed)
 
     def _upsert_responses(self, rows: list[tuple]) -> int:
