@@ -120,7 +120,8 @@ def judged_table(corpus: Corpus, items: list[tuple], settings: tuple[str, str], 
     rowid_of = {row[1]: row[0] for row in items}
     names = sorted(set(responses["model"]))
     code = {name: i for i, name in enumerate(names)}
-    model = np.fromiter((code[m] for m in responses["model"]), np.int32, n)
+    # map() over the columns, not a generator: a second less at paper scale, in a child beside the writes
+    model = np.array(list(map(code.__getitem__, responses["model"])), np.int32)
     counts = np.bincount(model, minlength=len(names))
     stored = [(name, settings[0], settings[1], run_id, int(c)) for name, c in zip(names, counts, strict=True)]
     verdicts = corpus.verdict_columns
@@ -134,9 +135,9 @@ def judged_table(corpus: Corpus, items: list[tuple], settings: tuple[str, str], 
         by_name[name] = by_name.get(name, 0) + c
     census = sorted((name, corpus.column_judges[name], c) for name, c in by_name.items() if c)
     cols = {"response_id": responses["id"],
-            "item_rowid": np.fromiter((rowid_of[i] for i in responses["item_id"]), np.int64, n),
+            "item_rowid": np.array(list(map(rowid_of.__getitem__, responses["item_id"])), np.int64),
             "model": model, "run_id": np.zeros(n, np.int32), "failed": np.zeros(n, bool),
-            "empty": np.fromiter((is_blank(t) for t in responses["text"]), bool, n),
+            "empty": np.array(list(map(is_blank, responses["text"])), bool),
             "truncated": np.zeros(n, bool),
             "n_safe": votes[:, 0], "n_harmful": votes[:, 1], "n_unparsed": votes[:, 2]}
     return assemble(cols, items, stored, (run_id,), voters, census, models, DEFAULT_EMPTY_RULE)

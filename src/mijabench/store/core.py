@@ -134,7 +134,7 @@ def _dumps(obj: Any) -> str:
 
 def is_blank(text: str) -> bool:
     """An answer with nothing but white space (the ``blank`` column; ``--empty-as`` decides how it counts)."""
-    return not text.strip()
+    return not text or text.isspace()  # what strip() leaves empty, without making the stripped copy
 
 class Store:
     """A workspace database. Open with ``Store(path)`` where path is a folder or a ``.sqlite`` file."""
