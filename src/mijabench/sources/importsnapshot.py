@@ -52,8 +52,11 @@ class ImportSnapshot:
         if self.voters is None:
             return
         store, n = self.store, self.corpus.response_count
-        # the responses were the first in their table: rowids 1 to n, in the order they were written
-        if tuple(store.query("SELECT MIN(rowid), MAX(rowid), COUNT(*) FROM responses")[0]) != (1, n, n):
+        # the responses were the first in their table: rowids 1 to n, in the order they were written (the
+        # import wrote n rows into the empty table, so n distinct rowids from 1 to n are all of them; MIN
+        # and MAX come from the b-tree's ends, where COUNT(*) would read every row)
+        if tuple(store.query("SELECT (SELECT MIN(rowid) FROM responses), (SELECT MAX(rowid) FROM responses)"
+                             )[0]) != (1, n):
             return
         settings = store.query("SELECT settings_key, settings FROM responses WHERE rowid = 1")[0]
         items = store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
@@ -66,6 +69,9 @@ class ImportSnapshot:
             return
         self.file = folder / f"import-{os.getpid()}.arrow.part"  # its name once the last write is done
         voters, run_id, corpus, path = self.voters, self.run_id, self.corpus, self.file
+        # the verdict columns are built here, before the fork: they wait for the child that hashes the
+        # verdict ids, which is this process's child, not the one forked below (that would hash them again)
+        corpus.verdict_columns["response_id"]
 
         def build() -> tuple[np.ndarray]:
             table = judged_table(corpus, items, tuple(settings), run_id, voters, models)
