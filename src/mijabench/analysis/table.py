@@ -359,6 +359,9 @@ def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_ev
     table = snap.read(path)
     if table is None:
         table = load_judged(store, judges, bench, models, empty_as=empty_as, allow_even_vote=allow_even_vote)
+        wait = getattr(store, "wait_checked", None)
+        if wait is not None:  # a damage check running aside must pass before a table read here is kept
+            wait()
         snap.write(path, table)
     return snap.as_asked(table, judges)
 

@@ -46,8 +46,8 @@ ProgressOption = typer.Option(
          "seconds: done/total, rate, failures, retries, ETA) or none.")
 
 
-def open_store(workspace: Path | None, *, create: bool = True) -> Store:
-    return Store(workspace_path(workspace), create=create)
+def open_store(workspace: Path | None, *, create: bool = True, check_aside: bool = False) -> Store:
+    return Store(workspace_path(workspace), create=create, check_aside=check_aside)
 
 
 def warn_content() -> None:

@@ -46,7 +46,9 @@ def report(
     from ..paths import check_output
 
     check_output(out, folder=True)  # before the store is opened or any figure computed
-    with open_store(workspace, create=False) as store:
+    # the store's damage check runs on the other core while the report reads and analyses (it writes only
+    # its own files, after write_report has waited for the check)
+    with open_store(workspace, create=False, check_aside=True) as store:
         result = write_report(store, out, judges=judge or None, bench=bench, models=model or None,
                               resamples=resamples, seed=seed, average=average, examples_per_cell=examples,
                               empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels,

@@ -164,9 +164,14 @@ def write_report(store: Store, out_dir: str | Path, *, judges: list[str] | None 
     if resamples < 1:
         raise MijaError(f"--resamples must be at least 1, got {resamples}")
     check_output(out_dir, folder=True)
-    table, analysis, correction = _analysed(
-        store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
-        empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot)
+    try:
+        table, analysis, correction = _analysed(
+            store, judges=judges, bench=bench, models=models, resamples=resamples, seed=seed, average=average,
+            empty_as=empty_as, allow_even_vote=allow_even_vote, labels=labels, snapshot=snapshot)
+    except Exception:
+        store.wait_checked()  # a damaged file explains a failure better than the query that met it
+        raise
+    store.wait_checked()  # a damage check the command runs aside (Store's check_aside) passed: now write
     voters = table.meta["voters"]
     judges = list(voters.names)
     out = Path(out_dir)

@@ -10,7 +10,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed, Verdict
+from .health import CHECK_MARK_MARGIN_S, HealthCheck  # noqa: F401 (the margin, for callers)
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .secrets import redact, scrub_text, secret_values
 
@@ -38,39 +38,12 @@ BULK_CACHE_KIB = 262144  # page cache of a bulk write: the primary-key indexes o
 # it sorts the runs on every core and merges them (2.4-3.9 s to 1.2-1.4 s for the verdicts' response index at
 # paper scale, 2 cores); one large in-memory run (the bulk page cache) sorts on one thread only.
 INDEX_SORT_CACHE_KIB = 4096
-# Opening a store runs SQLite's quick_check (every page read: about a second per GB). Its passing is
-# remembered beside the database, keyed on the file's identity, size and times, and not repeated while
-# those are unchanged; a file written less than this many seconds before the check is not remembered.
-CHECK_MARK_MARGIN_S = 2.0
-
-
 def workspace_path(given: str | Path | None = None) -> Path:
     """The workspace folder: ``given`` (a -w option, a ``Workspace(path)``, a task parameter), else
     ``$MIJABENCH_WORKSPACE``, else ``./mijabench-workspace``; an empty value counts as not given."""
     return Path(given or os.environ.get("MIJABENCH_WORKSPACE") or DEFAULT_WORKSPACE)
 
 
-def _checked_path(db: Path) -> Path:
-    return db.with_name(db.name + ".checked")
-
-
-def _read_checked(db: Path) -> list | None:
-    try:
-        return json.loads(_checked_path(db).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_checked(db: Path, key: list) -> None:
-    """Remember a passed check (written whole, then renamed); a workspace that cannot be written to costs
-    the next command a check, never a result."""
-    path = _checked_path(db)
-    tmp = path.with_name(path.name + f".{os.getpid()}.part")
-    try:
-        tmp.write_text(json.dumps(key), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
 
 
 # the columns a response and a verdict row are written with, in the order of the tuples both write paths build
@@ -139,7 +112,8 @@ def is_blank(text: str) -> bool:
 class Store:
     """A workspace database. Open with ``Store(path)`` where path is a folder or a ``.sqlite`` file."""
 
-    def __init__(self, path: str | Path = DEFAULT_WORKSPACE, *, create: bool = True):
+    def __init__(self, path: str | Path = DEFAULT_WORKSPACE, *, create: bool = True,
+                 check_aside: bool = False):
         path = Path(path)
         self.path = path if path.suffix in (".sqlite", ".db") else path / DB_NAME
         if not self.path.exists() and not create:
@@ -155,7 +129,9 @@ class Store:
         self.conn = None
         try:
             self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._check_health()
+            # the damage check (store.health): here, or with check_aside in a thread until wait_checked()
+            # (not when opening writes: a schema to migrate, an index to build again)
+            self._health = HealthCheck(self.path, self.conn, aside=check_aside and not self._opening_writes())
             # the timeout first: a bulk write elsewhere may hold the store (``bulk``) while the log is set
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -172,46 +148,24 @@ class Store:
             self.conn.close()
             raise
 
-    def _check_health(self) -> None:
-        """Refuse a damaged file before anything reads or writes it: a page of garbage in the middle is
-        otherwise only noticed by the query that reaches it, possibly after this command has written.
-        quick_check reads every page once (about a second per GB), so a passed check is remembered while the
-        file is unchanged (``CHECK_MARK_MARGIN_S``)."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return  # a new database
-        started = time.time()
-        key, written_ns = self._file_key()
-        if key is not None and _read_checked(self.path) == key:
-            return  # checked before, and not written since
-        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
-        if rows != [("ok",)]:
-            detail = str(rows[0][0]) if rows else "no answer"
-            raise MijaError(f"{self.path}: the workspace database is damaged ({detail[:120]}); restore it "
-                            "from a copy (or export what `store export` can still read)")
-        # A file modified within the last seconds is not remembered: file times tick coarsely, so a write
-        # right after the check could leave them unchanged (git's "racily clean" problem).
-        if key is not None and started - written_ns / 1e9 > CHECK_MARK_MARGIN_S:
-            _write_checked(self.path, key)
+    def _opening_writes(self) -> bool:
+        """Whether opening will write: an older schema to migrate, or a secondary index missing."""
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return True
+        names = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        return any(statement.split()[5] not in names for statements in SECONDARY_INDEXES.values()
+                   for statement in statements)
 
-    def _file_key(self) -> tuple[list | None, int]:
-        """What changes whenever the database's bytes can have (the main file's and the WAL's device, inode,
-        size, modification and change times), and the last modification time in ns. (None, 0) when they
-        cannot be read."""
-        try:
-            main = os.stat(self.path)
-            wal = self.path.with_name(self.path.name + "-wal")
-            wal_stat = os.stat(wal) if wal.exists() else None
-        except OSError:
-            return None, 0
-        key = [main.st_dev, main.st_ino, main.st_size, main.st_mtime_ns, main.st_ctime_ns]
-        written = main.st_mtime_ns
-        if wal_stat is not None and wal_stat.st_size:  # an empty WAL is what any reader leaves
-            key += [wal_stat.st_ino, wal_stat.st_size, wal_stat.st_mtime_ns, wal_stat.st_ctime_ns]
-            written = max(written, wal_stat.st_mtime_ns)
-        return key, written
+    def wait_checked(self) -> None:
+        """Wait for a damage check run aside (``check_aside``); MijaError when it found the file damaged.
+        A command that opened the store so calls this before its first write."""
+        self._health.wait()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:
+        health = getattr(self, "_health", None)
+        if health is not None and health.thread is not None:
+            health.thread.join()  # a check still running aside: not left behind, its verdict unused
         with self._lock:
             self.conn.close()
 
