@@ -95,10 +95,7 @@ class HealthCheck:
         self.thread.start()
 
     def _run(self, conn: sqlite3.Connection) -> None:
-        try:
-            self.rows = conn.execute("PRAGMA quick_check(1)").fetchall()
-        except sqlite3.DatabaseError as exc:  # the damage, as the connection meets it
-            self.rows = [(str(exc),)]
+        self.rows = conn.execute("PRAGMA quick_check(1)").fetchall()
 
     def _aside(self) -> None:
         # a connection of its own, which only reads (not opened read-only: such a connection cannot make
@@ -110,6 +107,8 @@ class HealthCheck:
             return
         try:
             self._run(conn)
+        except sqlite3.DatabaseError as exc:  # not a database at all, say: the damage as SQLite met it
+            self.rows = [(str(exc),)]
         finally:
             conn.close()
 
