@@ -148,7 +148,7 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
     _check_judges(store, corpus.fingerprints())
     before = _counts(store)
     # into an empty store, the first report's table is made from the corpus while the verdicts are written
-    table = ImportSnapshot(store, corpus, prepared.run_id) if importsnapshot.empty(store) else None
+    first_table = ImportSnapshot(store, corpus, prepared.run_id) if importsnapshot.empty(store) else None
     store.put_run(prepared.run_id, "import", prepared.config)
     known = {m["name"] for m in store.models()}
     for model in corpus.models:  # before the responses: the table made meanwhile names their families
@@ -156,9 +156,9 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
             store.put_model(model, f"imported:{prepared.name}",
                             meta=corpus.model_meta.get(model) or {"imported_from": prepared.name})
     with collector_paused():
-        _write(store, prepared.bench, corpus, prepared.run_id, table)
-    if table is not None:
-        table.finish()  # after the last write: the snapshot is filed under the store's final state
+        _write(store, prepared.bench, corpus, prepared.run_id, first_table)
+    if first_table is not None:
+        first_table.finish()  # after the last write: the snapshot is filed under the store's final state
     read = {"rows": corpus.rows, "items": len(corpus.items), "responses": corpus.response_count,
             "verdicts": corpus.verdict_count}
     return ImportResult(prepared.name, corpus.layout, prepared.run_id, read, _added(before, _counts(store)),
@@ -195,7 +195,7 @@ def collector_paused():
 
 
 def _write(store: Store, bench: str, corpus: Corpus, run_id: str,
-           table: ImportSnapshot | None = None) -> None:
+           first_table: ImportSnapshot | None = None) -> None:
     items = list(corpus.items.values())
     for start in range(0, len(items), BATCH):
         store.put_items(items[start:start + BATCH], bench=bench)
@@ -208,8 +208,8 @@ def _write(store: Store, bench: str, corpus: Corpus, run_id: str,
             _put_new_columns(store, "responses", corpus.response_columns, lambda c: store.put_answer_columns(
                 c["id"], c["item_id"], c["model"], c["text"], IMPORT_SETTINGS, run_id),
                 not fresh["responses"], size["responses"])
-            if table is not None:
-                table.start()
+            if first_table is not None:
+                first_table.start()
             _put_new_columns(store, "verdicts", corpus.verdict_columns, lambda c: store.put_verdict_columns(
                 c["id"], c["response_id"], c["judge"], c["label"], c["raw"], c["reasoning"], c["fingerprint"],
                 run_id), not fresh["verdicts"], size["verdicts"])

@@ -93,7 +93,7 @@ class ImportSnapshot:
             selection = snapshot.selection(self.voters.names if self.voters.named else [], None, None,
                                            DEFAULT_EMPTY_RULE, False)
             snapshot.place(self.file, snapshot.snapshot_path(self.store, selection))
-        except OSError:
+        except Exception:  # the table only saves the first report a load: it never fails the import
             pass
         finally:
             self.file.unlink(missing_ok=True)

@@ -73,7 +73,7 @@ def _damage(db: Path, rows: list) -> MijaError:
 
 class HealthCheck:
     """The check of the database at ``db``, run at once on ``conn`` or, with ``aside``, in a thread on a
-    read-only connection of its own; ``wait()`` raises MijaError when it found damage."""
+    connection of its own; ``wait()`` raises MijaError when it found damage."""
 
     def __init__(self, db: Path, conn: sqlite3.Connection, aside: bool = False):
         self.db = db
