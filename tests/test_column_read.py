@@ -222,17 +222,24 @@ def test_store_facts_list_every_run_in_sqlites_order(filled):
 
 
 def test_the_judge_census_answers_what_the_index_scans_did(filled):
-    """Voters resolved from the census are those resolved from the store's own queries (one judge with two
-    configurations refused the same way), and the census's per-judge counts are GROUP BY judge's."""
-    census = table.judge_census(filled.query)
+    """Voters resolved from the census carry each judge's fingerprint as the verdicts hold it, in the order
+    named; the census's per-judge counts are GROUP BY judge's; a judge with two configurations, or one
+    without verdicts, is refused."""
+    census = voters.judge_census(filled.query)
     assert table.judge_counts(census) == [list(r) for r in filled.query(
         "SELECT judge, COUNT(*) FROM verdicts GROUP BY judge ORDER BY judge")]
     for names in (["j1"], ["j3", "j1", "j2"], ["j2", "j4", "j1"]):
-        assert resolve_voters(filled, names, census=census) == resolve_voters(filled, names)
+        resolved = resolve_voters(filled, names, census=census)
+        expected = {j: f for j, f in filled.query("SELECT DISTINCT judge, fingerprint FROM verdicts "
+                                                  "WHERE error IS NULL")}
+        assert resolved.names == tuple(names) and resolved.fingerprints == {j: expected[j] for j in names}
+        assert resolved == resolve_voters(filled, names)  # the census read here when not given
+    with pytest.raises(InputError, match="no verdicts by judge 'j9'"):
+        resolve_voters(filled, ["j9"], census=census)
     two = [r[0] for r in filled.query("SELECT id FROM responses LIMIT 2")]
     filled.put_verdicts([Verdict(response_id=response, judge="j5", label="safe", fingerprint=fingerprint)
                          for response, fingerprint in zip(two, ("a" * 16, "b" * 16), strict=True)])
-    census = table.judge_census(filled.query)
+    census = voters.judge_census(filled.query)
     for given in (census, None):
         with pytest.raises(InputError, match="2 configurations"):
             resolve_voters(filled, ["j5"], census=given)

@@ -13,7 +13,7 @@ import pytest
 
 from mijabench.errors import MijaError
 from mijabench.store import Store, core
-from mijabench.store.core import CHECK_MARK_MARGIN_S
+from mijabench.store.health import CHECK_MARK_MARGIN_S
 from test_store import _item
 
 

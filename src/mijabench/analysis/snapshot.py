@@ -5,7 +5,8 @@ At paper scale (615k responses, 1.8M verdicts) that join is most of a report's t
 are the same until the store changes. A snapshot is keyed on the store's state (``Store.state``: the
 generation every write transaction moves on, and the last rowids) and on the selection (voters, benchmark,
 models, empty-reply rule), so any write by mijabench - a judge run, an import, a new model - makes the next
-report load from SQLite and write a fresh snapshot. Rows changed by another tool without a mijabench write
+report load from SQLite and write a fresh snapshot (an import into an empty store leaves one of its own:
+``sources.importsnapshot``). Rows changed by another tool without a mijabench write
 (an UPDATE in the sqlite3 shell) are not seen: delete the ``.judged`` folder beside the database, or call
 ``load_judged`` without ``snapshot``.
 """

@@ -29,7 +29,7 @@ from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
 from .columnread import aside, response_columns
 from .variants import variant_labels
-from .voters import Voters, resolve_voters
+from .voters import Voters, judge_census, resolve_voters
 
 UNJUDGED = "unjudged"
 LABEL_CATEGORIES = (SAFE, HARMFUL, UNPARSED, UNJUDGED)
@@ -337,14 +337,6 @@ def _store_facts(query) -> tuple[list[tuple], tuple[str, ...]]:
     return [row[:5] for row in rows], tuple(sorted(runs))
 
 
-def judge_census(query) -> list[tuple[str, str, int]]:
-    """(judge, fingerprint, verdicts) for every pair in the store, from the (judge, fingerprint) index alone:
-    the voters' checks and the report's verdict counts are both answered from it (three scans of that index
-    before, 0.4 s at paper scale)."""
-    return [tuple(row) for row in query("SELECT judge, fingerprint, COUNT(*) FROM verdicts "
-                                        "GROUP BY judge, fingerprint ORDER BY judge, fingerprint")]
-
-
 def judge_counts(census: list[tuple[str, str, int]]) -> list[list]:
     """[judge, verdicts] per judge, in judge order (for the report's list of judges)."""
     counts: dict[str, int] = {}
@@ -359,9 +351,7 @@ def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_ev
     table = snap.read(path)
     if table is None:
         table = load_judged(store, judges, bench, models, empty_as=empty_as, allow_even_vote=allow_even_vote)
-        wait = getattr(store, "wait_checked", None)
-        if wait is not None:  # a damage check running aside must pass before a table read here is kept
-            wait()
+        store.wait_checked()  # a damage check running aside must pass before a table read here is kept
         snap.write(path, table)
     return snap.as_asked(table, judges)
 

@@ -51,12 +51,10 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
     """The voting judges for the responses picked by ``selection`` (an SQL condition on ``r``, the responses
     table, and its arguments). Raises InputError (exit 2) on an unknown judge, an unnamed choice among
     several judges, an even vote (unless ``allow_even``) and a judge whose verdicts mix fingerprints.
-    ``census``: the store's (judge, fingerprint, verdicts) rows (``table.judge_census``) when the caller has
-    them, so the index is not read again."""
+    ``census``: the store's ``judge_census`` when the caller has it, so the index is not read again."""
     if census is None:
-        known = sorted(r[0] for r in store.query("SELECT DISTINCT judge FROM verdicts"))
-    else:
-        known = sorted({judge for judge, _, _ in census})
+        census = judge_census(store.query)
+    known = sorted({judge for judge, _, _ in census})
     names = list(dict.fromkeys(judges or []))
     named = bool(names)
     if names:
@@ -97,21 +95,23 @@ def resolve_voters(store, judges: Sequence[str] | None, *, selection: tuple[str,
     return Voters(tuple(names), fingerprints, named)
 
 
+def judge_census(query) -> list[tuple[str, str, int]]:
+    """(judge, fingerprint, verdicts) for every pair in the store, from the (judge, fingerprint) index alone:
+    the voters' checks and the report's verdict counts are both answered from it (three scans of that index
+    before, 0.4 s at paper scale)."""
+    return [tuple(row) for row in query("SELECT judge, fingerprint, COUNT(*) FROM verdicts "
+                                        "GROUP BY judge, fingerprint ORDER BY judge, fingerprint")]
+
+
 def _single_configurations(store, names: Sequence[str], join: str, also: str, args: list,
-                           census: Sequence[tuple[str, str, int]] | None = None
-                           ) -> list[tuple[str, str, int]] | None:
+                           census: Sequence[tuple[str, str, int]]) -> list[tuple[str, str, int]] | None:
     """(judge, fingerprint, verdicts) for each of ``names`` with a verdict without error in the selection
     (``join`` and ``also``, as in ``resolve_voters``), when each of them has verdicts of a single fingerprint
     in the whole store; None otherwise. The fingerprints come from the (judge, fingerprint) index alone:
     counting the verdicts without error reads every verdict (a second of a cold report at paper scale) and
     is needed only when a judge mixes configurations. The counts are of the whole store, errors included."""
-    if census is None:
-        marks = ",".join("?" * len(names))
-        rows = store.query(f"SELECT judge, fingerprint, COUNT(*) FROM verdicts WHERE judge IN ({marks}) "
-                           "GROUP BY judge, fingerprint ORDER BY judge", list(names))
-    else:
-        wanted = set(names)
-        rows = sorted((row for row in census if row[0] in wanted), key=lambda row: row[0])
+    wanted = set(names)
+    rows = [row for row in census if row[0] in wanted]  # the census is in judge order
     if len({judge for judge, _, _ in rows}) < len(rows):
         return None
     return [row for row in rows if store.query(

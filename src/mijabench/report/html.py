@@ -97,7 +97,11 @@ def diverging(value: float, limit: float) -> tuple[str, str]:
     end = NEGATIVE if t < 0 else POSITIVE
     rgb = tuple(round(m + abs(t) * (e - m)) for m, e in zip(MIDDLE, end, strict=True))
     luminance = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
-    return "#{:02x}{:02x}{:02x}".format(*rgb), "#000000" if luminance > 140 else "#ffffff"
+    return hex_colour(rgb), "#000000" if luminance > 140 else "#ffffff"
+
+
+def hex_colour(rgb: tuple[int, ...]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 class ColourClasses:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..analysis import Analysis, Frame
-from .html import MIDDLE, NEGATIVE, POSITIVE, diverging
+from .html import MIDDLE, NEGATIVE, POSITIVE, diverging, hex_colour
 from .svg import (
     SERIES,
     Canvas,
@@ -30,10 +30,6 @@ __all__ = ["all_plots", "disparity_plot", "heatmap", "model_strategy", "rate_bar
 SIZE = 11.0  # labels and ticks, px
 TITLE_SIZE = 13.0
 PERCENT_TICKS = [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
-
-
-def _hex(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _title(canvas: Canvas, centre: float, text: str) -> None:
@@ -95,7 +91,8 @@ def heatmap(dev: Frame, language: str, models: list[str], groups: list[str], lim
         x, y = left + (j + 0.5) * cell_w, top + grid_h + 8
         canvas.text(x, y, group, SIZE, anchor="end", rotate=-45)
     # the colour bar: +limit at the top, as the cells' scale
-    fill = canvas.gradient("scale", [(0.0, _hex(POSITIVE)), (0.5, _hex(MIDDLE)), (1.0, _hex(NEGATIVE))])
+    stops = [(0.0, hex_colour(POSITIVE)), (0.5, hex_colour(MIDDLE)), (1.0, hex_colour(NEGATIVE))]
+    fill = canvas.gradient("scale", stops)
     canvas.rect(bar_x, top, bar_w, grid_h, fill, stroke="#999999")
     axis = ValueAxis(-limit_pts, limit_pts, top + grid_h, top)
     for tick in ticks:

@@ -55,8 +55,7 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
 
 
 def tick_label(value: float) -> str:
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text.replace("-", "\u2212")
+    return fmt(value).replace("-", "\u2212")  # a typographic minus
 
 
 def _attrs(attrs: dict) -> str:

@@ -23,10 +23,9 @@ from ..integrations.inspect.logfiles import is_inspect_source
 from ..paths import sha256_file
 from ..records import stable_id
 from ..store import Store
-from . import importsnapshot
 from .corpus import IMPORT_SETTINGS, Corpus, read_corpus
 from .corpuscols import parse_overrides
-from .importsnapshot import ImportSnapshot
+from .importsnapshot import ImportSnapshot, empty_store
 from .storeexport import EXPORT_TABLES, StoreExport, is_store_export, read_store_export
 from .tables import open_table, rows_of
 
@@ -148,7 +147,7 @@ def write_import(store: Store, prepared: PreparedImport) -> ImportResult:
     _check_judges(store, corpus.fingerprints())
     before = _counts(store)
     # into an empty store, the first report's table is made from the corpus while the verdicts are written
-    first_table = ImportSnapshot(store, corpus, prepared.run_id) if importsnapshot.empty(store) else None
+    first_table = ImportSnapshot(store, corpus, prepared.run_id) if empty_store(store) else None
     store.put_run(prepared.run_id, "import", prepared.config)
     known = {m["name"] for m in store.models()}
     for model in corpus.models:  # before the responses: the table made meanwhile names their families

@@ -30,7 +30,7 @@ from .digests import Deferred
 VOTE_DIGIT = {"safe": 0, "harmful": 1, "unparsed": 2}  # the order of a table's n_safe, n_harmful, n_unparsed
 
 
-def empty(store: Store) -> bool:
+def empty_store(store: Store) -> bool:
     """Whether the store holds no item, response or verdict: an import's table is then the whole table."""
     return not store.query("SELECT (SELECT 1 FROM items LIMIT 1) OR (SELECT 1 FROM responses LIMIT 1) "
                            "OR (SELECT 1 FROM verdicts LIMIT 1)")[0][0]

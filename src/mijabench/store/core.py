@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import MijaError
 from ..records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed, Verdict
-from .health import CHECK_MARK_MARGIN_S, HealthCheck  # noqa: F401 (the margin, for callers)
+from .health import HealthCheck
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .secrets import redact, scrub_text, secret_values
 
