@@ -22,7 +22,6 @@ pytest.importorskip("selenium")
 uvicorn = pytest.importorskip("uvicorn")
 
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from conftest import headless_chromium  # noqa: E402
@@ -68,7 +67,24 @@ def browser():
 def _click_and_wait(driver, element) -> None:
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 15).until(lambda _: _gone(page))
+
+
+def _gone(element) -> bool:
+    """Whether ``element`` left the document (the next page replaced it). Chromium answers a query on a
+    node of the page being replaced either as a stale element or, mid-navigation, with "Node with given id
+    does not belong to the document"; both mean it is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def test_label_skip_reload_export_and_nothing_runs(server, browser, tmp_path):
