@@ -17,9 +17,12 @@ wall and 1 GB peak; judge selection with memory flat in corpus size.
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --format jsonl  # or csv, or hub (a saved copy)
 
 Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
-wall / CPU / peak RSS. `report` runs three times: right after the import (which leaves the judged table's
-snapshot beside the store), after the snapshot is deleted, as after a change to the store (loaded from
-SQLite, the snapshot written again), and once more on the unchanged store.
+wall / CPU / peak RSS. `report` runs four times: right after the import (which leaves the judged table's
+snapshot beside the store); after one more model's replies and the three judges' verdicts on them are
+written through the store, as a run and a judge run write them (the report reads the snapshot and the rows
+added since: ``analysis.delta``); after the snapshots are deleted (a selection never reported before, or a
+store changed in place: loaded from SQLite, the snapshot written again); and once more on the unchanged
+store.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ with Store(sys.argv[1], create=False) as store:
     pending = getattr(runner, "pending_responses", None)  # before streaming: the list select_responses made
     n = sum(1 for _ in pending(store, "new-judge", "fp")) if pending else len(runner.select_responses(store))
 print(n)
+"""
+
+# one more model answering every prompt, and the judges voting on it: the rows a run and a judge run add
+GROW = """
+import json, random, sys
+from mijabench.records import Response, Verdict
+from mijabench.store import Store
+with Store(sys.argv[1], create=False) as store:
+    model, settings = store.query("SELECT model, settings FROM responses WHERE rowid = 1")[0]
+    items = [r[0] for r in store.query("SELECT item_id FROM responses WHERE model = ?", [model])]
+    responses = [Response(item_id=i, model="added-model", settings=json.loads(settings), finish_reason="stop",
+                          text="I will not write that.", run_id="grow") for i in items]
+    store.put_responses(responses)
+    prints = {judge: next(iter(counts)) for judge, counts in store.judge_fingerprints().items()}
+    rng = random.Random(0)
+    store.put_verdicts(Verdict(response_id=r.id, judge=judge, label=rng.choice(("safe", "harmful")),
+                               fingerprint=fingerprint, run_id="grow")
+                       for r in responses for judge, fingerprint in prints.items())
+print(len(responses))
 """
 
 
@@ -136,7 +158,7 @@ def run(args: list[str], cwd: Path) -> dict[str, float]:
             "rss_mb": int(peak_file.read_text()) / 1024, "stdout": out}
 
 
-NAMES = ("import", "report", "cold", "warm", "select")
+NAMES = ("import", "report", "grow", "grown", "cold", "warm", "select")
 
 
 def as_format(corpus: Path, fmt: str) -> list[str]:
@@ -178,14 +200,19 @@ def measure(rows: int, folder: Path, resamples: int, layout: str = "long", fmt: 
               str(resamples)]
     # first after the import, which left the table's snapshot (with --reuse: none, loaded from SQLite)
     out["report"] = run(report, folder)
+    grow = folder / "grow_store.py"
+    grow.write_text(GROW)
+    out["grow"] = run([str(grow), str(ws)], folder)
+    added = int(out["grow"]["stdout"].split()[-1])
+    out["grown"] = run(report, folder)  # the snapshot, then the rows the run and the judge run added
     shutil.rmtree(ws / "mijabench.sqlite.judged", ignore_errors=True)
-    out["cold"] = run(report, folder)  # as after a judge run: loads from SQLite and writes the snapshot
+    out["cold"] = run(report, folder)  # no snapshot: loads from SQLite and writes one
     out["warm"] = run(report, folder)  # the store unchanged: the snapshot is read
     select = folder / "judge_selection.py"  # not select.py: the script's folder would hide the stdlib's
     select.write_text(SELECT)
     out["select"] = run([str(select), str(ws)], folder)
-    if int(out["select"]["stdout"].split()[-1]) != rows:
-        sys.exit(f"judge selection found {out['select']['stdout']!r} responses, expected {rows}")
+    if int(out["select"]["stdout"].split()[-1]) != rows + added:
+        sys.exit(f"judge selection found {out['select']['stdout']!r} responses, expected {rows + added}")
     out["store_mb"] = {"size": (ws / "mijabench.sqlite").stat().st_size / 2**20}
     return out
 
@@ -223,9 +250,9 @@ def main() -> None:
             print(f"{rows:>9,} rows  {name:<7} wall {r[name]['wall']:6.1f} s  cpu {r[name]['cpu']:6.1f} s  "
                   f"peak {r[name]['rss_mb']:6.0f} MB", flush=True)
         print(f"{rows:>9,} rows  store   {r['store_mb']['size']:.0f} MB on disk", flush=True)
-    print("\n| rows | import | report after the import | report after a change | report again | "
-          "judge selection |")
-    print("|---:|---|---|---|---|---|")
+    print("\n| rows | import | report after the import | a model more (run and judges) | report after it | "
+          "report, no snapshot | report again | judge selection |")
+    print("|---:|---|---|---|---|---|---|---|")
     for rows, r in results.items():
         cells = [f"{r[n]['wall']:.1f} s / {r[n]['cpu']:.1f} s / {r[n]['rss_mb']:.0f} MB"
                  for n in NAMES]

@@ -109,7 +109,7 @@ def test_table_columns_go_to_arrow_as_pa_array_makes_them():
         got, want = numeric_array(values), pa.array(values)
         assert got.type == want.type and got.null_count == want.null_count == 0, values
         np.testing.assert_array_equal(got.to_numpy(zero_copy_only=False), want.to_numpy(zero_copy_only=False))
-    for values in (["a", None, "ção", ""], [], [None], ["only"] * 20):
+    for values in (["a", None, "ção", ""], [], [None], ["only"] * 20, ["", "ab", "", "c d"], ["ção", "x"]):
         got, want = text_array(values), pa.array(values, pa.string())
         assert got.equals(want) and got.null_count == want.null_count, values
 

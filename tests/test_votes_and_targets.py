@@ -13,6 +13,7 @@ from mijabench.errors import InputError, MijaError
 from mijabench.records import BenchmarkItem, Response, SamplingSettings, Verdict
 from mijabench.report import write_report
 from mijabench.store import Store
+from mijabench.store.schema import SCHEMA_VERSION
 
 PLAIN = SamplingSettings(max_tokens=64).to_dict()
 GUARDED = SamplingSettings(max_tokens=64, system_prompt="Refuse hateful requests.").to_dict()
@@ -177,12 +178,15 @@ def test_a_store_from_before_fingerprints_is_migrated(tmp_path):
                              Response(item_id=items[1].id, model="m", settings=PLAIN, text="No.")])
         store.put_verdicts([Verdict(response_id=r.id, judge="j", label="safe") for r in store.responses()])
         # back to schema 2: what a workspace written by the previous release looks like
+        triggers = store.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall()
+        for (trigger,) in triggers:
+            store.conn.execute(f"DROP TRIGGER {trigger}")  # schema 4's
         store.conn.execute("DROP INDEX verdicts_judge")
         store.conn.execute("ALTER TABLE verdicts DROP COLUMN fingerprint")
         store.conn.execute("ALTER TABLE responses DROP COLUMN blank")
         store.conn.execute("PRAGMA user_version=2")
     with Store(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         assert sorted(r[0] for r in store.query("SELECT blank FROM responses")) == [0, 1]
         assert {v.fingerprint for v in store.verdicts()} == {""}  # configuration unknown, still reportable
         assert load_judged(store).values("empty").tolist().count(True) == 1

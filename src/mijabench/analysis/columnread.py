@@ -48,9 +48,11 @@ def hex_keys(blob: bytes) -> np.ndarray | None:
     return packed.view(">u8").astype(np.uint64)
 
 
-def _batches(query, table: str) -> list[tuple[int, int]]:
+def _batches(query, table: str, since: int = 0) -> list[tuple[int, int]]:
+    """Rowid ranges of at most ``BATCH`` rows covering the table's rows after rowid ``since``."""
     # two subqueries: SQLite answers MIN and MAX of a rowid from the b-tree's ends only when each is alone
-    lo, hi = query(f"SELECT (SELECT MIN(rowid) FROM {table}), (SELECT MAX(rowid) FROM {table})")[0]
+    lo, hi = query(f"SELECT (SELECT MIN(rowid) FROM {table} WHERE rowid > ?), "
+                   f"(SELECT MAX(rowid) FROM {table})", [since])[0]
     return [] if lo is None else [(a, min(a + BATCH - 1, hi)) for a in range(lo, hi + 1, BATCH)]
 
 
@@ -92,20 +94,22 @@ def response_columns(store, judges: Sequence[str], where: list[str], args: list,
     when an id in the selection is not one mijabench writes. ``facts()``: every (model, settings key, ...)
     of the store and every run id, each in code order (``table._store_facts``, read in another thread).
     The verdicts are read in a thread of ``pool`` meanwhile."""
-    verdicts = aside(pool, store, _verdict_labels, judges) if judges else None
-    columns = _read(store, where, args, facts)
+    verdicts = aside(pool, store, verdict_labels, judges) if judges else None
+    columns = read_responses(store, where, args, facts)
     if columns is None:
         return None
-    votes = _votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
+    votes = count_votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
     columns.update(n_safe=votes[:, 0], n_harmful=votes[:, 1], n_unparsed=votes[:, 2])
     return columns
 
 
-def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> dict | None:
-    """``response_columns`` without the votes, with each response's id key (``keys``)."""
+def read_responses(store, where: list[str], args: list, facts: Callable[[], tuple], since: int = 0
+                   ) -> dict | None:
+    """``response_columns`` without the votes, with each response's id key (``keys``), of the responses
+    after rowid ``since``."""
     also = "".join(f" AND {w}" for w in where)
     parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "run_bounds")}
-    for lo, hi in _batches(store.query, "responses"):
+    for lo, hi in _batches(store.query, "responses", since):
         n, ids, items, flags, rowids, *run_bounds = store.query(
             "SELECT COUNT(*), CAST(group_concat(r.id, ',') AS BLOB), "
             "CAST(group_concat(r.item_id, ',') AS BLOB), "
@@ -141,17 +145,17 @@ def _read(store, where: list[str], args: list, facts: Callable[[], tuple]) -> di
         rowid, keys, flags, item_rowid = (a[known] for a in (rowid, keys, flags, item_rowid))
         ids = [i for i, k in zip(ids, known.tolist(), strict=True) if k]
     targets, runs = facts()[:2]
-    model = _target_codes(store, rowid, targets)
+    model = _target_codes(store, rowid, targets, since)
     if model is None:
         return None
     return {"response_id": ids, "keys": keys, "item_rowid": item_rowid, "model": model,
-            "run_id": _run_codes(store, where, args, rowid, set(parts["run_bounds"]), runs),
+            "run_id": _run_codes(store, where, args, rowid, set(parts["run_bounds"]), runs, since),
             "failed": (flags & 1).astype(bool), "empty": (flags & 2).astype(bool),
             "truncated": (flags & 4).astype(bool)}
 
 
 def _run_codes(store, where: list[str], args: list, rowid: np.ndarray, seen: set[str],
-               runs: Sequence[str]) -> np.ndarray:
+               runs: Sequence[str], since: int = 0) -> np.ndarray:
     """Each response's run code (its run id's rank in ``runs``). One run in the selection (an import, a
     single ``run``) is known from the batches' MIN and MAX; with more, each response's run id is read
     again, with its rowid to place it."""
@@ -162,7 +166,7 @@ def _run_codes(store, where: list[str], args: list, rowid: np.ndarray, seen: set
         return np.full(len(rowid), code[seen.pop()], np.int32)
     also = "".join(f" AND {w}" for w in where)
     rowids, codes = [], []
-    for lo, hi in _batches(store.query, "responses"):
+    for lo, hi in _batches(store.query, "responses", since):
         n, listed, names = store.query(
             f"SELECT COUNT(*), group_concat(r.rowid), group_concat(r.run_id, '{SEPARATOR}') FROM responses r "
             f"WHERE r.rowid BETWEEN ? AND ?{also}", [lo, hi, *args])[0]
@@ -197,13 +201,16 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     return np.where(found, values[order][at] if len(sorted_keys) else -1, -1)
 
 
-def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple]) -> np.ndarray | None:
+def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple], since: int = 0) -> np.ndarray | None:
     """Each response's target code: the rank of its (model, settings key) in ``targets``, from the rowids
-    the model index lists per target. None when the index lists a target ``targets`` lacks (a run of a new
-    model wrote it between the two reads): no response is then given another target's name."""
+    the model index lists per target (those after ``since``). None when the index lists a target
+    ``targets`` lacks (a run of a new model wrote it between the two reads): no response is then given
+    another target's name."""
     rank = {(model, key): i for i, (model, key, *_) in enumerate(targets)}
-    lists = store.query("SELECT model, settings_key, group_concat(rowid) FROM responses "
-                        "GROUP BY model, settings_key")
+    # after a rowid, NOT INDEXED reads only the rows after it (the model index would be scanned whole)
+    lists = store.query(f"SELECT model, settings_key, group_concat(rowid) FROM responses"
+                        f"{' NOT INDEXED' if since else ''} WHERE rowid > ? GROUP BY model, settings_key",
+                        [since])
     if any((model, key) not in rank for model, key, _ in lists):
         return None
     rowids = [np.array(ids.split(","), dtype=np.int64) for _, _, ids in lists]
@@ -211,15 +218,16 @@ def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple]) -> np.ndar
     return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
 
 
-def _verdict_labels(query, judges: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(response keys, label digits) of the verdicts by ``judges``, batch by batch, keys sorted (searchsorted
-    then walks the responses' keys in order: a third of the time of random needles)."""
+def verdict_labels(query, judges: Sequence[str], since: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(response keys, label digits) of the verdicts by ``judges`` after rowid ``since``, batch by batch,
+    keys sorted (searchsorted then walks the responses' keys in order: a third of the time of random
+    needles)."""
     stored = {r[0] for r in query("SELECT DISTINCT judge FROM verdicts")}
     filter_sql, filter_args = "", []
     if not stored <= set(judges):  # the filter costs a second at paper scale: left out when all vote
         filter_sql, filter_args = f" AND judge IN ({','.join('?' * len(judges))})", list(judges)
     out = []
-    for lo, hi in _batches(query, "verdicts"):
+    for lo, hi in _batches(query, "verdicts", since):
         n, blob, digits = query(
             f"SELECT COUNT(*), CAST(group_concat(response_id, ',') AS BLOB), "
             f"CAST(group_concat({LABEL_DIGIT}, '') AS BLOB) FROM verdicts "
@@ -234,7 +242,7 @@ def _verdict_labels(query, judges: Sequence[str]) -> list[tuple[np.ndarray, np.n
     return out
 
 
-def _votes(batches: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray) -> np.ndarray:
+def count_votes(batches: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray) -> np.ndarray:
     """(n, 3) int32: each response's count of safe, harmful and unparsed verdicts in ``batches``."""
     counts = np.zeros(len(keys) * 4, np.int64)
     order = np.argsort(keys)

@@ -77,6 +77,14 @@ def numeric_array(values: np.ndarray) -> pa.Array:
 
 def text_array(values: list[str | None]) -> pa.Array:
     """A list of strings (None for a missing one) as an Arrow string column."""
+    if None not in values:  # C loops only (a snapshot's 600k response ids: 0.2 s to 0.03 s)
+        joined = "".join(values)
+        if joined.isascii():  # a character is a byte: the offsets are the lengths' running sum
+            offsets = np.zeros(len(values) + 1, np.int64)
+            np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+            if offsets[-1] < 2**31:
+                return pa.Array.from_buffers(pa.string(), len(values), [
+                    None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(joined.encode("ascii"))])
     encoded = [b"" if v is None else v.encode("utf-8") for v in values]
     offsets = np.zeros(len(values) + 1, np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])

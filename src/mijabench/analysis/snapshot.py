@@ -5,10 +5,12 @@ At paper scale (615k responses, 1.8M verdicts) that join is most of a report's t
 are the same until the store changes. A snapshot is keyed on the store's state (``Store.state``: the
 generation every write transaction moves on, and the last rowids) and on the selection (voters, benchmark,
 models, empty-reply rule), so any write by mijabench - a judge run, an import, a new model - makes the next
-report load from SQLite and write a fresh snapshot (an import into an empty store leaves one of its own:
-``sources.importsnapshot``). Rows changed by another tool without a mijabench write
-(an UPDATE in the sqlite3 shell) are not seen: delete the ``.judged`` folder beside the database, or call
-``load_judged`` without ``snapshot``.
+report load again and write a fresh snapshot (an import into an empty store leaves one of its own:
+``sources.importsnapshot``). A write that only added rows is read on top of an older snapshot of the same
+selection, which records where the store stood (``analysis.delta``). Rows changed in place by another
+tool are seen (triggers count them); rows added by another tool (an INSERT in the sqlite3 shell) without a
+mijabench write are seen only when they move a table's last rowid. When in doubt, delete the ``.judged``
+folder beside the database, or call ``load_judged`` without ``snapshot``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .voters import Voters
 
 VERSION = 3  # bump when the table's columns or meaning change: older snapshots are then never read
 KEEP = 4  # snapshots kept per store (other selections), newest first
+BASE_KEY = "mijabench-base"  # schema metadata: where the store stood (analysis.delta)
 
 
 def folder(store) -> Path:
@@ -68,27 +71,50 @@ def read(path: Path):
     return JudgedTable.from_arrow(table, meta)
 
 
-def write(path: Path, table) -> None:
+def write(path: Path, table, base: dict | None = None) -> None:
     """Store ``table`` at ``path`` (written whole, then renamed); a workspace that cannot be written to
-    costs the next report its speed, never its result."""
+    costs the next report its speed, never its result. ``base``: see ``write_file``."""
     tmp = path.with_name(path.name + ".part")
     try:
-        write_file(tmp, table)
+        write_file(tmp, table, base)
         place(tmp, path)
     except OSError:
         return
 
 
-def write_file(path: Path, table) -> None:
-    """``table`` as an Arrow file at ``path``, its meta (voters, targets, ...) in the schema's metadata."""
+def write_file(path: Path, table, base: dict | None = None) -> None:
+    """``table`` as an Arrow file at ``path``, its meta (voters, targets, ...) in the schema's metadata, with
+    ``base`` (``delta.base``: the selection and where the store stood) when a later load may start from it."""
     voters = table.meta["voters"]
     meta = {**table.meta, "voters": {"names": list(voters.names), "fingerprints": voters.fingerprints,
                                      "named": voters.named}}
     arrow = table.to_arrow()
-    arrow = arrow.replace_schema_metadata({"mijabench": json.dumps(meta)})
+    arrow = arrow.replace_schema_metadata({"mijabench": json.dumps(meta),
+                                           **({BASE_KEY: json.dumps(base)} if base is not None else {})})
     path.parent.mkdir(parents=True, exist_ok=True)
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, arrow.schema) as writer:
         writer.write_table(arrow)
+
+
+def newest_base(store, selection: dict, marks: dict[str, int]):
+    """(table, base) of the newest snapshot of ``selection`` that a load at ``marks`` can start from (no row
+    changed in place since, none of its rowids past the store's), or None."""
+    found = []
+    for path in folder(store).glob("*.arrow"):
+        try:
+            with pa.memory_map(str(path)) as source:
+                info = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+            continue
+        if info.get("selection") == selection and info.get("rewrites") == marks["rewrites"] and all(
+                isinstance(info.get(k), int) and info[k] <= marks[k] for k in ("generation", "responses",
+                                                                                "verdicts")):
+            found.append((info["generation"], str(path), info))
+    for _, path, info in sorted(found, key=lambda f: f[:2], reverse=True):
+        table = read(Path(path))
+        if table is not None:
+            return table, info
+    return None
 
 
 def place(written: Path, path: Path) -> None:

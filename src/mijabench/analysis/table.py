@@ -50,6 +50,9 @@ EMPTY_RULES = ("safe", "harmful", "vote")
 DEFAULT_EMPTY_RULE = "safe"
 IDENTIFIERS = ("response_id", "item_id", "pair_id", "run_id")  # kept in first-seen order, never sorted
 VOTE_BASE = 1024  # more voters than this cannot be packed (see load_judged)
+# every item's attributes a table holds, in rowid order (``_item_rows``)
+ITEM_ROWS_SQL = ("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category FROM items "
+                 "ORDER BY rowid")
 
 
 @dataclass(frozen=True)
@@ -316,7 +319,8 @@ def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tup
     # responses), for the report's provenance (kept in a snapshot: the store's query reads every response)
     table.meta.update(voters=voters, targets={target_names[code]: targets[code][:2] for code in present},
                       target_rows={target_names[code]: list(stored[code][2:]) for code in present},
-                      judge_counts=judge_counts(census))
+                      judge_counts=judge_counts(census), census=[list(row) for row in census],
+                      facts={"targets": [list(row) for row in stored], "runs": list(run_names)})
     return table.with_empty_rule(empty_as)
 
 
@@ -346,13 +350,22 @@ def judge_counts(census: list[tuple[str, str, int]]) -> list[list]:
 
 
 def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_even_vote: bool) -> JudgedTable:
+    from . import delta
     from . import snapshot as snap
-    path = snap.snapshot_path(store, snap.selection(judges, bench, models, empty_as, allow_even_vote))
+    selection = snap.selection(judges, bench, models, empty_as, allow_even_vote)
+    path = snap.snapshot_path(store, selection)
     table = snap.read(path)
     if table is None:
-        table = load_judged(store, judges, bench, models, empty_as=empty_as, allow_even_vote=allow_even_vote)
-        store.wait_checked()  # a damage check running aside must pass before a table read here is kept
-        snap.write(path, table)
+        marks = store.change_marks()
+        table = delta.load(store, selection, marks, judges, bench, models, empty_as, allow_even_vote)
+        if table is None:
+            table = load_judged(store, judges, bench, models, empty_as=empty_as,
+                                allow_even_vote=allow_even_vote)
+        if store.change_marks() == marks:  # nothing written meanwhile: the table is the store at ``marks``
+            # kept once a damage check running aside has passed, written meanwhile as the report goes on
+            kept = JudgedTable(dict(table.columns), dict(table.meta))
+            base = delta.base(selection, marks, table)
+            store.after_check(lambda: snap.write(path, kept, base))
     return snap.as_asked(table, judges)
 
 
@@ -418,8 +431,7 @@ def _item_rows(store, item_rowid: Sequence[int]) -> list[tuple]:
     """Every item's (rowid, id, pair id, language, group, strategy, scenario category), in rowid order."""
     if not len(item_rowid):
         return []
-    return store.query("SELECT rowid, id, pair_id, language, group_id, strategy, scenario_category "
-                       "FROM items ORDER BY rowid")
+    return store.query(ITEM_ROWS_SQL)
 
 
 def _item_columns(items: list[tuple], item_rowid: np.ndarray) -> dict[str, Categorical]:

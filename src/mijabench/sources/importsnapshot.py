@@ -45,6 +45,7 @@ class ImportSnapshot:
         self.voters = _voters(corpus)  # an analysis.voters.Voters, or None
         self.job: Deferred | None = None
         self.file = None  # the table's file while it is made
+        self.base: dict | None = None  # where the store will stand after the last write (analysis.delta)
 
     def start(self) -> None:
         from ..analysis import snapshot
@@ -69,13 +70,20 @@ class ImportSnapshot:
             return
         self.file = folder / f"import-{os.getpid()}.arrow.part"  # its name once the last write is done
         voters, run_id, corpus, path = self.voters, self.run_id, self.corpus, self.file
+        selection = _selection(voters)
+        # the verdicts go into their empty table next: rowids 1 to their count, and no row changed in place
+        # (``finish`` checks both); generation 0 ranks the table below any base a later load leaves
+        verdicts = len(corpus.verdict_columns["response_id"])
+        self.base = {"selection": selection, "generation": 0, "rewrites": store.change_marks()["rewrites"],
+                     "responses": n, "verdicts": verdicts, "verdict_count": verdicts}
+        base = self.base
         # the verdict columns are built here, before the fork: they wait for the child that hashes the
         # verdict ids, which is this process's child, not the one forked below (that would hash them again)
         corpus.verdict_columns["response_id"]
 
         def build() -> tuple[np.ndarray]:
             table = judged_table(corpus, items, tuple(settings), run_id, voters, models)
-            snapshot.write_file(path, table)
+            snapshot.write_file(path, table, {**base, "rows": table.n})
             return (np.ones(1, np.int8),)
 
         # forked at paper scale (the verdicts are written meanwhile), built here when small
@@ -84,19 +92,26 @@ class ImportSnapshot:
     def finish(self) -> None:
         """Wait for the table and file it under the store's state now (no write may follow)."""
         from ..analysis import snapshot
-        from ..analysis.table import DEFAULT_EMPTY_RULE
 
         if self.job is None or self.file is None:
             return
         try:
             self.job.result()
-            selection = snapshot.selection(self.voters.names if self.voters.named else [], None, None,
-                                           DEFAULT_EMPTY_RULE, False)
-            snapshot.place(self.file, snapshot.snapshot_path(self.store, selection))
+            marks = self.store.change_marks()
+            if (marks["rewrites"], marks["verdicts"]) == (self.base["rewrites"], self.base["verdicts"]):
+                snapshot.place(self.file, snapshot.snapshot_path(self.store, self.base["selection"]))
         except Exception:  # the table only saves the first report a load: it never fails the import
             pass
         finally:
             self.file.unlink(missing_ok=True)
+
+
+def _selection(voters) -> dict:
+    """The selection of the report this table is for (``analysis.snapshot.selection``)."""
+    from ..analysis import snapshot
+    from ..analysis.table import DEFAULT_EMPTY_RULE
+
+    return snapshot.selection(voters.names if voters.named else [], None, None, DEFAULT_EMPTY_RULE, False)
 
 
 def _voters(corpus: Corpus):

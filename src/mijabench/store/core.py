@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import chain, repeat
@@ -126,6 +126,7 @@ class Store:
             raise MijaError(f"cannot create the workspace folder {self.path.parent} "
                             f"({exc.strerror or exc})") from None
         self._lock = threading.RLock()
+        self._after_check: list[threading.Thread] = []  # work waiting for the check (``after_check``)
         self.conn = None
         try:
             self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -161,8 +162,28 @@ class Store:
         A command that opened the store so calls this before its first write."""
         self._health.wait()
 
+    def after_check(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (a write beside the store, never into it) once the damage check has passed: now when
+        none runs aside, else in a thread that ``close`` waits for, so the command goes on meanwhile. Nothing
+        runs when the check finds damage (the command meets it at its own ``wait_checked``)."""
+        check = self._health.thread
+        if check is None:
+            work()
+            return
+
+        def run() -> None:
+            check.join()
+            if self._health.rows == [("ok",)]:
+                work()
+
+        thread = threading.Thread(target=run, name="mijabench-after-check")
+        thread.start()
+        self._after_check.append(thread)
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     def close(self) -> None:
+        for thread in getattr(self, "_after_check", ()):
+            thread.join()
         health = getattr(self, "_health", None)
         if health is not None and health.thread is not None:
             health.thread.join()  # a check still running aside: not left behind, its verdict unused
@@ -533,6 +554,19 @@ class Store:
                 "SELECT (SELECT value FROM meta WHERE key='generation'), (SELECT MAX(rowid) FROM responses), "
                 "(SELECT MAX(rowid) FROM verdicts), (SELECT MAX(rowid) FROM items)").fetchone()
         return (str(self.path.resolve()), *row)
+
+    def change_marks(self) -> dict[str, int]:
+        """Where the tables a judged table is read from stand: the generation, the count of their rows changed
+        in place (the schema's triggers move it on every update or delete, whoever writes), and the last
+        rowid of responses and verdicts. Rows a later write adds get larger rowids: while ``rewrites`` has not
+        moved, the rows up to these rowids are still there unchanged (``analysis.delta``)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT (SELECT value FROM meta WHERE key='generation'), "
+                "(SELECT value FROM meta WHERE key='rewrites'), (SELECT MAX(rowid) FROM responses), "
+                "(SELECT MAX(rowid) FROM verdicts)").fetchone()
+        return dict(zip(("generation", "rewrites", "responses", "verdicts"), (int(v or 0) for v in row),
+                        strict=True))
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
         """Read-only escape hatch for analysis code that needs a join. Under the store's lock: a judge run
