@@ -40,12 +40,31 @@ def hex_keys(blob: bytes) -> np.ndarray | None:
     records = np.frombuffer(blob + b",", np.uint8).reshape(-1, RECORD)
     if not (records[:, ID_LENGTH] == COMMA).all():
         return None
-    digits = _HEX[records[:, :ID_LENGTH]]
+    return digit_keys(records[:, :ID_LENGTH])
+
+
+def digit_keys(records: np.ndarray) -> np.ndarray | None:
+    """The 64-bit integers of ids given as an (n, 16) array of their bytes, or None when a byte is not a
+    lower-case hex digit."""
+    digits = _HEX[records]
     if (digits == 255).any():
         return None
     pairs = digits.reshape(-1, 2)
     packed = np.ascontiguousarray((pairs[:, 0] << 4) | pairs[:, 1])  # two digits a byte, high one first
     return packed.view(">u8").astype(np.uint64)
+
+
+def arrow_keys(array) -> np.ndarray | None:
+    """``hex_keys`` of the ids in an Arrow string array, read from its buffers, or None unless every id
+    is 16 lower-case hex digits."""
+    n = len(array)
+    if array.null_count:
+        return None
+    offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, offset=array.offset * 4)
+    if n == 0 or not (np.diff(offsets) == ID_LENGTH).all():
+        return None if n else np.zeros(0, np.uint64)
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    return digit_keys(data.reshape(n, ID_LENGTH))
 
 
 def _batches(query, table: str, since: int = 0) -> list[tuple[int, int]]:

@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .columnread import _fixed_ids, aside, count_votes, read_responses, verdict_labels
+from .arrowstrings import ArrowStrings
+from .columnread import _fixed_ids, arrow_keys, aside, count_votes, read_responses, verdict_labels
 from .table import (
     ITEM_ROWS_SQL,
     VOTE_BASE,
@@ -147,11 +148,16 @@ def _old_columns(old: JudgedTable, items: list[tuple], stored: list[tuple], run_
     response id keys. None when a row's item, target or run is no longer known."""
     n = old.n
     ids = old.cat("response_id")
-    response_id = list(ids.categories) if np.array_equal(ids.codes, np.arange(n)) else ids.values().tolist()
-    try:
-        keys = _fixed_ids(",".join(response_id).encode("ascii"), n)
-    except UnicodeEncodeError:  # ids another tool wrote: a full load reads them row by row
+    if not np.array_equal(ids.codes, np.arange(n)):  # each row's own id, in row order, as a load makes it
         return None
+    response_id = ids.categories
+    if isinstance(response_id, ArrowStrings):  # read from the snapshot's buffers, no string made
+        keys = arrow_keys(response_id.array)
+    else:
+        try:
+            keys = _fixed_ids(",".join(response_id).encode("ascii"), n)
+        except UnicodeEncodeError:  # ids another tool wrote: a full load reads them row by row
+            return None
     if keys is None:
         return None
     targets = old.meta["targets"]
@@ -180,6 +186,8 @@ def _recode(column, code_of) -> np.ndarray | None:
 
 
 def _concat(first, second):
-    if isinstance(first, list):
-        return first + list(second)
+    if isinstance(first, ArrowStrings):
+        return ArrowStrings.join(first, second)
+    if isinstance(first, (list, tuple)):
+        return list(first) + list(second)
     return np.concatenate([np.asarray(first), np.asarray(second, dtype=np.asarray(first).dtype)])

@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..judge.vote import final_label
 from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
+from .arrowstrings import ArrowStrings
 from .columnread import aside, response_columns
 from .variants import variant_labels
 from .voters import Voters, judge_census, resolve_voters
@@ -60,7 +61,7 @@ class Categorical:
     """A string column as int32 codes into ``categories``. Missing values are the empty string."""
 
     codes: np.ndarray
-    categories: tuple[str, ...]
+    categories: Sequence[str]  # a tuple, or a snapshot's response ids kept in Arrow (ArrowStrings)
 
     @classmethod
     def from_values(cls, values: Iterable[str | None]) -> Categorical:
@@ -84,6 +85,8 @@ class Categorical:
         return Categorical(remap[self.codes] if len(self.codes) else self.codes, new)
 
     def values(self) -> np.ndarray:
+        if isinstance(self.categories, ArrowStrings):  # only the strings in use are made
+            return self.categories.take(self.codes)
         return np.asarray(self.categories, dtype=object)[self.codes] if self.categories else \
             np.empty(len(self.codes), dtype=object)
 
@@ -207,7 +210,10 @@ class JudgedTable:
             col = table.column(name).combine_chunks()
             if pa.types.is_dictionary(col.type):
                 codes = _numpy(col.indices).astype(np.int32, copy=False)
-                columns[name] = Categorical(codes, tuple(col.dictionary.to_pylist()))
+                # response ids stay in Arrow: one per row, and hardly any is ever looked at
+                lazy = name == "response_id" and pa.types.is_string(col.dictionary.type)
+                columns[name] = Categorical(codes, ArrowStrings(col.dictionary) if lazy else
+                                            tuple(col.dictionary.to_pylist()))
             else:
                 columns[name] = _numpy(col)
         return cls(columns, meta)
@@ -220,7 +226,9 @@ class JudgedTable:
         for name, col in self.columns.items():
             if isinstance(col, Categorical):
                 codes = numeric_array(col.codes.astype(np.int32, copy=False))
-                arrays[name] = pa.DictionaryArray.from_arrays(codes, text_array(list(col.categories)))
+                words = col.categories.array if isinstance(col.categories, ArrowStrings) else \
+                    text_array(list(col.categories))
+                arrays[name] = pa.DictionaryArray.from_arrays(codes, words)
             else:
                 arrays[name] = numeric_array(col)
         return pa.table(arrays)
@@ -310,7 +318,8 @@ def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tup
     target_names, target_cols = _target_columns(models, targets, target_code, present)
     table = JudgedTable.from_columns(
         **_item_columns(item_rows, np.array(cols["item_rowid"], dtype=np.int64)), **target_cols,
-        response_id=Categorical(np.arange(n, dtype=np.int32), tuple(cols["response_id"])),
+        response_id=Categorical(np.arange(n, dtype=np.int32), ids if isinstance(ids := cols["response_id"],
+                                                                               ArrowStrings) else tuple(ids)),
         run_id=Categorical(np.array(cols["run_id"], dtype=np.int32), run_names),
         failed=np.array(cols["failed"], dtype=bool), empty=np.array(cols["empty"], dtype=bool),
         truncated=np.array(cols["truncated"], dtype=bool),

@@ -1,0 +1,43 @@
+"""A snapshot's response ids stay in Arrow (analysis/arrowstrings.py): the sequence behaves as the tuple of
+its strings, a categorical over it gives the same values, and the ids' 64-bit keys read from its buffers
+are those read from SQLite's comma-separated list."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mijabench.analysis.arrowstrings import ArrowStrings
+from mijabench.analysis.columnread import arrow_keys, hex_keys
+from mijabench.analysis.table import Categorical
+
+IDS = ["00000000000000ff", "a1b2c3d4e5f60718", "ffffffffffffffff", "0123456789abcdef"]
+
+
+def test_the_sequence_is_its_strings():
+    lazy = ArrowStrings(pa.array(IDS))
+    assert len(lazy) == 4 and lazy[0] == IDS[0] and lazy[-1] == IDS[-1] and lazy[1:3] == tuple(IDS[1:3])
+    assert list(lazy) == IDS and lazy == tuple(IDS) and tuple(IDS) == lazy and lazy != tuple(IDS[:3])
+    assert lazy == ArrowStrings(pa.array(IDS)) and lazy != ArrowStrings(pa.array(IDS[::-1]))
+    with pytest.raises(IndexError):
+        lazy[4]
+    assert lazy.take(np.array([3, 0, 3])).tolist() == [IDS[3], IDS[0], IDS[3]]
+    assert lazy.take(np.zeros(0, np.int64)).shape == (0,)
+    joined = ArrowStrings.join(lazy, ["x", "ção"])
+    assert joined == (*IDS, "x", "ção") and ArrowStrings.join(["y"], lazy) == ("y", *IDS)
+
+
+def test_a_categorical_over_arrow_strings_gives_the_values_of_one_over_the_tuple():
+    codes = np.array([2, 0, 0, 3, 1], np.int32)
+    lazy, plain = Categorical(codes, ArrowStrings(pa.array(IDS))), Categorical(codes, tuple(IDS))
+    assert lazy.values().tolist() == plain.values().tolist()
+    assert lazy.take(np.array([4, 0])).values().tolist() == [IDS[1], IDS[2]]
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_keys_from_the_buffers_equal_the_keys_from_the_joined_ids(start):
+    array = pa.array(["deadbeefdeadbeef", *IDS]).slice(start)  # a slice: its buffers start before it
+    expected = hex_keys(",".join(array.to_pylist()).encode())
+    np.testing.assert_array_equal(arrow_keys(array), expected)
+    assert arrow_keys(pa.array([], pa.string())).shape == (0,)
+    for bad in (["00000000000000FF"], ["0000000000000ff"], ["00000000000000ff", None], ["x" * 16]):
+        assert arrow_keys(pa.array(bad, pa.string())) is None, bad
