@@ -76,9 +76,11 @@ SELECTIONS = [dict(judges=["j1", "j2", "j3"]), dict(judges=["j1", "j2", "j3", "j
               dict(judges=["j1"], empty_as="vote")]
 
 
-@pytest.mark.parametrize("batch", [columnread.BATCH, 7])
-def test_column_batches_give_the_table_of_the_row_query(filled, monkeypatch, batch):
+@pytest.mark.parametrize(("batch", "case_runs"), [(columnread.BATCH, columnread.CASE_RUNS), (7, 0)])
+def test_column_batches_give_the_table_of_the_row_query(filled, monkeypatch, batch, case_runs):
+    """In one batch or many; with each response's run coded by SQLite or, past CASE_RUNS runs, here."""
     monkeypatch.setattr(columnread, "BATCH", batch)
+    monkeypatch.setattr(columnread, "CASE_RUNS", case_runs)
     fast = [load_judged(filled, **selection) for selection in SELECTIONS]
     assert _batched(filled) is not None  # the batches read this store: not the row query twice
     _by_rows(monkeypatch)

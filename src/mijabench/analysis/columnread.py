@@ -25,6 +25,7 @@ ID_LENGTH = 16
 RECORD = ID_LENGTH + 1  # an id and the comma after it
 COMMA = ord(",")
 BATCH = 1_000_000  # rowids per query: bounds the strings SQLite builds (about 45 MB per batch of responses)
+CASE_RUNS = 64  # runs in a selection up to which SQLite codes each response's run (``_run_codes``)
 SEPARATOR = "\x1f"  # between run ids (the unit separator: never in an id mijabench writes)
 # label -> digit, in the order of the counts returned (anything else is not a vote)
 LABEL_DIGIT = "CASE label WHEN 'safe' THEN '0' WHEN 'harmful' THEN '1' WHEN 'unparsed' THEN '2' ELSE '3' END"
@@ -188,14 +189,20 @@ def _run_codes(store, where: list[str], args: list, rowid: np.ndarray, seen: set
     if len(seen) == 1:
         return np.full(len(rowid), code[seen.pop()], np.int32)
     also = "".join(f" AND {w}" for w in where)
+    # a few runs: SQLite gives each row its run's code (a CASE over them), as digits numpy parses; many: the
+    # run ids themselves, coded here (a Python step per row)
+    coded = len(runs) <= CASE_RUNS
+    listing = (f"group_concat(CASE r.run_id {' '.join(f'WHEN ? THEN {i}' for i in range(len(runs)))} END)"
+               if coded else f"group_concat(r.run_id, '{SEPARATOR}')")
     rowids, codes = [], []
     for lo, hi in _batches(store.query, "responses", since):
         n, listed, names = store.query(
-            f"SELECT COUNT(*), group_concat(r.rowid), group_concat(r.run_id, '{SEPARATOR}') FROM responses r "
-            f"WHERE r.rowid BETWEEN ? AND ?{also}", [lo, hi, *args])[0]
+            f"SELECT COUNT(*), group_concat(r.rowid), {listing} FROM responses r "
+            f"WHERE r.rowid BETWEEN ? AND ?{also}", [*(runs if coded else ()), lo, hi, *args])[0]
         if n:
             rowids.append(_ints(listed))
-            codes.append(np.fromiter((code[name] for name in names.split(SEPARATOR)), np.int32, n))
+            codes.append(_ints(names).astype(np.int32) if coded else
+                         np.fromiter((code[name] for name in names.split(SEPARATOR)), np.int32, n))
     return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
 
 
