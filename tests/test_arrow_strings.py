@@ -26,6 +26,14 @@ def test_the_sequence_is_its_strings():
     assert joined == (*IDS, "x", "ção") and ArrowStrings.join(["y"], lazy) == ("y", *IDS)
 
 
+def test_a_copy_owns_its_buffers_and_keeps_the_strings():
+    source = pa.array(["skip", *IDS]).slice(1)
+    copy = ArrowStrings.copied(source)
+    assert copy == tuple(IDS) and copy.array.buffers()[2].address != source.buffers()[2].address
+    np.testing.assert_array_equal(arrow_keys(copy.array), arrow_keys(pa.array(IDS)))
+    assert ArrowStrings.copied(pa.array(["a", None])).array.to_pylist() == ["a", None]
+
+
 def test_a_categorical_over_arrow_strings_gives_the_values_of_one_over_the_tuple():
     codes = np.array([2, 0, 0, 3, 1], np.int32)
     lazy, plain = Categorical(codes, ArrowStrings(pa.array(IDS))), Categorical(codes, tuple(IDS))

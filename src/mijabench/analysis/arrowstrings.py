@@ -63,6 +63,15 @@ class ArrowStrings(Sequence):
         return np.array(taken, dtype=object) if taken else np.empty(0, dtype=object)
 
     @classmethod
+    def copied(cls, array: pa.Array) -> ArrowStrings:
+        """Over a copy of ``array``'s buffers: a snapshot is read through a memory map, and a file cut short
+        by another program under a live map would fault when the strings are read later."""
+        if array.null_count:
+            return cls(pa.array(array.to_pylist(), array.type))
+        buffers = [None, *(pa.py_buffer(b.to_pybytes()) for b in array.buffers()[1:])]
+        return cls(pa.Array.from_buffers(array.type, len(array), buffers, offset=array.offset))
+
+    @classmethod
     def join(cls, first: Sequence[str], more: Sequence[str]) -> ArrowStrings:
         """``first`` then ``more`` (either Arrow-backed or plain strings)."""
         from .frame import text_array

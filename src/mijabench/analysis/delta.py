@@ -134,7 +134,7 @@ def _census(query, old: list | None, since: int) -> list[tuple[str, str, int]]:
     counts = {(judge, fingerprint): n for judge, fingerprint, n in old}
     # NOT INDEXED: the rows after ``since`` by rowid, not a scan of the whole (judge, fingerprint) index
     added = query("SELECT judge, fingerprint, COUNT(*) FROM verdicts NOT INDEXED WHERE rowid > ? "
-                        "GROUP BY judge, fingerprint", [since])
+                  "GROUP BY judge, fingerprint", [since])
     for judge, fingerprint, n in added:
         counts[(judge, fingerprint)] = counts.get((judge, fingerprint), 0) + n
     # in the census's order: SQLite's ORDER BY compares UTF-8 bytes, as Python compares code points

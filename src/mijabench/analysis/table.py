@@ -212,7 +212,7 @@ class JudgedTable:
                 codes = _numpy(col.indices).astype(np.int32, copy=False)
                 # response ids stay in Arrow: one per row, and hardly any is ever looked at
                 lazy = name == "response_id" and pa.types.is_string(col.dictionary.type)
-                columns[name] = Categorical(codes, ArrowStrings(col.dictionary) if lazy else
+                columns[name] = Categorical(codes, ArrowStrings.copied(col.dictionary) if lazy else
                                             tuple(col.dictionary.to_pylist()))
             else:
                 columns[name] = _numpy(col)
