@@ -222,3 +222,40 @@ def test_run_ids_holding_a_comma_are_listed_as_a_full_load_lists_them(tmp_path, 
         load_judged(store, VOTERS, snapshot=True)
         grow.answer(grow.items(2), "m1", run="first")
         _check(store, monkeypatch, on_top=True)
+
+
+def _load(store, monkeypatch, voters) -> bool:
+    """Load ``voters``' table through the snapshots, check it equals a full load; whether it was read on top
+    of a base."""
+    full_reads = []
+    real = table.response_columns
+    with monkeypatch.context() as mp:
+        mp.setattr(table, "response_columns", lambda *a, **k: full_reads.append(1) or real(*a, **k))
+        got = load_judged(store, voters, snapshot=True)
+    same(load_judged(store, voters), got)
+    return not full_reads
+
+
+def test_new_judges_joining_the_vote_are_read_on_top_of_the_old_vote(tmp_path, monkeypatch):
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 10)
+        responses = grow.answer(grow.items(10), "m1") + grow.answer(grow.items(4), "m2")
+        grow.judge(responses, ["j1"], share=1.0)
+        assert not _load(store, monkeypatch, ["j1"])
+        # two judges run for the first time: three voters now, counted on top of the one-judge table
+        grow.judge(store.responses(ok_only=True), ["j7", "j8"], share=0.8)
+        assert _load(store, monkeypatch, ["j8", "j1", "j7"])
+        # and two more: five voters on top of the three
+        grow.judge(store.responses(ok_only=True), ["j5", "j6"], share=0.9)
+        assert _load(store, monkeypatch, ["j1", "j5", "j6", "j7", "j8"])
+        # fewer voters than any table kept: read in full
+        assert not _load(store, monkeypatch, ["j5"])
+
+
+def test_a_judge_that_had_verdicts_before_joins_the_vote_only_through_a_full_load(tmp_path, monkeypatch):
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 11)
+        grow.answer(grow.items(10), "m1")  # j1 to j3 and the outsider judge part of them
+        assert not _load(store, monkeypatch, ["j1"])
+        # the outsider's old verdicts are in no vote the one-judge table counted
+        assert not _load(store, monkeypatch, ["j1", "j2", "outsider"])

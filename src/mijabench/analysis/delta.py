@@ -9,7 +9,8 @@ response retried, a verdict judged again under a new configuration, a delete by 
 ``rewrites`` count (triggers in the schema), and then nothing here is used.
 
 A snapshot written after a load records where the store stood (``Store.change_marks``) and the selection.
-A later load of the same selection takes the newest such base of this store that is still valid:
+A later load of the same selection takes the newest such base of this store that is still valid, or one of
+fewer voters when each voter it lacks had no verdict then (a judge run of a new judge, now voting):
 
 - ``rewrites`` unchanged, so every row up to the base's last rowids is still there as it was;
 - the responses up to the base's last rowid that the selection holds are as many as the base's rows (a
@@ -71,7 +72,7 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
         census = counted.result()
         voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
                                 allow_even=allow_even_vote, census=census)
-        if len(voters.names) >= VOTE_BASE or voters.fingerprints != old.meta["voters"].fingerprints:
+        if len(voters.names) >= VOTE_BASE or not _same_or_more_voters(old.meta, voters):
             return None  # (leaving the pool waits for the facts) a full load says what is wrong
         added = aside(pool, store, verdict_labels, list(voters.names), info["verdicts"])
         # the whole store: its count from the smallest index, less the rows after the base's (a count up to
@@ -102,6 +103,16 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     for i, name in enumerate(("n_safe", "n_harmful", "n_unparsed")):
         cols[name] = cols[name] + votes[:, i]
     return assemble(cols, items, stored, run_names, voters, census, store.models(), empty_as)
+
+
+def _same_or_more_voters(meta: dict, voters) -> bool:
+    """Whether the base's votes are a part of ``voters``' votes: its voters are among them, with the same
+    configurations, and every voter it lacks had no verdict when it was taken (so all of that judge's
+    verdicts are among those added since)."""
+    before, then = meta["voters"], dict(meta["judge_counts"])
+    return set(before.names) <= set(voters.names) and all(
+        voters.fingerprints.get(judge) == before.fingerprints.get(judge) for judge in before.names) and all(
+        not then.get(judge) for judge in voters.names if judge not in before.names)
 
 
 def _facts(query, old: dict | None, since: int) -> tuple[list[tuple], tuple[str, ...]]:

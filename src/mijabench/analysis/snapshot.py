@@ -97,20 +97,26 @@ def write_file(path: Path, table, base: dict | None = None) -> None:
 
 
 def newest_base(store, selection: dict, marks: dict[str, int]):
-    """(table, base) of the newest snapshot of ``selection`` that a load at ``marks`` can start from (no row
-    changed in place since, none of its rowids past the store's), or None."""
+    """(table, base) of the newest snapshot that a load of ``selection`` at ``marks`` can start from (no row
+    changed in place since, none of its rowids past the store's), or None. Its selection is this one, or
+    this one with fewer voters (``analysis.delta`` adds a judge that had no verdict then); the same
+    selection first."""
     found = []
+    others = {k: v for k, v in selection.items() if k != "judges"}
     for path in folder(store).glob("*.arrow"):
         try:
             with pa.memory_map(str(path)) as source:
                 info = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
             continue
-        if info.get("selection") == selection and info.get("rewrites") == marks["rewrites"] and all(
+        chosen = info.get("selection")
+        if not isinstance(chosen, dict) or {k: v for k, v in chosen.items() if k != "judges"} != others:
+            continue
+        if info.get("rewrites") == marks["rewrites"] and all(
                 isinstance(info.get(k), int) and info[k] <= marks[k] for k in ("generation", "responses",
                                                                                 "verdicts")):
-            found.append((info["generation"], str(path), info))
-    for _, path, info in sorted(found, key=lambda f: f[:2], reverse=True):
+            found.append((chosen == selection, info["generation"], str(path), info))
+    for *_, path, info in sorted(found, key=lambda f: f[:3], reverse=True):
         table = read(Path(path))
         if table is not None:
             return table, info
