@@ -259,3 +259,21 @@ def test_a_judge_that_had_verdicts_before_joins_the_vote_only_through_a_full_loa
         assert not _load(store, monkeypatch, ["j1"])
         # the outsider's old verdicts are in no vote the one-judge table counted
         assert not _load(store, monkeypatch, ["j1", "j2", "outsider"])
+
+
+def test_a_narrower_selection_is_read_from_the_whole_stores_table(tmp_path, monkeypatch):
+    """A report of one benchmark or a few models, never made before, starts from the whole store's table:
+    its rows narrowed to the selection, labelled by the variants the selection holds."""
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 12)
+        first = grow.items(8)
+        grow.answer(first, "m1")
+        grow.answer(first[:5], "m1", temperature=0.7, run="r2")  # m1 in two settings: labels tell them apart
+        grow.answer(grow.items(6, bench="other"), "m2")
+        _check(store, monkeypatch, on_top=False)
+        grow.answer(grow.items(3), "m3")  # and the store grew since
+        for selection in ({"bench": "b"}, {"models": ["m1"]}, {"models": ["m3", "m2"]},
+                          {"bench": "other", "models": ["m2"]}, {"bench": "b", "models": ["m1", "m3"]}):
+            _check(store, monkeypatch, on_top=True, **selection)
+        # more selections than snapshots kept: the whole store's is kept beside the newest
+        assert len(list(snapshot.folder(store).glob("*.arrow"))) == snapshot.KEEP + 1

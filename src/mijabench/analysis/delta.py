@@ -27,6 +27,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 
 from .arrowstrings import ArrowStrings
 from .columnread import _fixed_ids, arrow_keys, aside, count_votes, read_responses, verdict_labels
@@ -62,7 +63,10 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     models = list(models or [])
     _check_selection(store, bench, models)
     where, args = _selection_sql(bench, models)
-    also = "".join(f" AND {w}" for w in where)
+    # the base's rows are those of its selection: this one, or the whole store (narrowed at the end)
+    narrow = (info["selection"]["bench"], info["selection"]["models"]) != (bench, models)
+    read_where, read_args = ([], []) if narrow else (where, args)
+    also = "".join(f" AND {w}" for w in read_where)
     # the store's facts, the judge census and the items in threads, each on a connection of its own (SQLite
     # leaves Python's lock while it reads), the checks and the new responses here
     with ThreadPoolExecutor(4) as pool:
@@ -78,15 +82,15 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
         # the whole store: its count from the smallest index, less the rows after the base's (a count up to
         # a rowid walks every page of the table up to it)
         kept = store.query(
-            f"SELECT COUNT(*) FROM responses r WHERE r.rowid <= ?{also}" if where else
+            f"SELECT COUNT(*) FROM responses r WHERE r.rowid <= ?{also}" if read_where else
             "SELECT (SELECT COUNT(*) FROM responses) - (SELECT COUNT(*) FROM responses WHERE rowid > ?)",
-            [info["responses"], *args])[0][0]
+            [info["responses"], *read_args])[0][0]
         verdicts, new_verdicts = store.query("SELECT (SELECT COUNT(*) FROM verdicts), "
                                              "(SELECT COUNT(*) FROM verdicts WHERE rowid > ?)",
                                              [info["verdicts"]])[0]
         if kept != info["rows"] or verdicts != info["verdict_count"] + new_verdicts:
             return None
-        new = read_responses(store, where, args, facts.result, since=info["responses"])
+        new = read_responses(store, read_where, read_args, facts.result, since=info["responses"])
         stored, run_names = facts.result()
         added_votes = added.result()
         items = item_rows.result()
@@ -102,7 +106,32 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     votes = count_votes(added_votes, keys)
     for i, name in enumerate(("n_safe", "n_harmful", "n_unparsed")):
         cols[name] = cols[name] + votes[:, i]
+    if narrow:
+        cols = _narrowed(store, cols, items, stored, bench, models)
     return assemble(cols, items, stored, run_names, voters, census, store.models(), empty_as)
+
+
+def _narrowed(store, cols: dict, items: list[tuple], stored: list[tuple], bench: str | None,
+              models: list[str]) -> dict:
+    """The rows of the whole store's ``cols`` that the benchmark and models select, as a load of that
+    selection reads them (in rowid order)."""
+    keep = np.ones(len(cols["item_rowid"]), bool)
+    if models:
+        wanted = set(models)
+        keep &= np.array([target[0] in wanted for target in stored] or [False], bool)[cols["model"]]
+    if bench:
+        in_bench = {row[0] for row in store.query("SELECT item_id FROM bench_items WHERE bench=?", [bench])}
+        rowids = np.array([row[0] for row in items if row[1] in in_bench], np.int64)
+        keep &= np.isin(cols["item_rowid"], rowids)
+    return {name: _take(values, keep) for name, values in cols.items()}
+
+
+def _take(values, keep: np.ndarray):
+    if isinstance(values, ArrowStrings):
+        return ArrowStrings(values.array.filter(pa.array(keep)))
+    if isinstance(values, (list, tuple)):
+        return [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+    return np.asarray(values)[keep]
 
 
 def _same_or_more_voters(meta: dict, voters) -> bool:

@@ -99,10 +99,12 @@ def write_file(path: Path, table, base: dict | None = None) -> None:
 def newest_base(store, selection: dict, marks: dict[str, int]):
     """(table, base) of the newest snapshot that a load of ``selection`` at ``marks`` can start from (no row
     changed in place since, none of its rowids past the store's), or None. Its selection is this one, or
-    this one with fewer voters (``analysis.delta`` adds a judge that had no verdict then); the same
-    selection first."""
+    this one with fewer voters (``analysis.delta`` adds a judge that had no verdict then), or either of them
+    over the whole store (``analysis.delta`` keeps the rows of the benchmark and models selected); the same
+    selection first, then the same benchmark and models."""
     found = []
     others = {k: v for k, v in selection.items() if k != "judges"}
+    whole = {**others, "bench": None, "models": []}
     for path in folder(store).glob("*.arrow"):
         try:
             with pa.memory_map(str(path)) as source:
@@ -110,13 +112,14 @@ def newest_base(store, selection: dict, marks: dict[str, int]):
         except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
             continue
         chosen = info.get("selection")
-        if not isinstance(chosen, dict) or {k: v for k, v in chosen.items() if k != "judges"} != others:
+        rest = {k: v for k, v in chosen.items() if k != "judges"} if isinstance(chosen, dict) else None
+        if rest != others and rest != whole:
             continue
         if info.get("rewrites") == marks["rewrites"] and all(
                 isinstance(info.get(k), int) and info[k] <= marks[k] for k in ("generation", "responses",
                                                                                 "verdicts")):
-            found.append((chosen == selection, info["generation"], str(path), info))
-    for *_, path, info in sorted(found, key=lambda f: f[:3], reverse=True):
+            found.append((chosen == selection, rest == others, info["generation"], str(path), info))
+    for *_, path, info in sorted(found, key=lambda f: f[:4], reverse=True):
         table = read(Path(path))
         if table is not None:
             return table, info
@@ -124,8 +127,21 @@ def newest_base(store, selection: dict, marks: dict[str, int]):
 
 
 def place(written: Path, path: Path) -> None:
-    """Move a written snapshot to ``path``, and drop all but the ``KEEP`` newest of the store's."""
+    """Move a written snapshot to ``path``, and drop all but the ``KEEP`` newest of the store's, and the
+    newest of the whole store (a base every benchmark and model selection can start from)."""
     os.replace(written, path)
-    older = sorted(path.parent.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]
-    for old in older:
-        old.unlink(missing_ok=True)
+    newest = sorted(path.parent.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
+    whole = next((p for p in newest if _whole_store(p)), None)
+    for old in newest[KEEP:]:
+        if old != whole:
+            old.unlink(missing_ok=True)
+
+
+def _whole_store(path: Path) -> bool:
+    """Whether the snapshot at ``path`` is a base of the whole store (no benchmark or model selected)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            chosen = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])["selection"]
+        return chosen["bench"] is None and not chosen["models"]
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+        return False
