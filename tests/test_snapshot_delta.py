@@ -106,19 +106,33 @@ def test_a_store_that_grew_is_read_on_top_of_its_snapshot(tmp_path, monkeypatch,
         assert len(list(snapshot.folder(store).glob("*.arrow"))) <= snapshot.KEEP
 
 
+def test_retried_replies_are_read_again_on_top_of_the_snapshot(tmp_path, monkeypatch):
+    """A failed reply answered on a retry (the upsert updates its row, in another run) keeps its place:
+    its flags and run are read again, its new votes are among the verdicts added since."""
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 13)
+        responses = grow.answer(grow.items(30), "m1") + grow.answer(grow.items(5, bench="other"), "m2")
+        failed = [r for r in responses if r.error is not None]
+        assert len(failed) >= 3
+        _check(store, monkeypatch, on_top=False, bench="b")
+        _check(store, monkeypatch, on_top=False)
+        for k, reply in enumerate(failed):
+            retried = Response(item_id=reply.item_id, model=reply.model, settings=reply.settings,
+                               run_id=f"retry {k % 2}", text=" " if k == 1 else "a reply",
+                               finish_reason="length" if k == 2 else "stop")
+            store.put_responses([retried])
+            grow.judge([retried], VOTERS, share=1.0)
+            grow.answer(grow.items(1), "m1")  # and a new row beside it
+            _check(store, monkeypatch, on_top=True)
+            _check(store, monkeypatch, on_top=True, bench="b")
+
+
 def test_rows_changed_in_place_are_loaded_in_full(tmp_path, monkeypatch):
     with Store(tmp_path / "ws") as store:
         grow = Grower(store, 3)
         items = grow.items(10)
-        responses = grow.answer(items, "m1")
+        grow.answer(items, "m1")
         _check(store, monkeypatch, on_top=False)
-        # a failed reply answered on a retry: the upsert updates its row
-        failed = next(r for r in responses if r.error is not None)
-        store.put_responses([Response(item_id=failed.item_id, model="m1", settings=failed.settings,
-                                      run_id="r1", text="retried", finish_reason="stop")])
-        _check(store, monkeypatch, on_top=False)
-        grow.answer(grow.items(2), "m1")
-        _check(store, monkeypatch, on_top=True)  # the full load left a base again
         # a verdict deleted by another tool, with a new one added so the last rowid moves on
         with store.transaction() as cur:
             cur.execute("DELETE FROM verdicts WHERE rowid = (SELECT MIN(rowid) FROM verdicts)")
@@ -128,6 +142,12 @@ def test_rows_changed_in_place_are_loaded_in_full(tmp_path, monkeypatch):
         again = store.verdicts("j1")[0]
         store.put_verdicts([again])
         _check(store, monkeypatch, on_top=True)
+        # a voter's verdict that had failed, judged again: the upsert updates it in place
+        reply = grow.unjudged("j1")[0]
+        store.put_verdicts([Verdict(response_id=reply.id, judge="j1", label="unparsed", error="timeout")])
+        _check(store, monkeypatch, on_top=True)
+        store.put_verdicts([Verdict(response_id=reply.id, judge="j1", label="harmful")])
+        _check(store, monkeypatch, on_top=False)
 
 
 def test_old_rows_joining_the_selection_are_loaded_in_full(tmp_path, monkeypatch):

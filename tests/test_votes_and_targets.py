@@ -180,7 +180,8 @@ def test_a_store_from_before_fingerprints_is_migrated(tmp_path):
         # back to schema 2: what a workspace written by the previous release looks like
         triggers = store.conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall()
         for (trigger,) in triggers:
-            store.conn.execute(f"DROP TRIGGER {trigger}")  # schema 4's
+            store.conn.execute(f"DROP TRIGGER {trigger}")  # schema 4's, and its log
+        store.conn.execute("DROP TABLE rewritten")
         store.conn.execute("DROP INDEX verdicts_judge")
         store.conn.execute("ALTER TABLE verdicts DROP COLUMN fingerprint")
         store.conn.execute("ALTER TABLE responses DROP COLUMN blank")

@@ -26,6 +26,9 @@ RECORD = ID_LENGTH + 1  # an id and the comma after it
 COMMA = ord(",")
 BATCH = 1_000_000  # rowids per query: bounds the strings SQLite builds (about 45 MB per batch of responses)
 CASE_RUNS = 64  # runs in a selection up to which SQLite codes each response's run (``_run_codes``)
+# a response's flags as one integer: failed 1, empty 2, cut by the token limit 4
+FLAGS_SQL = ("(r.error IS NOT NULL) + 2 * (r.blank != 0) + "
+             "4 * (r.error IS NULL AND r.finish_reason IS 'length')")
 SEPARATOR = "\x1f"  # between run ids (the unit separator: never in an id mijabench writes)
 # label -> digit, in the order of the counts returned (anything else is not a vote)
 LABEL_DIGIT = "CASE label WHEN 'safe' THEN '0' WHEN 'harmful' THEN '1' WHEN 'unparsed' THEN '2' ELSE '3' END"
@@ -137,8 +140,7 @@ def read_responses(store, where: list[str], args: list, facts: Callable[[], tupl
             "SELECT COUNT(*), CAST(group_concat(r.id, ',') AS BLOB), "
             "CAST(group_concat(r.item_id, ',') AS BLOB), "
             # the flags as one digit each: an integer is its digit in group_concat (char() cost 0.2 s more)
-            "CAST(group_concat((r.error IS NOT NULL) + 2 * (r.blank != 0) + 4 * (r.error IS NULL "
-            "AND r.finish_reason IS 'length'), '') AS BLOB), group_concat(r.rowid), "
+            f"CAST(group_concat({FLAGS_SQL}, '') AS BLOB), group_concat(r.rowid), "
             f"MIN(r.run_id), MAX(r.run_id) FROM responses r WHERE r.rowid BETWEEN ? AND ?{also}",
             [lo, hi, *args])[0]
         if not n:

@@ -1,19 +1,20 @@
-"""The judged table of a store that has only grown since a snapshot was taken: the snapshot's rows, then the
+"""The judged table of a store that has mostly grown since a snapshot was taken: the snapshot's rows, then the
 responses and verdicts added since, instead of every response and verdict read from SQLite again.
 
 A judge run, a run of one more model or an import into a workspace that held something changes the store,
 so the next report's snapshot key no longer matches (``analysis.snapshot``). At paper scale the full load
-then takes 2 to 2.5 s of a 4 to 5 s report, though most rows are the same as before. Such writes only add
-rows: new responses and verdicts get rowids past the old last ones. Rows changed in place (a failed
-response retried, a verdict judged again under a new configuration, a delete by any tool) move the store's
-``rewrites`` count (triggers in the schema), and then nothing here is used.
+then takes 2 to 2.5 s of a 4 to 5 s report, though most rows are the same as before. Such writes add rows:
+new responses and verdicts get rowids past the old last ones. Rows changed in place are logged by triggers
+in the schema (the ``rewritten`` table), whoever writes: a failed reply answered on a retry is read again
+here; anything else (a verdict judged again, a delete) means the store is read whole.
 
 A snapshot written after a load records where the store stood (``Store.change_marks``) and the selection.
-A later load of the same selection takes the newest such base of this store that is still valid, or one of
-fewer voters when each voter it lacks had no verdict then (a judge run of a new judge, now voting):
+A later load takes the newest such base of this store that is still valid: of the same selection, or with
+fewer voters when each voter it lacks had no verdict then (a judge run of a new judge, now voting), or of
+the whole store, narrowed to the benchmark and models selected. Valid means:
 
-- ``rewrites`` unchanged, so every row up to the base's last rowids is still there as it was;
-- the responses up to the base's last rowid that the selection holds are as many as the base's rows (a
+- nothing logged since but retried replies, whose flags and runs are read again;
+- the responses up to the base's last rowid that its selection holds are as many as the base's rows (a
   benchmark that gained old items, or an item stored for a response that had none, adds rows among them);
 - the verdicts up to the base's last rowid are as many as the base counted.
 
@@ -30,7 +31,16 @@ import numpy as np
 import pyarrow as pa
 
 from .arrowstrings import ArrowStrings
-from .columnread import _fixed_ids, arrow_keys, aside, count_votes, read_responses, verdict_labels
+from .columnread import (
+    FLAGS_SQL,
+    _fixed_ids,
+    arrow_keys,
+    aside,
+    count_votes,
+    hex_keys,
+    read_responses,
+    verdict_labels,
+)
 from .table import (
     ITEM_ROWS_SQL,
     VOTE_BASE,
@@ -41,6 +51,8 @@ from .table import (
     assemble,
 )
 from .voters import judge_census, resolve_voters
+
+PATCH_BATCH = 10_000  # retried rowids per query (SQLite's limit on bound values is far above)
 
 
 def base(selection: dict, marks: dict[str, int], table: JudgedTable) -> dict:
@@ -60,6 +72,9 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     if found is None:
         return None
     old, info = found
+    retried = _retried(store.query, info, marks)
+    if retried is None:
+        return None
     models = list(models or [])
     _check_selection(store, bench, models)
     where, args = _selection_sql(bench, models)
@@ -70,7 +85,8 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     # the store's facts, the judge census and the items in threads, each on a connection of its own (SQLite
     # leaves Python's lock while it reads), the checks and the new responses here
     with ThreadPoolExecutor(4) as pool:
-        facts = aside(pool, store, _facts, old.meta.get("facts"), info["responses"])
+        # a retried reply may have moved to another run: the targets' runs are then read whole
+        facts = aside(pool, store, _facts, None if retried else old.meta.get("facts"), info["responses"])
         counted = aside(pool, store, _census, old.meta.get("census"), info["verdicts"])
         item_rows = aside(pool, store, lambda query: query(ITEM_ROWS_SQL))
         census = counted.result()
@@ -97,7 +113,7 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     if new is None:
         return None
     cols = _old_columns(old, items, stored, run_names)
-    if cols is None:
+    if cols is None or (retried and not _patch(store, cols, retried, run_names)):
         return None
     fresh = len(new["response_id"])  # the new rows' votes are all among the verdicts added since
     cols = {name: _concat(cols[name], new[name] if name in new else np.zeros(fresh, np.int32))
@@ -109,6 +125,45 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
     if narrow:
         cols = _narrowed(store, cols, items, stored, bench, models)
     return assemble(cols, items, stored, run_names, voters, census, store.models(), empty_as)
+
+
+def _retried(query, info: dict, marks: dict[str, int]) -> list[int] | None:
+    """The rowids of the base's responses changed in place since it was taken (failed replies answered on
+    a retry), or None when anything else was (a verdict, a delete): the store is then read whole."""
+    if marks["rewrites"] == info["rewrites"]:
+        return []
+    logged = query("SELECT tbl, event, row FROM rewritten WHERE seq > ?", [info["rewrites"]])
+    if any((table, event) != ("responses", "UPDATE") for table, event, _ in logged):
+        return None
+    return sorted({row for _, _, row in logged if row <= info["responses"]})
+
+
+def _patch(store, cols: dict, retried: list[int], run_names: tuple[str, ...]) -> bool:
+    """Give the base's rows that were retried their flags and run as they are now; False when one of them
+    cannot be placed (an id that is not 16 hex digits)."""
+    rows = []
+    for start in range(0, len(retried), PATCH_BATCH):
+        chunk = retried[start:start + PATCH_BATCH]
+        rows += store.query(f"SELECT r.id, {FLAGS_SQL}, r.run_id FROM responses r WHERE r.rowid IN "
+                            f"({','.join('?' * len(chunk))})", chunk)
+    if not rows:
+        return True
+    wanted = hex_keys(",".join(row[0] for row in rows).encode("utf-8"))
+    run_code = {name: code for code, name in enumerate(run_names)}
+    if wanted is None or len(wanted) != len(rows) or any(row[2] not in run_code for row in rows):
+        return False
+    order = np.argsort(cols["keys"])
+    at = np.minimum(np.searchsorted(cols["keys"][order], wanted), max(len(order) - 1, 0))
+    hit = cols["keys"][order][at] == wanted if len(order) else np.zeros(len(rows), bool)
+    position = order[at[hit]]  # rows outside the base's selection have no place in it
+    flags = np.array([row[1] for row in rows], np.int64)[hit]
+    runs = np.array([run_code[row[2]] for row in rows], np.int64)[hit]
+    for name, bit in (("failed", 1), ("empty", 2), ("truncated", 4)):
+        cols[name] = np.array(cols[name], dtype=bool)
+        cols[name][position] = (flags & bit).astype(bool)
+    cols["run_id"] = np.array(cols["run_id"], dtype=np.int64)
+    cols["run_id"][position] = runs
+    return True
 
 
 def _narrowed(store, cols: dict, items: list[tuple], stored: list[tuple], bench: str | None,

@@ -97,11 +97,11 @@ def write_file(path: Path, table, base: dict | None = None) -> None:
 
 
 def newest_base(store, selection: dict, marks: dict[str, int]):
-    """(table, base) of the newest snapshot that a load of ``selection`` at ``marks`` can start from (no row
-    changed in place since, none of its rowids past the store's), or None. Its selection is this one, or
-    this one with fewer voters (``analysis.delta`` adds a judge that had no verdict then), or either of them
-    over the whole store (``analysis.delta`` keeps the rows of the benchmark and models selected); the same
-    selection first, then the same benchmark and models."""
+    """(table, base) of the newest snapshot that a load of ``selection`` at ``marks`` can start from (none of
+    its rowids or log entries past the store's: ``analysis.delta`` reads the log), or None. Its selection
+    is this one, or this one with fewer voters (``analysis.delta`` adds a judge that had no verdict then),
+    or either of them over the whole store (``analysis.delta`` keeps the rows of the benchmark and models
+    selected); the same selection first, then the same benchmark and models."""
     found = []
     others = {k: v for k, v in selection.items() if k != "judges"}
     whole = {**others, "bench": None, "models": []}
@@ -115,9 +115,8 @@ def newest_base(store, selection: dict, marks: dict[str, int]):
         rest = {k: v for k, v in chosen.items() if k != "judges"} if isinstance(chosen, dict) else None
         if rest != others and rest != whole:
             continue
-        if info.get("rewrites") == marks["rewrites"] and all(
-                isinstance(info.get(k), int) and info[k] <= marks[k] for k in ("generation", "responses",
-                                                                                "verdicts")):
+        if all(isinstance(info.get(k), int) and info[k] <= marks[k]
+               for k in ("generation", "rewrites", "responses", "verdicts")):
             found.append((chosen == selection, rest == others, info["generation"], str(path), info))
     for *_, path, info in sorted(found, key=lambda f: f[:4], reverse=True):
         table = read(Path(path))

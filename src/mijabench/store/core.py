@@ -556,15 +556,15 @@ class Store:
         return (str(self.path.resolve()), *row)
 
     def change_marks(self) -> dict[str, int]:
-        """Where the tables a judged table is read from stand: the generation, the count of their rows changed
-        in place (the schema's triggers move it on every update or delete, whoever writes), and the last
-        rowid of responses and verdicts. Rows a later write adds get larger rowids: while ``rewrites`` has not
-        moved, the rows up to these rowids are still there unchanged (``analysis.delta``)."""
+        """Where the tables a judged table is read from stand: the generation, the last entry of the log of
+        their rows changed in place (the schema's triggers log every update or delete, whoever writes), and
+        the last rowid of responses and verdicts. Rows a later write adds get larger rowids: the rows up to
+        these rowids are still there as they were, but those logged after ``rewrites``
+        (``analysis.delta``)."""
         with self._lock:
             row = self.conn.execute(
-                "SELECT (SELECT value FROM meta WHERE key='generation'), "
-                "(SELECT value FROM meta WHERE key='rewrites'), (SELECT MAX(rowid) FROM responses), "
-                "(SELECT MAX(rowid) FROM verdicts)").fetchone()
+                "SELECT (SELECT value FROM meta WHERE key='generation'), (SELECT MAX(seq) FROM rewritten), "
+                "(SELECT MAX(rowid) FROM responses), (SELECT MAX(rowid) FROM verdicts)").fetchone()
         return dict(zip(("generation", "rewrites", "responses", "verdicts"), (int(v or 0) for v in row),
                         strict=True))
 

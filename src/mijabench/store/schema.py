@@ -62,12 +62,13 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE responses SET blank = 1 WHERE error IS NULL
            AND TRIM(COALESCE(text, ''), ' ' || char(9, 10, 13)) = ''""",
     ],
-    [  # 4: a count of rows changed in place (an upsert that updates, a delete) in the tables a judged table
+    [  # 4: a log of the rows changed in place (an upsert that updates, a delete) in the tables a judged table
         # is read from, by any writer: a judged table kept from before holds every row that is still there
-        # unchanged when the count has not moved (analysis.delta reads only the rows added since)
+        # as it was, but those logged since (analysis.delta reads the rows added since, and the retried ones)
+        """CREATE TABLE rewritten (
+            seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, event TEXT NOT NULL, row INTEGER NOT NULL)""",
         *(f"""CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} BEGIN
-              INSERT INTO meta VALUES ('rewrites', '1') ON CONFLICT(key) DO UPDATE SET
-                  value = CAST(value AS INTEGER) + 1;
+              INSERT INTO rewritten (tbl, event, row) VALUES ('{table}', '{event}', OLD.rowid);
               END""" for table in ("responses", "verdicts") for event in ("UPDATE", "DELETE")),
     ],
 ]
