@@ -8,7 +8,7 @@ models, empty-reply rule), so any write by mijabench - a judge run, an import, a
 report load again and write a fresh snapshot (an import into an empty store leaves one of its own:
 ``sources.importsnapshot``). A write that only added rows is read on top of an older snapshot of the same
 selection, which records where the store stood (``analysis.delta``). Rows changed in place by another
-tool are seen (triggers count them); rows added by another tool (an INSERT in the sqlite3 shell) without a
+tool are seen (triggers log them); rows added by another tool (an INSERT in the sqlite3 shell) without a
 mijabench write are seen only when they move a table's last rowid. When in doubt, delete the ``.judged``
 folder beside the database, or call ``load_judged`` without ``snapshot``.
 """
