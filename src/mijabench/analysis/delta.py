@@ -33,7 +33,7 @@ import pyarrow as pa
 from .arrowstrings import ArrowStrings
 from .columnread import (
     FLAGS_SQL,
-    _fixed_ids,
+    _lookup,
     arrow_keys,
     aside,
     count_votes,
@@ -152,10 +152,9 @@ def _patch(store, cols: dict, retried: list[int], run_names: tuple[str, ...]) ->
     run_code = {name: code for code, name in enumerate(run_names)}
     if wanted is None or len(wanted) != len(rows) or any(row[2] not in run_code for row in rows):
         return False
-    order = np.argsort(cols["keys"])
-    at = np.minimum(np.searchsorted(cols["keys"][order], wanted), max(len(order) - 1, 0))
-    hit = cols["keys"][order][at] == wanted if len(order) else np.zeros(len(rows), bool)
-    position = order[at[hit]]  # rows outside the base's selection have no place in it
+    position = _lookup(cols["keys"], np.arange(len(cols["keys"])), wanted)
+    hit = position >= 0  # rows outside the base's selection have no place in it
+    position = position[hit]
     flags = np.array([row[1] for row in rows], np.int64)[hit]
     runs = np.array([run_code[row[2]] for row in rows], np.int64)[hit]
     for name, bit in (("failed", 1), ("empty", 2), ("truncated", 4)):
@@ -245,15 +244,9 @@ def _old_columns(old: JudgedTable, items: list[tuple], stored: list[tuple], run_
     ids = old.cat("response_id")
     if not np.array_equal(ids.codes, np.arange(n)):  # each row's own id, in row order, as a load makes it
         return None
-    response_id = ids.categories
-    if isinstance(response_id, ArrowStrings):  # read from the snapshot's buffers, no string made
-        keys = arrow_keys(response_id.array)
-    else:
-        try:
-            keys = _fixed_ids(",".join(response_id).encode("ascii"), n)
-        except UnicodeEncodeError:  # ids another tool wrote: a full load reads them row by row
-            return None
-    if keys is None:
+    response_id = ids.categories  # a snapshot's ids stay in Arrow: their keys come from its buffers
+    keys = arrow_keys(response_id.array) if isinstance(response_id, ArrowStrings) else None
+    if keys is None:  # ids another tool wrote: a full load reads them row by row
         return None
     targets = old.meta["targets"]
     target_code = {tuple(target[:2]): code for code, target in enumerate(stored)}

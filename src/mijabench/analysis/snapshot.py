@@ -106,10 +106,8 @@ def newest_base(store, selection: dict, marks: dict[str, int]):
     others = {k: v for k, v in selection.items() if k != "judges"}
     whole = {**others, "bench": None, "models": []}
     for path in folder(store).glob("*.arrow"):
-        try:
-            with pa.memory_map(str(path)) as source:
-                info = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])
-        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+        info = base_of(path)
+        if info is None:
             continue
         chosen = info.get("selection")
         rest = {k: v for k, v in chosen.items() if k != "judges"} if isinstance(chosen, dict) else None
@@ -138,9 +136,16 @@ def place(written: Path, path: Path) -> None:
 
 def _whole_store(path: Path) -> bool:
     """Whether the snapshot at ``path`` is a base of the whole store (no benchmark or model selected)."""
+    chosen = (base_of(path) or {}).get("selection")
+    return isinstance(chosen, dict) and chosen.get("bench") is None and not chosen.get("models")
+
+
+def base_of(path: Path) -> dict | None:
+    """What the snapshot at ``path`` records of where the store stood (``write_file``'s ``base``), or None
+    for a snapshot without it or a file that cannot be read."""
     try:
         with pa.memory_map(str(path)) as source:
-            chosen = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])["selection"]
-        return chosen["bench"] is None and not chosen["models"]
+            info = json.loads(ipc.open_file(source).schema.metadata[BASE_KEY.encode()])
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
-        return False
+        return None
+    return info if isinstance(info, dict) else None
