@@ -297,3 +297,72 @@ def test_a_narrower_selection_is_read_from_the_whole_stores_table(tmp_path, monk
             _check(store, monkeypatch, on_top=True, **selection)
         # more selections than snapshots kept: the whole store's is kept beside the newest
         assert len(list(snapshot.folder(store).glob("*.arrow"))) == snapshot.KEEP + 1
+
+
+def _retry(store: Store, reply: Response, run: str) -> None:
+    """A failed reply answered on a retry: the upsert updates its row (a log entry)."""
+    store.put_responses([Response(item_id=reply.item_id, model=reply.model, settings=reply.settings,
+                                  run_id=run, text="a reply", finish_reason="stop")])
+
+
+def _log(store: Store) -> list[int]:
+    return [r[0] for r in store.query("SELECT seq FROM rewritten ORDER BY seq")]
+
+
+def test_the_log_of_changed_rows_keeps_only_what_a_base_still_reads(tmp_path, monkeypatch):
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 21)
+        failed = [r for r in grow.answer(grow.items(80), "m1") if r.error is not None]
+        assert len(failed) >= 4
+        _check(store, monkeypatch, on_top=False)
+        # voters' failed verdicts judged again: updates, logged; the load that follows reads the store whole
+        for reply in grow.unjudged("j1")[:3]:
+            store.put_verdicts([Verdict(response_id=reply.id, judge="j1", label="unparsed", error="timeout")])
+            store.put_verdicts([Verdict(response_id=reply.id, judge="j1", label="safe")])
+        logged = _log(store)
+        assert len(logged) == 3
+        _check(store, monkeypatch, on_top=False)
+        # its snapshot is the newest of the selection, and reads only entries after its mark: the log keeps
+        # its last entry, which numbers the next
+        assert _log(store) == logged[-1:]
+        stale = next(p for p in snapshot.folder(store).glob("*.arrow")
+                     if snapshot.base_of(p)["rewrites"] == logged[-1]).read_bytes()
+        _retry(store, failed[0], "retry 1")
+        _retry(store, failed[1], "retry 2")
+        _check(store, monkeypatch, on_top=True)  # retried rows are read again on top
+        assert _log(store) == [logged[-1] + 2]
+        # an older base of the same selection (another process wrote it late, say): the entries after its
+        # mark are gone, so it is not read on top of
+        for old in snapshot.folder(store).glob("*.arrow"):
+            old.unlink()
+        (snapshot.folder(store) / "late.arrow").write_bytes(stale)
+        _retry(store, failed[2], "retry 3")
+        _check(store, monkeypatch, on_top=False)
+        _retry(store, failed[3], "retry 4")
+        _check(store, monkeypatch, on_top=True)
+
+
+def test_the_log_is_left_alone_while_another_connection_writes(tmp_path):
+    import sqlite3
+    import time
+
+    with Store(tmp_path / "ws") as store:
+        grow = Grower(store, 22)
+        grow.answer(grow.items(10), "m1")
+        for reply in grow.unjudged("j2")[:2]:
+            store.put_verdicts([Verdict(response_id=reply.id, judge="j2", label="unparsed", error="timeout")])
+            store.put_verdicts([Verdict(response_id=reply.id, judge="j2", label="harmful")])
+        before = _log(store)
+        other = sqlite3.connect(store.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            start = time.monotonic()
+            assert store.forget_rewrites(before[-1]) == 0
+            assert time.monotonic() - start < 5  # not the 30 s busy timeout
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert _log(store) == before
+        assert store.query("PRAGMA busy_timeout")[0][0] == 30000
+        assert store.forget_rewrites(before[-1]) == len(before) - 1
+        assert _log(store) == before[-1:]

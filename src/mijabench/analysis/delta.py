@@ -129,10 +129,15 @@ def load(store, selection: dict, marks: dict[str, int], judges, bench, models, e
 
 def _retried(query, info: dict, marks: dict[str, int]) -> list[int] | None:
     """The rowids of the base's responses changed in place since it was taken (failed replies answered on
-    a retry), or None when anything else was (a verdict, a delete): the store is then read whole."""
+    a retry), or None when anything else was (a verdict, a delete), or when the log no longer holds all
+    that was: the store is then read whole."""
     if marks["rewrites"] == info["rewrites"]:
         return []
     logged = query("SELECT tbl, event, row FROM rewritten WHERE seq > ?", [info["rewrites"]])
+    # entries are numbered one after the other and dropped oldest first (``snapshot.keep``): those after
+    # the base's mark are all there when the oldest left comes right after it or earlier (read after them)
+    if query("SELECT MIN(seq) FROM rewritten")[0][0] > info["rewrites"] + 1:
+        return None
     if any((table, event) != ("responses", "UPDATE") for table, event, _ in logged):
         return None
     return sorted({row for _, _, row in logged if row <= info["responses"]})

@@ -96,6 +96,23 @@ def write_file(path: Path, table, base: dict | None = None) -> None:
         writer.write_table(arrow)
 
 
+def keep(store, path: Path, table, base: dict) -> None:
+    """``write`` ``table`` as a base at ``path``, then drop the entries of the store's log of changed rows
+    that no base to come reads: without this, the log would keep a row for every verdict ever judged again.
+    A base reads the entries after its own mark, and of a selection's snapshots only the newest is a base
+    (``newest_base``); should an older one be read after all, ``analysis.delta`` finds its entries gone
+    and loads in full."""
+    write(path, table, base)
+    newest: dict[str, tuple[int, int]] = {}
+    for kept in folder(store).glob("*.arrow"):
+        info = base_of(kept)
+        if info is not None and all(isinstance(info.get(k), int) for k in ("generation", "rewrites")):
+            key = json.dumps(info.get("selection"), sort_keys=True)
+            newest[key] = max(newest.get(key, (-1, 0)), (info["generation"], info["rewrites"]))
+    if newest:
+        store.forget_rewrites(min(rewrites for _, rewrites in newest.values()))
+
+
 def newest_base(store, selection: dict, marks: dict[str, int]):
     """(table, base) of the newest snapshot that a load of ``selection`` at ``marks`` can start from (none of
     its rowids or log entries past the store's: ``analysis.delta`` reads the log), or None. Its selection

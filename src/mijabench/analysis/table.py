@@ -374,7 +374,7 @@ def _load_through_snapshot(store, judges, bench, models, empty_as: str, allow_ev
             # kept once a damage check running aside has passed, written meanwhile as the report goes on
             kept = JudgedTable(dict(table.columns), dict(table.meta))
             base = delta.base(selection, marks, table)
-            store.after_check(lambda: snap.write(path, kept, base))
+            store.after_check(lambda: snap.keep(store, path, kept, base))
     return snap.as_asked(table, judges)
 
 

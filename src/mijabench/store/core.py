@@ -268,14 +268,23 @@ class Store:
     def _journal_mode(self, mode: str) -> str:
         """Ask for ``mode``; the mode the store is in after. Another connection's open read makes SQLite
         refuse, and it is not waited for (the busy timeout would hold the write up for 30 s)."""
-        timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        self.conn.execute("PRAGMA busy_timeout=0")
-        try:
-            return str(self.conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
-        except sqlite3.OperationalError:  # locked by another connection
-            return str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        finally:
-            self.conn.execute(f"PRAGMA busy_timeout={timeout}")
+        with self._not_waiting():
+            try:
+                return str(self.conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
+            except sqlite3.OperationalError:  # locked by another connection
+                return str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+    @contextmanager
+    def _not_waiting(self) -> Iterator[None]:
+        """The connection's statements fail at once, instead of waiting, while another connection holds
+        the store."""
+        with self._lock:
+            timeout = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            self.conn.execute("PRAGMA busy_timeout=0")
+            try:
+                yield
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout={timeout}")
 
     # -- runs and events ---------------------------------------------------------------------------------
     def new_run(self, kind: str, config: dict[str, Any]) -> str:
@@ -567,6 +576,23 @@ class Store:
                 "(SELECT MAX(rowid) FROM responses), (SELECT MAX(rowid) FROM verdicts)").fetchone()
         return dict(zip(("generation", "rewrites", "responses", "verdicts"), (int(v or 0) for v in row),
                         strict=True))
+
+    def forget_rewrites(self, upto: int) -> int:
+        """Drop the entries of the log of rows changed in place up to ``upto`` (a ``change_marks``
+        ``rewrites``), but the last one, which numbers the next: a table kept of the store reads only the
+        entries after its own mark, so these are read by none kept at ``upto`` or later. The generation
+        stays, as no row changed. Returns the entries dropped: none while another connection writes (not
+        waited for: a report calls this) or when the store cannot be written."""
+        with self._not_waiting():
+            oldest, last = self.conn.execute("SELECT MIN(seq), MAX(seq) FROM rewritten").fetchone()
+            if oldest is None or oldest > upto or oldest == last:
+                return 0  # nothing to drop: no write
+            try:
+                return self.conn.execute(
+                    "DELETE FROM rewritten WHERE seq <= ? AND seq < (SELECT MAX(seq) FROM rewritten)",
+                    (int(upto),)).rowcount
+            except sqlite3.OperationalError:  # locked, or a read-only file
+                return 0
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
         """Read-only escape hatch for analysis code that needs a join. Under the store's lock: a judge run
