@@ -26,6 +26,21 @@ def test_the_sequence_is_its_strings():
     assert joined == (*IDS, "x", "ção") and ArrowStrings.join(["y"], lazy) == ("y", *IDS)
 
 
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_strings_taken_from_the_buffers_are_those_at_the_index(kind):
+    words = ["", "ção", "a", "", "longer text", "b" * 300, "z"]
+    rng = np.random.default_rng(0)
+    for start in (0, 1, 3):  # a slice keeps its parent's buffers, at an offset
+        lazy = ArrowStrings(pa.array(["skip"] * start + words, kind).slice(start))
+        for _ in range(20):
+            index = rng.integers(0, len(words), rng.integers(1, 12))
+            assert lazy.take(index).tolist() == [words[i] for i in index]
+        for outside in ([len(words)], [-1], [0, len(words) + 5]):
+            with pytest.raises(IndexError):
+                lazy.take(np.array(outside))
+    assert ArrowStrings(pa.array(["", ""], kind)).take(np.array([1, 0])).tolist() == ["", ""]
+
+
 def test_a_copy_owns_its_buffers_and_keeps_the_strings():
     source = pa.array(["skip", *IDS]).slice(1)
     copy = ArrowStrings.copied(source)
