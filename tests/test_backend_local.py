@@ -195,6 +195,32 @@ def test_aclose_stops_worker_and_refuses_new_work(tiny_model_dir):
     assert first.text and error.kind == "closed" and not error.retryable
 
 
+def test_aclose_frees_the_model_and_its_buffer_without_a_full_collection(tiny_model_dir, monkeypatch):
+    import gc
+    import weakref
+
+    backend = create_backend(parse_model(f"hf:{tiny_model_dir}"))
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    enabled = gc.isenabled()
+    gc.disable()  # only reference counts free anything here
+    try:
+        async def scenario():
+            await backend.generate(ask("Hello"))
+            loop = backend.decode_loop
+            held = [weakref.ref(x) for x in (backend.model, loop, loop.cache, loop.cache.keys[0])]
+            del loop
+            await backend.aclose()
+            return held
+
+        held = run(scenario())
+        assert all(ref() is None for ref in held)
+        assert not collections  # nothing was left in a cycle for a forced collection to find
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def test_bad_hf_targets_and_options_are_clear_errors(tmp_path, tiny_model_dir):
     with pytest.raises(MijaError, match="no such model folder"):
         create_backend(parse_model(f"hf:{tmp_path}/missing")).load()

@@ -34,7 +34,6 @@ from ..run.budget import BudgetResult, Design, check_budget_args, run_plan
 from ..store import Store
 
 CELL_FIELDS = ("language", "group")
-FINER = ("strategy", "scenario_category")
 
 
 @dataclass

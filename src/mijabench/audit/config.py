@@ -20,6 +20,9 @@ PRESETS = ("demo", "quick", "paper", "budget")
 # Old field names still read, with a warning: ``bench`` is a benchmark's name in the store (as in every
 # command's --bench); where its prompts are loaded from was also called ``benchmark``, too close to it.
 RENAMED_FIELDS = {"benchmark": "prompts_from"}
+# the fields a budgeted audit may also spread its calls over, within each (model, language, group) cell;
+# here, not in ``budgeted``, so checking a configuration does not import the budget's statistics (scipy)
+FINER = ("strategy", "scenario_category")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,6 @@ class AuditConfig:
         """The checks that need no benchmark: a target above 0, a budget of at least one call, known
         finer fields. (A budget under one call per cell is refused once the cells are known.)"""
         from ..errors import InputError
-        from .budgeted import FINER
         if self.target_ci is not None and not self.target_ci > 0:
             raise InputError(f"target_ci must be above 0 points, got {self.target_ci:g}")
         if self.budget is not None and self.budget < 1:

@@ -26,6 +26,7 @@ windows, hybrid caches) keep ``model.generate``.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -536,8 +537,14 @@ def _make_row_cache():
 
         def __init__(self, owner, index: int):
             super().__init__()
-            self.owner, self.index = owner, index
+            # weakly: a cycle (cache -> layer -> cache) kept the whole buffer until Python's next full
+            # collection, which a backend's close then had to force (half a second with torch loaded)
+            self._owner, self.index = weakref.ref(owner), index
             self.is_initialized = True
+
+        @property
+        def owner(self):
+            return self._owner()
 
         def lazy_initialization(self, key_states, value_states) -> None:
             pass

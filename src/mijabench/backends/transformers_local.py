@@ -28,6 +28,7 @@ import gc
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,8 +259,12 @@ class TransformersBackend(Backend):
             self._jobs.put(_STOP)
             await asyncio.to_thread(self._worker.join)
         self._worker = None
+        loop = self.decode_loop
+        held = [weakref.ref(x) for x in (self.model, loop, getattr(loop, "cache", None)) if x is not None]
+        del loop
         self.model = self.tokenizer = self.decode_loop = None
-        gc.collect()
+        if any(ref() is not None for ref in held):
+            gc.collect()  # something of the model is in a reference cycle: its memory goes now, not later
         try:
             import torch
             if torch.cuda.is_available():
