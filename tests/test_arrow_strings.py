@@ -62,5 +62,6 @@ def test_keys_from_the_buffers_equal_the_keys_from_the_joined_ids(start):
     expected = hex_keys(",".join(array.to_pylist()).encode())
     np.testing.assert_array_equal(arrow_keys(array), expected)
     assert arrow_keys(pa.array([], pa.string())).shape == (0,)
-    for bad in (["00000000000000FF"], ["0000000000000ff"], ["00000000000000ff", None], ["x" * 16]):
+    for bad in (["00000000000000FF"], ["0000000000000ff"], ["00000000000000ff", None], ["x" * 16],
+                ["0000  000000ffff"], ["0000000000000ff "], ["000000000000ffé"]):
         assert arrow_keys(pa.array(bad, pa.string())) is None, bad

@@ -162,7 +162,9 @@ def test_hex_keys_are_the_ids_digits_and_nothing_else_is_read():
     assert columnread.hex_keys(ids[0].encode()).tolist() == [int(ids[0], 16)]
     for bad in (["0123456789ABCDEF"], ["0123456789abcdeg"], ["0123456789abcde"], ["0123456789abcdef0"],
                 ["0123456789abcde", "f0123456789abcdef"],  # one short, one long: the same total length
-                ["0123456789abcdef", "0123456789abcde,"]):
+                ["0123456789abcdef", "0123456789abcde,"], ["0123456789abcde "], [" 123456789abcdef"],
+                ["01234567 9abcdef"], ["0123456789abcdeF"], ["\t123456789abcdef"], ["0123456789abcdé"],
+                ["0123456789abcdef", ",123456789abcdef"], ["0123  6789abcdef"], ["0123,,6789abcdef"]):
         assert columnread.hex_keys(",".join(bad).encode()) is None, bad
 
 

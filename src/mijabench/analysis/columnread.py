@@ -33,8 +33,8 @@ SEPARATOR = "\x1f"  # between run ids (the unit separator: never in an id mijabe
 # label -> digit, in the order of the counts returned (anything else is not a vote)
 LABEL_DIGIT = "CASE label WHEN 'safe' THEN '0' WHEN 'harmful' THEN '1' WHEN 'unparsed' THEN '2' ELSE '3' END"
 
-_HEX = np.full(256, 255, dtype=np.uint8)
-_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+_UPPER_HEX = tuple(bytes([c]) for c in b"ABCDEF")  # fromhex reads them as the lower-case digits
+_COMMAS_TO_SPACES = bytes.maketrans(b",", b" ")
 
 
 def hex_keys(blob: bytes) -> np.ndarray | None:
@@ -47,18 +47,23 @@ def hex_keys(blob: bytes) -> np.ndarray | None:
     records = np.frombuffer(blob + b",", np.uint8).reshape(-1, RECORD)
     if not (records[:, ID_LENGTH] == COMMA).all():
         return None
-    return digit_keys(records[:, :ID_LENGTH])
+    return _packed_keys(blob.translate(_COMMAS_TO_SPACES), len(records))
 
 
-def digit_keys(records: np.ndarray) -> np.ndarray | None:
-    """The 64-bit integers of ids given as an (n, 16) array of their bytes, or None when a byte is not a
-    lower-case hex digit."""
-    digits = _HEX[records]
-    if (digits == 255).any():
+def _packed_keys(digits: bytes, n: int) -> np.ndarray | None:
+    """The 64-bit integers of ``n`` ids whose digits fill ``digits`` (16 each, spaces between them allowed),
+    or None when any of those places is not a lower-case hex digit. ``bytes.fromhex`` decodes three times
+    as fast as a table lookup per digit; it skips whitespace, so a space (or a comma made one) in a digit's
+    place leaves an odd digit, or fewer bytes than the ids need."""
+    if any(upper in digits for upper in _UPPER_HEX):
         return None
-    pairs = digits.reshape(-1, 2)
-    packed = np.ascontiguousarray((pairs[:, 0] << 4) | pairs[:, 1])  # two digits a byte, high one first
-    return packed.view(">u8").astype(np.uint64)
+    try:
+        packed = bytes.fromhex(digits.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(packed) != n * (ID_LENGTH // 2):
+        return None
+    return np.frombuffer(packed, ">u8").astype(np.uint64)
 
 
 def arrow_keys(array) -> np.ndarray | None:
@@ -70,8 +75,8 @@ def arrow_keys(array) -> np.ndarray | None:
     offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, offset=array.offset * 4)
     if n == 0 or not (np.diff(offsets) == ID_LENGTH).all():
         return None if n else np.zeros(0, np.uint64)
-    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
-    return digit_keys(data.reshape(n, ID_LENGTH))
+    data = array.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()
+    return _packed_keys(data, n)
 
 
 def _batches(query, table: str, since: int = 0) -> list[tuple[int, int]]:
