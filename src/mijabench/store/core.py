@@ -229,7 +229,14 @@ class Store:
         whole. The log comes back at the end, or when the store is next opened."""
         tables = [t for t in tables if t in SECONDARY_INDEXES]
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        temp_store = self.conn.execute("PRAGMA temp_store").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        # Each statement of a transaction keeps the pages it changes that the transaction changed before (a
+        # statement journal, to undo that statement alone); past 64 KB SQLite spills it to a temporary file.
+        # Responses keep the corpus's order, so each statement's rows land on pages of their id index all
+        # over it: at paper scale 3 GB went through such files for 600k responses. In memory, a statement's
+        # pages are copied and dropped when it ends.
+        self.conn.execute("PRAGMA temp_store=MEMORY")
         journal = self._rollback_journal()
         try:
             with self.transaction() as cur:
@@ -238,6 +245,9 @@ class Store:
                         cur.execute(f"DROP INDEX IF EXISTS {statement.split()[5]}")
             yield
         finally:
+            # the index builds below sort in temporary files again: in memory, a sort of millions of keys
+            # would hold them all
+            self.conn.execute(f"PRAGMA temp_store={int(temp_store)}")
             threads = self.conn.execute("PRAGMA threads").fetchone()[0]
             self.conn.execute(f"PRAGMA cache_size=-{INDEX_SORT_CACHE_KIB}")
             self.conn.execute(f"PRAGMA threads={min(8, os.cpu_count() or 1)}")
