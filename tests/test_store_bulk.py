@@ -5,6 +5,9 @@ import dataclasses
 import sqlite3
 import time
 
+import numpy as np
+import pytest
+
 from mijabench.records import Response, SamplingSettings, Verdict
 from mijabench.sources import importer
 from mijabench.store import Store, core
@@ -184,3 +187,48 @@ def test_column_writes_inline_fixed_values_and_bind_those_that_cannot_be(tmp_pat
                                       "ORDER BY rowid").fetchall()
     assert responses == [("r1", "run 'quoted'", 0, 1, None), ("r2", "run 'quoted'", 1, 1, None)]
     assert verdicts == [("v1", "j\x00nul", "run\x00nul", None), ("v2", "j", "run\x00nul", None)]
+
+
+@pytest.mark.parametrize("as_codes", [False, True])
+def test_columns_with_few_values_are_coded_and_stored_as_given(tmp_path, monkeypatch, as_codes):
+    """Columns with few distinct values are written as a CASE on one code per row (CodedColumn, or a list
+    coded by the store): every row reads back as the same rows bound value by value. Quotes, NUL, None,
+    unicode, and columns with too many values to code, are all kept."""
+    rng = np.random.default_rng(7)
+    n = 3 * core.ROWS_PER_INSERT + 5
+    judges = ["j1", "it's", "ção", "j\x00nul"]
+    labels = ["safe", "harmful", "unparsed"]
+    raws = [f"output {i}" for i in range(core.CODED_VALUES + 10)]  # too many to code: stays bound
+    pick = {"judge": rng.integers(0, 3, n), "label": rng.integers(0, 3, n), "raw": np.arange(n) % len(raws)}
+    pick["judge"][0] = 3  # one NUL in the batch: that column is bound
+
+    def column(name, values):
+        if as_codes:
+            return core.CodedColumn(pick[name], values)
+        return [values[i] for i in pick[name]]
+
+    def write(store, coded_values):
+        monkeypatch.setattr(core, "CODED_VALUES", coded_values)
+        ids = [f"v{i:03d}" for i in range(n)]
+        store.put_answer_columns(ids, [f"i{i}" for i in range(n)], [f"m{i % 3}" for i in range(n)],
+                                 ["hi" if i % 4 else " " for i in range(n)], {}, "run")
+        store.put_verdict_columns(ids, ids, column("judge", judges), column("label", labels),
+                                  column("raw", raws), column("label", ["", "why", "it's"]),
+                                  column("judge", ["fp1", "fp2", "fp3", "fp4"]), "run")
+        return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+                for t in ("responses", "verdicts")}
+
+    written = {}
+    real = core._upsert
+    monkeypatch.setattr(core, "_upsert", lambda cur, table, *a: written.setdefault(table, set(a[-1] or ()))
+                        and None or real(cur, table, *a))
+    with Store(tmp_path / "coded") as coded, Store(tmp_path / "bound") as bound:
+        coded_rows = write(coded, core.CODED_VALUES)
+        assert written == {"responses": {"model", "blank"}, "verdicts": {"label", "reasoning", "fingerprint"}}
+        bound_rows = write(bound, 0)
+    stamp = {"responses": 13, "verdicts": 8}  # created_at: the time of each write
+    for table, position in stamp.items():
+        assert [r[:position] + r[position + 1:] for r in coded_rows[table]] == \
+            [r[:position] + r[position + 1:] for r in bound_rows[table]]
+    assert {r[2] for r in coded_rows["verdicts"]} == {"j1", "it's", "ção", "j\x00nul"}
+    assert {r[5] for r in coded_rows["verdicts"]} == {"", "why", "it's"}

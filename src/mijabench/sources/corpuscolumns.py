@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..records import LABELS
+from ..store.core import CodedColumn
 from .digests import Deferred
 
 if TYPE_CHECKING:
@@ -271,9 +272,9 @@ LABEL_CODE = {label: i for i, label in enumerate(LABEL_ORDER)}
 
 
 class Coded:
-    """A column as integer codes into its values: a slice comes back as the list of values the store's
-    writers take. A corpus then holds a small integer a row (often fewer bytes than the 8 of a reference),
-    and no row holds its own copy of a value."""
+    """A column as integer codes into its values: a corpus then holds a small integer a row (often fewer
+    bytes than the 8 of a reference), and no row holds its own copy of a value; nor does the SQL that
+    writes it, when it has few values."""
 
     def __init__(self, codes: np.ndarray, values):
         self.codes = codes.astype(_code_type(len(values)), copy=False)
@@ -282,8 +283,9 @@ class Coded:
     def __len__(self) -> int:
         return len(self.codes)
 
-    def __getitem__(self, index: slice) -> list:
-        return self.values[self.codes[index]].tolist()
+    def __getitem__(self, index: slice) -> CodedColumn:
+        """A slice as the store's writers take it: codes into the same values (``Store._coded``)."""
+        return CodedColumn(self.codes[index], self.values)
 
 
 class Ids:
