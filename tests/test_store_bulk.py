@@ -10,7 +10,7 @@ import pytest
 
 from mijabench.records import Response, SamplingSettings, Verdict
 from mijabench.sources import importer
-from mijabench.store import Store, core
+from mijabench.store import Store, core, upsert
 from test_import import dump, wide_rows, write
 
 INDEXES = {"responses_model", "verdicts_response", "verdicts_judge"}
@@ -160,8 +160,8 @@ def test_many_rows_per_statement_upsert_as_one_statement_per_row_would(tmp_path,
     verdicts = [Verdict(response_id=r.id, judge=j, label="safe", raw="{}", reasoning="r", fingerprint="a")
                 for r in first for j in ("j1", "j2")]
     stored = {}
-    for per in (1, core.ROWS_PER_INSERT, 7):
-        monkeypatch.setattr(core, "ROWS_PER_INSERT", per)
+    for per in (1, upsert.ROWS_PER_INSERT, 7):
+        monkeypatch.setattr(upsert, "ROWS_PER_INSERT", per)
         with Store(tmp_path / f"per{per}") as store:
             store.put_responses(first)
             store.put_responses(second + again)
@@ -169,7 +169,7 @@ def test_many_rows_per_statement_upsert_as_one_statement_per_row_would(tmp_path,
             store.put_verdicts(verdicts[:5] + [dataclasses.replace(verdicts[0], fingerprint="b")])
             stored[per] = {t: _rows(store, t) for t in ("responses", "verdicts")}
             texts = {r.item_id + r.model: (r.text, r.error, r.attempts) for r in store.responses()}
-    assert stored[1] == stored[core.ROWS_PER_INSERT] == stored[7]
+    assert stored[1] == stored[upsert.ROWS_PER_INSERT] == stored[7]
     assert texts[item + "m2"] == ("ok", None, 2) and texts["item-3m"] == ("answer 3", None, 2)
     assert texts["item-4m"] == (None, "timeout", 1) and len(stored[1]["verdicts"]) == 80
 
@@ -195,20 +195,20 @@ def test_columns_with_few_values_are_coded_and_stored_as_given(tmp_path, monkeyp
     coded by the store): every row reads back as the same rows bound value by value. Quotes, NUL, None,
     unicode, and columns with too many values to code, are all kept."""
     rng = np.random.default_rng(7)
-    n = 3 * core.ROWS_PER_INSERT + 5
+    n = 3 * upsert.ROWS_PER_INSERT + 5
     judges = ["j1", "it's", "ção", "j\x00nul"]
     labels = ["safe", "harmful", "unparsed"]
-    raws = [f"output {i}" for i in range(core.CODED_VALUES + 10)]  # too many to code: stays bound
+    raws = [f"output {i}" for i in range(upsert.CODED_VALUES + 10)]  # too many to code: stays bound
     pick = {"judge": rng.integers(0, 3, n), "label": rng.integers(0, 3, n), "raw": np.arange(n) % len(raws)}
     pick["judge"][0] = 3  # one NUL in the batch: that column is bound
 
     def column(name, values):
         if as_codes:
-            return core.CodedColumn(pick[name], values)
+            return upsert.CodedColumn(pick[name], values)
         return [values[i] for i in pick[name]]
 
     def write(store, coded_values):
-        monkeypatch.setattr(core, "CODED_VALUES", coded_values)
+        monkeypatch.setattr(upsert, "CODED_VALUES", coded_values)
         ids = [f"v{i:03d}" for i in range(n)]
         store.put_answer_columns(ids, [f"i{i}" for i in range(n)], [f"m{i % 3}" for i in range(n)],
                                  ["hi" if i % 4 else " " for i in range(n)], {}, "run")
@@ -219,11 +219,11 @@ def test_columns_with_few_values_are_coded_and_stored_as_given(tmp_path, monkeyp
                 for t in ("responses", "verdicts")}
 
     written = {}
-    real = core._upsert
-    monkeypatch.setattr(core, "_upsert", lambda cur, table, *a: written.setdefault(table, set(a[-1] or ()))
+    real = core.upsert
+    monkeypatch.setattr(core, "upsert", lambda cur, table, *a: written.setdefault(table, set(a[-1] or ()))
                         and None or real(cur, table, *a))
     with Store(tmp_path / "coded") as coded, Store(tmp_path / "bound") as bound:
-        coded_rows = write(coded, core.CODED_VALUES)
+        coded_rows = write(coded, upsert.CODED_VALUES)
         assert written == {"responses": {"model", "blank"}, "verdicts": {"label", "reasoning", "fingerprint"}}
         bound_rows = write(bound, 0)
     stamp = {"responses": 13, "verdicts": 8}  # created_at: the time of each write

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..records import LABELS
-from ..store.core import CodedColumn
+from ..store.upsert import CodedColumn
 from .digests import Deferred
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..records import BenchmarkItem, Response, SamplingSettings, Scenario, Seed,
 from .health import HealthCheck
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .secrets import redact, scrub_text, secret_values
+from .upsert import coded_columns, scrub_all, sql_literals, upsert
 
 DEFAULT_WORKSPACE = "mijabench-workspace"
 DB_NAME = "mijabench.sqlite"
@@ -63,95 +64,6 @@ _VERDICT_CONFLICT = (
     "error=excluded.error, run_id=excluded.run_id, created_at=excluded.created_at, "
     "fingerprint=excluded.fingerprint WHERE verdicts.error IS NOT NULL OR "
     "verdicts.fingerprint != excluded.fingerprint")
-
-
-# rows per INSERT statement of the upserts below: SQLite steps one statement per row of ``executemany``,
-# which at paper scale cost more than storing the rows (1.8M verdicts: about 9 s one per statement, 5.5 s 32
-# per statement); well under SQLite's limit of 32,766 parameters
-ROWS_PER_INSERT = 32
-
-
-# A column of a write by columns with at most this many distinct values in a batch (a judge, a label, a model)
-# is written as a CASE on one integer per row that codes all such columns together. Binding each value was a
-# third of a paper-scale import's writing: 1.8M verdicts took 5.1 to 5.3 s with every value bound, 3.3 to
-# 3.8 s with judge, label and fingerprint coded.
-CODED_VALUES = 32
-
-
-def _upsert(cur: sqlite3.Cursor, table: str, fields: tuple[str, ...], conflict: str, literals: dict[str, str],
-            rows: Iterable[tuple], coded: dict[str, tuple[int, int, str]] | None = None) -> int:
-    """Upsert ``rows`` (each one value per field of ``fields`` that has no entry in ``literals`` or
-    ``coded``, in order, then the row's code when ``coded`` has entries), ``ROWS_PER_INSERT`` rows to a
-    statement. ``coded``: field -> (divisor, count, its CASE's "WHEN i THEN literal" list): the field's value
-    is the one of ``(code / divisor) % count``. Within a statement SQLite inserts row after row, each meeting
-    the conflict clause as it would in a statement of its own, so the result is that of one per row."""
-    coded = coded or {}
-    bound = [f for f in fields if f not in literals and f not in coded]
-    width = len(bound) + bool(coded)
-
-    def row(k: int) -> str:
-        place = {f: f"?{k * width + i + 1}" for i, f in enumerate(bound)}
-        code = f"?{k * width + width}"
-        return "(" + ",".join(literals[f] if f in literals else place[f] if f in place else
-                              f"CASE ({code} / {coded[f][0]}) % {coded[f][1]} {coded[f][2]} END"
-                              for f in fields) + ")"
-
-    head = f"INSERT INTO {table} ({', '.join(fields)}) VALUES "
-    values = list(chain.from_iterable(rows))
-    n = len(values) // width
-    whole = n - n % ROWS_PER_INSERT
-    step = width * ROWS_PER_INSERT
-    cur.executemany(f"{head}{','.join(map(row, range(ROWS_PER_INSERT)))} {conflict}",
-                    (values[k:k + step] for k in range(0, whole * width, step)))
-    if n > whole:
-        cur.execute(f"{head}{','.join(map(row, range(n - whole)))} {conflict}", values[whole * width:])
-    return n
-
-
-def _categories(column: list | CodedColumn) -> list | None:
-    """The distinct values of a column (a CodedColumn's own list), or None when it has none or more than
-    ``CODED_VALUES`` of them (a look at its first rows first: a column of replies is not gone through)."""
-    if not len(column):
-        return None
-    if isinstance(column, CodedColumn):
-        values = list(column.values)
-    elif len(dict.fromkeys(column[:1000])) > CODED_VALUES:
-        return None
-    else:
-        values = list(dict.fromkeys(column))
-    return values if len(values) <= CODED_VALUES else None
-
-
-class CodedColumn:
-    """A column of a write by columns given as integer codes into its values (an importer keeps its
-    repeated columns so): the store codes it into its SQL without a Python value per row
-    (``Store._coded``). Indexing gives values, as a list's would."""
-
-    __slots__ = ("codes", "values")
-
-    def __init__(self, codes, values: Sequence):
-        self.codes, self.values = codes, values
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return CodedColumn(self.codes[index], self.values)
-        return self.values[int(self.codes[index])]
-
-    def tolist(self) -> list:
-        return [self.values[i] for i in self.codes.tolist()]
-
-
-def _scrub_all(values: list[str] | CodedColumn, secrets: list[str]) -> list[str] | CodedColumn:
-    """``scrub_text`` of each value, once per distinct value (labels and stock replies repeat)."""
-    if isinstance(values, CodedColumn):
-        # its values, not only those in use (another slice's), some perhaps None
-        return CodedColumn(values.codes, [scrub_text(v, secrets) if isinstance(v, str) else v
-                                          for v in values.values])
-    done: dict[str, str] = {}
-    return [done[v] if v in done else done.setdefault(v, scrub_text(v, secrets)) for v in values]
 
 
 def now() -> str:
@@ -511,14 +423,14 @@ class Store:
         fixed = {"settings_key": sampling.key, "settings": _dumps(sampling.to_dict()), "prompt_tokens": None,
                  "completion_tokens": None, "latency_s": None, "finish_reason": None, "error": None,
                  "attempts": 1, "run_id": run_id, "created_at": stamp}
-        given = {"id": ids, "item_id": item_ids, "model": models, "text": _scrub_all(texts, secret_values()),
+        given = {"id": ids, "item_id": item_ids, "model": models, "text": scrub_all(texts, secret_values()),
                  "blank": [int(is_blank(t)) for t in texts]}
         return self._upsert_columns("responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, given, fixed,
                                     categorical=("model", "blank"))
 
     def _upsert_responses(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            return _upsert(cur, "responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, {}, rows)
+            return upsert(cur, "responses", RESPONSE_FIELDS, _RESPONSE_CONFLICT, {}, rows)
 
     def _upsert_columns(self, table: str, fields: tuple[str, ...], conflict: str, given: dict[str, list],
                         fixed: dict[str, Any], categorical: tuple[str, ...] = ()) -> int:
@@ -526,51 +438,14 @@ class Store:
         values go into the SQL as literals, so each row binds only its own: at paper scale, binding
         the same run id, time stamp and settings into millions of rows was a good part of the writing.
         Columns named in ``categorical`` with few distinct values are coded (``CODED_VALUES``)."""
-        literals = self._literals(fixed)
-        coded, codes = self._coded(given, categorical, literals)
+        literals = sql_literals(self.conn, fixed)
+        coded, codes = coded_columns(self.conn, given, categorical, literals)
         columns = [given[f] if f in given else repeat(fixed[f]) for f in fields
                    if f not in literals and f not in coded]
         if coded:
             columns.append(codes)
         with self.transaction() as cur:  # the repeats are endless
-            return _upsert(cur, table, fields, conflict, literals, zip(*columns, strict=False), coded)
-
-    def _coded(self, given: dict[str, list | CodedColumn], names: tuple[str, ...], literals: dict[str, str]
-               ) -> tuple[dict[str, tuple[int, int, str]], list[int]]:
-        """``_upsert``'s ``coded`` for the columns of ``names`` with at most ``CODED_VALUES`` distinct values,
-        each one a literal (``_literals``), and each row's code; a column of one value becomes a literal
-        (added to ``literals``). Other columns stay bound (a CodedColumn as the list of its values)."""
-        import numpy as np
-
-        coded: dict[str, tuple[int, int, str]] = {}
-        code = None
-        divisor = 1
-        for name in names:
-            column = given[name]
-            values = _categories(column)
-            quoted = self._literals(dict(enumerate(values or ())))
-            if not values or len(quoted) < len(values) or divisor * len(values) > 2 ** 40:
-                continue
-            if len(values) == 1:
-                literals[name] = quoted[0]
-                continue
-            codes = np.asarray(column.codes, np.int64) if isinstance(column, CodedColumn) else np.fromiter(
-                map({value: i for i, value in enumerate(values)}.__getitem__, column), np.int64, len(column))
-            code = codes * divisor if code is None else code + codes * divisor
-            cases = " ".join(f"WHEN {i} THEN {quoted[i]}" for i in range(len(values)))
-            coded[name] = (divisor, len(values), cases)
-            divisor *= len(values)
-        for name, column in given.items():  # the coded columns left bound: their values, row by row
-            if isinstance(column, CodedColumn) and name not in coded and name not in literals:
-                given[name] = column.tolist()
-        return coded, code.tolist() if code is not None else []
-
-    def _literals(self, values: dict[str, Any]) -> dict[str, str]:
-        """Each value as an SQL literal, made by SQLite's own quote(); text, integers and NULL only (a REAL
-        would be rounded), and no text with a NUL character (that ends the statement): those stay bound."""
-        return {name: self.conn.execute("SELECT quote(?)", (value,)).fetchone()[0]
-                for name, value in values.items()
-                if value is None or type(value) is int or (type(value) is str and "\x00" not in value)}
+            return upsert(cur, table, fields, conflict, literals, zip(*columns, strict=False), coded)
 
     RESPONSE_COLUMNS = ("id, item_id, model, settings, text, prompt_tokens, completion_tokens, latency_s, "
                         "finish_reason, error, attempts, run_id")
@@ -616,7 +491,7 @@ class Store:
         without a Verdict per row. Labels are trusted: the caller took them from ``LABELS``."""
         secrets = secret_values()
         given = {"id": ids, "response_id": response_ids, "judge": judges, "label": labels,
-                 "raw": _scrub_all(raws, secrets), "reasoning": _scrub_all(reasonings, secrets),
+                 "raw": scrub_all(raws, secrets), "reasoning": scrub_all(reasonings, secrets),
                  "fingerprint": fingerprints}
         fixed = {"error": None, "run_id": run_id, "created_at": now()}
         return self._upsert_columns("verdicts", VERDICT_FIELDS, _VERDICT_CONFLICT, given, fixed,
@@ -624,7 +499,7 @@ class Store:
 
     def _upsert_verdicts(self, rows: list[tuple]) -> int:
         with self.transaction() as cur:
-            return _upsert(cur, "verdicts", VERDICT_FIELDS, _VERDICT_CONFLICT, {}, rows)
+            return upsert(cur, "verdicts", VERDICT_FIELDS, _VERDICT_CONFLICT, {}, rows)
 
     def verdicts(self, judge: str | None = None) -> list[Verdict]:
         sql, args = ("SELECT id, response_id, judge, label, raw, reasoning, error, run_id, fingerprint "
