@@ -183,7 +183,7 @@ def _read(table: pa.Table, reader: RowReader, per_row: int = 1) -> None:
 def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np.ndarray,
               language_names: list[str], response_ids: np.ndarray) -> None:
     corpus, cols = reader.corpus, reader.columns
-    # each column as codes into a list of its values (Coded), per judge first: the verdicts' judge, label,
+    # each column as codes into a list of its values (``coded``), per judge first: the verdicts' judge, label,
     # judge output and fingerprint repeat on nearly every row, and each one's response is a position
     parts: dict[str, list] = {k: [] for k in ("response", "judge", "label", "raw", "reasoning")}
     hashed: list[tuple[np.ndarray, str]] = []  # per judge: its verdicts (their responses' positions), name
@@ -233,11 +233,11 @@ def _verdicts(table: pa.Table, reader: RowReader, kept: np.ndarray, language: np
     def columns(ids: np.ndarray, by_id: np.ndarray) -> dict[str, Any]:
         joined = {name: np.concatenate(pieces)[by_id] if pieces else np.zeros(0, np.int64)
                   for name, pieces in parts.items()}
-        return {"id": Ids(ids), "response_id": Coded(joined["response"], response_ids),
-                "judge": Coded(joined["judge"], values_of["judge"]),
-                "label": Coded(joined["label"], LABEL_ORDER), "raw": Coded(joined["raw"], values_of["raw"]),
-                "reasoning": Coded(joined["reasoning"], values_of["reasoning"]),
-                "fingerprint": Coded(joined["judge"], values_of["fingerprint"])}
+        return {"id": Ids(ids), "response_id": coded(joined["response"], response_ids),
+                "judge": coded(joined["judge"], values_of["judge"]),
+                "label": coded(joined["label"], LABEL_ORDER), "raw": coded(joined["raw"], values_of["raw"]),
+                "reasoning": coded(joined["reasoning"], values_of["reasoning"]),
+                "fingerprint": coded(joined["judge"], values_of["fingerprint"])}
 
     # every check is done: the ids are hashed in another process while the items and responses are written
     count = sum(len(judged) for judged, _ in hashed)
@@ -271,21 +271,12 @@ LABEL_ORDER = tuple(LABELS)  # the labels a judge output reads as
 LABEL_CODE = {label: i for i, label in enumerate(LABEL_ORDER)}
 
 
-class Coded:
+def coded(codes: np.ndarray, values) -> CodedColumn:
     """A column as integer codes into its values: a corpus then holds a small integer a row (often fewer
     bytes than the 8 of a reference), and no row holds its own copy of a value; nor does the SQL that
-    writes it, when it has few values."""
-
-    def __init__(self, codes: np.ndarray, values):
-        self.codes = codes.astype(_code_type(len(values)), copy=False)
-        self.values = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def __getitem__(self, index: slice) -> CodedColumn:
-        """A slice as the store's writers take it: codes into the same values (``Store._coded``)."""
-        return CodedColumn(self.codes[index], self.values)
+    writes it, when it has few values (``store.upsert.coded_columns``)."""
+    return CodedColumn(codes.astype(_code_type(len(values)), copy=False),
+                       values if isinstance(values, np.ndarray) else np.array(values, dtype=object))
 
 
 class Ids:

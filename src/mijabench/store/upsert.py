@@ -125,6 +125,8 @@ class CodedColumn:
         return self.values[int(self.codes[index])]
 
     def tolist(self) -> list:
+        if hasattr(self.values, "take"):  # a numpy array: one vectorized step
+            return self.values.take(self.codes).tolist()
         return [self.values[i] for i in self.codes.tolist()]
 
 
