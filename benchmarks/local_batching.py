@@ -130,10 +130,10 @@ def main() -> None:
           f"load average {load_average()}")
     print(f"{args.prompts} prompts x up to {args.new_tokens} new tokens, greedy\n")
 
-    rows = [asyncio.run(run_mode(1, requests[:args.single], together=False))]
+    rows = [asyncio.run(run_mode(1, requests[:args.single], together=False, threads=args.threads))]
     reference = [g.text for g in rows[0]["results"]]
     for size in args.batch_sizes:
-        rows.append(asyncio.run(run_mode(size, requests, together=True)))
+        rows.append(asyncio.run(run_mode(size, requests, together=True, threads=args.threads)))
     header = f"{'mode':<16}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}{'CPU s':>8}{'peak RSS':>10}"
     print(f"{header}  replies differing from one at a time")
     for row in rows:
