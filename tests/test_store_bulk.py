@@ -218,10 +218,14 @@ def test_columns_with_few_values_are_coded_and_stored_as_given(tmp_path, monkeyp
         return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
                 for t in ("responses", "verdicts")}
 
-    written = {}
+    written = {}  # table -> the columns its first write coded
     real = core.upsert
-    monkeypatch.setattr(core, "upsert", lambda cur, table, *a: written.setdefault(table, set(a[-1] or ()))
-                        and None or real(cur, table, *a))
+
+    def spy(cur, table, *args):
+        written.setdefault(table, set(args[-1] or ()))
+        return real(cur, table, *args)
+
+    monkeypatch.setattr(core, "upsert", spy)
     with Store(tmp_path / "coded") as coded, Store(tmp_path / "bound") as bound:
         coded_rows = write(coded, upsert.CODED_VALUES)
         assert written == {"responses": {"model", "blank"}, "verdicts": {"label", "reasoning", "fingerprint"}}
