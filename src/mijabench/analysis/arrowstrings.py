@@ -84,13 +84,20 @@ class ArrowStrings(Sequence):
         return cls(pa.concat_arrays(arrays))
 
 
+def string_offsets(array: pa.Array) -> np.ndarray:
+    """The ``len(array) + 1`` offsets of a string or large_string array's strings in its data buffer (a
+    slice's own, read from its parent's buffer)."""
+    kind = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    return np.frombuffer(array.buffers()[1], kind, count=len(array) + 1,
+                         offset=array.offset * np.dtype(kind).itemsize)
+
+
 def _gathered(array: pa.Array, index: np.ndarray) -> pa.Array:
     """The strings of ``array`` at ``index``, as a new array, gathered by numpy from its buffers. Arrow's
     own ``take`` needs ``pyarrow.compute`` (0.1 s to import) and an index array (``pa.array`` imports
     pandas, 0.3 s more): a report that reads a few hundred ids needs neither."""
-    kind = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    _, offsets, data = array.buffers()
-    ends = np.frombuffer(offsets, kind, count=len(array) + 1, offset=array.offset * np.dtype(kind).itemsize)
+    ends = string_offsets(array)
+    data = array.buffers()[2]
     chars = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
     starts, lengths = ends[index].astype(np.int64), (ends[index + 1] - ends[index]).astype(np.int64)
     placed = np.zeros(len(index) + 1, np.int64)

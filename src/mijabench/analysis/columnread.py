@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .arrowstrings import ArrowStrings
+from .arrowstrings import ArrowStrings, string_offsets
 
 ID_LENGTH = 16
 RECORD = ID_LENGTH + 1  # an id and the comma after it
@@ -72,7 +72,7 @@ def arrow_keys(array) -> np.ndarray | None:
     n = len(array)
     if array.null_count or not pa.types.is_string(array.type):
         return None
-    offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, offset=array.offset * 4)
+    offsets = string_offsets(array)
     if n == 0 or not (np.diff(offsets) == ID_LENGTH).all():
         return None if n else np.zeros(0, np.uint64)
     data = array.buffers()[2][offsets[0]:offsets[-1]].to_pybytes()

@@ -74,8 +74,10 @@ def coded_columns(conn: sqlite3.Connection, given: dict[str, list | CodedColumn]
     for name in names:
         column = given[name]
         values = _categories(column)
-        quoted = sql_literals(conn, dict(enumerate(values or ())))
-        if not values or len(quoted) < len(values) or divisor * len(values) > 2 ** 40:
+        if not values or divisor * len(values) > 2 ** 40:
+            continue
+        quoted = sql_literals(conn, dict(enumerate(values)))
+        if len(quoted) < len(values):  # a value SQL cannot hold as a literal (NUL): bound
             continue
         if len(values) == 1:
             literals[name] = quoted[0]
