@@ -67,7 +67,7 @@ def _batched(store):
 
 
 def _by_rows(monkeypatch):
-    monkeypatch.setattr(table, "response_columns", lambda *a, **k: None)
+    monkeypatch.setattr(table, "read_responses", lambda *a, **k: None)
 
 
 SELECTIONS = [dict(judges=["j1", "j2", "j3"]), dict(judges=["j1", "j2", "j3", "j4"], allow_even_vote=True),
@@ -247,3 +247,128 @@ def test_the_judge_census_answers_what_the_index_scans_did(filled):
     for given in (census, None):
         with pytest.raises(InputError, match="2 configurations"):
             resolve_voters(filled, ["j5"], census=given)
+
+
+def _one_run_per_target(store: Store) -> None:
+    """Each target's responses from one run of its own (a run per model, as `mijabench run` writes them),
+    in shuffled rowid order, with two judges' verdicts."""
+    rng = random.Random(5)
+    items = [BenchmarkItem(language="en", group="women", seed_text=f"s {i}", scenario_category="history",
+                           scenario_text="x", strategy="persona_assignment", prompt=f"p {i}")
+             for i in range(6)]
+    store.put_items(items, bench="b")
+    responses = [Response(item_id=item.id, model=model, settings=settings, run_id=f"run-{model}-{n}",
+                          text=f"reply {rng.random()}", finish_reason="stop")
+                 for item in items for n, (model, settings) in enumerate((("m1", PLAIN), ("m2", GUARDED),
+                                                                          ("m2", PLAIN)))]
+    rng.shuffle(responses)
+    store.put_responses(responses)
+    store.put_verdicts(Verdict(response_id=r.id, judge=j, label=rng.choice(LABELS))
+                       for r in responses for j in ("j1", "j2", "j3"))
+
+
+def test_the_facts_list_each_targets_rowids_and_runs(filled):
+    """The listing a full load codes targets and runs from is what SQLite holds per target."""
+    stored, runs, listing = table._store_facts(filled.query, True)
+    assert (stored, runs) == table._store_facts(filled.query)
+    assert len(listing) == len(stored) == 4
+    for (model, key, *_), (rowids, target_runs) in zip(stored, listing, strict=True):
+        assert rowids.tolist() == [r[0] for r in filled.query(
+            "SELECT rowid FROM responses WHERE model = ? AND settings_key = ? ORDER BY rowid", [model, key])]
+        assert sorted(target_runs) == [r[0] for r in filled.query(
+            "SELECT DISTINCT run_id FROM responses WHERE model = ? AND settings_key = ? ORDER BY run_id",
+            [model, key])]
+    # an SQLite without JSON functions gives no listing: targets and runs are then read as before
+    assert len(table._store_facts(_without_json(filled.query), True)) == 2
+
+
+def _spied(monkeypatch, *names) -> dict[str, int]:
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(columnread, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(columnread, name, spy)
+    return calls
+
+
+def test_targets_and_runs_are_coded_from_the_facts_when_each_target_has_one_run(store, monkeypatch):
+    """No second read of the model index or of the runs: and the same table as the row query."""
+    _one_run_per_target(store)
+    calls = _spied(monkeypatch, "_target_codes", "_run_codes")
+    fast = load_judged(store, ["j1", "j2", "j3"])
+    assert calls == {"_target_codes": 0, "_run_codes": 0}
+    assert sorted(set(fast.values("run_id"))) == ["run-m1-0", "run-m2-1", "run-m2-2"]
+    _by_rows(monkeypatch)
+    same(fast, load_judged(store, ["j1", "j2", "j3"]))
+
+
+def test_a_target_with_several_runs_has_its_runs_read_again(filled, monkeypatch):
+    """The fixture's targets each mix two runs: the facts cannot code them, each response's run is read."""
+    calls = _spied(monkeypatch, "_target_codes", "_run_codes")
+    fast = load_judged(filled, ["j1", "j2", "j3"])
+    assert calls == {"_target_codes": 0, "_run_codes": 1}
+    _by_rows(monkeypatch)
+    same(fast, load_judged(filled, ["j1", "j2", "j3"]))
+
+
+@pytest.mark.parametrize("missing", ["first", "last"])
+def test_a_response_written_after_the_facts_is_coded_from_the_index(store, monkeypatch, missing):
+    """The facts lane listed the targets' rowids before a run wrote one more response of a known target:
+    that response is not listed, so the targets are read again from the model index (never code -1)."""
+    _one_run_per_target(store)
+    stored, runs, listing = table._store_facts(store.query, True)
+    rowids, target_runs = listing[0]
+    short = [(rowids[1:] if missing == "first" else rowids[:-1], target_runs), *listing[1:]]
+    calls = _spied(monkeypatch, "_target_codes", "_run_codes")
+    late = columnread.read_responses(store, [], [], lambda: (stored, runs, short))
+    assert calls["_target_codes"] == 1
+    full = columnread.read_responses(store, [], [], lambda: (stored, runs))
+    assert late["model"].tolist() == full["model"].tolist() and (late["model"] >= 0).all()
+    assert late["run_id"].tolist() == full["run_id"].tolist()
+
+
+def test_the_stored_judges_are_select_distincts(store):
+    """One index seek per judge finds every judge, names that are prefixes of others and non-ASCII ones
+    included, and none in an empty store."""
+    query = store.query
+    assert columnread.stored_judges(query) == set()
+    _one_run_per_target(store)
+    response = store.query("SELECT id FROM responses LIMIT 1")[0][0]
+    odd = ["j", "j1 ", "j1\u00e9", "J1", "\u4e2d", ""]
+    store.put_verdicts(Verdict(response_id=response, judge=j, label="safe") for j in odd)
+    assert columnread.stored_judges(query) == {r[0] for r in query("SELECT DISTINCT judge FROM verdicts")}
+    assert set(odd) <= columnread.stored_judges(query)
+
+
+def test_items_read_before_a_new_item_are_read_again(filled):
+    """The items lane ran before the responses: a response whose item it did not see makes the load read
+    the items again, rather than give that response another item's attributes."""
+    rows = filled.query(table.ITEM_ROWS_SQL)
+    used = [row[0] for row in rows]
+    assert table._item_rows(filled, used, rows) is rows
+    again = table._item_rows(filled, used, rows[:-1])
+    assert again == rows and again is not rows
+    assert table._item_rows(filled, [], rows) == []
+
+
+def test_an_unknown_named_voter_is_refused_while_its_verdicts_were_read_early(filled):
+    """Named voters' verdicts start before the census checks the names: a name the store lacks is still
+    refused, and nothing is left running."""
+    import threading
+    before = threading.active_count()
+    with pytest.raises(InputError, match="no verdicts by judge 'j9'"):
+        load_judged(filled, ["j1", "j9", "j2"])
+    assert threading.active_count() == before
+
+
+def test_votes_are_counted_for_the_voters_resolved_not_the_names_given(filled, monkeypatch):
+    """The verdicts read early are those of the names given; were the voters resolved to others, the votes
+    are read again for them."""
+    expected = load_judged(filled, ["j1"])
+    real = table.resolve_voters
+    monkeypatch.setattr(table, "resolve_voters",
+                        lambda store, judges, **kw: real(store, ["j1"], **kw))
+    same(expected, load_judged(filled, ["j1", "j2", "j3"]))

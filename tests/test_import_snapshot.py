@@ -70,7 +70,7 @@ def test_the_first_report_reads_the_imports_table_whatever_the_voters_order(tmp_
         def no_sql(*args, **kwargs):
             raise AssertionError("the import's snapshot should have been read")
 
-        monkeypatch.setattr(table, "response_columns", no_sql)
+        monkeypatch.setattr(table, "read_responses", no_sql)
         monkeypatch.setattr(table, "_response_rows", no_sql)
         result = write_report(store, tmp_path / "out", judges=order, resamples=50, snapshot=True)
         assert result.analysis.meta["voters"].names == tuple(order)

@@ -68,9 +68,9 @@ class Grower:
 def _check(store: Store, monkeypatch, *, on_top: bool, **selection) -> None:
     """The snapshot load equals a full load; ``on_top``: it came from a base and the rows added since."""
     full_reads = []
-    real = table.response_columns
+    real = table.read_responses
     with monkeypatch.context() as mp:
-        mp.setattr(table, "response_columns", lambda *a, **k: full_reads.append(1) or real(*a, **k))
+        mp.setattr(table, "read_responses", lambda *a, **k: full_reads.append(1) or real(*a, **k))
         got = load_judged(store, VOTERS, snapshot=True, **selection)
     assert (not full_reads) == on_top
     same(load_judged(store, VOTERS, **selection), got)
@@ -248,9 +248,9 @@ def _load(store, monkeypatch, voters) -> bool:
     """Load ``voters``' table through the snapshots, check it equals a full load; whether it was read on top
     of a base."""
     full_reads = []
-    real = table.response_columns
+    real = table.read_responses
     with monkeypatch.context() as mp:
-        mp.setattr(table, "response_columns", lambda *a, **k: full_reads.append(1) or real(*a, **k))
+        mp.setattr(table, "read_responses", lambda *a, **k: full_reads.append(1) or real(*a, **k))
         got = load_judged(store, voters, snapshot=True)
     same(load_judged(store, voters), got)
     return not full_reads

@@ -120,13 +120,20 @@ def _read_only(path) -> sqlite3.Connection:
 
 
 def response_columns(store, judges: Sequence[str], where: list[str], args: list, *, pool: ThreadPoolExecutor,
-                     facts: Callable[[], tuple]) -> dict | None:
+                     facts: Callable[[], tuple], verdicts: Future | None = None) -> dict | None:
     """The columns ``table._response_rows`` gives (same values, same order: responses by rowid), or None
     when an id in the selection is not one mijabench writes. ``facts()``: every (model, settings key, ...)
-    of the store and every run id, each in code order (``table._store_facts``, read in another thread).
-    The verdicts are read in a thread of ``pool`` meanwhile."""
-    verdicts = aside(pool, store, verdict_labels, judges) if judges else None
-    columns = read_responses(store, where, args, facts)
+    of the store and every run id, each in code order (``table._store_facts``, read in another thread),
+    and optionally each target's rowids and runs. The verdicts are read in a thread of ``pool`` meanwhile,
+    or were started already (``verdicts``: ``verdict_labels`` of ``judges``)."""
+    if verdicts is None and judges:
+        verdicts = aside(pool, store, verdict_labels, judges)
+    return with_votes(read_responses(store, where, args, facts), verdicts)
+
+
+def with_votes(columns: dict | None, verdicts: Future | None) -> dict | None:
+    """``read_responses``'s columns with each response's votes counted from ``verdicts`` (a future of
+    ``verdict_labels``; None: no voter), its keys dropped; None for None."""
     if columns is None:
         return None
     votes = count_votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
@@ -175,12 +182,16 @@ def read_responses(store, where: list[str], args: list, facts: Callable[[], tupl
     if not known.all():
         rowid, keys, flags, item_rowid = (a[known] for a in (rowid, keys, flags, item_rowid))
         ids = ids.filter(pa.array(known))
-    targets, runs = facts()[:2]
-    model = _target_codes(store, rowid, targets, since)
+    targets, runs, *listing = facts()
+    model, run = _listed_codes(rowid, runs, listing[0]) if listing and not since else (None, None)
+    if model is None:
+        model = _target_codes(store, rowid, targets, since)
     if model is None:
         return None
+    if run is None:
+        run = _run_codes(store, where, args, rowid, set(parts["run_bounds"]), runs, since)
     return {"response_id": ArrowStrings(ids), "keys": keys, "item_rowid": item_rowid, "model": model,
-            "run_id": _run_codes(store, where, args, rowid, set(parts["run_bounds"]), runs, since),
+            "run_id": run,
             "failed": (flags & 1).astype(bool), "empty": (flags & 2).astype(bool),
             "truncated": (flags & 4).astype(bool)}
 
@@ -257,6 +268,26 @@ def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndar
     return np.where(found, values[order][at] if len(sorted_keys) else -1, -1)
 
 
+def _listed_codes(rowid: np.ndarray, runs: Sequence[str], listing: list[tuple[np.ndarray, tuple[str, ...]]]
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Each response's target and run codes from the rowids and run ids ``table._store_facts`` lists per
+    target. The targets' codes are None when a response is not listed (written after the facts were read:
+    ``_target_codes`` reads them again); the runs' when a response's target had several runs (or that
+    response is not listed): then each response's own run id is read (``_run_codes``)."""
+    if not len(rowid):
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    code = {name: i for i, name in enumerate(runs)}
+    listed = _join([rowids for rowids, _ in listing], np.int64)
+    target = _join([np.full(len(rowids), i, np.int32) for i, (rowids, _) in enumerate(listing)], np.int32)
+    model = _lookup(listed, target, rowid).astype(np.int32)
+    if (model < 0).any():
+        return None, None
+    # a target's only run, or -1 when it had several
+    single = np.array([code[names[0]] if len(names) == 1 else -1 for _, names in listing], np.int32)
+    run = single[model]
+    return model, (None if (run < 0).any() else run)
+
+
 def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple], since: int = 0) -> np.ndarray | None:
     """Each response's target code: the rank of its (model, settings key) in ``targets``, from the rowids
     the model index lists per target (those after ``since``). None when the index lists a target
@@ -278,7 +309,7 @@ def verdict_labels(query, judges: Sequence[str], since: int = 0) -> list[tuple[n
     """(response keys, label digits) of the verdicts by ``judges`` after rowid ``since``, batch by batch,
     keys sorted (searchsorted then walks the responses' keys in order: a third of the time of random
     needles)."""
-    stored = {r[0] for r in query("SELECT DISTINCT judge FROM verdicts")}
+    stored = stored_judges(query)
     filter_sql, filter_args = "", []
     if not stored <= set(judges):  # the filter costs a second at paper scale: left out when all vote
         filter_sql, filter_args = f" AND judge IN ({','.join('?' * len(judges))})", list(judges)
@@ -296,6 +327,18 @@ def verdict_labels(query, judges: Sequence[str], since: int = 0) -> list[tuple[n
         by_key = np.argsort(keys)
         out.append((keys[by_key], label[by_key]))
     return out
+
+
+def stored_judges(query) -> set[str]:
+    """Every judge with a verdict, each found by one seek in the (judge, fingerprint) index (a loose index
+    scan): SELECT DISTINCT judge reads the whole index, 0.1 s at paper scale."""
+    found: list[str] = []
+    while True:
+        after = " WHERE judge > ?" if found else ""
+        judge = query(f"SELECT MIN(judge) FROM verdicts{after}", found[-1:])[0][0]
+        if judge is None:
+            return set(found)
+        found.append(judge)
 
 
 def count_votes(batches: list[tuple[np.ndarray, np.ndarray]], keys: np.ndarray) -> np.ndarray:

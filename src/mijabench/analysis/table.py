@@ -28,7 +28,7 @@ from ..judge.vote import final_label
 from ..records import HARMFUL, SAFE, UNPARSED
 from ..taxonomy import load_taxonomy
 from .arrowstrings import ArrowStrings
-from .columnread import aside, response_columns
+from .columnread import _ints, aside, read_responses, verdict_labels, with_votes
 from .variants import variant_labels
 from .voters import Voters, judge_census, resolve_voters
 
@@ -287,21 +287,46 @@ def load_judged(store, judges: Sequence[str] | None = None, bench: str | None = 
     models = list(models or [])
     _check_selection(store, bench, models)
     where, args = _selection_sql(bench, models)
-    # three lanes on the cores (columnread.aside): the store's facts and the verdicts in threads, each on a
-    # connection of its own, the responses here; leaving the pool waits for its threads, also on an error
-    with ThreadPoolExecutor(2) as pool:
-        facts = aside(pool, store, _store_facts)
-        census = judge_census(store.query)
-        voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
-                                allow_even=allow_even_vote, census=census)
+    # lanes on the cores (columnread.aside): the store's facts, the items, the judge census and the verdicts
+    # in threads, each on a connection of its own, the responses here; leaving the pool waits for its
+    # threads, also on an error. Named voters are the voters (resolve_voters checks them after, and keeps
+    # their order), so their verdicts, the longest read, and the responses start at once; unnamed ones are
+    # known from the census first.
+    named = list(dict.fromkeys(judges or []))
+    early = 0 < len(named) < VOTE_BASE
+    with ThreadPoolExecutor(3) as pool:
+        facts = aside(pool, store, _store_facts, True)
+        verdicts = aside(pool, store, verdict_labels, named) if early else None
+        counted = aside(pool, store, judge_census) if early else None
+        items = aside(pool, store, lambda query: query(ITEM_ROWS_SQL))
+        if not early:
+            census = judge_census(store.query)
+            voters = _voters(store, judges, where, args, allow_even_vote, census)
+            if voters.names:
+                verdicts = aside(pool, store, verdict_labels, list(voters.names))
+        cols = read_responses(store, where, args, facts.result)
+        if early:
+            census = counted.result()
+            voters = _voters(store, judges, where, args, allow_even_vote, census)
         judges = list(voters.names)
-        if len(judges) >= VOTE_BASE:
-            raise InputError(f"{len(judges)} voters: at most {VOTE_BASE - 1}", field="--judge")
-        cols = response_columns(store, judges, where, args, pool=pool, facts=facts.result)
-        stored, run_names = facts.result()
+        if early and judges != named:  # not so far: resolve_voters keeps the names given, or refuses them
+            verdicts = aside(pool, store, verdict_labels, judges)
+        cols = with_votes(cols, verdicts if judges else None)
+        stored, run_names = facts.result()[:2]
+        item_rows = items.result()
     cols = cols or _response_rows(store, judges, where, args)
-    return assemble(cols, _item_rows(store, cols["item_rowid"]), stored, run_names, voters, census,
+    return assemble(cols, _item_rows(store, cols["item_rowid"], item_rows), stored, run_names, voters, census,
                     store.models(), empty_as)
+
+
+def _voters(store, judges, where: list[str], args: list, allow_even_vote: bool, census: list[tuple]
+            ) -> Voters:
+    """``resolve_voters`` for ``load_judged``, refusing more voters than the votes' packing holds."""
+    voters = resolve_voters(store, judges, selection=(" AND ".join(where), list(args)),
+                            allow_even=allow_even_vote, census=census)
+    if len(voters.names) >= VOTE_BASE:
+        raise InputError(f"{len(voters.names)} voters: at most {VOTE_BASE - 1}", field="--judge")
+    return voters
 
 
 def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tuple],
@@ -333,21 +358,29 @@ def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tup
     return table.with_empty_rule(empty_as)
 
 
-def _store_facts(query) -> tuple[list[tuple], tuple[str, ...]]:
+def _store_facts(query, listing: bool = False) -> tuple:
     """What the table's provenance needs of the whole store: each target's (model, settings key, settings,
     runs, responses), in target-code order; and every run id, in run-code order. The run ids come from the
-    same pass over the responses (a second one, SELECT DISTINCT, took 0.2 s at paper scale)."""
+    same pass over the responses (a second one, SELECT DISTINCT, took 0.2 s at paper scale).
+
+    With ``listing``, a third value: each target's (rowids, run ids), from the same pass. A full load then
+    codes each response's target and run from it (``columnread.read_responses``) instead of reading the
+    model index and the responses once more for them (0.8 s of a cold report at paper scale)."""
+    rowids = ", group_concat(rowid)" if listing else ""
     try:
         rows = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*), "
-                     "json_group_array(DISTINCT run_id) FROM responses GROUP BY model, settings_key "
+                     f"json_group_array(DISTINCT run_id){rowids} FROM responses GROUP BY model, settings_key "
                      "ORDER BY model, settings_key")
-    except sqlite3.OperationalError:  # an SQLite without JSON functions
+    except sqlite3.OperationalError:  # an SQLite without JSON functions (the listing is then left out)
         stored = query("SELECT model, settings_key, MIN(settings), GROUP_CONCAT(DISTINCT run_id), COUNT(*) "
                        "FROM responses GROUP BY model, settings_key ORDER BY model, settings_key")
         return stored, tuple(r[0] for r in query("SELECT DISTINCT run_id FROM responses ORDER BY run_id"))
-    runs = {run for row in rows for run in json.loads(row[5])}
+    target_runs = [tuple(json.loads(row[5])) for row in rows]
     # Python orders strings by code point, as SQLite's ORDER BY orders them (UTF-8 bytes, BINARY)
-    return [row[:5] for row in rows], tuple(sorted(runs))
+    facts = [row[:5] for row in rows], tuple(sorted({run for runs in target_runs for run in runs}))
+    if not listing:
+        return facts
+    return (*facts, [(_ints(row[6]), runs) for row, runs in zip(rows, target_runs, strict=True)])
 
 
 def judge_counts(census: list[tuple[str, str, int]]) -> list[list]:
@@ -436,10 +469,14 @@ def _response_rows(store, judges: list[str], where: list[str], args: list[str]) 
     return cols
 
 
-def _item_rows(store, item_rowid: Sequence[int]) -> list[tuple]:
-    """Every item's (rowid, id, pair id, language, group, strategy, scenario category), in rowid order."""
+def _item_rows(store, item_rowid: Sequence[int], read: list[tuple] | None = None) -> list[tuple]:
+    """Every item's (rowid, id, pair id, language, group, strategy, scenario category), in rowid order:
+    ``read`` (ITEM_ROWS_SQL's rows, read before the responses, in another thread) when it holds every item
+    in ``item_rowid``, else read again (an item stored in between)."""
     if not len(item_rowid):
         return []
+    if read is not None and set(np.unique(item_rowid).tolist()) <= {row[0] for row in read}:
+        return read
     return store.query(ITEM_ROWS_SQL)
 
 
