@@ -15,6 +15,7 @@ wall and 1 GB peak; judge selection with memory flat in corpus size.
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reuse DIR/paper600000-x --src OTHER/src
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --layout wide   # the published layout
     .venv/bin/python benchmarks/paper_scale.py --rows 600000 --format jsonl  # or csv, or hub (a saved copy)
+    .venv/bin/python benchmarks/paper_scale.py --rows 600000 --reply-words 120  # replies as long as real ones
 
 Prints one line per command and scale, then a Markdown table of the same figures (docs/performance.md):
 wall / CPU / peak RSS. `report` runs four times: right after the import (which leaves the judged table's
@@ -81,9 +82,27 @@ print(len(responses))
 """
 
 
-def write_corpus(path: Path, rows: int, seed: int = 0, layout: str = "long") -> Path:
+def long_replies(rng: np.random.Generator, rows: int, words: int) -> np.ndarray:
+    """``rows`` different replies of ``words`` words on average (a quarter of that to twice as many: refusals
+    are short, stories long), cut at random places from one long text of mild words."""
+    vocabulary = np.array("the a quiet village river lighthouse keeper sage rain story told evening morning "
+                          "garden old new friend market road song light window bread tea walked smiled "
+                          "and then because while under over near far".split())
+    lengths = rng.integers(max(1, words // 4), 2 * words + 1, rows)
+    text_words = vocabulary[rng.integers(0, len(vocabulary), 4 * words + 1000)]
+    text = " ".join(text_words.tolist())
+    # a word's start offset in ``text``, to cut whole words
+    starts = np.r_[0, np.cumsum([len(w) + 1 for w in text_words.tolist()])]
+    first = rng.integers(0, len(text_words) - 2 * words, rows)
+    cuts = zip(first.tolist(), lengths.tolist(), strict=True)
+    return np.array([f"{i}. {text[starts[a]:starts[a + n] - 1]}" for i, (a, n) in enumerate(cuts)],
+                    dtype=object)
+
+
+def write_corpus(path: Path, rows: int, seed: int = 0, layout: str = "long", reply_words: int = 0) -> Path:
     """A Parquet file of ``rows`` replies (all 14 models answer every prompt): long (a row per prompt and
-    model) or wide (the published layout: a row per prompt, response and judge columns per model)."""
+    model) or wide (the published layout: a row per prompt, response and judge columns per model). The
+    replies are a few stock sentences, or with ``reply_words`` different texts of about that many words."""
     from mijabench.taxonomy import load_taxonomy
     tax = load_taxonomy()
     rng = np.random.default_rng(seed)
@@ -103,7 +122,8 @@ def write_corpus(path: Path, rows: int, seed: int = 0, layout: str = "long") -> 
     harmful = rng.random(rows) < p_harm
     columns = {"jb_prompt": prompt[item], "group": group[item], "language": language[item],
                "jb_strategy": strategy[item], "scenario_category": category[item], "model": model,
-               "jb_response": REPLIES[rng.integers(0, len(REPLIES), rows)]}
+               "jb_response": (long_replies(rng, rows, reply_words) if reply_words else
+                               REPLIES[rng.integers(0, len(REPLIES), rows)])}
     for judge in JUDGES:  # each judge agrees with the truth 95% of the time
         flip = rng.random(rows) < 0.05
         columns[f"jb_cls_{judge}"] = np.where(harmful ^ flip, "harmful", "safe")
@@ -182,8 +202,8 @@ def as_format(corpus: Path, fmt: str) -> list[str]:
     return ["AKCIT/mijabench_align", "--hub", "--from-disk", str(folder)]
 
 
-def measure(rows: int, folder: Path, resamples: int, layout: str = "long", fmt: str = "parquet"
-            ) -> dict[str, dict]:
+def measure(rows: int, folder: Path, resamples: int, layout: str = "long", fmt: str = "parquet",
+            reply_words: int = 0) -> dict[str, dict]:
     cli = ["mijabench"]  # `python -m mijabench`: the same entry point as the `mijabench` command
     corpus = folder / "corpus.parquet"
     ws = folder / "ws"
@@ -193,7 +213,7 @@ def measure(rows: int, folder: Path, resamples: int, layout: str = "long", fmt: 
         shutil.rmtree(ws / "mijabench.sqlite.judged", ignore_errors=True)
         out["import"] = {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan")}
     else:
-        write_corpus(corpus, rows, layout=layout)
+        write_corpus(corpus, rows, layout=layout, reply_words=reply_words)
         source = as_format(corpus, fmt)
         out["import"] = run([*cli, "import", *source, "-w", str(ws), "--bench", "paper"], folder)
     report = [*cli, "report", "-w", str(ws), "--out", str(folder / "report"), *voters, "--resamples",
@@ -232,6 +252,10 @@ def main() -> None:
     parser.add_argument("--format", choices=("parquet", "jsonl", "csv", "hub"), default="parquet",
                         help="the file the import reads: the corpus as Parquet, JSONL or CSV, or a saved "
                              "`datasets` copy imported as the hub's (--hub --from-disk)")
+    parser.add_argument("--reply-words", type=int, default=0,
+                        help="replies of about this many words each, all different (default: six short "
+                             "stock sentences; real corpora's replies are longer, and every command that "
+                             "reads the responses table pays for it)")
     args = parser.parse_args()
     global SRC
     SRC = args.src or SRC
@@ -241,7 +265,7 @@ def main() -> None:
     for rows in args.rows:
         folder = args.reuse or Path(tempfile.mkdtemp(prefix=f"paper{rows}-", dir=args.keep))
         try:
-            results[rows] = measure(rows, folder, args.resamples, args.layout, args.format)
+            results[rows] = measure(rows, folder, args.resamples, args.layout, args.format, args.reply_words)
         finally:
             if args.keep is None and args.reuse is None:
                 shutil.rmtree(folder, ignore_errors=True)

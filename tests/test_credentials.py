@@ -88,6 +88,12 @@ def test_written_credential_forms_are_masked_whatever_their_value():
     assert scrub_text('{"Authorization": "Basic dXNlcjpwYXNz"}', []) == '{"Authorization": "***"}'
     assert scrub_text("authorization=Bearer sk-12345678 sent", []) == "authorization=*** sent"
     assert scrub_text("got Bearer sk-0123456789abcdef", []) == "got Bearer ***"
+    # the header's name in capitals, and in a long reply whose other slashes and capitals are no credential
+    assert scrub_text("AUTHORIZATION: Basic dXNlcjpwYXNw", []) == "AUTHORIZATION: ***"
+    plain, slashed = "Bee zoo " * 200, "A B/C z " * 200
+    assert scrub_text(plain + "see https://user:pw@host/x " + slashed, []) == \
+        plain + "see https://***@host/x " + slashed
+    assert scrub_text(slashed + "Authorization: Token abcdef123456", []) == slashed + "Authorization: ***"
     # ordinary prose is left alone
     for text in ("the basic idea", "a bearer of bad news", "mail a@b.example", "http://host/v1",
                  "Authorization: the act of granting"):

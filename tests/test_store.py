@@ -133,3 +133,25 @@ def test_newer_schema_is_refused(tmp_path):
     from mijabench.errors import MijaError
     with pytest.raises(MijaError, match="newer"):
         Store(ws)
+
+
+def test_a_new_store_has_large_pages_and_an_older_one_keeps_its_own(tmp_path):
+    """A store is made with PAGE_SIZE pages (faster imports and full loads at scale); one made with SQLite's
+    default 4 KiB pages by an earlier version opens, keeps them and its rows."""
+    from mijabench.store.core import PAGE_SIZE
+
+    with Store(tmp_path / "new") as store:
+        store.put_items([_item(1)], bench="b")
+        assert store.query("PRAGMA page_size")[0][0] == PAGE_SIZE == 16384
+    old = tmp_path / "old" / "mijabench.sqlite"
+    old.parent.mkdir()
+    conn = sqlite3.connect(old)  # a file of 4 KiB pages, as SQLite made them before
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("CREATE TABLE keep (x)")
+    conn.execute("INSERT INTO keep VALUES (42)")
+    conn.commit()
+    conn.close()
+    with Store(old) as store:
+        store.put_items([_item(2)], bench="b")
+        assert store.query("PRAGMA page_size")[0][0] == 4096
+        assert store.query("SELECT x FROM keep")[0][0] == 42 and len(store.items("b")) == 1

@@ -39,6 +39,12 @@ BULK_CACHE_KIB = 262144  # page cache of a bulk write: the primary-key indexes o
 # it sorts the runs on every core and merges them (2.4-3.9 s to 1.2-1.4 s for the verdicts' response index at
 # paper scale, 2 cores); one large in-memory run (the bulk page cache) sorts on one thread only.
 INDEX_SORT_CACHE_KIB = 4096
+# bytes per page of a new store (SQLite's default is 4096; a store keeps the size it was made with). At paper
+# scale with replies of about 120 words, 16 KiB pages made the import 1.3 s faster (17.1 to 17.7 s against
+# 18.4 to 19.1 s in process), a full load's report 0.2 to 0.5 s faster, and the file 7% smaller
+PAGE_SIZE = 16384
+
+
 def workspace_path(given: str | Path | None = None) -> Path:
     """The workspace folder: ``given`` (a -w option, a ``Workspace(path)``, a task parameter), else
     ``$MIJABENCH_WORKSPACE``, else ``./mijabench-workspace``; an empty value counts as not given."""
@@ -105,6 +111,8 @@ class Store:
             self._health = HealthCheck(self.path, self.conn, aside=check_aside and not self._opening_writes())
             # the timeout first: a bulk write elsewhere may hold the store (``bulk``) while the log is set
             self.conn.execute("PRAGMA busy_timeout=30000")
+            if self.conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # a new file: before its first page
+                self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()

@@ -28,7 +28,8 @@ _AUTH_VALUE = re.compile(r"\b(Bearer)(\s+)(?=[A-Za-z0-9._~+/=-]*[0-9_-])[A-Za-z0
 # as "authorization: the act of granting" is left alone (a credential is one long unbroken token)
 _AUTH_HEADER = re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?)"
                           r"(?:(?:bearer|basic|token|digest|apikey)\s+)?[A-Za-z0-9._~+/=:-]{8,}")
-_MARKERS = ("://", "Bearer", "uthorization")
+
+_AUTH_WORD = re.compile("authorization", re.I)
 
 # secrets a backend announced while it was built: names of environment variables read live, and values
 _EXTRA_ENV: set[str] = set()
@@ -58,11 +59,19 @@ def scrub_text(text: str, secrets: list[str] | None = None) -> str:
     for value in secrets if secrets is not None else secret_values():
         if value in text:
             text = text.replace(value, MASK)
-    if any(marker in text for marker in _MARKERS):  # a cheap test first: most answers hold none
+    if _may_hold_a_written_credential(text):
         text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
         text = _AUTH_HEADER.sub(rf"\1{MASK}", text)
         text = _AUTH_VALUE.sub(rf"\1\2{MASK}", text)
     return text
+
+
+def _may_hold_a_written_credential(text: str) -> bool:
+    """Whether ``text`` holds what the written forms start with: a URL's ``://``, ``Bearer``, or the word
+    authorization in any case. A test of one character first (a ``memchr``) leaves most answers after a
+    single pass: scrubbing the replies of a 600k-row corpus took 1.5 s with the word tests alone."""
+    return (("/" in text and "://" in text) or ("B" in text and "Bearer" in text)
+            or (("z" in text or "Z" in text) and _AUTH_WORD.search(text) is not None))
 
 
 def redact(obj: Any, secrets: list[str] | None = None) -> Any:

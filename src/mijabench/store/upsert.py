@@ -132,11 +132,16 @@ class CodedColumn:
         return [self.values[i] for i in self.codes.tolist()]
 
 
+REMEMBERED = 256  # characters: a value up to this long is scrubbed once however often it repeats
+
+
 def scrub_all(values: list[str] | CodedColumn, secrets: list[str]) -> list[str] | CodedColumn:
-    """``scrub_text`` of each value, once per distinct value (labels and stock replies repeat)."""
+    """``scrub_text`` of each value, once per distinct short one (labels and stock replies repeat)."""
     if isinstance(values, CodedColumn):
         # its values, not only those in use (another slice's), some perhaps None
         return CodedColumn(values.codes, [scrub_text(v, secrets) if isinstance(v, str) else v
                                           for v in values.values])
     done: dict[str, str] = {}
-    return [done[v] if v in done else done.setdefault(v, scrub_text(v, secrets)) for v in values]
+    # long values (replies) are scrubbed one by one: they rarely repeat, and hashing them costs as much
+    return [scrub_text(v, secrets) if len(v) > REMEMBERED else
+            done[v] if v in done else done.setdefault(v, scrub_text(v, secrets)) for v in values]
