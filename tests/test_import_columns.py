@@ -264,3 +264,14 @@ def test_a_dataset_with_a_feature_that_is_not_a_plain_value_is_read_row_by_row()
     assert table.column_names == ["a", "n"] and table.num_rows == 2
     assert rows_of(listed, "listed").arrow is None
     assert rows_of([{"a": "x"}], "a list").arrow is None
+
+
+def test_texts_are_python_strings_only_for_the_slice_asked():
+    """A corpus's replies stay in their Arrow column until the store writes a batch of them: a slice, any
+    step, iteration across chunks, and missing values read as the column's own Python values."""
+    values = ["a", None, "ccc", "", "e\u00e9", "f", "g"]
+    for column in (pa.array(values), pa.chunked_array([values[:3], values[3:5], [], values[5:]])):
+        texts = corpuscolumns.Texts(column)
+        assert len(texts) == 7 and list(texts) == values
+        assert texts[1:4] == values[1:4] and texts[5:] == values[5:] and texts[:0] == []
+        assert texts[::2] == values[::2] and texts[2:100] == values[2:] and texts[-3:] == values[-3:]
