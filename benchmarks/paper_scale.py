@@ -4,7 +4,7 @@ the selection of responses a judge still has to judge.
 The corpus is synthetic, in the long layout `import` reads (or, with `--layout wide`, the published wide
 one): 14 models answer the same prompts (615,454 rows at paper scale is 14 x 43,961), 13 English and 9
 Portuguese group cells, 4 strategies, 21 scenario categories, three judges' plain labels per reply.
-Prompts and replies are short, mild placeholder text.
+Prompts and replies are short, mild placeholder text (``--reply-words N``: replies of about N words).
 Every command runs as its own process: wall time, CPU time (user + system, from ``os.wait4``: the honest
 figure on a shared machine; it counts the processes the command reaped, such as the report's forked
 plotting) and peak resident memory (the child's own high-water mark, VmHWM).
