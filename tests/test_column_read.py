@@ -60,10 +60,15 @@ def filled(store):
     return store
 
 
+def _columns(store, judges, facts):
+    """The columns a full load reads in batches (None: it gave up), the verdicts read in a thread."""
+    with ThreadPoolExecutor(1) as pool:
+        verdicts = columnread.aside(pool, store, columnread.verdict_labels, judges)
+        return columnread.with_votes(columnread.read_responses(store, [], [], facts), verdicts)
+
+
 def _batched(store):
-    with ThreadPoolExecutor(2) as pool:
-        return columnread.response_columns(store, ["j1"], [], [], pool=pool,
-                                           facts=lambda: table._store_facts(store.query))
+    return _columns(store, ["j1"], lambda: table._store_facts(store.query))
 
 
 def _by_rows(monkeypatch):
@@ -193,11 +198,8 @@ def test_a_target_written_between_the_two_reads_is_never_given_another_name(fill
     """The facts lane read the targets before a run of a new model wrote one: the batches give up (the row
     query then numbers targets itself) rather than shift every later target's code by one."""
     stored, runs = table._store_facts(filled.query)
-    with ThreadPoolExecutor(2) as pool:
-        assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
-                                           facts=lambda: (stored[1:], runs)) is None
-        assert columnread.response_columns(filled, ["j1"], [], [], pool=pool,
-                                           facts=lambda: (stored, runs)) is not None
+    assert _columns(filled, ["j1"], lambda: (stored[1:], runs)) is None
+    assert _columns(filled, ["j1"], lambda: (stored, runs)) is not None
 
 
 def _without_json(query):

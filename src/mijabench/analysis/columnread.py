@@ -119,21 +119,10 @@ def _read_only(path) -> sqlite3.Connection:
     return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
 
 
-def response_columns(store, judges: Sequence[str], where: list[str], args: list, *, pool: ThreadPoolExecutor,
-                     facts: Callable[[], tuple], verdicts: Future | None = None) -> dict | None:
-    """The columns ``table._response_rows`` gives (same values, same order: responses by rowid), or None
-    when an id in the selection is not one mijabench writes. ``facts()``: every (model, settings key, ...)
-    of the store and every run id, each in code order (``table._store_facts``, read in another thread),
-    and optionally each target's rowids and runs. The verdicts are read in a thread of ``pool`` meanwhile,
-    or were started already (``verdicts``: ``verdict_labels`` of ``judges``)."""
-    if verdicts is None and judges:
-        verdicts = aside(pool, store, verdict_labels, judges)
-    return with_votes(read_responses(store, where, args, facts), verdicts)
-
-
 def with_votes(columns: dict | None, verdicts: Future | None) -> dict | None:
     """``read_responses``'s columns with each response's votes counted from ``verdicts`` (a future of
-    ``verdict_labels``; None: no voter), its keys dropped; None for None."""
+    ``verdict_labels``, read in a thread meanwhile; None: no voter), its keys dropped: the columns
+    ``table._response_rows`` gives, same values, same order (responses by rowid). None for None."""
     if columns is None:
         return None
     votes = count_votes(verdicts.result() if verdicts is not None else [], columns.pop("keys"))
@@ -143,8 +132,10 @@ def with_votes(columns: dict | None, verdicts: Future | None) -> dict | None:
 
 def read_responses(store, where: list[str], args: list, facts: Callable[[], tuple], since: int = 0
                    ) -> dict | None:
-    """``response_columns`` without the votes, with each response's id key (``keys``), of the responses
-    after rowid ``since``."""
+    """The selected responses' columns after rowid ``since``, without their votes (``with_votes``), with each
+    response's id key (``keys``), or None when an id in the selection is not one mijabench writes.
+    ``facts()``: every (model, settings key, ...) of the store and every run id, each in code order
+    (``table._store_facts``, read in another thread), and optionally each target's rowids and runs."""
     also = "".join(f" AND {w}" for w in where)
     parts: dict[str, list] = {k: [] for k in ("ids", "keys", "items", "flags", "rowid", "run_bounds")}
     for lo, hi in _batches(store.query, "responses", since):

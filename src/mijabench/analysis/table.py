@@ -332,7 +332,7 @@ def _voters(store, judges, where: list[str], args: list, allow_even_vote: bool, 
 def assemble(cols: dict[str, Sequence], item_rows: list[tuple], stored: list[tuple],
              run_names: tuple[str, ...], voters: Voters, census: list[tuple[str, str, int]],
              models: list[dict], empty_as: str) -> JudgedTable:
-    """The judged table from what ``load_judged`` reads: the responses' columns (``response_columns``),
+    """The judged table from what ``load_judged`` reads: the responses' columns (``columnread.with_votes``),
     the items (rowid, id, pair id, language, group, strategy, scenario category) in rowid order, the
     store's targets and runs (``_store_facts``), the voters, the judge census and the stored models. An
     import that gives these from its own columns makes the same table (``sources.importsnapshot``)."""
