@@ -268,9 +268,7 @@ def _listed_codes(rowid: np.ndarray, runs: Sequence[str], listing: list[tuple[np
     if not len(rowid):
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     code = {name: i for i, name in enumerate(runs)}
-    listed = _join([rowids for rowids, _ in listing], np.int64)
-    target = _join([np.full(len(rowids), i, np.int32) for i, (rowids, _) in enumerate(listing)], np.int32)
-    model = _lookup(listed, target, rowid).astype(np.int32)
+    model = _code_by_rowid([(rowids, i) for i, (rowids, _) in enumerate(listing)], rowid)
     if (model < 0).any():
         return None, None
     # a target's only run, or -1 when it had several
@@ -291,9 +289,14 @@ def _target_codes(store, rowid: np.ndarray, targets: Sequence[tuple], since: int
                         [since])
     if any((model, key) not in rank for model, key, _ in lists):
         return None
-    rowids = [_ints(ids) for _, _, ids in lists]
-    codes = [np.full(len(r), rank[(m, k)], np.int32) for (m, k, _), r in zip(lists, rowids, strict=True)]
-    return _lookup(_join(rowids, np.int64), _join(codes, np.int32), rowid).astype(np.int32)
+    return _code_by_rowid([(_ints(ids), rank[(model, key)]) for model, key, ids in lists], rowid)
+
+
+def _code_by_rowid(groups: list[tuple[np.ndarray, int]], rowid: np.ndarray) -> np.ndarray:
+    """For each of ``rowid``, the code of the group (rowids, code) that lists it, -1 where none does."""
+    listed = _join([rowids for rowids, _ in groups], np.int64)
+    codes = _join([np.full(len(rowids), code, np.int32) for rowids, code in groups], np.int32)
+    return _lookup(listed, codes, rowid).astype(np.int32)
 
 
 def verdict_labels(query, judges: Sequence[str], since: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
