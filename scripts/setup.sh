@@ -24,6 +24,10 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The embedded model's GGUF file is converted once to a float32 model folder in the cache (about half a
+# minute), here rather than in the first `mijabench audit`; a cached conversion is found in a moment.
+.venv/bin/python -m mijabench.backends.embedded
+
 # the browser tests' chromium and chromedriver: a failed install stops here, it does not skip them later
 if [ $dev = 1 ]; then bash scripts/install-browser.sh; fi
 echo "setup: ready (.venv)"

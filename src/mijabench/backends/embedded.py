@@ -66,6 +66,20 @@ def _cached_dir() -> Path | None:
     return folder if (folder / MANIFEST).is_file() else None
 
 
+def prepare() -> None:
+    """Convert the embedded model into the cache now, if it is not there yet (``scripts/setup.sh`` runs this,
+    so the first audit does not spend its first half minute converting). One line on stdout either way."""
+    cached = _cached_dir()
+    if cached is not None:
+        print(f"embedded model: cached in {cached}")
+        return
+    gguf_path = embedded_gguf_path()
+    verify_embedded_file(gguf_path)
+    print("embedded model: converting SmolLM2-135M-Instruct to float32 (once, about half a minute)",
+          flush=True)
+    print(f"embedded model: ready in {converted_model_dir(gguf_path, GGUF_SHA256, EMBEDDED_NAME)}")
+
+
 class EmbeddedBackend(TransformersBackend):
     """The transformers backend over the embedded model's cache folder."""
 
@@ -84,3 +98,13 @@ class EmbeddedBackend(TransformersBackend):
                             f"(the embedded one is {EMBEDDED_SPEC})")
         return cls(name=config.name, spec=config.spec, concurrency=config.concurrency,
                    params_b=config.params_b, **local_backend_options(config))
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        prepare()
+    except MijaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
