@@ -844,11 +844,15 @@ def test_row_chooser_climbs_while_it_pays_and_stays_in_memory():
     free = RowChooser(bytes_per_token=10, budget_bytes=10**9, start=8)
     assert measure(free, lambda r: 0.2 + 0.002 * r + (0.05 * r if r > 48 else 0)) == 48
     assert sorted(free.measured) == [8, 16, 24, 32, 48, 64]
-    # Memory for 20 rows of 100 columns: the climb stops below it.
+    # Memory for 20 rows of 100 columns, between the ladder's 16 and 24: the climb ends at 20, never past it
     tight = RowChooser(bytes_per_token=10, budget_bytes=20 * 100 * 10, start=8)
-    assert tight.memory_cap(100) == 20 and measure(tight, lambda r: 0.2 + 0.002 * r) == 16
+    assert tight.memory_cap(100) == 20 and measure(tight, lambda r: 0.2 + 0.002 * r) == 20
+    assert sorted(tight.measured) == [8, 16, 20]
     tight.shrink()
-    assert tight.rows(100) == 8 and tight.settled
+    assert tight.rows(100) == 10 and tight.settled
+    # room for 17: one row more than 16 is not worth a trial
+    snug = RowChooser(bytes_per_token=10, budget_bytes=17 * 100 * 10, start=8)
+    assert measure(snug, lambda r: 0.2 + 0.002 * r) == 16 and sorted(snug.measured) == [8, 16]
 
 
 def test_row_chooser_tries_the_next_size_again_after_a_trial_timed_on_a_busy_moment():

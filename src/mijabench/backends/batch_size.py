@@ -83,13 +83,13 @@ class RowChooser:
             return
         rate = self._tokens / self._seconds
         self._steps, self._tokens, self._seconds = 0, 0, 0.0
-        bigger = [r for r in LADDER if r > rows]
+        bigger = self.next_size(rows, capacity)
         if self.settled:  # settled by measurement: measured again, and the next size up tried now and then
             self._since_settled += STEPS_PER_TRIAL
-            if self._since_settled >= RETRY_STEPS and bigger and bigger[0] <= self.memory_cap(capacity):
+            if self._since_settled >= RETRY_STEPS and bigger:
                 self.measured[rows] = rate  # the figure to beat, taken just before the bigger size runs
                 self.retries -= 1
-                self.settled, self.current = False, bigger[0]
+                self.settled, self.current = False, bigger
             return
         self.measured[rows] = rate
         below = [r for r in self.measured if r < rows]
@@ -97,7 +97,17 @@ class RowChooser:
             self.current = max(self.measured, key=self.measured.get)  # not worth it: back to the best
             self.settled, self._since_settled = True, 0
             return
-        if not bigger or bigger[0] > self.memory_cap(capacity):
+        if not bigger:
             self.settled, self.retries = True, 0  # the top of the ladder, or of memory: nothing to retry
             return
-        self.current = bigger[0]
+        self.current = bigger
+
+    def next_size(self, rows: int, capacity: int) -> int | None:
+        """The size to try after ``rows``: the next on the ladder, or as many rows as memory holds when that
+        is fewer (the demo's 512 MB hold 35 rows at its width, between 32 and 48), if that is at least an
+        eighth more rows; None when there is none."""
+        bigger = min((r for r in LADDER if r > rows), default=None)
+        if bigger is None:
+            return None
+        size = min(bigger, self.memory_cap(capacity))
+        return size if size >= rows + max(1, rows // 8) else None
