@@ -104,7 +104,7 @@ class RowChooser:
 
     def next_size(self, rows: int, capacity: int) -> int | None:
         """The size to try after ``rows``: the next on the ladder, or as many rows as memory holds when that
-        is fewer (the demo's 512 MB hold 35 rows at its width, between 32 and 48), if that is at least an
+        is fewer (the demo's 512 MB hold 36 rows at 320 columns, between 32 and 48), if that is at least an
         eighth more rows; None when there is none."""
         bigger = min((r for r in LADDER if r > rows), default=None)
         if bigger is None:
