@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/local_batching.py [--prompts 100] [--new-tokens 64] [--batch-sizes 16 32 64]
     .venv/bin/python benchmarks/local_batching.py --audit        # also time `mijabench audit` (the demo)
+    .venv/bin/python benchmarks/local_batching.py --audit-phases # the demo in process, with its phases
 
 In process: the same prompts go through the backend at each fixed batch size and with the automatic one
 (``auto``: the chooser's pick, from memory and measured throughput), all sent at once as the runner does;
@@ -10,6 +11,10 @@ replies and the base rate. Greedy decoding throughout, so every mode should give
 that differ is printed (float rounding on near ties can flip one). Each mode prints tokens, wall seconds,
 tokens/s, process CPU seconds (user + system, all threads) and peak RSS. Targets on 2 cores: at least 150
 tokens/s for 64-token replies over 100 items.
+
+``--audit-phases`` runs the same demo in this process and also prints the time of its prefill passes and
+decode steps, the prompt tokens padded, the steps and rows, and a hash of the replies: the figures to
+compare two versions of the code on a machine whose speed drifts.
 
 ``--audit`` runs the README's first command (``mijabench audit``, the embedded demo) in a fresh workspace as a
 child process and prints its wall time, CPU time and peak RSS. Target: under 90 s after set-up on a quiet
@@ -104,6 +109,83 @@ def time_audit() -> None:
               f"{load_average()}")
 
 
+def audit_phases() -> None:
+    """The demo audit in this process, with timers around the decode loop's prefill passes and steps: on a
+    machine whose speed drifts between runs (15 s from one demo to the next on a 2-core VM), the phases and
+    the counts (prompt tokens padded, steps, rows) separate two versions of the code where wall time
+    cannot. The hash of the replies checks that they did not change."""
+    import hashlib
+    import sqlite3
+
+    from mijabench.backends import continuous
+    from mijabench.cli.main import app
+
+    seen = {"prefill": 0.0, "step": 0.0, "steps": 0, "rows": 0, "real": 0, "padded": 0, "buffers": []}
+    loop_class = continuous.DecodeLoop
+    prefill, step, resize = loop_class._prefill, loop_class.step, loop_class._resize
+
+    def timed_prefill(loop, requests, prefix, plan):
+        start = time.perf_counter()
+        try:
+            return prefill(loop, requests, prefix, plan)
+        finally:
+            seen["prefill"] += time.perf_counter() - start
+            shared = 0 if prefix is None else prefix.length
+            seen["real"] += sum(len(r.prompt_ids) - shared for r in requests)
+            seen["padded"] += len(requests) * (max(len(r.prompt_ids) for r in requests) - shared)
+
+    def timed_step(loop):
+        rows, start = loop.active, time.perf_counter()
+        try:
+            return step(loop)
+        finally:
+            seen["step"] += time.perf_counter() - start
+            seen["steps"] += 1
+            seen["rows"] += rows
+
+    def counted_resize(loop, rows, capacity):
+        seen["buffers"].append(f"{rows}x{capacity}")
+        return resize(loop, rows, capacity)
+
+    loop_class._prefill, loop_class.step, loop_class._resize = timed_prefill, timed_step, counted_resize
+    from mijabench.backends.transformers_local import TransformersBackend
+
+    load = TransformersBackend.load
+
+    def timed_load(backend):
+        start = time.perf_counter()
+        try:
+            return load(backend)
+        finally:
+            seen["load"] = seen.get("load", 0.0) + time.perf_counter() - start
+
+    TransformersBackend.load = timed_load
+    with tempfile.TemporaryDirectory(prefix="mija-demo-") as folder:
+        os.environ["MIJABENCH_WORKSPACE"] = str(Path(folder) / "ws")
+        print(f"\n`mijabench audit` (the demo) in process, load average before: {load_average()}", flush=True)
+        start, cpu = time.perf_counter(), cpu_seconds()
+        sys.argv = ["mijabench", "audit", "--out", str(Path(folder) / "report")]
+        try:
+            app()
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        store = sqlite3.connect(Path(folder) / "ws" / "mijabench.sqlite")
+        texts = [text for (text,) in store.execute("SELECT text FROM responses ORDER BY item_id, model")]
+        store.close()
+    steps = max(1, seen["steps"])
+    print(f"demo audit in process: {wall:.1f}s wall, {cpu:.1f}s CPU, peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MB; load average after: "
+          f"{load_average()}")
+    print(f"  model load {seen.get('load', 0.0):.1f}s (waits included); prefill {seen['prefill']:.1f}s "
+          f"({seen['real']} prompt tokens, {seen['padded']} with padding); "
+          f"decode {seen['step']:.1f}s ({seen['steps']} steps, {seen['rows'] / steps:.1f} rows a step); "
+          f"buffers (rows x columns): {' '.join(seen['buffers'])}")
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    print(f"  {len(texts)} replies, sha256 of their texts {digest}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=100)
@@ -114,9 +196,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--audit", action="store_true", help="also time the demo audit command")
     parser.add_argument("--audit-only", action="store_true", help="only time the demo audit command")
+    parser.add_argument("--audit-phases", action="store_true",
+                        help="only run the demo audit, in this process, timing its prefill and decode")
     args = parser.parse_args()
     if args.audit_only:
         time_audit()
+        return
+    if args.audit_phases:
+        audit_phases()
         return
 
     import torch

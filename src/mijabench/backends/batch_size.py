@@ -21,7 +21,7 @@ from __future__ import annotations
 LADDER = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 GAIN = 1.08  # a bigger batch must be this much faster to be worth its memory
 STEPS_PER_TRIAL = 8  # full decode steps measured per size
-RETRY_STEPS = 160  # full steps at a size settled on by measurement before the next size up is tried again
+RETRY_STEPS = 48  # full steps at a size settled on by measurement before the next size up is tried again
 RETRIES = 3
 CPU_BUDGET_MB = (128, 512)  # the buffer's share of available memory is clamped to this range on CPU
 
