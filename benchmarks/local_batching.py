@@ -118,9 +118,11 @@ def audit_phases() -> None:
     import sqlite3
 
     from mijabench.backends import continuous
+    from mijabench.backends.transformers_local import TransformersBackend
     from mijabench.cli.main import app
 
-    seen = {"prefill": 0.0, "step": 0.0, "steps": 0, "rows": 0, "real": 0, "padded": 0, "buffers": []}
+    seen = {"load": 0.0, "prefill": 0.0, "step": 0.0, "steps": 0, "rows": 0, "real": 0, "padded": 0,
+            "buffers": []}
     loop_class = continuous.DecodeLoop
     prefill, step, resize = loop_class._prefill, loop_class.step, loop_class._resize
 
@@ -147,9 +149,6 @@ def audit_phases() -> None:
         seen["buffers"].append(f"{rows}x{capacity}")
         return resize(loop, rows, capacity)
 
-    loop_class._prefill, loop_class.step, loop_class._resize = timed_prefill, timed_step, counted_resize
-    from mijabench.backends.transformers_local import TransformersBackend
-
     load = TransformersBackend.load
 
     def timed_load(backend):
@@ -157,8 +156,9 @@ def audit_phases() -> None:
         try:
             return load(backend)
         finally:
-            seen["load"] = seen.get("load", 0.0) + time.perf_counter() - start
+            seen["load"] += time.perf_counter() - start
 
+    loop_class._prefill, loop_class.step, loop_class._resize = timed_prefill, timed_step, counted_resize
     TransformersBackend.load = timed_load
     with tempfile.TemporaryDirectory(prefix="mija-demo-") as folder:
         os.environ["MIJABENCH_WORKSPACE"] = str(Path(folder) / "ws")
@@ -178,7 +178,7 @@ def audit_phases() -> None:
     print(f"demo audit in process: {wall:.1f}s wall, {cpu:.1f}s CPU, peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MB; load average after: "
           f"{load_average()}")
-    print(f"  model load {seen.get('load', 0.0):.1f}s (waits included); prefill {seen['prefill']:.1f}s "
+    print(f"  model load {seen['load']:.1f}s (waits included); prefill {seen['prefill']:.1f}s "
           f"({seen['real']} prompt tokens, {seen['padded']} with padding); "
           f"decode {seen['step']:.1f}s ({seen['steps']} steps, {seen['rows'] / steps:.1f} rows a step); "
           f"buffers (rows x columns): {' '.join(seen['buffers'])}")
