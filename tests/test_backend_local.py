@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mijabench.backends import embedded, gguf  # noqa: E402
-from mijabench.backends.base import BackendError, GenerationRequest  # noqa: E402
+from mijabench.backends.base import BackendError, Generation, GenerationRequest  # noqa: E402
 from mijabench.backends.registry import ModelConfig, create_backend, parse_model  # noqa: E402
 from mijabench.backends.transformers_local import TransformersBackend  # noqa: E402
 from mijabench.errors import MijaError  # noqa: E402
@@ -853,6 +853,41 @@ def test_row_chooser_climbs_while_it_pays_and_stays_in_memory():
     # room for 17: one row more than 16 is not worth a trial
     snug = RowChooser(bytes_per_token=10, budget_bytes=17 * 100 * 10, start=8)
     assert measure(snug, lambda r: 0.2 + 0.002 * r) == 16 and sorted(snug.measured) == [8, 16]
+
+
+def test_the_automatic_size_starts_at_32_rows_unless_memory_holds_fewer(tiny_model_dir):
+    """32 requests that arrive together decode as one batch from the first step (the chooser no longer
+    starts at 16 and climbs through 24); a key/value budget that holds 10 rows at their width caps that."""
+    from mijabench.backends import continuous
+
+    requests = [ask(f"{PROMPTS[i % 4]} {i}", key=str(i)) for i in range(32)]
+
+    def widest_step(kv_cache_mb):
+        options = {"batch_wait_ms": 3000} | ({"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {})
+        backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="auto", options=options))
+        backend.load()
+        loop, seen = backend.decode_loop, []
+        real_step = loop.step
+
+        def counted_step():
+            seen.append(loop.active)
+            return real_step()
+
+        loop.step = counted_step
+        lengths = [len(backend.tokenizer(backend.render_prompt(r), add_special_tokens=False)["input_ids"])
+                   for r in requests]
+        per_token = continuous.kv_bytes_per_token(backend.model)
+        try:
+            replies = run(gather(backend, requests))
+        finally:
+            run(backend.aclose())
+        assert all(isinstance(g, Generation) for g in replies)
+        return max(seen), lengths, per_token
+
+    widest, lengths, per_token = widest_step(None)
+    assert widest == 32
+    width = -(-(max(lengths) + 8) // continuous.CAPACITY_STEP) * continuous.CAPACITY_STEP
+    assert widest_step(10 * width * per_token / 2**20)[0] == 10
 
 
 def test_row_chooser_tries_the_next_size_again_after_a_trial_timed_on_a_busy_moment():

@@ -19,6 +19,10 @@ times.
 from __future__ import annotations
 
 LADDER = (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+# the first size tried, memory permitting. 16 and 24 rows never beat 32 in any measurement on a 2-core CPU
+# (quiet: 134, 151 and 191 decode tokens/s; busy: 16, 40 and 42), and their two trials cost the demo about
+# 16 steps at a third or half of its rows; the memory cap still lowers it where rows are wide or memory short
+START_ROWS = 32
 GAIN = 1.08  # a bigger batch must be this much faster to be worth its memory
 STEPS_PER_TRIAL = 8  # full decode steps measured per size
 RETRY_STEPS = 48  # full steps at a size settled on by measurement before the next size up is tried again

@@ -39,7 +39,7 @@ from ..errors import MijaError
 from ..records import SamplingSettings
 from . import continuous
 from .base import Backend, BackendError, Generation, GenerationRequest, Messages, with_system_prompt
-from .batch_size import RowChooser, memory_budget_bytes
+from .batch_size import START_ROWS, RowChooser, memory_budget_bytes
 from .errorkind import ErrorKind
 
 _STOP = object()  # tells the worker thread to finish
@@ -171,8 +171,7 @@ class TransformersBackend(Backend):
         fixed = int(self._batch_size_option) if self._batch_size_option else None
         budget = int(self.kv_cache_mb * 2**20) if self.kv_cache_mb else memory_budget_bytes(self.device)
         self.chooser = RowChooser(bytes_per_token=continuous.kv_bytes_per_token(self.model),
-                                  budget_bytes=budget, start=32 if self.device.startswith("cuda") else 16,
-                                  fixed=fixed)
+                                  budget_bytes=budget, start=START_ROWS, fixed=fixed)
         self.decode_loop = continuous.DecodeLoop(self.model, self._eos_ids, self.tokenizer.pad_token_id,
                                                  self.chooser.rows(512), rows_for=self.chooser.rows)
 
