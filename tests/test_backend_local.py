@@ -863,7 +863,7 @@ def test_the_automatic_size_starts_at_32_rows_unless_memory_holds_fewer(tiny_mod
     requests = [ask(f"{PROMPTS[i % 4]} {i}", key=str(i)) for i in range(32)]
 
     def widest_step(kv_cache_mb):
-        options = {"batch_wait_ms": 3000} | ({"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {})
+        options = {"batch_wait_ms": 500} | ({"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {})
         backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="auto", options=options))
         backend.load()
         loop, seen = backend.decode_loop, []
