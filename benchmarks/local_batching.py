@@ -14,7 +14,9 @@ tokens/s for 64-token replies over 100 items.
 
 ``--audit-phases`` runs the same demo in this process and also prints the time of its prefill passes and
 decode steps, the prompt tokens padded, the steps and rows, and a hash of the replies: the figures to
-compare two versions of the code on a machine whose speed drifts.
+compare two versions of the code on a machine whose speed drifts. Last, the demo's matrix arithmetic and
+the seconds this machine needs for it alone, at the float32 rates its products reach here: a floor under
+the phases, to judge the 90 s target on a given machine.
 
 ``--audit`` runs the README's first command (``mijabench audit``, the embedded demo) in a fresh workspace as a
 child process and prints its wall time, CPU time and peak RSS. Target: under 90 s after set-up on a quiet
@@ -159,6 +161,8 @@ def audit_phases() -> None:
             return load(backend)
         finally:
             seen["load"] = max(seen["load"], time.perf_counter() - start)
+            if backend.model is not None:
+                seen["config"] = backend.model.config
 
     loop_class._prefill, loop_class.step, loop_class._resize = timed_prefill, timed_step, counted_resize
     TransformersBackend.load = timed_load
@@ -186,6 +190,51 @@ def audit_phases() -> None:
           f"buffers (rows x columns): {' '.join(seen['buffers'])}")
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     print(f"  {len(texts)} replies, sha256 of their texts {digest}")
+    if "config" in seen:
+        print_arithmetic(seen["config"], seen["padded"], seen["rows"], seen["rows"] / steps)
+
+
+def print_arithmetic(config, prefill_tokens: int, decode_rows: int, mean_rows: float) -> None:
+    """The demo's matrix arithmetic and how long this machine needs for it alone, at the float32 rates its
+    products reach here in the shapes of a prefill pass (512 tokens) and of a decode step (the mean rows):
+    a floor under the phases above, to judge a time target on a given machine."""
+    import torch
+
+    hidden, inner = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    kv = (getattr(config, "num_key_value_heads", None) or config.num_attention_heads) * head_dim
+    q = config.num_attention_heads * head_dim
+    # (out, in) of every product in a layer: q, k, v, o, gate, up, down
+    shapes = [(q, hidden), (kv, hidden), (kv, hidden), (hidden, q), (inner, hidden), (inner, hidden),
+              (hidden, inner)]
+    layer_macs = sum(o * i for o, i in shapes)
+    head_macs = config.vocab_size * hidden
+    prefill_flop = 2 * layer_macs * config.num_hidden_layers * prefill_tokens  # the prefill skips the head
+    decode_flop = 2 * (layer_macs * config.num_hidden_layers + head_macs) * decode_rows
+    weights = [[torch.randn(o, i) for o, i in shapes] for _ in range(config.num_hidden_layers)]
+    head = torch.randn(config.vocab_size, hidden)
+
+    def rate(rows: int, with_head: bool) -> float:
+        inputs = {i: torch.randn(rows, i) for _, i in shapes}
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for layer in weights:
+                for w in layer:
+                    torch.nn.functional.linear(inputs[w.shape[1]], w)
+            if with_head:
+                torch.nn.functional.linear(inputs[hidden], head)
+            best = min(best, time.perf_counter() - start)
+        macs = layer_macs * config.num_hidden_layers + (head_macs if with_head else 0)
+        return 2 * macs * rows / best
+
+    prefill_rate, decode_rate = rate(512, False), rate(max(1, round(mean_rows)), True)
+    floor = prefill_flop / prefill_rate + decode_flop / decode_rate
+    print(f"  arithmetic: prefill {prefill_flop / 1e12:.2f} TFLOP, decode {decode_flop / 1e12:.2f} TFLOP; "
+          f"this machine's float32 products run at {prefill_rate / 1e9:.0f} GFLOP/s in a prefill's shape "
+          f"(512 tokens) and {decode_rate / 1e9:.0f} in a decode step's ({round(mean_rows)} rows): "
+          f"{prefill_flop / prefill_rate:.1f} s + {decode_flop / decode_rate:.1f} s = {floor:.1f} s of "
+          "matrix products alone, before attention, loading and the rest of the audit")
 
 
 def main() -> None:
