@@ -572,12 +572,23 @@ def test_refilled_rows_reply_as_model_generate_one_at_a_time(two_rows):
     assert {g.finish_reason for g in loop} == {"stop", "length"}
 
 
-def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_model_dir):
+def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_model_dir, monkeypatch):
     """Two system prompts, each shared by three requests, and a request of its own: each opening is run
-    once (its keys and values start every row that shares it), and every reply is the one-at-a-time one."""
+    once and kept once, outside the rows' buffer (``row_attention``), and every reply is the one-at-a-time
+    one."""
+    from mijabench.backends import continuous
+
     backend = create_backend(ModelConfig(spec=f"hf:{tiny_model_dir}", name="shared",
                                          options={"batch_size": 4}))
     backend.load()
+    widths: list[int] = []
+    real_resize = continuous.DecodeLoop._resize
+
+    def resize(loop, rows, capacity):
+        widths.append(capacity)
+        return real_resize(loop, rows, capacity)
+
+    monkeypatch.setattr(continuous.DecodeLoop, "_resize", resize)
     systems = ["The quick brown fox jumps over the lazy dog. " * 3, "Hello, how are you today? " * 4]
     requests = [GenerationRequest(str(i), [{"role": "system", "content": systems[i % 2]},
                                            {"role": "user", "content": PROMPTS[i % 4]}],
@@ -596,10 +607,17 @@ def test_rows_that_share_an_opening_reply_as_model_generate_one_at_a_time(tiny_m
         run(backend.aclose())
     assert [(g.text, g.completion_tokens, g.finish_reason) for g in replies] == reference
     assert sum(opening) <= shared < prompt_tokens / 2  # each opening run once, not once per row
+    # the buffer holds what the rows add to their openings: the rows with a system prompt need no more
+    # than their own columns; with the openings in every row they would need the opening's columns too
+    own = max(tokens(backend.render_prompt(r)) - min(opening) + r.settings.max_tokens for r in requests[:6])
+    alone = tokens(backend.render_prompt(requests[6])) + requests[6].settings.max_tokens
+    assert widths and max(widths) <= continuous._round_up(max(own, alone), continuous.CAPACITY_STEP)
+    assert max(widths) < min(opening) + own - continuous.CAPACITY_STEP, (widths, opening, own)
 
 
 KV = 2 * 2 * 2 * 8 * 4  # the tiny model's bytes a token: layers x (keys, values) x kv heads x head dim x 4
 BUDGET = 8 * 64 * KV  # 8 rows of 64 columns, 4 of 128
+# after a different first word in each prompt: an opening they shared would be kept outside the buffer
 LONG_TEXT = "The quick brown fox jumps over the lazy dog. " * 3
 
 
@@ -631,7 +649,7 @@ def test_long_prompts_wait_until_the_wider_buffer_fits_the_memory_budget(tiny_mo
     assert continuous.kv_bytes_per_token(backend.model) == KV
     budget, kv = BUDGET, KV
     requests = [ask(PROMPTS[i], key=f"short{i}", max_tokens=12) for i in range(4)] + \
-               [ask(f"{LONG_TEXT} {i}", key=f"long{i}", max_tokens=12) for i in range(4)]
+               [ask(f"Story {i}: {LONG_TEXT}", key=f"long{i}", max_tokens=12) for i in range(4)]
     try:
         replies = run(gather(backend, requests))
         reference = [_generate_one(backend, r, backend._eos_ids) for r in requests]
@@ -649,7 +667,7 @@ def test_a_buffer_widened_by_long_prompts_narrows_once_they_are_done(tiny_model_
 
     backend, buffers = budget_backend(tiny_model_dir, monkeypatch, "narrow")
     budget, kv = BUDGET, KV
-    long = [ask(f"{LONG_TEXT} {i}", key=f"long{i}", max_tokens=12) for i in range(2)]
+    long = [ask(f"Story {i}: {LONG_TEXT}", key=f"long{i}", max_tokens=12) for i in range(2)]
     short = [ask(PROMPTS[i % 4] + f" {i}", key=f"short{i}", max_tokens=12) for i in range(8)]
     try:
         replies = run(gather(backend, long))
@@ -860,7 +878,7 @@ def test_the_automatic_size_starts_at_32_rows_unless_memory_holds_fewer(tiny_mod
     starts at 16 and climbs through 24); a key/value budget that holds 10 rows at their width caps that."""
     from mijabench.backends import continuous
 
-    requests = [ask(f"{PROMPTS[i % 4]} {i}", key=str(i)) for i in range(32)]
+    requests = [ask(f"{i} {PROMPTS[i % 4]}", key=str(i)) for i in range(32)]  # no shared opening
 
     def widest_step(kv_cache_mb):
         options = {"batch_wait_ms": 500} | ({"kv_cache_mb": kv_cache_mb} if kv_cache_mb else {})

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..records import SamplingSettings
+from . import row_attention
 from .heap import release_freed_memory
 
 # Architectures known to build their attention from a standard (batch, heads, length, dim) cache and to
@@ -109,6 +110,7 @@ class _Row:
     started: float
     tokens: list[int] = field(default_factory=list)
     generator: Any = None
+    opening: _Prefix | None = None  # a shared opening kept outside the buffer (row_attention)
 
 
 class DecodeLoop:
@@ -136,6 +138,8 @@ class DecodeLoop:
         self.capacity = 0
         self.steps = self.prefills = 0
         self.prefixes = PrefixStates(model, self.device)
+        # rows keep a shared opening's keys and values outside the buffer, read once a step for all of them
+        self.shares_openings = row_attention.install(model)
 
     # ---- public ---------------------------------------------------------------------------------------
 
@@ -176,7 +180,7 @@ class DecodeLoop:
         plan = (width, self.active + room)  # the buffer these requests and the active rows need together
         requests, left = requests[:room], requests[room:]
         done: list[RowResult] = []
-        for shared, group in shared_prefix_groups(requests):
+        for shared, group in self._with_kept_openings(shared_prefix_groups(requests)):
             prefix = self.prefixes.states(group[0].prompt_ids[:shared]) if shared else None
             ordered = sorted(group, key=lambda r: len(r.prompt_ids))  # similar lengths: less padding
             chunk: list[RowRequest] = []
@@ -204,7 +208,7 @@ class DecodeLoop:
         room, plan = 0, 0
         floor = self.needed_capacity()
         for taken, request in enumerate(requests[:self.free], start=1):
-            longest = max(longest, len(request.prompt_ids))
+            longest = max(longest, len(request.prompt_ids) - self._kept_opening(request.prompt_ids))
             most_tokens = max(most_tokens, request.settings.max_tokens)
             capacity = max(floor, _round_up(longest + most_tokens, CAPACITY_STEP))
             if self.active + taken > min(self.rows, self.rows_for(capacity)):
@@ -214,6 +218,37 @@ class DecodeLoop:
             return 1, max(floor, _round_up(len(requests[0].prompt_ids) + requests[0].settings.max_tokens,
                                            CAPACITY_STEP))
         return room, plan
+
+    def _kept_opening(self, ids: list[int]) -> int:
+        """Columns of ``ids`` an opening already kept would hold outside the buffer (an estimate: the opening
+        ``admit`` shares may differ; the buffer is sized again from the real one after the prefill)."""
+        if not self.shares_openings:
+            return 0
+        found = self.prefixes.longest_kept(ids)
+        return 0 if found is None else found.length
+
+    def _with_kept_openings(self, groups: list[tuple[int, list[RowRequest]]]
+                            ) -> list[tuple[int, list[RowRequest]]]:
+        """``groups`` with each request that shares no opening within this refill given the longest opening
+        kept from earlier refills that it begins with (a refill of one row of a system prompt's requests
+        would otherwise run that prompt again, and keep its columns in the row)."""
+        out: list[tuple[int, list[RowRequest]]] = []
+        by_opening: dict[tuple[int, ...], list[RowRequest]] = {}
+        for shared, members in groups:
+            if shared:
+                out.append((shared, members))
+                continue
+            rest = []
+            for request in members:
+                found = self.prefixes.longest_kept(request.prompt_ids)
+                if found is None or found.length < MIN_SHARED_PREFIX:
+                    rest.append(request)
+                else:
+                    by_opening.setdefault(found.ids, []).append(request)
+            out += [(len(ids), members) for ids, members in by_opening.items()]
+            if rest:
+                out.append((0, rest))
+        return out
 
     def needed_capacity(self) -> int:
         """The buffer width the active rows need to the end of their replies (0 with none active)."""
@@ -245,10 +280,14 @@ class DecodeLoop:
         span = max(columns) + 1
         self.cache.prepare(index, cols, n, span)
         mask = self.valid[:n, None, None, :span]
+        extra = {}
+        openings = self._shared_openings(n, mask)
+        if openings is not None:
+            extra["shared_openings"] = openings
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
                              position_ids=torch.tensor(positions, device=self.device)[:, None],
-                             attention_mask=mask, cache=self.cache, use_cache=True)
+                             attention_mask=mask, cache=self.cache, use_cache=True, **extra)
         logits = out.logits[:, -1, :].float()
         self.steps += 1
         finished: list[RowResult] = []
@@ -262,6 +301,22 @@ class DecodeLoop:
                 finished.append(result)
                 self._free_slot(i)
         return finished
+
+    def _shared_openings(self, n: int, mask) -> row_attention.SharedOpenings | None:
+        """The step's rows by the opening they keep outside the buffer; None when no row keeps one."""
+        torch = self.torch
+        groups: dict[int, tuple[_Prefix, list[int]]] = {}
+        for i in range(n):
+            row = self.slots[i]
+            if row is not None and row.opening is not None:
+                groups.setdefault(id(row.opening), (row.opening, []))[1].append(i)
+        if not groups:
+            return None
+        bias = torch.zeros(mask.shape, dtype=self.dtype, device=self.device)
+        bias.masked_fill_(~mask, float("-inf"))
+        return row_attention.SharedOpenings(
+            [(opening.layers, None if len(members) == n else torch.tensor(members, device=self.device))
+             for opening, members in groups.values()], bias)
 
     # ---- prefill ---------------------------------------------------------------------------------------
 
@@ -303,8 +358,9 @@ class DecodeLoop:
         del out
         release_freed_memory()  # the pass's activations, before the buffer may grow and the rows move in
         now = time.monotonic()
-        rows = [_Row(r, position=len(r.prompt_ids), column=p + width, next_token=-1, started=now)
-                for r in requests]
+        kept = p if self.shares_openings else 0  # prompt columns kept outside the buffer, with the opening
+        rows = [_Row(r, position=len(r.prompt_ids), column=p + width - kept, next_token=-1, started=now,
+                     opening=prefix if kept else None) for r in requests]
         picks = self._pick(logits, rows)
         finished: list[RowResult] = []
         going: list[tuple[_Row, int]] = []  # rows that go on decoding, with their row in the prefill batch
@@ -315,7 +371,7 @@ class DecodeLoop:
             else:
                 finished.append(result)
         if going:
-            need = p + width + max(row.request.settings.max_tokens for row, _ in going)
+            need = p + width - kept + max(row.request.settings.max_tokens for row, _ in going)
             wanted = self.active + len(going)
             planned = max(wanted, plan[1])  # the rows of this whole admission, when it has more passes
             # the width admit planned for the active rows and all it takes (it checked the budget there)
@@ -330,7 +386,7 @@ class DecodeLoop:
                 rows = max(wanted, min(self.rows, self.rows_for(capacity), 1 << (planned - 1).bit_length()))
                 self._resize(rows, capacity)
             placed = [(self._take_slot(row), j) for row, j in going]
-            self._copy_in(cache, keep, placed, p + width)
+            self._copy_in(cache, keep, placed, kept, p + width)
         return finished
 
     def _take_slot(self, row: _Row) -> int:
@@ -341,15 +397,17 @@ class DecodeLoop:
         self.slots.append(row)
         return len(self.slots) - 1
 
-    def _copy_in(self, prefill_cache, keep, placed: list[tuple[int, int]], width: int) -> None:
+    def _copy_in(self, prefill_cache, keep, placed: list[tuple[int, int]], start: int, stop: int) -> None:
+        """The prefill's columns ``[start, stop)`` of the placed rows into their slots' first columns."""
         torch = self.torch
         slots = torch.tensor([s for s, _ in placed], device=self.device)
         rows = torch.tensor([j for _, j in placed], device=self.device)
+        width = stop - start
         for layer, (keys, values) in enumerate(_layer_tensors(prefill_cache)):
-            self.cache.keys[layer][slots, :, :width] = keys[rows]
-            self.cache.values[layer][slots, :, :width] = values[rows]
+            self.cache.keys[layer][slots, :, :width] = keys[rows, :, start:stop]
+            self.cache.values[layer][slots, :, :width] = values[rows, :, start:stop]
         self.valid[slots] = False
-        self.valid[slots, :width] = keep[rows.cpu()].to(self.device)
+        self.valid[slots, :width] = keep[rows.cpu(), start:stop].to(self.device)
 
     # ---- buffer ----------------------------------------------------------------------------------------
 
@@ -502,6 +560,11 @@ class PrefixStates:
 
     def clear(self) -> None:
         self.kept.clear()
+
+    def longest_kept(self, ids: list[int]) -> _Prefix | None:
+        """The longest kept opening that ``ids`` begin with and go beyond (None if there is none)."""
+        return max((p for p in self.kept.values() if p.length < len(ids) and tuple(ids[:p.length]) == p.ids),
+                   key=lambda p: p.length, default=None)
 
     def states(self, ids: list[int]) -> _Prefix:
         key = tuple(ids)
