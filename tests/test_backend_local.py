@@ -997,3 +997,64 @@ def test_cpu_threads_leave_out_the_cores_other_processes_use(monkeypatch):
     monkeypatch.setattr(psutil, "Process", Busy)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 75.0)  # three of four busy in all
     assert transformers_local.idle_cpu_threads(torch) == 3
+
+
+def test_attention_over_a_kept_opening_equals_attention_over_the_whole_row():
+    """``row_attention.shared_attention`` on one decode token per row: two openings (one shared by every
+    other row, one by a single row), rows without one, and masked columns, against plain attention over
+    each row's opening and own columns laid end to end."""
+    import torch
+
+    from mijabench.backends import row_attention
+
+    torch.manual_seed(0)
+    rows, heads, kv_heads, dim, span = 6, 4, 2, 8, 7
+    module = types.SimpleNamespace(layer_idx=1, config=types.SimpleNamespace(), num_key_value_groups=2)
+    query = torch.randn(rows, heads, 1, dim)
+    keys, values = torch.randn(rows, kv_heads, span, dim), torch.randn(rows, kv_heads, span, dim)
+    own = torch.rand(rows, span) > 0.4
+    own[:, -1] = True  # every row has its last token
+    openings = [[(torch.randn(1, kv_heads, n, dim), torch.randn(1, kv_heads, n, dim)) for _ in range(2)]
+                for n in (5, 3)]
+    members = [torch.tensor([0, 2, 4]), torch.tensor([3])]  # rows 1 and 5 have no opening
+    bias = torch.zeros(rows, 1, 1, span).masked_fill_(~own[:, None, None, :], float("-inf"))
+    shared = row_attention.SharedOpenings(list(zip(openings, members, strict=True)), bias)
+    out, _ = row_attention.shared_attention(module, query, keys, values, None, scaling=0.3,
+                                            shared_openings=shared)
+    assert out.shape == (rows, 1, heads, dim)
+    for row in range(rows):
+        k, v, mask = keys[row], values[row], own[row]
+        for layers, rows_of in zip(openings, members, strict=True):
+            if row in rows_of.tolist():
+                opening_k, opening_v = layers[module.layer_idx]
+                k, v = torch.cat([opening_k[0], k], 1), torch.cat([opening_v[0], v], 1)
+                mask = torch.cat([torch.ones(opening_k.shape[2], dtype=torch.bool), mask])
+        expected = torch.nn.functional.scaled_dot_product_attention(
+            query[row][None], k[None], v[None], attn_mask=mask[None, None, None], scale=0.3, enable_gqa=True)
+        torch.testing.assert_close(out[row, 0], expected[0, :, 0], rtol=1e-5, atol=1e-6)
+    # every row sharing one opening takes the path without gather and scatter, to the same result
+    every = row_attention.SharedOpenings([(openings[0], None)], bias)
+    listed = row_attention.SharedOpenings([(openings[0], torch.arange(rows))], bias)
+    def attend(openings):
+        return row_attention.shared_attention(module, query, keys, values, None, scaling=0.3,
+                                              shared_openings=openings)[0]
+
+    torch.testing.assert_close(attend(every), attend(listed))
+
+
+def test_a_model_with_eager_attention_keeps_its_openings_in_the_rows(tiny_model_dir):
+    """Only sdpa attention is rerouted: a model loaded with eager attention keeps it everywhere (decode
+    steps through the flash kernel gave other replies than eager ``model.generate`` on near ties), and its
+    rows hold their openings as before."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mijabench.backends import continuous, row_attention
+
+    eager = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32,
+                                                 attn_implementation="eager")
+    loop = continuous.DecodeLoop(eager, [0], 0, rows=4)
+    assert not loop.shares_openings and eager.config._attn_implementation == "eager"
+    sdpa = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert continuous.DecodeLoop(sdpa, [0], 0, rows=4).shares_openings
+    assert sdpa.config._attn_implementation == row_attention.NAME

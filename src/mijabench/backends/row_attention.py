@@ -15,7 +15,6 @@ shared opening) go to the attention the model had before, unchanged.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +36,9 @@ class SharedOpenings:
 
 def install(model) -> bool:
     """Route ``model``'s attention through ``shared_attention``; False (nothing changed) for a model off the
-    CPU (the merge uses the CPU flash kernel) or an attention other than sdpa or eager: the decode loop
-    then copies openings into every row."""
+    CPU (the merge uses the CPU flash kernel) or with another attention than sdpa: the decode loop then
+    copies openings into every row. (With eager attention, decode steps through the flash kernel gave
+    other replies than eager ``model.generate`` on near ties.)"""
     global _registered
     if next(model.parameters()).device.type != "cpu":
         return False
@@ -46,7 +46,7 @@ def install(model) -> bool:
     current = getattr(config, "_attn_implementation", None)
     if current == NAME:
         return True
-    if current not in {"sdpa", "eager"}:
+    if current != "sdpa":
         return False
     if not _registered:
         from transformers import AttentionInterface
@@ -97,9 +97,6 @@ def shared_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 
 def _fallback(module):
-    original = getattr(module.config, _ORIGINAL, "sdpa")
-    if original == "eager":  # not in transformers' registry: each modeling file has its own
-        return sys.modules[type(module).__module__].eager_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    return ALL_ATTENTION_FUNCTIONS[original]
+    return ALL_ATTENTION_FUNCTIONS[getattr(module.config, _ORIGINAL, "sdpa")]
