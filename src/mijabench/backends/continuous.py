@@ -11,7 +11,10 @@ the cache was over half of every decode step. Here instead:
 * a finished row is refilled at once: the new prompts are prefilled together in a separate forward pass
   (left-padded, with a 4D mask) and their keys and values copied into the free rows;
 * a per-row mask (``valid``) says which columns each row attends to; padding and a row's previous occupant
-  are masked out, so a row sees exactly its own tokens, at its own positions.
+  are masked out, so a row sees exactly its own tokens, at its own positions;
+* an opening shared by several prompts (a system prompt) is prefilled once, and on CPU its keys and values
+  stay outside the buffer: the row holds only what follows it, and decode steps attend to both parts
+  through ``row_attention`` (more rows in the same memory).
 
 Greedy replies are the replies of one-at-a-time ``model.generate`` (up to float rounding on near ties);
 seeded sampling uses the same per-row generators as the ``generate`` path (``_SeededRowSampler``).
