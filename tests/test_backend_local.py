@@ -1019,8 +1019,8 @@ def test_attention_over_a_kept_opening_equals_attention_over_the_whole_row():
     members = [torch.tensor([0, 2, 4]), torch.tensor([3])]  # rows 1 and 5 have no opening
     bias = torch.zeros(rows, 1, 1, span).masked_fill_(~own[:, None, None, :], float("-inf"))
     shared = row_attention.SharedOpenings(list(zip(openings, members, strict=True)), bias)
-    out, _ = row_attention.shared_attention(module, query, keys, values, None, scaling=0.3,
-                                            shared_openings=shared)
+    with row_attention.attending(shared):
+        out, _ = row_attention.shared_attention(module, query, keys, values, None, scaling=0.3)
     assert out.shape == (rows, 1, heads, dim)
     for row in range(rows):
         k, v, mask = keys[row], values[row], own[row]
@@ -1036,10 +1036,22 @@ def test_attention_over_a_kept_opening_equals_attention_over_the_whole_row():
     every = row_attention.SharedOpenings([(openings[0], None)], bias)
     listed = row_attention.SharedOpenings([(openings[0], torch.arange(rows))], bias)
     def attend(openings):
-        return row_attention.shared_attention(module, query, keys, values, None, scaling=0.3,
-                                              shared_openings=openings)[0]
+        with row_attention.attending(openings):
+            return row_attention.shared_attention(module, query, keys, values, None, scaling=0.3)[0]
 
     torch.testing.assert_close(attend(every), attend(listed))
+    # outside a step's ``attending`` the call is plain attention over the keys it is given
+    plain = row_attention.shared_attention(module, query, keys, values, None, scaling=0.3)[0]
+    torch.testing.assert_close(plain, torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, scale=0.3, enable_gqa=True).transpose(1, 2))
+    # a bfloat16 model: the float32 log-sum-exps weigh bfloat16 outputs
+    half = row_attention.SharedOpenings([([(k.bfloat16(), v.bfloat16()) for k, v in openings[0]], None)],
+                                        bias.bfloat16())
+    with row_attention.attending(half):
+        out16 = row_attention.shared_attention(module, query.bfloat16(), keys.bfloat16(), values.bfloat16(),
+                                               None, scaling=0.3)[0]
+    assert out16.dtype == torch.bfloat16
+    torch.testing.assert_close(out16.float(), attend(every), rtol=0.05, atol=0.05)
 
 
 def test_a_model_with_eager_attention_keeps_its_openings_in_the_rows(tiny_model_dir):

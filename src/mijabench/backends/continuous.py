@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,14 +284,11 @@ class DecodeLoop:
         span = max(columns) + 1
         self.cache.prepare(index, cols, n, span)
         mask = self.valid[:n, None, None, :span]
-        extra = {}
         openings = self._shared_openings(n, mask)
-        if openings is not None:
-            extra["shared_openings"] = openings
-        with torch.inference_mode():
+        with torch.inference_mode(), (row_attention.attending(openings) if openings else nullcontext()):
             out = self.model(input_ids=torch.tensor(tokens, device=self.device)[:, None],
                              position_ids=torch.tensor(positions, device=self.device)[:, None],
-                             attention_mask=mask, cache=self.cache, use_cache=True, **extra)
+                             attention_mask=mask, cache=self.cache, use_cache=True)
         logits = out.logits[:, -1, :].float()
         self.steps += 1
         finished: list[RowResult] = []

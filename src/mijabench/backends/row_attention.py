@@ -9,18 +9,25 @@ query length, so the opening is read once for all of them). The two partial resu
 log-sum-exp, which gives the softmax over both parts (up to float rounding).
 
 The model's attention is routed here by registering this function with transformers and naming it in the
-model's config (``install``). Calls without ``shared_openings`` (prefill passes, steps where no row has a
-shared opening) go to the attention the model had before, unchanged.
+model's config (``install``). The decode loop names the step's openings around its forward call
+(``attending``), on its own thread: not as a keyword argument, which each architecture would have to pass
+down to its attention (one that did not would silently attend without the openings). Calls outside a step
+with openings (prefill passes, ``model.generate``, steps where no row has one) go to the attention the model
+had before, unchanged.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 NAME = "mijabench_rows"
 _ORIGINAL = "_mijabench_original_attention"  # config attribute: the implementation calls fall back to
 _registered = False
+_step = threading.local()  # the openings of the decode step running on this thread, if any
 
 
 @dataclass
@@ -60,11 +67,21 @@ def install(model) -> bool:
     return True
 
 
+@contextmanager
+def attending(openings: SharedOpenings) -> Iterator[None]:
+    """Decode steps run inside this attend to ``openings`` (on this thread)."""
+    _step.openings = openings
+    try:
+        yield
+    finally:
+        _step.openings = None
+
+
 def shared_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Attention of one decode token per row over its shared opening and its own columns (see the module
     docstring); any other call goes to the model's own attention."""
-    shared = kwargs.pop("shared_openings", None)
-    if shared is None or query.shape[2] != 1:
+    shared = getattr(_step, "openings", None)
+    if shared is None or query.shape[2] != 1 or query.shape[0] != shared.bias.shape[0]:
         return _fallback(module)(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                  **kwargs)
     import torch
@@ -88,7 +105,8 @@ def shared_attention(module, query, key, value, attention_mask, scaling=None, dr
         own_out, own_lse = (out, lse) if every else (out[members], lse[members])
         # softmax over both parts: each part's output weighted by its share of the total exp-sum,
         # sigmoid(own_lse - opening_lse) for the row's own columns
-        merged = torch.lerp(opening_out, own_out, torch.sigmoid(own_lse - opening_lse).unsqueeze(-1))
+        share = torch.sigmoid(own_lse - opening_lse).unsqueeze(-1).to(own_out.dtype)  # lse is float32
+        merged = torch.lerp(opening_out, own_out, share)
         if every:
             out = merged
         else:
