@@ -237,11 +237,11 @@ class DecodeLoop:
         kept from earlier refills that it begins with (a refill of one row of a system prompt's requests
         would otherwise run that prompt again, and keep its columns in the row)."""
         out: list[tuple[int, list[RowRequest]]] = []
-        by_opening: dict[tuple[int, ...], list[RowRequest]] = {}
         for shared, members in groups:
             if shared:
                 out.append((shared, members))
                 continue
+            by_opening: dict[tuple[int, ...], list[RowRequest]] = {}
             rest = []
             for request in members:
                 found = self.prefixes.longest_kept(request.prompt_ids)
@@ -562,18 +562,17 @@ class PrefixStates:
     def clear(self) -> None:
         self.kept.clear()
 
-    def longest_kept(self, ids: list[int]) -> _Prefix | None:
+    def longest_kept(self, ids: list[int] | tuple[int, ...]) -> _Prefix | None:
         """The longest kept opening that ``ids`` begin with and go beyond (None if there is none)."""
-        return max((p for p in self.kept.values() if p.length < len(ids) and tuple(ids[:p.length]) == p.ids),
+        key = tuple(ids)
+        return max((p for p in self.kept.values() if p.length < len(key) and key[:p.length] == p.ids),
                    key=lambda p: p.length, default=None)
 
     def states(self, ids: list[int]) -> _Prefix:
         key = tuple(ids)
         found = self.kept.pop(key, None)
         if found is None:
-            base = max((p for p in self.kept.values() if p.length < len(key) and key[:p.length] == p.ids),
-                       key=lambda p: p.length, default=None)
-            found = self._extend(base, key)
+            found = self._extend(self.longest_kept(ids), key)
         self.kept[key] = found
         while len(self.kept) > 1 and sum(p.nbytes for p in self.kept.values()) > PREFIX_CACHE_BYTES:
             del self.kept[next(iter(self.kept))]

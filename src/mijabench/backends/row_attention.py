@@ -12,8 +12,8 @@ The model's attention is routed here by registering this function with transform
 model's config (``install``). The decode loop names the step's openings around its forward call
 (``attending``), on its own thread: not as a keyword argument, which each architecture would have to pass
 down to its attention (one that did not would silently attend without the openings). Calls outside a step
-with openings (prefill passes, ``model.generate``, steps where no row has one) go to the attention the model
-had before, unchanged.
+with openings (prefill passes, ``model.generate``, steps where no row has one) go to sdpa, the attention the
+model had before (``install`` reroutes no other), unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 NAME = "mijabench_rows"
-_ORIGINAL = "_mijabench_original_attention"  # config attribute: the implementation calls fall back to
 _registered = False
 _step = threading.local()  # the openings of the decode step running on this thread, if any
 
@@ -62,7 +61,6 @@ def install(model) -> bool:
         AttentionInterface.register(NAME, shared_attention)
         AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks of prefill passes, as for sdpa
         _registered = True
-    setattr(config, _ORIGINAL, current)
     config._attn_implementation = NAME
     return True
 
@@ -82,8 +80,10 @@ def shared_attention(module, query, key, value, attention_mask, scaling=None, dr
     docstring); any other call goes to the model's own attention."""
     shared = getattr(_step, "openings", None)
     if shared is None or query.shape[2] != 1 or query.shape[0] != shared.bias.shape[0]:
-        return _fallback(module)(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                 **kwargs)
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, scaling=scaling,
+                                              dropout=dropout, **kwargs)
     import torch
 
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -113,8 +113,3 @@ def shared_attention(module, query, key, value, attention_mask, scaling=None, dr
             out[members] = merged
     return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
 
-
-def _fallback(module):
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    return ALL_ATTENTION_FUNCTIONS[getattr(module.config, _ORIGINAL, "sdpa")]
